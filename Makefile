@@ -1,0 +1,48 @@
+# Sundial: `make run` starts the stack with a demo job; `make test` runs the tests.
+PY      ?= python3
+VENV    ?= .venv
+BIN      = $(VENV)/bin
+export DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/sundial
+export RABBITMQ_URL ?= amqp://guest:guest@127.0.0.1:5672/
+
+.PHONY: install services run test test-fast lint bench chaos up down clean
+
+$(BIN)/sundial: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+install: $(BIN)/sundial
+
+# Start the local PostgreSQL and RabbitMQ if they are not running.
+services:
+	@bash scripts/ensure-services.sh
+
+run: install services
+	@bash scripts/run-local.sh
+
+test: install services
+	$(BIN)/pytest -q -p no:cacheprovider
+
+test-fast: install
+	$(BIN)/pytest -q tests/unit
+
+lint: install
+	$(BIN)/ruff check services tests bench
+
+bench: install services
+	$(BIN)/pip install -q -e '.[test,bench]'
+	$(BIN)/python -m bench
+
+chaos: install services
+	$(BIN)/pytest -q -m slow tests/e2e
+
+up:
+	docker compose up -d --build
+
+down:
+	docker compose down
+
+clean:
+	rm -rf $(VENV) test-artifacts .pytest_cache

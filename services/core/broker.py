@@ -1,0 +1,174 @@
+"""RabbitMQ topology and the confirmed publisher.
+
+Topology (declared idempotently by every service that needs it):
+    exchange sundial.runs   direct, durable; routing key = the job's queue
+    queue    sundial.<q>    quorum, durable, x-delivery-limit, DLX sundial.dlx
+    exchange sundial.dlx    fanout, durable  ->  queue sundial.dead
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+
+from core.logging import get_logger
+from core.messages import CONTENT_TYPE
+
+log = get_logger("core.broker")
+
+EXCHANGE = "sundial.runs"
+DEAD_LETTER_EXCHANGE = "sundial.dlx"
+DEAD_LETTER_QUEUE = "sundial.dead"
+
+BROKER_ERRORS: tuple[type[BaseException], ...] = (
+    aiormq.exceptions.AMQPError,
+    aio_pika.exceptions.AMQPException,
+    ConnectionError,
+    OSError,
+    asyncio.TimeoutError,
+    RuntimeError,  # aio-pika raises it for a closed channel
+)
+
+
+def queue_name(queue: str) -> str:
+    return f"sundial.{queue}"
+
+
+def queue_arguments(delivery_limit: int) -> dict[str, object]:
+    return {
+        "x-queue-type": "quorum",
+        "x-delivery-limit": delivery_limit,
+        "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+    }
+
+
+async def declare_base(channel: AbstractChannel) -> AbstractExchange:
+    """The run exchange and the dead-letter path; returns the run exchange."""
+    exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True)
+    dlx = await channel.declare_exchange(DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.FANOUT,
+                                         durable=True)
+    dead = await channel.declare_queue(DEAD_LETTER_QUEUE, durable=True,
+                                       arguments={"x-queue-type": "quorum"})
+    await dead.bind(dlx, routing_key="")
+    return exchange
+
+
+async def declare_queue(channel: AbstractChannel, exchange: AbstractExchange, queue: str,
+                        delivery_limit: int) -> aio_pika.abc.AbstractQueue:
+    declared = await channel.declare_queue(queue_name(queue), durable=True,
+                                           arguments=queue_arguments(delivery_limit))
+    await declared.bind(exchange, routing_key=queue)
+    return declared
+
+
+async def declare_topology(channel: AbstractChannel, queues: Iterable[str],
+                           delivery_limit: int) -> AbstractExchange:
+    exchange = await declare_base(channel)
+    for queue in queues:
+        await declare_queue(channel, exchange, queue, delivery_limit)
+    return exchange
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message to publish: the run id (message_id), the queue and the body."""
+
+    run_id: int
+    queue: str
+    body: bytes
+
+
+class Publisher:
+    """Publishes with publisher confirms and `mandatory`, many messages in flight at once.
+
+    Not robust by itself on purpose: a failed publish marks the connection broken and the
+    next call reconnects, so the caller (the tick) decides when to try again and never
+    blocks on a broker that is down.
+    """
+
+    def __init__(self, url: str, delivery_limit: int, *, window: int = 1000,
+                 connect_timeout_s: float = 5.0):
+        self.url = url
+        self.delivery_limit = delivery_limit
+        self.window = window
+        self.connect_timeout_s = connect_timeout_s
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._exchange: AbstractExchange | None = None
+        self._queues: set[str] = set()
+        self._lock = asyncio.Lock()
+
+    @property
+    def connected(self) -> bool:
+        return (self._channel is not None and not self._channel.is_closed
+                and self._connection is not None and not self._connection.is_closed)
+
+    async def connect(self) -> None:
+        async with self._lock:
+            if self.connected:
+                return
+            await self._close_quietly()
+            connection = await aio_pika.connect(self.url, timeout=self.connect_timeout_s)
+            try:
+                channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+                self._exchange = await declare_base(channel)
+            except BaseException:
+                await connection.close()
+                raise
+            self._connection, self._channel, self._queues = connection, channel, set()
+            log.info("broker.connected")
+
+    async def _close_quietly(self) -> None:
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None:
+            try:
+                await connection.close()
+            except BROKER_ERRORS:
+                pass
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._close_quietly()
+
+    async def _ensure_queue(self, queue: str) -> None:
+        # The scheduler declares a job's queue before its first message, so runs wait
+        # in RabbitMQ for a worker instead of being returned as unroutable.
+        if queue not in self._queues:
+            assert self._channel is not None and self._exchange is not None
+            await declare_queue(self._channel, self._exchange, queue, self.delivery_limit)
+            self._queues.add(queue)
+
+    async def publish_many(self, messages: Sequence[Outgoing]) -> list[BaseException | None]:
+        """Publish all; for each message, None once confirmed, else the error.
+
+        Connects first if needed (raising if the broker cannot be reached).
+        """
+        if not messages:
+            return []
+        if not self.connected:
+            await self.connect()
+        for queue in {m.queue for m in messages}:
+            await self._ensure_queue(queue)
+        assert self._exchange is not None
+        exchange = self._exchange
+        window = asyncio.Semaphore(self.window)
+
+        async def one(m: Outgoing) -> None:
+            async with window:
+                await exchange.publish(
+                    aio_pika.Message(m.body, content_type=CONTENT_TYPE,
+                                     delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                                     message_id=str(m.run_id)),
+                    routing_key=m.queue, mandatory=True)
+
+        results = await asyncio.gather(*(one(m) for m in messages), return_exceptions=True)
+        errors: list[BaseException | None] = [r if isinstance(r, BaseException) else None
+                                             for r in results]
+        if any(e is not None for e in errors) and not self.connected:
+            await self.close()
+        return errors

@@ -1,0 +1,56 @@
+"""The `sundial` command.
+
+Each service contributes its sub-commands through `<package>.commands.register(sub)`;
+the heavy imports happen inside the command functions, so `sundial --help` is quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+from core.errors import SundialError
+
+COMMAND_MODULES = ("core.commands", "scheduler.commands", "worker.commands", "api.commands")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sundial",
+        description="Sundial: a database-driven job scheduler (PostgreSQL + RabbitMQ).")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue  # a service that is not installed contributes nothing
+            raise
+        module.register(sub)
+    return parser
+
+
+def run_async(main: Callable[..., object], *args: object) -> int:
+    """Run a coroutine function; its return value (or 0) is the exit code."""
+    code = asyncio.run(main(*args))  # type: ignore[arg-type]
+    return int(code or 0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.func(args)
+    except SundialError as exc:
+        print(f"sundial: {exc}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        code = 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

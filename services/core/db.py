@@ -1,0 +1,73 @@
+"""The asyncpg pool, with JSON codecs, and connection retry with backoff."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+import tenacity
+
+from core.logging import get_logger
+
+log = get_logger("core.db")
+
+# Errors that mean "the server is not there (yet)" rather than "the query is wrong".
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.TooManyConnectionsError,
+    TimeoutError,
+)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads,
+                                  schema="pg_catalog")
+
+
+def _log_retry(state: tenacity.RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    log.warning("db.connect_retry", attempt=state.attempt_number, error=repr(exc),
+                wait_s=round(state.next_action.sleep, 2) if state.next_action else None)
+
+
+def connect_retrying(max_wait_s: float = 30.0, attempts: int | None = None):
+    """A tenacity decorator: exponential backoff on connection errors only."""
+    stop = tenacity.stop_after_attempt(attempts) if attempts else tenacity.stop_never
+    return tenacity.retry(
+        retry=tenacity.retry_if_exception_type(CONNECTION_ERRORS),
+        wait=tenacity.wait_exponential_jitter(initial=0.2, max=max_wait_s),
+        stop=stop,
+        before_sleep=_log_retry,
+        reraise=True,
+    )
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10,
+                      attempts: int | None = None, **kwargs: Any) -> asyncpg.Pool:
+    """A pool, waiting with backoff until PostgreSQL answers (forever unless `attempts`)."""
+
+    @connect_retrying(attempts=attempts)
+    async def _create() -> asyncpg.Pool:
+        return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size,
+                                         init=_init_connection, **kwargs)
+
+    return await _create()
+
+
+async def connect(dsn: str, *, attempts: int | None = None) -> asyncpg.Connection:
+    """One connection (e.g. for LISTEN), with the same codecs and retry as the pool."""
+
+    @connect_retrying(attempts=attempts)
+    async def _connect() -> asyncpg.Connection:
+        conn = await asyncpg.connect(dsn)
+        await _init_connection(conn)
+        return conn
+
+    return await _connect()

@@ -1,0 +1,34 @@
+"""Sundial's exceptions: one base, subclasses whose docstring is the message."""
+
+
+class SundialError(Exception):
+    """Sundial error."""
+
+    def __init__(self, message: str | None = None):
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class ConfigError(SundialError):
+    """A configuration value is invalid."""
+
+
+class InvalidSchedule(SundialError):
+    """The schedule is invalid."""
+
+    def __init__(self, field: str, value: object, reason: str):
+        self.field = field
+        self.value = value
+        self.reason = reason
+        super().__init__(f"{field} {value!r}: {reason}")
+
+
+class NotFound(SundialError):
+    """No such object."""
+
+
+class AlreadyExists(SundialError):
+    """An object with that name already exists."""
+
+
+class MigrationError(SundialError):
+    """A migration could not be applied."""

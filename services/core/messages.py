@@ -1,0 +1,58 @@
+"""The run message: one per run, on exchange `sundial.runs`, routing key = the job's queue.
+
+The JSON Schema of the body is `RunMessage.model_json_schema()`, published as
+docs/run-message.schema.json so a consumer in any language can subscribe.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MESSAGE_VERSION = 1
+CONTENT_TYPE = "application/json"
+
+
+class RunMessage(BaseModel):
+    """The body of a run message (version 1)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True,
+                              json_schema_extra={"title": "Sundial run message"})
+
+    version: Literal[1] = Field(description="Message format version; consumers reject others.")
+    run_id: int = Field(description="The run's id; also the AMQP message_id.")
+    job_id: int
+    job: str = Field(description="The job's name.")
+    handler: str = Field(description="Which handler executes the run, e.g. http or python.")
+    payload: dict[str, Any] = Field(description="The job's payload (secret fields excluded).")
+    schedule_id: int | None = Field(description="The schedule that planned it; null for manual runs.")
+    scheduled_for: datetime = Field(description="The planned slot (ISO 8601, UTC).")
+    attempt: int = Field(ge=1, description="1 for the first attempt; retries count up.")
+    timeout_seconds: float = Field(gt=0)
+
+
+def encode_run(row: Any) -> bytes:
+    """The message body for a run row (a mapping with the RunMessage fields, `job` = name).
+
+    Built by hand rather than through the model: this is the scheduler's hot path.
+    """
+    return json.dumps({
+        "version": MESSAGE_VERSION,
+        "run_id": row["run_id"],
+        "job_id": row["job_id"],
+        "job": row["job"],
+        "handler": row["handler"],
+        "payload": row["payload"],
+        "schedule_id": row["schedule_id"],
+        "scheduled_for": row["scheduled_for"].isoformat(),
+        "attempt": row["attempt"],
+        "timeout_seconds": row["timeout_seconds"],
+    }, separators=(",", ":")).encode()
+
+
+def decode_run(body: bytes) -> RunMessage:
+    """Parse and validate a message body; raises pydantic.ValidationError or ValueError."""
+    return RunMessage.model_validate_json(body)

@@ -1,0 +1,117 @@
+"""`sundial migrate`: apply pending sql/migrations/NNNN_name.sql in order, once each.
+
+Safe to run twice or from two processes at once: a session advisory lock serialises
+runners, and each migration is applied and recorded in one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import asyncpg
+
+from core.errors import MigrationError
+from core.logging import get_logger
+from core.sql import sql_dir
+
+log = get_logger("core.migrate")
+
+# "sundial" in ASCII: the advisory lock key every migrator takes.
+MIGRATION_LOCK_KEY = 0x73756E6469616C
+_FILE = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def discover(folder: Path | None = None) -> list[Migration]:
+    folder = folder or sql_dir() / "migrations"
+    found: dict[int, Migration] = {}
+    for path in sorted(folder.glob("*.sql")):
+        match = _FILE.match(path.name)
+        if not match:
+            raise MigrationError(f"{path.name}: migration files are named NNNN_name.sql")
+        version = int(match["version"])
+        if version in found:
+            raise MigrationError(f"{path.name}: version {version:04d} is used twice")
+        found[version] = Migration(version, match["name"], path.read_text())
+    return [found[v] for v in sorted(found)]
+
+
+_BOOKKEEPING = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version     integer     PRIMARY KEY,
+    name        text        NOT NULL,
+    checksum    text        NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+async def migrate(conn: asyncpg.Connection, migrations: list[Migration] | None = None) -> list[int]:
+    """Apply what is pending; return the versions applied by this call."""
+    migrations = discover() if migrations is None else migrations
+    applied_now: list[int] = []
+    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+    try:
+        await conn.execute(_BOOKKEEPING)
+        rows = await conn.fetch("SELECT version, name, checksum FROM schema_migrations")
+        done = {r["version"]: r for r in rows}
+        for m in migrations:
+            if m.version in done:
+                if done[m.version]["checksum"] != m.checksum:
+                    log.warning("migration.changed_after_apply", version=m.version, name=m.name)
+                continue
+            try:
+                async with conn.transaction():
+                    await conn.execute(m.sql)
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                        m.version, m.name, m.checksum)
+            except asyncpg.PostgresError as exc:
+                raise MigrationError(f"migration {m.version:04d}_{m.name}: {exc}") from exc
+            log.info("migration.applied", version=m.version, name=m.name)
+            applied_now.append(m.version)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+    return applied_now
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+async def ensure_database(dsn: str) -> bool:
+    """Create the database named in `dsn` if it does not exist (for first runs).
+
+    Returns True when it was created. Needs a role allowed to CREATE DATABASE.
+    """
+    name = unquote(urlsplit(dsn).path.lstrip("/")) or "postgres"
+    try:
+        conn = await asyncpg.connect(dsn)
+    except asyncpg.InvalidCatalogNameError:
+        pass
+    else:
+        await conn.close()
+        return False
+    admin = await asyncpg.connect(dsn, database="postgres")
+    try:
+        await admin.execute(f"CREATE DATABASE {quote_ident(name)}")
+    except asyncpg.DuplicateDatabaseError:
+        return False
+    finally:
+        await admin.close()
+    log.info("database.created", database=name)
+    return True

@@ -1,0 +1,219 @@
+"""Shared fixtures: real PostgreSQL and RabbitMQ, isolated per test.
+
+- PostgreSQL: DATABASE_URL (a server the tests may create databases on; default the
+  local one). A session fixture migrates a template database; each test gets its own
+  `CREATE DATABASE ... TEMPLATE` copy.
+- RabbitMQ: RABBITMQ_URL (default the local one). The session gets its own vhost when
+  `rabbitmqctl` is available; each test gets its own queue names.
+- With neither server reachable and Docker present, testcontainers starts both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from core.migrate import migrate
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+def _with_database(url: str, name: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path="/" + name))
+
+
+def _with_vhost(url: str, vhost: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path="/" + quote(vhost, safe="")))
+
+
+def _reachable(host: str, port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def servers() -> Iterator[tuple[str, str]]:
+    """(postgres admin URL, amqp URL) of the servers under test."""
+    pg = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL") or DEFAULT_PG
+    amqp = os.environ.get("RABBITMQ_URL") or DEFAULT_AMQP
+    pg_parts, amqp_parts = urlsplit(pg), urlsplit(amqp)
+    if _reachable(pg_parts.hostname or "localhost", pg_parts.port or 5432) and _reachable(
+            amqp_parts.hostname or "localhost", amqp_parts.port or 5672):
+        yield pg, amqp
+        return
+    # A laptop with Docker instead of local servers.
+    from testcontainers.postgres import PostgresContainer
+    from testcontainers.rabbitmq import RabbitMqContainer
+
+    with PostgresContainer("postgres:16-alpine", driver=None) as pgc, \
+            RabbitMqContainer("rabbitmq:3.13-alpine") as mq:
+        pg_url = pgc.get_connection_url()
+        params = mq.get_connection_params()
+        yield pg_url, f"amqp://guest:guest@{params.host}:{params.port}/"
+
+
+@pytest.fixture(scope="session")
+async def template_db(servers: tuple[str, str]) -> AsyncIterator[str]:
+    admin_url = servers[0]
+    name = f"sundial_tpl_{os.getpid()}"
+    admin = await asyncpg.connect(admin_url)
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    conn = await asyncpg.connect(_with_database(admin_url, name))
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    yield name
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.close()
+
+
+@pytest.fixture
+async def db_url(servers: tuple[str, str], template_db: str) -> AsyncIterator[str]:
+    """A freshly migrated database of this test's own."""
+    admin_url = servers[0]
+    name = f"sundial_t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+        yield _with_database(admin_url, name)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def pool(db_url: str) -> AsyncIterator[asyncpg.Pool]:
+    from core.db import create_pool
+
+    pool = await create_pool(db_url, min_size=1, max_size=5, attempts=3)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture(scope="session")
+def amqp_url(servers: tuple[str, str]) -> Iterator[str]:
+    """The broker URL, on a vhost of this test session's own where possible."""
+    base = servers[1]
+    ctl = shutil.which("rabbitmqctl")
+    if not ctl or urlsplit(base).hostname not in ("127.0.0.1", "localhost"):
+        yield base
+        return
+    vhost = f"sundial-test-{os.getpid()}"
+    subprocess.run([ctl, "add_vhost", vhost], check=True, capture_output=True)
+    user = urlsplit(base).username or "guest"
+    subprocess.run([ctl, "set_permissions", "-p", vhost, user, ".*", ".*", ".*"],
+                   check=True, capture_output=True)
+    yield _with_vhost(base, vhost)
+    subprocess.run([ctl, "delete_vhost", vhost], capture_output=True)
+
+
+@pytest.fixture
+def queue() -> str:
+    """A queue name of this test's own."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+def service_env(db_url: str, amqp_url: str, **extra: object) -> dict[str, str]:
+    """The environment for a Sundial process under test."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SCHEDULER_", "WORKER_", "POSTGRES_", "RABBITMQ_"))}
+    env.update(DATABASE_URL=db_url, RABBITMQ_URL=amqp_url, LOG_FORMAT="json", LOG_LEVEL="INFO")
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+class Process:
+    """A `sundial ...` process started by a test, its output kept in a log file."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path):
+        self.args = args
+        self.log_path = log_path
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen([sys.executable, "-m", "core.cli", *args], env=env,
+                                     stdout=self._log, stderr=subprocess.STDOUT,
+                                     cwd=ROOT, start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            self.proc.send_signal(sig)
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self, timeout: float = 20) -> int:
+        """SIGTERM, wait, and return the exit code (SIGKILL if it does not stop)."""
+        self.signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            code = -9
+        self._log.close()
+        return code
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def processes(request: pytest.FixtureRequest) -> Iterator[callable]:
+    """start(args, env) -> Process; every process is stopped at the end of the test."""
+    started: list[Process] = []
+    folder = ARTIFACTS / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def start(args: list[str], env: dict[str, str]) -> Process:
+        name = f"{request.node.name}-{args[0]}-{len(started)}.log".replace("/", "_")
+        p = Process(args, env, folder / name)
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        if p.alive():
+            p.stop(timeout=10)
+
+
+async def wait_for(predicate, timeout: float = 20.0, interval: float = 0.1, what: str = ""):
+    """Await `predicate()` (sync or async) until truthy; fail the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what or predicate}")
+        await asyncio.sleep(interval)

@@ -1,0 +1,47 @@
+"""Migrations apply to an empty database, record themselves, and are safe to repeat."""
+
+import asyncio
+
+import asyncpg
+
+from core.migrate import discover, migrate
+
+EXPECTED_TABLES = {"jobs", "schedules", "runs", "workers", "scheduler_instances",
+                   "system_settings", "api_keys", "audit_log", "schema_migrations"}
+
+
+async def test_fresh_database_has_every_table_and_the_slot_key(db_url):
+    conn = await asyncpg.connect(db_url)
+    try:
+        tables = {r["tablename"] for r in await conn.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+        assert EXPECTED_TABLES <= tables
+        versions = [r["version"] for r in await conn.fetch(
+            "SELECT version FROM schema_migrations ORDER BY version")]
+        assert versions == [m.version for m in discover()]
+        unique = await conn.fetchval(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'runs_slot_unique'")
+        assert unique == "UNIQUE (schedule_id, scheduled_for)"
+        index = await conn.fetchval("SELECT indexdef FROM pg_indexes WHERE indexname = 'schedules_due'")
+        assert "WHERE is_active" in index
+    finally:
+        await conn.close()
+
+
+async def test_migrate_twice_and_concurrently_applies_nothing_more(servers):
+    admin = await asyncpg.connect(servers[0])
+    name = "sundial_t_migrate_race"
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = servers[0].rsplit("/", 1)[0] + "/" + name
+    try:
+        conns = [await asyncpg.connect(url) for _ in range(3)]
+        results = await asyncio.gather(*(migrate(c) for c in conns))
+        applied = sorted(v for r in results for v in r)
+        assert applied == [m.version for m in discover()], "each migration applied exactly once"
+        assert await migrate(conns[0]) == []
+        for c in conns:
+            await c.close()
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
