@@ -1,0 +1,65 @@
+"""The outbox's publishing step, shared by the scheduler (tick, relay) and the API
+("run now"): publish committed runs with confirms, then record `published_at`.
+
+A run is committed before it is published and marked only after the broker confirmed
+it, so a crash anywhere leaves at worst an unpublished run (the relay publishes it) or
+a message published twice (workers claim conditionally, so it executes once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from core.broker import BROKER_ERRORS, Outgoing, Publisher
+from core.messages import encode_run
+from core.sql import q
+
+# Postgres NOTIFY channel the scheduler LISTENs on: schedules changed, a manual run,
+# "trigger now", a retry set back to queued. The payload is a short reason.
+WAKEUP_CHANNEL = "sundial_scheduler"
+
+
+@dataclass
+class PublishResult:
+    published: list[int] = field(default_factory=list)
+    failed: dict[int, BaseException] = field(default_factory=dict)
+
+    @property
+    def first_error(self) -> BaseException | None:
+        return next(iter(self.failed.values()), None)
+
+
+async def publish_runs(pool: asyncpg.Pool, publisher: Publisher,
+                       rows: Sequence[Mapping[str, Any]]) -> PublishResult:
+    """Publish the runs (rows with the RunMessage fields, `job` = name, and `queue`).
+
+    Never raises for broker trouble: failures are returned, their leases released.
+    """
+    result = PublishResult()
+    if not rows:
+        return result
+    outgoing = [Outgoing(r["run_id"], r["queue"], encode_run(r)) for r in rows]
+    try:
+        errors: Sequence[BaseException | None] = await publisher.publish_many(outgoing)
+    except BROKER_ERRORS as exc:
+        errors = [exc] * len(outgoing)
+    for message, error in zip(outgoing, errors, strict=True):
+        if error is None:
+            result.published.append(message.run_id)
+        else:
+            result.failed[message.run_id] = error
+    async with pool.acquire() as conn:
+        if result.published:
+            await conn.execute(q("mark_published"), result.published)
+        if result.failed:
+            await conn.execute(q("release_publish_lease"), list(result.failed))
+    return result
+
+
+async def wake_scheduler(conn: asyncpg.Connection, reason: str) -> None:
+    """Wake every scheduler now (on commit of the caller's transaction, if any)."""
+    await conn.execute("SELECT pg_notify($1, $2)", WAKEUP_CHANNEL, reason)
