@@ -1,0 +1,303 @@
+"""The scheduler daemon: tick, publish, relay, reap — then sleep until the next slot.
+
+One pass (`run_once`) ticks batch after batch until nothing more is due, publishes the
+new runs with confirms, relays what is pending, and every few seconds reaps stale runs.
+Between passes the loop sleeps until the earliest next slot (capped by the poll
+interval) and wakes at once on NOTIFY. A failure is logged and retried with backoff;
+the process never needs a restart to recover from a database or broker restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import socket
+import time
+from contextlib import suppress
+from dataclasses import dataclass
+
+import asyncpg
+import prometheus_client as prom
+from core import health
+from core.broker import Publisher
+from core.db import CONNECTION_ERRORS, connect, create_pool
+from core.logging import get_logger
+from core.outbox import WAKEUP_CHANNEL, PublishResult, publish_runs
+from core.settings import Settings, instance_id
+from core.sql import q
+
+from scheduler.reaper import delete_old_runs, reap
+from scheduler.relay import relay
+from scheduler.tick import tick
+
+log = get_logger("scheduler")
+
+TICKS = prom.Counter("sundial_scheduler_passes_total", "Scheduler passes")
+DISPATCHED = prom.Counter("sundial_scheduler_runs_dispatched_total", "Runs published and confirmed")
+CREATED = prom.Counter("sundial_scheduler_runs_created_total", "Runs recorded for due slots")
+PUBLISH_FAILURES = prom.Counter("sundial_scheduler_publish_failures_total", "Runs not confirmed")
+PASS_SECONDS = prom.Histogram("sundial_scheduler_pass_seconds", "Duration of a scheduler pass")
+
+REAP_EVERY_S = 5.0
+RETENTION_EVERY_S = 3600.0
+STATUS_EVERY_S = 1.0
+# When something is due but another instance holds it, look again soon, not at once.
+BUSY_RETRY_S = 0.05
+
+
+@dataclass
+class Counters:
+    passes: int = 0
+    created: int = 0
+    dispatched: int = 0
+    failures: int = 0
+    last_check: float | None = None        # wall time of the last completed pass
+    last_execution: float | None = None    # wall time runs were last created
+
+
+class Scheduler:
+    def __init__(self, settings: Settings, *, name: str | None = None):
+        self.settings = settings
+        self.name = name or instance_id("scheduler")
+        self.counters = Counters()
+        self.stopping = asyncio.Event()
+        self._wakeup = asyncio.Event()
+        self._pool: asyncpg.Pool | None = None
+        self._listener: asyncpg.Connection | None = None
+        self._publisher = Publisher(settings.rabbitmq_url, settings.delivery_limit)
+        self._publish_retry_at = 0.0
+        self._publish_backoff_s = 0.0
+        self._last_reap = 0.0
+        self._last_retention = 0.0
+        self._last_status = 0.0
+        self._rng = random.Random()
+        # Publish failures per schedule, recorded on the schedules after the pass.
+        self._pending_failures: tuple[dict[int, int], str] | None = None
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        s = self.settings
+        self._pool = await create_pool(s.database_url, min_size=s.db_pool_min,
+                                       max_size=s.db_pool_max)
+        async with self._pool.acquire() as conn:
+            await conn.execute(q("register_instance"), self.name, socket.gethostname(),
+                               os.getpid())
+        await self._ensure_listener()
+        log.info("scheduler.started", instance=self.name, poll_interval_s=s.poll_interval_s,
+                 batch_size=s.batch_size)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            with suppress(*CONNECTION_ERRORS, asyncpg.PostgresError):
+                await self._pool.execute(q("stop_instance"), self.name)
+        await self._publisher.close()
+        if self._listener is not None and not self._listener.is_closed():
+            with suppress(*CONNECTION_ERRORS):
+                await self._listener.close()
+        if self._pool is not None:
+            await self._pool.close()
+        log.info("scheduler.stopped", instance=self.name, **self._counter_fields())
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        """Pass after pass until stopped; the current pass always finishes."""
+        await self.start()
+        health_task = asyncio.create_task(self._health_log(), name="health-log")
+        failures = 0
+        try:
+            while not self.stopping.is_set():
+                self._wakeup.clear()
+                try:
+                    # Shielded: a stop request lets the pass finish its transaction.
+                    busy = await asyncio.shield(self.run_once())
+                    failures = 0
+                    delay = await self._sleep_time(busy)
+                except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+                    failures += 1
+                    delay = min(30.0, 0.5 * 2 ** min(failures, 6)) * self._rng.uniform(0.8, 1.2)
+                    log.error("scheduler.pass_failed", error=repr(exc), retry_in_s=round(delay, 2))
+                await self._sleep(delay)
+        finally:
+            health_task.cancel()
+            with suppress(asyncio.CancelledError):
+                await health_task
+            await self.close()
+
+    # --- one pass ----------------------------------------------------------------------
+
+    async def run_once(self) -> bool:
+        """Tick until nothing is due, publish, relay, reap. True if work is still due."""
+        assert self._pool is not None
+        s = self.settings
+        started = time.monotonic()
+        await self._ensure_listener()
+        async with self._pool.acquire() as conn:
+            if await conn.fetchval(q("take_trigger_request")):
+                log.info("scheduler.trigger_served", instance=self.name)
+
+        full = True
+        while full and not self.stopping.is_set():
+            result = await tick(self._pool, batch_size=s.batch_size, look_ahead_s=s.look_ahead_s,
+                                lease_s=s.publish_lease_s, rng=self._rng)
+            full = result.full
+            if result.created:
+                self.counters.created += result.created
+                self.counters.last_execution = time.time()
+                CREATED.inc(result.created)
+            if result.claimed:
+                log.debug("scheduler.tick", claimed=result.claimed, created=result.created,
+                          missed=result.missed, deactivated=result.deactivated)
+            await self._publish(result.to_publish, result.run_schedules)
+
+        if self._may_publish():
+            relayed = await relay(self._pool, self._publisher, batch_size=s.batch_size,
+                                  lease_s=s.publish_lease_s)
+            self._account(relayed, {})
+            if relayed.published:
+                log.info("scheduler.relayed", runs=len(relayed.published))
+
+        now = time.monotonic()
+        if now - self._last_reap >= REAP_EVERY_S:
+            self._last_reap = now
+            await reap(self._pool, lease_s=s.run_lease_s,
+                       offline_after_s=s.worker_offline_threshold_s)
+        if now - self._last_retention >= RETENTION_EVERY_S:
+            self._last_retention = now
+            await delete_old_runs(self._pool, retention_days=s.cleanup_retention_days)
+
+        self.counters.passes += 1
+        self.counters.last_check = time.time()
+        TICKS.inc()
+        PASS_SECONDS.observe(time.monotonic() - started)
+        await self._record_status()
+        health.beat(s.health_dir, "scheduler")
+        return full
+
+    async def _publish(self, rows: list[dict], run_schedules: dict[int, int]) -> None:
+        if not rows:
+            return
+        assert self._pool is not None
+        if not self._may_publish():
+            # The broker is backing off: hand the runs to the relay for later.
+            async with self._pool.acquire() as conn:
+                await conn.execute(q("release_publish_lease"), [r["run_id"] for r in rows])
+            return
+        result = await publish_runs(self._pool, self._publisher, rows)
+        self._account(result, run_schedules)
+
+    def _may_publish(self) -> bool:
+        return time.monotonic() >= self._publish_retry_at
+
+    def _account(self, result: PublishResult, run_schedules: dict[int, int]) -> None:
+        self.counters.dispatched += len(result.published)
+        DISPATCHED.inc(len(result.published))
+        if not result.failed:
+            self._publish_backoff_s = 0.0
+            return
+        self.counters.failures += len(result.failed)
+        PUBLISH_FAILURES.inc(len(result.failed))
+        self._publish_backoff_s = min(30.0, max(0.5, self._publish_backoff_s * 2))
+        self._publish_retry_at = time.monotonic() + self._publish_backoff_s
+        error = repr(result.first_error)
+        log.error("scheduler.publish_failed", runs=len(result.failed), error=error,
+                  retry_in_s=self._publish_backoff_s)
+        per_schedule: dict[int, int] = {}
+        for run_id in result.failed:
+            sid = run_schedules.get(run_id)
+            if sid is not None:
+                per_schedule[sid] = per_schedule.get(sid, 0) + 1
+        if per_schedule:
+            self._pending_failures = (per_schedule, error)
+
+    async def _record_status(self) -> None:
+        assert self._pool is not None
+        if self._pending_failures:
+            per_schedule, error = self._pending_failures
+            self._pending_failures = None
+            await self._pool.execute(q("record_publish_failures"), list(per_schedule),
+                                     list(per_schedule.values()), error[:1000])
+        now = time.monotonic()
+        if now - self._last_status < STATUS_EVERY_S:
+            return
+        self._last_status = now
+        c = self.counters
+        await self._pool.execute(q("record_status"), self.name, self.settings.poll_interval_s,
+                                 c.passes, c.dispatched, c.failures)
+
+    # --- sleeping and waking -------------------------------------------------------------
+
+    async def _sleep_time(self, busy: bool) -> float:
+        assert self._pool is not None
+        cap = self.settings.poll_interval_s
+        if busy:
+            return 0.0
+        until = await self._pool.fetchval(q("seconds_until_next_work"))
+        if until is None:
+            return cap
+        if until <= 0:
+            # Due but not ours to take (another instance holds it, or the broker backs
+            # off): look again shortly.
+            backoff = max(0.0, self._publish_retry_at - time.monotonic())
+            return min(cap, max(BUSY_RETRY_S, backoff))
+        return min(cap, until + 0.001)
+
+    async def _sleep(self, seconds: float) -> None:
+        if seconds <= 0 or self.stopping.is_set():
+            return
+        with suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), timeout=seconds)
+
+    async def _ensure_listener(self) -> None:
+        """LISTEN on a connection of its own, re-established after a database restart."""
+        if self._listener is not None and not self._listener.is_closed():
+            return
+        self._listener = None
+        try:
+            conn = await connect(self.settings.database_url, attempts=1)
+        except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+            log.warning("scheduler.listen_unavailable", error=repr(exc))
+            return
+        await conn.add_listener(WAKEUP_CHANNEL, self._on_notify)
+        conn.add_termination_listener(lambda _conn: self._wakeup.set())
+        self._listener = conn
+        # Anything announced while we were not listening is picked up by this pass.
+        self._wakeup.set()
+        log.info("scheduler.listening", channel=WAKEUP_CHANNEL)
+
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, reason: str) -> None:
+        self._wakeup.set()
+
+    # --- health ----------------------------------------------------------------------------
+
+    def _counter_fields(self) -> dict:
+        c = self.counters
+        iso = lambda t: None if t is None else time.strftime(  # noqa: E731
+            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+        return {"checks": c.passes, "created": c.created, "dispatched": c.dispatched,
+                "failures": c.failures, "last_check": iso(c.last_check),
+                "last_execution": iso(c.last_execution)}
+
+    async def _health_log(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.healthcheck_interval_s)
+            log.info("healthcheck", instance=self.name,
+                     broker_connected=self._publisher.connected,
+                     listening=self._listener is not None and not self._listener.is_closed(),
+                     **self._counter_fields())
+
+
+async def serve(settings: Settings) -> int:
+    scheduler = Scheduler(settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, scheduler.stop)
+    if settings.metrics_port:
+        prom.start_http_server(settings.metrics_port)
+    await scheduler.run()
+    return 0

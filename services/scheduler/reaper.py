@@ -1,0 +1,56 @@
+"""Liveness and retention: rescue runs whose worker stopped heartbeating, mark silent
+workers offline, delete finished runs past the retention period."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+from core.logging import get_logger
+from core.outbox import wake_scheduler
+from core.sql import q
+
+log = get_logger("scheduler.reaper")
+
+
+@dataclass
+class ReapResult:
+    requeued: int = 0
+    failed: int = 0
+    workers_offline: int = 0
+
+
+async def reap(pool: asyncpg.Pool, *, lease_s: float, offline_after_s: float,
+               batch_size: int = 500) -> ReapResult:
+    result = ReapResult()
+    async with pool.acquire() as conn, conn.transaction():
+        rescued = await conn.fetch(q("rescue_stale_runs"), lease_s, batch_size)
+        for run in rescued:
+            if run["status"] == "queued":
+                result.requeued += 1
+            else:
+                result.failed += 1
+            log.warning("run.rescued", run_id=run["id"], worker_id=run["worker_id"],
+                        status=run["status"], attempt=run["attempt"])
+        if result.requeued:
+            await wake_scheduler(conn, "rescued")
+        offline = await conn.fetch(q("mark_workers_offline"), offline_after_s)
+        for worker in offline:
+            log.warning("worker.offline", worker_id=worker["id"])
+        result.workers_offline = len(offline)
+    return result
+
+
+async def delete_old_runs(pool: asyncpg.Pool, *, retention_days: float,
+                          batch_size: int = 5000, max_batches: int = 20) -> int:
+    """Delete in batches (short transactions); returns how many runs went."""
+    deleted = 0
+    for _ in range(max_batches):
+        status = await pool.execute(q("delete_old_runs"), retention_days, batch_size)
+        n = int(status.split()[-1])
+        deleted += n
+        if n < batch_size:
+            break
+    if deleted:
+        log.info("runs.retention_deleted", runs=deleted, retention_days=retention_days)
+    return deleted

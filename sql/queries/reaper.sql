@@ -1,0 +1,48 @@
+-- name: rescue_stale_runs
+-- Runs whose worker stopped heartbeating for $1 seconds (never by elapsed time alone):
+-- requeue them with the attempt counted, or fail them when out of attempts. Up to $2.
+WITH stale AS (
+    SELECT id
+    FROM runs
+    WHERE status = 'running'
+      AND heartbeat_at < now() - make_interval(secs => $1)
+    ORDER BY heartbeat_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE runs r
+SET status = CASE WHEN r.attempt < r.max_attempts THEN 'queued' ELSE 'failed' END,
+    attempt = CASE WHEN r.attempt < r.max_attempts THEN r.attempt + 1 ELSE r.attempt END,
+    available_at = now(),
+    published_at = CASE WHEN r.attempt < r.max_attempts THEN NULL ELSE r.published_at END,
+    publish_lease_until = NULL,
+    finished_at = CASE WHEN r.attempt < r.max_attempts THEN NULL ELSE now() END,
+    error = 'worker ' || coalesce(r.worker_id, '?') || ' stopped heartbeating during attempt '
+            || r.attempt,
+    heartbeat_at = NULL,
+    updated_at = now()
+FROM stale
+WHERE r.id = stale.id
+RETURNING r.id, r.status, r.attempt, r.worker_id;
+
+-- name: mark_workers_offline
+-- Workers silent for $1 seconds.
+UPDATE workers
+SET status = 'offline'
+WHERE status <> 'offline'
+  AND last_heartbeat < now() - make_interval(secs => $1)
+RETURNING id;
+
+-- name: delete_old_runs
+-- Retention: up to $2 finished runs older than $1 days, oldest first.
+WITH old AS (
+    SELECT id
+    FROM runs
+    WHERE created_at < now() - $1::float8 * interval '1 day'
+      AND status IN ('succeeded', 'failed', 'timed_out', 'cancelled', 'skipped', 'dead')
+    ORDER BY created_at
+    LIMIT $2
+)
+DELETE FROM runs
+USING old
+WHERE runs.id = old.id;

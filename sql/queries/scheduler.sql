@@ -1,0 +1,117 @@
+-- name: claim_due_schedules
+-- Lock up to $1 due schedules (due within $2 seconds of look-ahead) and up to $1 never
+-- planned ones (next_run_at IS NULL), with what their runs need. Two CTEs, each
+-- served by the partial index on next_run_at, so a tick stays O(due).
+WITH due AS (
+    SELECT id
+    FROM schedules
+    WHERE is_active
+      AND next_run_at <= now() + make_interval(secs => $2)
+    ORDER BY next_run_at
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+),
+fresh AS (
+    SELECT id
+    FROM schedules
+    WHERE is_active
+      AND next_run_at IS NULL
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+),
+claimed AS (
+    SELECT id, true AS due FROM due
+    UNION ALL
+    SELECT id, false AS due FROM fresh
+)
+SELECT s.id, s.job_id, s.kind, s.interval_seconds, s.cron, s.run_at, s.timezone,
+       s.jitter_seconds, s.start_at, s.end_at, s.misfire_policy, s.misfire_grace_seconds,
+       s.created_at, s.next_run_at, claimed.due,
+       j.enabled, j.name AS job, j.handler, j.payload, j.queue, j.timeout_seconds,
+       j.max_attempts,
+       now() AS db_now
+FROM claimed
+JOIN schedules s ON s.id = claimed.id
+JOIN jobs j ON j.id = s.job_id;
+
+-- name: insert_scheduled_runs
+-- One run per planned slot; a slot that already has its run is left alone. Runs that
+-- are available now are leased to this publisher for $6 seconds; later ones (jitter,
+-- look-ahead) are left to the relay.
+INSERT INTO runs (job_id, schedule_id, scheduled_for, trigger, status, attempt,
+                  max_attempts, available_at, publish_lease_until)
+SELECT t.job_id, t.schedule_id, t.scheduled_for, 'schedule', 'queued', 1,
+       t.max_attempts, t.available_at,
+       CASE WHEN t.available_at <= now() THEN now() + make_interval(secs => $6) END
+FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::timestamptz[], $5::integer[])
+     AS t(schedule_id, job_id, scheduled_for, available_at, max_attempts)
+ON CONFLICT (schedule_id, scheduled_for) DO NOTHING
+RETURNING id, schedule_id, scheduled_for, publish_lease_until IS NOT NULL AS leased;
+
+-- name: advance_schedules
+-- Move every claimed schedule on: next slot, active flag, last slot run, run count.
+UPDATE schedules s
+SET next_run_at = t.next_run_at,
+    is_active = t.is_active,
+    last_run_at = COALESCE(t.last_run_at, s.last_run_at),
+    run_count = s.run_count + t.runs,
+    updated_at = now()
+FROM unnest($1::bigint[], $2::timestamptz[], $3::boolean[], $4::timestamptz[], $5::integer[])
+     AS t(id, next_run_at, is_active, last_run_at, runs)
+WHERE s.id = t.id;
+
+-- name: record_publish_failures
+-- The broker refused or could not be reached: count it on each schedule concerned.
+UPDATE schedules s
+SET failure_count = s.failure_count + t.failures,
+    last_error = $3,
+    updated_at = now()
+FROM unnest($1::bigint[], $2::integer[]) AS t(id, failures)
+WHERE s.id = t.id;
+
+-- name: seconds_until_next_work
+-- How long the scheduler may sleep: until the earliest active schedule's next slot or
+-- the earliest unpublished run becoming available (or its lease expiring). NULL: nothing.
+SELECT EXTRACT(EPOCH FROM (LEAST(
+    (SELECT min(next_run_at) FROM schedules WHERE is_active),
+    (SELECT now() FROM schedules WHERE is_active AND next_run_at IS NULL LIMIT 1),
+    (SELECT min(GREATEST(available_at, COALESCE(publish_lease_until, available_at)))
+     FROM runs WHERE status = 'queued' AND published_at IS NULL)
+) - now()))::float8;
+
+-- name: register_instance
+-- This process, in scheduler_instances (a restart with the same name starts afresh).
+INSERT INTO scheduler_instances (id, host, pid, started_at, status)
+VALUES ($1, $2, $3, now(), 'running')
+ON CONFLICT (id) DO UPDATE
+SET host = EXCLUDED.host, pid = EXCLUDED.pid, started_at = now(), status = 'running',
+    ticks = 0, dispatched = 0, failures = 0;
+
+-- name: record_status
+-- After a pass: this instance's counters and the keys the API reads
+-- (scheduler_last_run, scheduler_next_run, ISO 8601).
+WITH instance AS (
+    UPDATE scheduler_instances
+    SET last_tick_at = now(),
+        next_tick_at = now() + make_interval(secs => $2),
+        ticks = $3, dispatched = $4, failures = $5, status = 'running'
+    WHERE id = $1
+)
+INSERT INTO system_settings (key, value, updated_at)
+VALUES ('scheduler_last_run', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), now()),
+       ('scheduler_next_run',
+        to_char((now() + make_interval(secs => $2)) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        now())
+ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at;
+
+-- name: stop_instance
+-- A clean exit.
+UPDATE scheduler_instances SET status = 'stopped', next_tick_at = NULL WHERE id = $1;
+
+-- name: take_trigger_request
+-- "Trigger now" from the API: one scheduler serves it and clears the flag.
+UPDATE system_settings
+SET value = 'false', updated_at = now()
+WHERE key = 'scheduler_trigger_requested'
+  AND value = 'true'
+RETURNING key;
