@@ -24,7 +24,6 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 import pytest
-
 from core.migrate import migrate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,7 +149,7 @@ class Process:
     def __init__(self, args: list[str], env: dict[str, str], log_path: Path):
         self.args = args
         self.log_path = log_path
-        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self._log = open(log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "core.cli", *args], env=env,
                                      stdout=self._log, stderr=subprocess.STDOUT,
                                      cwd=ROOT, start_new_session=True)
@@ -182,7 +181,8 @@ class Process:
         return code
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
 

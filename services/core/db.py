@@ -42,7 +42,7 @@ def connect_retrying(max_wait_s: float = 30.0, attempts: int | None = None):
     stop = tenacity.stop_after_attempt(attempts) if attempts else tenacity.stop_never
     return tenacity.retry(
         retry=tenacity.retry_if_exception_type(CONNECTION_ERRORS),
-        wait=tenacity.wait_exponential_jitter(initial=0.2, max=max_wait_s),
+        wait=tenacity.wait_exponential_jitter(multiplier=0.2, max=max_wait_s, jitter=0.5),
         stop=stop,
         before_sleep=_log_retry,
         reraise=True,

@@ -1,0 +1,176 @@
+"""The tick against the real PostgreSQL and RabbitMQ: one run per due slot, every
+claimed schedule advanced, publish failures left to the relay."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+import aio_pika
+from core.broker import Publisher, queue_name
+from scheduler.relay import relay
+from scheduler.tick import tick
+
+from tests.faults import tcp_proxy
+
+LEASE_S = 30.0
+
+
+async def make_job(pool, queue: str, name: str = "job", enabled: bool = True) -> int:
+    return await pool.fetchval(
+        "INSERT INTO jobs (name, handler, queue, enabled) VALUES ($1, 'noop', $2, $3) RETURNING id",
+        name, queue, enabled)
+
+
+async def make_interval_schedule(pool, job_id: int, every_s: float, *, behind_s: float,
+                                 policy: str = "run_once", grace: float | None = None) -> int:
+    """An interval schedule anchored `behind_s` seconds ago, next_run_at at its anchor."""
+    return await pool.fetchval(
+        """INSERT INTO schedules (job_id, kind, interval_seconds, start_at, next_run_at,
+                                  misfire_policy, misfire_grace_seconds)
+           VALUES ($1, 'interval', $2, now() - make_interval(secs => $3),
+                   now() - make_interval(secs => $3), $4, $5) RETURNING id""",
+        job_id, every_s, behind_s, policy, grace)
+
+
+async def consume_ids(amqp_url: str, queue: str, expect: int, timeout: float = 10) -> list[int]:
+    conn = await aio_pika.connect(amqp_url)
+    ids: list[int] = []
+    try:
+        channel = await conn.channel()
+        q = await channel.get_queue(queue_name(queue), ensure=True)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(ids) < expect and asyncio.get_running_loop().time() < deadline:
+            message = await q.get(fail=False, no_ack=True)
+            if message is None:
+                await asyncio.sleep(0.05)
+                continue
+            ids.append(int(message.message_id))
+    finally:
+        await conn.close()
+    return ids
+
+
+async def test_tick_records_one_run_per_due_slot_and_advances_every_schedule(pool, queue):
+    job = await make_job(pool, queue)
+    on_time = [await make_interval_schedule(pool, job, 3600, behind_s=1) for _ in range(5)]
+    catch_up = await make_interval_schedule(pool, job, 10, behind_s=35, policy="run_all",
+                                            grace=3600)
+    result = await tick(pool, batch_size=100, look_ahead_s=0, lease_s=LEASE_S)
+
+    assert result.claimed == 6
+    runs = await pool.fetch("SELECT schedule_id, scheduled_for FROM runs ORDER BY scheduled_for")
+    per_schedule = {sid: [r["scheduled_for"] for r in runs if r["schedule_id"] == sid]
+                    for sid in [*on_time, catch_up]}
+    assert all(len(per_schedule[sid]) == 1 for sid in on_time)
+    assert len(per_schedule[catch_up]) == 4, "run_all: slots at -35, -25, -15, -5 s"
+    assert len(result.to_publish) == 9
+
+    schedules = await pool.fetch("SELECT id, next_run_at, run_count, last_run_at, now() AS now "
+                                 "FROM schedules")
+    for s in schedules:
+        assert s["next_run_at"] > s["now"], "next_run_at always ends in the future"
+        assert s["run_count"] == len(per_schedule[s["id"]])
+        assert s["last_run_at"] == max(per_schedule[s["id"]])
+    # Nothing is due any more: a second tick claims nothing and creates nothing.
+    again = await tick(pool, batch_size=100, look_ahead_s=0, lease_s=LEASE_S)
+    assert (again.claimed, again.created) == (0, 0)
+
+
+async def test_batches_drain_a_backlog_with_no_duplicate_slots(pool, queue):
+    job = await make_job(pool, queue)
+    await pool.execute(
+        """INSERT INTO schedules (job_id, kind, interval_seconds, start_at, next_run_at)
+           SELECT $1, 'interval', 3600, now() - interval '1 s', now() - interval '1 s'
+           FROM generate_series(1, 250)""", job)
+    results = await asyncio.gather(*(tick(pool, batch_size=40, look_ahead_s=0, lease_s=LEASE_S)
+                                     for _ in range(3)))
+    while any(r.full for r in results):
+        results = [await tick(pool, batch_size=40, look_ahead_s=0, lease_s=LEASE_S)]
+    counts = await pool.fetchrow(
+        "SELECT count(*) AS runs, count(DISTINCT schedule_id) AS schedules FROM runs")
+    assert counts["runs"] == counts["schedules"] == 250
+
+
+async def test_never_planned_schedule_gets_its_first_slot(pool, queue):
+    job = await make_job(pool, queue)
+    sid = await pool.fetchval(
+        "INSERT INTO schedules (job_id, kind, cron) VALUES ($1, 'cron', '0 0 1 1 *') RETURNING id", job)
+    result = await tick(pool, batch_size=10, look_ahead_s=0, lease_s=LEASE_S)
+    assert result.created == 0
+    row = await pool.fetchrow("SELECT next_run_at, is_active FROM schedules WHERE id = $1", sid)
+    assert row["is_active"] and row["next_run_at"].month == 1 and row["next_run_at"].day == 1
+
+
+async def test_once_schedule_fires_then_deactivates_and_disabled_jobs_skip(pool, queue):
+    job = await make_job(pool, queue)
+    off = await make_job(pool, queue, name="off", enabled=False)
+    once = await pool.fetchval(
+        "INSERT INTO schedules (job_id, kind, run_at, next_run_at) "
+        "VALUES ($1, 'once', now() - interval '1 s', now() - interval '1 s') RETURNING id", job)
+    paused_job = await make_interval_schedule(pool, off, 60, behind_s=1)
+    await tick(pool, batch_size=10, look_ahead_s=0, lease_s=LEASE_S)
+    row = await pool.fetchrow("SELECT is_active, next_run_at, run_count FROM schedules WHERE id = $1",
+                              once)
+    assert (row["is_active"], row["next_run_at"], row["run_count"]) == (False, None, 1)
+    skipped = await pool.fetchrow("SELECT next_run_at > now() AS ahead, run_count FROM schedules "
+                                  "WHERE id = $1", paused_job)
+    assert skipped["ahead"] and skipped["run_count"] == 0
+
+
+async def test_failed_publish_still_advances_and_the_relay_publishes_later(pool, queue, amqp_url):
+    job = await make_job(pool, queue)
+    sid = await make_interval_schedule(pool, job, 3600, behind_s=1)
+    parts = urlsplit(amqp_url)
+    async with tcp_proxy(parts.hostname, parts.port or 5672) as proxy:
+        proxied = amqp_url.replace(f"{parts.hostname}:{parts.port or 5672}",
+                                   f"127.0.0.1:{proxy.port}")
+        publisher = Publisher(proxied, delivery_limit=5, connect_timeout_s=2)
+        await proxy.cut()
+        from core.outbox import publish_runs
+
+        result = await tick(pool, batch_size=10, look_ahead_s=0, lease_s=LEASE_S)
+        published = await publish_runs(pool, publisher, result.to_publish)
+        assert published.published == [] and len(published.failed) == 1
+
+        run = await pool.fetchrow("SELECT id, published_at, publish_lease_until FROM runs")
+        assert run["published_at"] is None and run["publish_lease_until"] is None, \
+            "a failed publish hands the run to the relay"
+        schedule = await pool.fetchrow("SELECT next_run_at > now() AS ahead FROM schedules "
+                                       "WHERE id = $1", sid)
+        assert schedule["ahead"], "the schedule advanced although the broker was down"
+
+        await proxy.restore()
+        relayed = await relay(pool, publisher, batch_size=10, lease_s=LEASE_S)
+        await publisher.close()
+    assert relayed.published == [run["id"]]
+    assert await pool.fetchval("SELECT published_at IS NOT NULL FROM runs") is True
+    assert await consume_ids(amqp_url, queue, 1) == [run["id"]]
+
+
+async def test_relay_leaves_runs_leased_by_a_live_publisher_alone(pool, queue, amqp_url):
+    job = await make_job(pool, queue)
+    await make_interval_schedule(pool, job, 3600, behind_s=1)
+    result = await tick(pool, batch_size=10, look_ahead_s=0, lease_s=LEASE_S)
+    assert len(result.to_publish) == 1
+    publisher = Publisher(amqp_url, delivery_limit=5)
+    try:
+        relayed = await relay(pool, publisher, batch_size=10, lease_s=LEASE_S)
+        assert relayed.published == [], "the tick's own publisher still holds the lease"
+        # The publisher crashed: its lease expires and the relay takes the run.
+        await pool.execute("UPDATE runs SET publish_lease_until = now() - interval '1 s'")
+        relayed = await relay(pool, publisher, batch_size=10, lease_s=LEASE_S)
+        assert relayed.published == [result.to_publish[0]["run_id"]]
+    finally:
+        await publisher.close()
+
+
+async def test_jittered_runs_wait_for_their_time_in_the_outbox(pool, queue):
+    jitter = 3.0
+    job = await make_job(pool, queue)
+    sid = await make_interval_schedule(pool, job, 3600, behind_s=0.01)
+    await pool.execute("UPDATE schedules SET jitter_seconds = $2 WHERE id = $1", sid, jitter)
+    await tick(pool, batch_size=10, look_ahead_s=0, lease_s=LEASE_S)
+    run = await pool.fetchrow("SELECT scheduled_for, available_at FROM runs")
+    assert run["scheduled_for"] <= run["available_at"] <= run["scheduled_for"] + timedelta(seconds=jitter)
