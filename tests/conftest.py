@@ -24,6 +24,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+
 from core.migrate import migrate
 
 ROOT = Path(__file__).resolve().parents[1]

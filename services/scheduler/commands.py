@@ -14,7 +14,6 @@ def _scheduler(_args: argparse.Namespace) -> int:
     from core.cli import run_async
     from core.logging import configure_logging
     from core.settings import load_settings
-
     from scheduler.main import serve
 
     settings = load_settings()

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import asyncpg
 import prometheus_client as prom
+
 from core import health
 from core.broker import Publisher
 from core.db import CONNECTION_ERRORS, connect, create_pool
@@ -27,7 +28,6 @@ from core.logging import get_logger
 from core.outbox import WAKEUP_CHANNEL, PublishResult, publish_runs
 from core.settings import Settings, instance_id
 from core.sql import q
-
 from scheduler.reaper import delete_old_runs, reap
 from scheduler.relay import relay
 from scheduler.tick import tick

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import asyncpg
+
 from core.logging import get_logger
 from core.outbox import wake_scheduler
 from core.sql import q

@@ -4,6 +4,7 @@ a crashed instance, a broker outage, jitter, look-ahead or a retry's backoff."""
 from __future__ import annotations
 
 import asyncpg
+
 from core.broker import Publisher
 from core.outbox import PublishResult, publish_runs
 from core.sql import q

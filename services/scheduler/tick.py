@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
+
 from core.logging import get_logger
 from core.schedule import Spec, jittered, plan
 from core.sql import q

@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 import aio_pika
 import asyncpg
 import pytest
-from core.broker import declare_topology, queue_name
 
+from core.broker import declare_topology, queue_name
 from tests.conftest import service_env, wait_for
 from tests.faults import tcp_proxy
 

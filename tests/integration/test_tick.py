@@ -8,10 +8,10 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 import aio_pika
+
 from core.broker import Publisher, queue_name
 from scheduler.relay import relay
 from scheduler.tick import tick
-
 from tests.faults import tcp_proxy
 
 LEASE_S = 30.0

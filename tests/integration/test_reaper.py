@@ -1,0 +1,52 @@
+"""The reaper rescues runs by heartbeat age only, and marks silent workers offline."""
+
+from scheduler.reaper import delete_old_runs, reap
+
+
+async def insert_running(pool, *, heartbeat_age_s: float, attempt: int, max_attempts: int) -> int:
+    job = await pool.fetchval(
+        "INSERT INTO jobs (name, handler) VALUES ('j' || gen_random_uuid(), 'sleep') RETURNING id")
+    return await pool.fetchval(
+        """INSERT INTO runs (job_id, scheduled_for, trigger, status, attempt, max_attempts,
+                             started_at, heartbeat_at, worker_id, published_at)
+           VALUES ($1, now() - interval '1 hour', 'manual', 'running', $2, $3,
+                   now() - interval '1 hour', now() - make_interval(secs => $4), 'w1', now())
+           RETURNING id""", job, attempt, max_attempts, heartbeat_age_s)
+
+
+async def test_stale_runs_are_requeued_or_failed_and_fresh_ones_left_alone(pool):
+    # Started an hour ago but heartbeating: long runs are never rescued by elapsed time.
+    fresh = await insert_running(pool, heartbeat_age_s=1, attempt=1, max_attempts=3)
+    retry = await insert_running(pool, heartbeat_age_s=120, attempt=1, max_attempts=3)
+    last = await insert_running(pool, heartbeat_age_s=120, attempt=3, max_attempts=3)
+    result = await reap(pool, lease_s=60, offline_after_s=60)
+    assert (result.requeued, result.failed) == (1, 1)
+
+    rows = {r["id"]: r for r in await pool.fetch("SELECT * FROM runs")}
+    assert rows[fresh]["status"] == "running"
+    assert rows[retry]["status"] == "queued" and rows[retry]["attempt"] == 2
+    assert rows[retry]["published_at"] is None, "the relay publishes the requeued run"
+    assert "stopped heartbeating" in rows[retry]["error"]
+    assert rows[last]["status"] == "failed" and rows[last]["attempt"] == 3
+    assert rows[last]["finished_at"] is not None
+
+
+async def test_silent_workers_go_offline(pool):
+    await pool.execute(
+        """INSERT INTO workers (id, host, pid, last_heartbeat) VALUES
+           ('alive', 'h', 1, now()), ('silent', 'h', 2, now() - interval '5 minutes')""")
+    result = await reap(pool, lease_s=60, offline_after_s=60)
+    assert result.workers_offline == 1
+    status = dict(await pool.fetch("SELECT id, status FROM workers"))
+    assert status == {"alive": "online", "silent": "offline"}
+
+
+async def test_retention_deletes_only_old_finished_runs(pool):
+    job = await pool.fetchval("INSERT INTO jobs (name, handler) VALUES ('r', 'noop') RETURNING id")
+    await pool.execute(
+        """INSERT INTO runs (job_id, scheduled_for, trigger, status, created_at) VALUES
+           ($1, now(), 'manual', 'succeeded', now() - interval '40 days'),
+           ($1, now(), 'manual', 'queued', now() - interval '40 days'),
+           ($1, now(), 'manual', 'failed', now() - interval '2 days')""", job)
+    assert await delete_old_runs(pool, retention_days=30, batch_size=1) == 1
+    assert sorted(r["status"] for r in await pool.fetch("SELECT status FROM runs")) == ["failed", "queued"]
