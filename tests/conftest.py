@@ -1,7 +1,7 @@
 """Shared fixtures: real PostgreSQL and RabbitMQ, isolated per test.
 
-- PostgreSQL: DATABASE_URL (a server the tests may create databases on; default the
-  local one). A session fixture migrates a template database; each test gets its own
+- PostgreSQL: the server of DATABASE_URL (or TEST_DATABASE_URL; default the local one),
+  reached through its `postgres` database; the tests create databases of their own. A session fixture migrates a template database; each test gets its own
   `CREATE DATABASE ... TEMPLATE` copy.
 - RabbitMQ: RABBITMQ_URL (default the local one). The session gets its own vhost when
   `rabbitmqctl` is available; each test gets its own queue names.
@@ -54,7 +54,9 @@ def _reachable(host: str, port: int) -> bool:
 @pytest.fixture(scope="session")
 def servers() -> Iterator[tuple[str, str]]:
     """(postgres admin URL, amqp URL) of the servers under test."""
-    pg = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL") or DEFAULT_PG
+    # The server of DATABASE_URL; the tests create (and drop) databases of their own on it.
+    pg = os.environ.get("TEST_DATABASE_URL") or _with_database(
+        os.environ.get("DATABASE_URL") or DEFAULT_PG, "postgres")
     amqp = os.environ.get("RABBITMQ_URL") or DEFAULT_AMQP
     pg_parts, amqp_parts = urlsplit(pg), urlsplit(amqp)
     if _reachable(pg_parts.hostname or "localhost", pg_parts.port or 5432) and _reachable(
