@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 import socket
 from functools import cached_property
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.errors import ConfigError
 
@@ -75,7 +75,8 @@ class Settings(BaseSettings):
         description="seconds without a tick before the scheduler is reported stale, > 0")
 
     # --- worker -----------------------------------------------------------------
-    worker_queues: tuple[str, ...] = Field(
+    # NoDecode: a comma-separated list, not JSON.
+    worker_queues: Annotated[tuple[str, ...], NoDecode] = Field(
         ("default",), validation_alias=env("WORKER_QUEUES"),
         description="a comma-separated list of queue names, e.g. default,reports")
     worker_concurrency: int = Field(

@@ -1,0 +1,107 @@
+"""SSRF guard: which URLs an http job may call.
+
+A URL is refused unless its scheme is http or https and every address its host resolves
+to is a public one, or lies in a network the operator allowed explicitly
+(WORKER_HTTP_ALLOWED_NETWORKS). Loopback, private, link-local (cloud metadata),
+shared, multicast, reserved and unspecified addresses are refused, IPv4-mapped IPv6
+addresses are judged by the IPv4 address inside, and numeric hosts in anything but the
+dotted-quad form (2130706433, 0x7f.1, 017700000001) are refused outright: resolvers
+accept them but they exist only to slip past filters.
+
+The worker calls `check_url` before each request and on each redirect; the API calls it
+when a job is created, so a bad target is refused early with a clear message.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+ALLOWED_SCHEMES = ("http", "https")
+# Numeric host forms other than a dotted quad: decimal, hex, octal, or short forms.
+_NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]+)){0,3}\.?$", re.IGNORECASE)
+_DOTTED_QUAD = re.compile(r"^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+                          r"(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}$")
+
+
+def parse_networks(value: str | Iterable[str]) -> tuple[Network, ...]:
+    """Comma-separated CIDRs (or a list of them); raises ValueError naming a bad one."""
+    items = value.split(",") if isinstance(value, str) else value
+    networks = []
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"{item!r} is not a network in CIDR form, e.g. 127.0.0.0/8") from None
+    return tuple(networks)
+
+
+def _effective(address: Address) -> Address:
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped
+        if address.sixtofour is not None:
+            return address.sixtofour
+        if address.teredo is not None:
+            return address.teredo[1]
+    return address
+
+
+def refusal(address: Address, allowed: Iterable[Network]) -> str | None:
+    """Why the address may not be called, or None when it may."""
+    inner = _effective(address)
+    for candidate in {address, inner}:
+        if any(candidate.version == n.version and candidate in n for n in allowed):
+            return None
+    if inner.is_global and not inner.is_multicast:
+        return None
+    for kind in ("loopback", "link_local", "private", "multicast", "reserved", "unspecified"):
+        if getattr(inner, f"is_{kind}"):
+            return f"a {kind.replace('_', '-')} address"
+    return "not a public address"
+
+
+def resolve(host: str, port: int) -> list[Address]:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
+
+
+def check_url(url: str, allowed_networks: Iterable[Network | str] = ()) -> None:
+    """Raise ValueError (naming the URL and why) unless an http job may call `url`.
+
+    Resolves the host (blocking: call it in a thread from async code).
+    """
+    allowed = tuple(n if not isinstance(n, str) else parse_networks(n)[0] for n in allowed_networks)
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise ValueError(f"url {url!r}: {exc}") from None
+    if parts.scheme not in ALLOWED_SCHEMES:
+        raise ValueError(f"url {url!r}: only http and https are allowed")
+    host = parts.hostname
+    if not host:
+        raise ValueError(f"url {url!r}: has no host")
+    if _NUMERIC_HOST.match(host) and not _DOTTED_QUAD.match(host):
+        raise ValueError(f"url {url!r}: host {host!r} is an encoded IP address; "
+                         "write it as a dotted quad")
+    try:
+        addresses = [ipaddress.ip_address(host)]
+    except ValueError:
+        try:
+            addresses = resolve(host, port)
+        except (OSError, UnicodeError) as exc:
+            raise ValueError(f"url {url!r}: host {host!r} does not resolve ({exc})") from None
+    for address in addresses:
+        why = refusal(address, allowed)
+        if why:
+            raise ValueError(f"url {url!r}: {host} resolves to {address}, {why}; allow it with "
+                             "WORKER_HTTP_ALLOWED_NETWORKS if this is intended")

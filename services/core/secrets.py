@@ -1,0 +1,56 @@
+"""Secret job fields at rest: a Fernet token (ENCRYPTION_KEY) of a JSON object.
+
+`jobs.secret_payload` holds `encrypt_fields(key, {...})`; the worker merges
+`decrypt_fields(key, token)` into the payload at execution. The API encrypts on write
+and never returns the plain values.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from cryptography.fernet import Fernet, InvalidToken
+
+from core.errors import ConfigError, SundialError
+
+
+class SecretError(SundialError):
+    """The secret fields cannot be decrypted: was ENCRYPTION_KEY changed?"""
+
+
+def _fernet(key: str | None) -> Fernet:
+    if not key:
+        raise ConfigError("ENCRYPTION_KEY is not set: it is needed for secret job fields "
+                          "(python -c 'from cryptography.fernet import Fernet; "
+                          "print(Fernet.generate_key().decode())')")
+    return Fernet(key.encode())
+
+
+def encrypt_fields(key: str | None, fields: dict[str, Any]) -> str:
+    """The token to store in jobs.secret_payload."""
+    if not isinstance(fields, dict):
+        raise ValueError("secret fields must be a JSON object")
+    return _fernet(key).encrypt(json.dumps(fields, separators=(",", ":")).encode()).decode()
+
+
+def decrypt_fields(key: str | None, token: str) -> dict[str, Any]:
+    try:
+        fields = json.loads(_fernet(key).decrypt(token.encode()))
+    except (InvalidToken, ValueError):
+        raise SecretError() from None
+    if not isinstance(fields, dict):
+        raise SecretError("the secret fields are not a JSON object")
+    return fields
+
+
+def merge_secrets(payload: dict[str, Any], secrets: dict[str, Any]) -> dict[str, Any]:
+    """The payload with the secret fields merged in; nested objects merge key by key
+    (so a secret `headers.Authorization` joins the plain `headers`)."""
+    merged = dict(payload)
+    for name, value in secrets.items():
+        if isinstance(value, dict) and isinstance(merged.get(name), dict):
+            merged[name] = merge_secrets(merged[name], value)
+        else:
+            merged[name] = value
+    return merged

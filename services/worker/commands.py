@@ -1,0 +1,22 @@
+"""`sundial worker`: consume and execute runs."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("worker", help="run a worker (consume WORKER_QUEUES, execute runs)")
+    p.set_defaults(func=_worker)
+
+
+def _worker(_args: argparse.Namespace) -> int:
+    from core.cli import run_async
+    from core.logging import configure_logging
+    from core.settings import load_settings
+    from worker.main import serve
+    from worker.settings import WorkerSettings
+
+    settings = load_settings(WorkerSettings)
+    configure_logging(settings.log_level, settings.log_format, service="worker")
+    return run_async(serve, settings)

@@ -1,0 +1,220 @@
+"""Consume run messages: decode, claim, execute, hand the outcome to the recorder.
+
+Every message ends in exactly one of: acked after its result is committed (or as a
+duplicate / skipped / cancelled run), rejected to sundial.dead (undecodable, unknown
+run, delivered too often), or requeued (its handler runs on another worker).
+The connection is robust: after a broker restart the consumers are registered again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import aio_pika
+import asyncpg
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
+from pydantic import ValidationError
+
+from core.broker import BROKER_ERRORS, declare_base, declare_queue
+from core.db import CONNECTION_ERRORS
+from core.logging import get_logger
+from core.messages import RunMessage, decode_run
+from core.secrets import decrypt_fields, merge_secrets
+from core.sql import q
+from worker.claim import Claim, claim, end_unstarted
+from worker.executor import Held, Outcome, Retry, execute
+from worker.handlers import HINTS, Context, Handler
+from worker.recorder import Finished, Recorder
+from worker.settings import WorkerSettings
+
+log = get_logger("worker.consumer")
+
+T = TypeVar("T")
+# A message whose handler only another worker has goes back after this pause.
+REQUEUE_PAUSE_S = 1.0
+
+
+class Consumer:
+    def __init__(self, settings: WorkerSettings, pool: asyncpg.Pool, worker_id: str,
+                 handlers: dict[str, Handler], recorder: Recorder):
+        self.settings = settings
+        self.pool = pool
+        self.worker_id = worker_id
+        self.handlers = handlers
+        self.recorder = recorder
+        self.held = recorder.held
+        self.counts = recorder.counts
+        self.tasks: set[asyncio.Task] = set()
+        self.stopping = False
+        self.last_execution: float | None = None
+        self._rng = random.Random()
+        self._connection: AbstractRobustConnection | None = None
+        self._consumers: list[tuple[AbstractQueue, str]] = []
+
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None and not self._connection.is_closed
+
+    # --- connection ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect (waiting for the broker with backoff) and start consuming."""
+        failures = 0
+        while True:
+            try:
+                self._connection = await aio_pika.connect_robust(self.settings.rabbitmq_url,
+                                                                 timeout=10)
+                break
+            except BROKER_ERRORS as exc:
+                failures += 1
+                delay = min(30.0, 0.5 * 2 ** min(failures, 6)) * self._rng.uniform(0.8, 1.2)
+                log.warning("broker.connect_retry", attempt=failures, error=repr(exc),
+                            wait_s=round(delay, 2))
+                await asyncio.sleep(delay)
+        channel = await self._connection.channel()
+        await channel.set_qos(prefetch_count=self.settings.worker_concurrency)
+        exchange = await declare_base(channel)
+        for name in self.settings.worker_queues:
+            queue = await declare_queue(channel, exchange, name, self.settings.delivery_limit)
+            tag = await queue.consume(self._on_message)
+            self._consumers.append((queue, tag))
+        self._connection.reconnect_callbacks.add(self._on_reconnect)
+        log.info("worker.consuming", queues=list(self.settings.worker_queues),
+                 prefetch=self.settings.worker_concurrency)
+
+    def _on_reconnect(self, *_args: object) -> None:
+        log.info("broker.reconnected", queues=list(self.settings.worker_queues))
+
+    async def stop_consuming(self) -> None:
+        self.stopping = True
+        for queue, tag in self._consumers:
+            try:
+                await queue.cancel(tag)
+            except BROKER_ERRORS as exc:
+                log.warning("worker.cancel_consumer_failed", queue=queue.name, error=repr(exc))
+        self._consumers.clear()
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            try:
+                await self._connection.close()
+            except BROKER_ERRORS:
+                pass
+
+    # --- one message -----------------------------------------------------------------
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        self.recorder.acks.delivered(message)
+        task = asyncio.create_task(self._handle(message), name=f"message-{message.message_id}")
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _handle(self, message: AbstractIncomingMessage) -> None:
+        self.counts["received"] += 1
+        try:
+            await self._process(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A bug or a persistent database error: give the message back (the delivery
+            # limit stops it bouncing forever) rather than lose it.
+            log.exception("message.failed", message_id=message.message_id)
+            await asyncio.sleep(REQUEUE_PAUSE_S)
+            await self.recorder.acks.reject(message, requeue=True)
+
+    async def _process(self, message: AbstractIncomingMessage) -> None:
+        acks = self.recorder.acks
+        try:
+            run = decode_run(message.body)
+        except (ValidationError, ValueError) as exc:
+            self.counts["rejected"] += 1
+            log.error("message.rejected", reason="undecodable", message_id=message.message_id,
+                      error=str(exc)[:500])
+            await acks.reject(message, requeue=False)
+            return
+        fields = dict(run_id=run.run_id, attempt=run.attempt, job=run.job, handler=run.handler)
+
+        deliveries = int((message.headers or {}).get("x-delivery-count") or 0)
+        if deliveries >= self.settings.delivery_limit:
+            error = f"delivered {deliveries + 1} times without a result; dead-lettered"
+            ended = await self._db(lambda c: end_unstarted(c, run, "dead", error))
+            self.counts["dead"] += 1
+            log.error("run.dead", deliveries=deliveries + 1, ended=ended, **fields)
+            await acks.reject(message, requeue=False)
+            return
+
+        handler = self.handlers.get(run.handler)
+        if handler is None:
+            await self._handler_missing(message, run, fields)
+            return
+
+        claimed = await self._db(lambda c: claim(c, run, self.worker_id))
+        if claimed.claim is Claim.UNKNOWN:
+            self.counts["rejected"] += 1
+            log.error("message.rejected", reason="unknown run", **fields)
+            await acks.reject(message, requeue=False)
+            return
+        if claimed.claim is not Claim.CLAIMED:
+            self.counts[claimed.claim.value] += 1
+            log.info(f"run.{claimed.claim.value}", detail=claimed.detail, **fields)
+            self.recorder.add(Finished(message))
+            return
+
+        row = claimed.run
+        assert row is not None
+        self.counts["claimed"] += 1
+        self.last_execution = time.time()
+        log.info("run.claimed", detail=claimed.detail, **fields)
+        held = Held(run.run_id, run.attempt)
+        self.held[run.run_id] = held
+        ctx = Context(self.settings, run.run_id, run.job_id, run.job, run.attempt,
+                      row["max_attempts"])
+        retry = Retry(row["max_attempts"], row["retry_backoff_seconds"],
+                      row["retry_backoff_max_seconds"], self._rng)
+        try:
+            payload = self._payload(run, row["secret_payload"])
+        except Exception as exc:
+            held.finished = True
+            outcome = Outcome("failed", error=f"{type(exc).__name__}: {exc}")
+        else:
+            outcome = await execute(held, handler, payload, ctx, run.timeout_seconds, retry)
+        self.recorder.add(Finished(message, held, outcome))
+
+    def _payload(self, run: RunMessage, secret: str | None) -> dict[str, Any]:
+        if not secret:
+            return dict(run.payload)
+        return merge_secrets(run.payload, decrypt_fields(self.settings.encryption_key, secret))
+
+    async def _handler_missing(self, message: AbstractIncomingMessage, run: RunMessage,
+                               fields: dict[str, Any]) -> None:
+        elsewhere = await self._db(lambda c: c.fetchval(
+            q("handler_advertised"), run.handler, self.worker_id,
+            self.settings.worker_offline_threshold_s))
+        if elsewhere:
+            log.warning("run.handler_elsewhere", **fields)
+            await asyncio.sleep(REQUEUE_PAUSE_S)
+            await self.recorder.acks.reject(message, requeue=True)
+            return
+        hint = HINTS.get(run.handler, f"known handlers: {', '.join(sorted(self.handlers))}")
+        error = f"no online worker runs handler {run.handler!r} ({hint})"
+        await self._db(lambda c: end_unstarted(c, run, "failed", error))
+        self.counts["handler_missing"] += 1
+        log.error("run.handler_unavailable", error=error, **fields)
+        self.recorder.add(Finished(message))
+
+    async def _db(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Run `fn` on a pooled connection, waiting out a database restart."""
+        failures = 0
+        while True:
+            try:
+                async with self.pool.acquire() as conn:
+                    return await fn(conn)
+            except CONNECTION_ERRORS as exc:
+                failures += 1
+                delay = min(10.0, 0.2 * 2 ** min(failures, 6)) * self._rng.uniform(0.8, 1.2)
+                log.warning("worker.db_unavailable", error=repr(exc), retry_in_s=round(delay, 2))
+                await asyncio.sleep(delay)

@@ -1,0 +1,108 @@
+"""Execute one claimed run: the handler under the run's timeout, stoppable by a cancel
+request, a lost lease or shutdown; then classify what happened as an `Outcome`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from worker.handlers import Context, Handler, JobError, current
+from worker.retry import backoff_s
+
+MAX_ERROR_CHARS = 2000
+MAX_OUTPUT_CHARS = 65536
+
+# Why a run's execution was stopped from outside, and the kind of outcome it gets.
+CANCELLED = "cancelled"   # the API asked (or a `replace` run took over)
+RELEASE = "release"       # the worker is shutting down: queued again, attempt not counted
+LOST = "lost"             # the run is no longer ours (rescued by the reaper): write nothing
+
+
+@dataclass
+class Outcome:
+    """kind: succeeded | failed | timed_out | cancelled | retry | release | lost."""
+
+    kind: str
+    result: Any = None
+    error: str | None = None
+    output: str | None = None
+    retry_in_s: float = 0.0
+
+
+@dataclass(eq=False)
+class Held:
+    """A run this worker has claimed and not yet recorded; the heartbeat keeps it alive."""
+
+    run_id: int
+    attempt: int
+    task: asyncio.Task | None = None
+    stop_reason: str | None = None
+    finished: bool = False
+
+    def stop(self, reason: str) -> None:
+        """Interrupt the handler; its outcome will be `reason`."""
+        if self.stop_reason is None and self.task is not None and not self.task.done():
+            self.stop_reason = reason
+            self.task.cancel()
+
+
+@dataclass(frozen=True)
+class Retry:
+    max_attempts: int
+    base_s: float
+    cap_s: float
+    rng: random.Random = field(default_factory=random.Random)
+
+
+async def execute(held: Held, handler: Handler, payload: dict[str, Any], ctx: Context,
+                  timeout_s: float, retry: Retry) -> Outcome:
+    token = current.set(ctx)
+    held.task = asyncio.create_task(handler(payload, ctx), name=f"run-{held.run_id}")
+    current.reset(token)
+    try:
+        async with asyncio.timeout(timeout_s) as deadline:
+            value = await held.task
+    except asyncio.CancelledError:
+        if held.stop_reason is None:
+            held.task.cancel()
+            raise  # the worker itself is being torn down
+        reason = held.stop_reason
+        error = {CANCELLED: "cancelled while running", RELEASE: "worker shut down; run requeued",
+                 LOST: "lease lost"}[reason]
+        return Outcome(reason, error=error)
+    except TimeoutError:
+        if not deadline.expired():
+            return _failure(TimeoutError("the handler raised TimeoutError"), ctx, retry)
+        return Outcome("timed_out", error=f"timed out after {timeout_s:g}s")
+    except Exception as exc:
+        return _failure(exc, ctx, retry)
+    finally:
+        held.finished = True
+    return Outcome("succeeded", result=_jsonable(value))
+
+
+def _failure(exc: BaseException, ctx: Context, retry: Retry) -> Outcome:
+    message = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+    if isinstance(exc, JobError):
+        output = exc.output
+        result = _jsonable(exc.result)
+    else:
+        output = "".join(traceback.format_exception(exc))
+        result = None
+    output = output[-MAX_OUTPUT_CHARS:] if output else None
+    retryable = getattr(exc, "retryable", True)
+    if retryable and ctx.attempt < retry.max_attempts:
+        delay = backoff_s(ctx.attempt, retry.base_s, retry.cap_s, retry.rng)
+        return Outcome("retry", result=result, error=message, output=output, retry_in_s=delay)
+    return Outcome("failed", result=result, error=message, output=output)
+
+
+def _jsonable(value: Any) -> Any:
+    """The value as JSON would store it (anything else becomes its string)."""
+    if value is None:
+        return None
+    return json.loads(json.dumps(value, default=str))

@@ -1,0 +1,71 @@
+"""`command`: a program run with an argv list, never through a shell.
+
+Off unless WORKER_ALLOW_COMMANDS=true; WORKER_COMMAND_ALLOWLIST (program names as given
+in argv[0]) restricts which programs may run.
+
+Payload: {"argv": ["pg_dump", "--schema-only", "app"], "cwd": "/srv", "env": {"K": "v"},
+"max_output_bytes": 65536}. Result: {"exit_code": 0, "stdout": ..., "stderr": ...,
+"truncated": bool}; a non-zero exit code fails the attempt with that output kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from contextlib import suppress
+from typing import Any
+
+from worker.handlers import Context, JobError, PayloadError, field
+
+
+async def run(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    settings = ctx.settings
+    if not settings.allow_commands:
+        raise PayloadError("command jobs are disabled on this worker (WORKER_ALLOW_COMMANDS)")
+    argv = field(payload, "argv", list)
+    if not argv or not all(isinstance(a, str) for a in argv):
+        raise PayloadError("payload.argv must be a non-empty list of strings")
+    if settings.command_allowlist and argv[0] not in settings.command_allowlist:
+        raise PayloadError(f"program {argv[0]!r} is not in WORKER_COMMAND_ALLOWLIST "
+                           f"({', '.join(settings.command_allowlist)})")
+    cwd = field(payload, "cwd", str, None)
+    extra_env = {str(k): str(v) for k, v in field(payload, "env", dict, {}).items()}
+    limit = int(field(payload, "max_output_bytes", int, 65536))
+
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, cwd=cwd, env={**os.environ, **extra_env} if extra_env else None,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, start_new_session=True)
+    except OSError as exc:
+        raise PayloadError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from None
+    try:
+        (stdout, out_cut), (stderr, err_cut) = await asyncio.gather(
+            _read_bounded(proc.stdout, limit), _read_bounded(proc.stderr, limit))
+        code = await proc.wait()
+    finally:
+        if proc.returncode is None:
+            # Cancelled (timeout, cancel, shutdown): stop the program and its children.
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with suppress(ProcessLookupError):
+                await proc.wait()
+    result = {"exit_code": code, "stdout": stdout, "stderr": stderr,
+              "truncated": out_cut or err_cut}
+    if code != 0:
+        raise JobError(f"{argv[0]} exited with code {code}", output=stderr or stdout, result=result)
+    return result
+
+
+async def _read_bounded(stream: asyncio.StreamReader | None, limit: int) -> tuple[str, bool]:
+    """The first `limit` bytes; the rest is read and dropped so the program never blocks."""
+    assert stream is not None
+    data = bytearray()
+    cut = False
+    while chunk := await stream.read(65536):
+        room = limit - len(data)
+        if len(chunk) > room:
+            cut = True
+        data.extend(chunk[:max(room, 0)])
+    return data.decode(errors="replace"), cut

@@ -1,0 +1,14 @@
+"""`noop`: does nothing and succeeds; for tests, benchmarks and smoke checks.
+
+Payload: anything (ignored). Result: {"ok": true}.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from worker.handlers import Context
+
+
+async def run(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    return {"ok": True}

@@ -1,0 +1,142 @@
+-- Queries of the worker: claim, record, heartbeat, registration.
+
+-- name: job_concurrency_policy
+-- The job's concurrency policy (allow, forbid, replace), read before a claim.
+SELECT concurrency_policy
+FROM jobs
+WHERE id = $1;
+
+-- name: lock_job_runs
+-- Serialise claims of one job's runs until commit (forbid and replace policies only).
+SELECT pg_advisory_xact_lock(hashtextextended('sundial.job:' || $1::bigint, 0));
+
+-- name: claim_run
+-- Start attempt $2 of run $1 on worker $3, unless it is already taken, finished,
+-- cancelled, or a later attempt (a stale duplicate message).
+UPDATE runs r
+SET status = 'running',
+    started_at = now(),
+    heartbeat_at = now(),
+    worker_id = $3,
+    updated_at = now()
+FROM jobs j
+WHERE r.id = $1
+  AND r.attempt = $2
+  AND r.status = 'queued'
+  AND NOT r.cancel_requested
+  AND j.id = r.job_id
+RETURNING r.id, r.job_id, r.attempt, r.max_attempts, j.secret_payload,
+          j.retry_backoff_seconds, j.retry_backoff_max_seconds;
+
+-- name: skip_run_if_job_busy
+-- forbid policy: attempt $2 of run $1 ends 'skipped' when its job already has a running run.
+UPDATE runs r
+SET status = 'skipped',
+    finished_at = now(),
+    error = 'skipped: run ' || busy.id || ' of this job is still running (concurrency policy forbid)',
+    updated_at = now()
+FROM (SELECT o.id
+      FROM runs o, runs me
+      WHERE me.id = $1
+        AND o.job_id = me.job_id
+        AND o.status = 'running'
+        AND o.id <> me.id
+      LIMIT 1) AS busy
+WHERE r.id = $1
+  AND r.attempt = $2
+  AND r.status = 'queued'
+RETURNING r.id, busy.id AS running_id;
+
+-- name: cancel_other_runs_of_job
+-- replace policy: ask the running runs of job $1 other than run $2 to stop.
+UPDATE runs
+SET cancel_requested = true,
+    updated_at = now()
+WHERE job_id = $1
+  AND status = 'running'
+  AND id <> $2
+  AND NOT cancel_requested
+RETURNING id;
+
+-- name: end_queued_run
+-- A queued attempt $2 of run $1 ends without starting, in status $3 with error $4:
+-- 'cancelled' (only if a cancel was requested), 'failed' (no worker has its handler),
+-- 'dead' (delivered too many times).
+UPDATE runs
+SET status = $3,
+    finished_at = now(),
+    error = $4,
+    updated_at = now()
+WHERE id = $1
+  AND attempt = $2
+  AND status = 'queued'
+  AND ($3 <> 'cancelled' OR cancel_requested)
+RETURNING id;
+
+-- name: run_state
+-- Why a claim found nothing: the run's status and attempt (no row: no such run).
+SELECT status, attempt, cancel_requested
+FROM runs
+WHERE id = $1;
+
+-- name: record_results
+-- Finished attempts of worker $1, many at once. Kind: a final status, 'retry' (queued
+-- again, attempt counted, after a backoff) or 'release' (queued again at once, the
+-- attempt not counted: the worker shut down). Only runs this worker still holds.
+UPDATE runs r
+SET status = CASE WHEN d.kind IN ('retry', 'release') THEN 'queued' ELSE d.kind END,
+    attempt = CASE WHEN d.kind = 'retry' THEN r.attempt + 1 ELSE r.attempt END,
+    available_at = CASE WHEN d.kind IN ('retry', 'release')
+                        THEN now() + make_interval(secs => d.retry_in_s) ELSE r.available_at END,
+    published_at = CASE WHEN d.kind IN ('retry', 'release') THEN NULL ELSE r.published_at END,
+    publish_lease_until = NULL,
+    worker_id = CASE WHEN d.kind IN ('retry', 'release') THEN NULL ELSE r.worker_id END,
+    started_at = CASE WHEN d.kind = 'release' THEN NULL ELSE r.started_at END,
+    heartbeat_at = CASE WHEN d.kind IN ('retry', 'release') THEN NULL ELSE r.heartbeat_at END,
+    finished_at = CASE WHEN d.kind IN ('retry', 'release') THEN NULL ELSE now() END,
+    result = d.result,
+    error = d.error,
+    output = d.output,
+    updated_at = now()
+FROM unnest($2::bigint[], $3::int[], $4::text[], $5::jsonb[], $6::text[], $7::text[],
+            $8::float8[]) AS d(id, attempt, kind, result, error, output, retry_in_s)
+WHERE r.id = d.id
+  AND r.attempt = d.attempt
+  AND r.status = 'running'
+  AND r.worker_id = $1
+RETURNING r.id, d.kind;
+
+-- name: heartbeat_runs
+-- Keep the runs worker $2 holds alive; returns those still its own, with cancel requests.
+UPDATE runs
+SET heartbeat_at = now()
+WHERE id = ANY($1::bigint[])
+  AND status = 'running'
+  AND worker_id = $2
+RETURNING id, cancel_requested;
+
+-- name: upsert_worker
+-- Register or heartbeat worker $1 (also after the reaper marked it offline).
+INSERT INTO workers (id, host, pid, queues, handlers, concurrency, status,
+                     runs_started, runs_succeeded, runs_failed)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+ON CONFLICT (id) DO UPDATE
+SET queues = excluded.queues,
+    handlers = excluded.handlers,
+    concurrency = excluded.concurrency,
+    status = excluded.status,
+    last_heartbeat = now(),
+    runs_started = excluded.runs_started,
+    runs_succeeded = excluded.runs_succeeded,
+    runs_failed = excluded.runs_failed;
+
+-- name: handler_advertised
+-- Does another online worker ($2 excepted), heard from within $3 seconds, run handler $1?
+SELECT EXISTS (
+    SELECT 1
+    FROM workers
+    WHERE status = 'online'
+      AND $1 = ANY(handlers)
+      AND id <> $2
+      AND last_heartbeat > now() - make_interval(secs => $3)
+);
