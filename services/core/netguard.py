@@ -57,10 +57,11 @@ def _effective(address: Address) -> Address:
 
 def refusal(address: Address, allowed: Iterable[Network]) -> str | None:
     """Why the address may not be called, or None when it may."""
+    # Only the address as written counts for an allowance: an IPv4-mapped or 6to4 form
+    # of an allowed IPv4 address is still refused (such forms exist to dodge filters).
+    if any(address.version == n.version and address in n for n in allowed):
+        return None
     inner = _effective(address)
-    for candidate in {address, inner}:
-        if any(candidate.version == n.version and candidate in n for n in allowed):
-            return None
     if inner.is_global and not inner.is_multicast:
         return None
     for kind in ("loopback", "link_local", "private", "multicast", "reserved", "unspecified"):

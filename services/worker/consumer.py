@@ -36,6 +36,8 @@ log = get_logger("worker.consumer")
 T = TypeVar("T")
 # A message whose handler only another worker has goes back after this pause.
 REQUEUE_PAUSE_S = 1.0
+# Shutdown must not hang on a broker that is away.
+BROKER_CALL_TIMEOUT_S = 5.0
 
 
 class Consumer:
@@ -54,10 +56,11 @@ class Consumer:
         self._rng = random.Random()
         self._connection: AbstractRobustConnection | None = None
         self._consumers: list[tuple[AbstractQueue, str]] = []
+        self._connected = False
 
     @property
     def connected(self) -> bool:
-        return self._connection is not None and not self._connection.is_closed
+        return self._connected
 
     # --- connection ------------------------------------------------------------------
 
@@ -82,18 +85,27 @@ class Consumer:
             queue = await declare_queue(channel, exchange, name, self.settings.delivery_limit)
             tag = await queue.consume(self._on_message)
             self._consumers.append((queue, tag))
+        self._connection.close_callbacks.add(self._on_connection_lost)
         self._connection.reconnect_callbacks.add(self._on_reconnect)
+        self._connected = True
         log.info("worker.consuming", queues=list(self.settings.worker_queues),
                  prefetch=self.settings.worker_concurrency)
 
+    def _on_connection_lost(self, _connection: object, exc: BaseException | None = None) -> None:
+        if self._connected and not self.stopping:
+            log.warning("broker.connection_lost", error=repr(exc))
+        self._connected = False
+
     def _on_reconnect(self, *_args: object) -> None:
+        # aio-pika's robust channel declares the queues and consumers again.
+        self._connected = True
         log.info("broker.reconnected", queues=list(self.settings.worker_queues))
 
     async def stop_consuming(self) -> None:
         self.stopping = True
         for queue, tag in self._consumers:
             try:
-                await queue.cancel(tag)
+                await asyncio.wait_for(queue.cancel(tag), BROKER_CALL_TIMEOUT_S)
             except BROKER_ERRORS as exc:
                 log.warning("worker.cancel_consumer_failed", queue=queue.name, error=repr(exc))
         self._consumers.clear()
@@ -101,7 +113,7 @@ class Consumer:
     async def close(self) -> None:
         if self._connection is not None:
             try:
-                await self._connection.close()
+                await asyncio.wait_for(self._connection.close(), BROKER_CALL_TIMEOUT_S)
             except BROKER_ERRORS:
                 pass
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import signal
+import uuid
 from typing import Any
 
 import aio_pika
@@ -28,7 +29,7 @@ def worker_env(db_url: str, amqp_url: str, queue: str, **extra: object) -> dict[
 async def add_job(conn: asyncpg.Connection, queue: str, handler: str, payload: dict | None = None,
                   **columns: Any) -> int:
     names = ["name", "handler", "queue", "payload", *columns]
-    values = [f"{handler}-{queue}-{len(columns)}-{id(payload)}", handler, queue, payload or {},
+    values = [f"{handler}-{uuid.uuid4().hex[:12]}", handler, queue, payload or {},
               *columns.values()]
     placeholders = ", ".join(f"${i}" for i in range(1, len(values) + 1))
     return await conn.fetchval(

@@ -1,0 +1,159 @@
+"""The http and command handlers, run by a real `sundial worker`."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from tests.conftest import wait_for
+from tests.e2e.test_worker import add_job, events, trigger, wait_final, worker_env
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        if self.path == "/redirect-to-metadata":
+            self.send_response(302)
+            self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
+            self.end_headers()
+            return
+        body = f"hello {self.headers.get('X-Token', '-')}".encode()
+        self.send_response(200 if self.path == "/hello" else 503)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def http_server() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+async def test_http_handler_calls_an_allowed_server_and_refuses_others(
+        pool, db_url, amqp_url, queue, processes, http_server):
+    env = worker_env(db_url, amqp_url, queue, WORKER_HTTP_ALLOWED_NETWORKS="127.0.0.1/32")
+    processes(["worker"], env)
+    port = http_server.rsplit(":", 1)[1]
+    ok = await add_job(pool, queue, "http", {"url": f"{http_server}/hello",
+                                             "headers": {"X-Token": "t1"}})
+    unhealthy = await add_job(pool, queue, "http", {"url": f"{http_server}/down"}, max_attempts=1)
+    refused = {
+        "metadata": "http://169.254.169.254/latest/meta-data/",
+        "decimal": f"http://2130706433:{port}/hello",
+        "mapped": f"http://[::ffff:127.0.0.1]:{port}/hello",
+        "private": "http://10.1.2.3/",
+        "redirect": f"{http_server}/redirect-to-metadata",
+        "scheme": "file:///etc/passwd",
+    }
+    refused_jobs = {name: await add_job(pool, queue, "http", {"url": url}, max_attempts=3)
+                    for name, url in refused.items()}
+
+    [run_id] = await trigger(pool, amqp_url, ok)
+    row = await wait_final(pool, run_id)
+    assert row["status"] == "succeeded"
+    assert row["result"]["status"] == 200 and row["result"]["body"] == "hello t1"
+
+    [run_id] = await trigger(pool, amqp_url, unhealthy)
+    row = await wait_final(pool, run_id)
+    assert row["status"] == "failed" and "answered 503" in row["error"]
+
+    for name, job in refused_jobs.items():
+        [run_id] = await trigger(pool, amqp_url, job)
+        row = await wait_final(pool, run_id)
+        assert row["status"] == "failed", name
+        assert "refused" in row["error"], (name, row["error"])
+        assert row["attempt"] == 1, name  # a refused target is not retried
+
+
+async def test_secret_fields_are_merged_into_the_payload(pool, db_url, amqp_url, queue, processes,
+                                                         http_server):
+    from cryptography.fernet import Fernet
+
+    from core.secrets import encrypt_fields
+
+    key = Fernet.generate_key().decode()
+    env = worker_env(db_url, amqp_url, queue, WORKER_HTTP_ALLOWED_NETWORKS="127.0.0.0/8",
+                     ENCRYPTION_KEY=key)
+    processes(["worker"], env)
+    job = await add_job(pool, queue, "http", {"url": f"{http_server}/hello", "headers": {}},
+                        secret_payload=encrypt_fields(key, {"headers": {"X-Token": "s3cret"}}))
+    [run_id] = await trigger(pool, amqp_url, job)
+    row = await wait_final(pool, run_id)
+    assert row["status"] == "succeeded" and row["result"]["body"] == "hello s3cret"
+
+
+async def test_command_handler_is_off_unless_allowed(pool, db_url, amqp_url, queue, processes):
+    worker = processes(["worker"], worker_env(db_url, amqp_url, queue))
+    job = await add_job(pool, queue, "command", {"argv": ["echo", "hi"]})
+    [run_id] = await trigger(pool, amqp_url, job)
+    row = await wait_final(pool, run_id)
+    assert row["status"] == "failed"
+    assert "WORKER_ALLOW_COMMANDS" in row["error"] and row["started_at"] is None
+    assert worker.stop() == 0
+
+
+async def test_command_handler_never_uses_a_shell(pool, db_url, amqp_url, queue, processes,
+                                                  tmp_path):
+    env = worker_env(db_url, amqp_url, queue, WORKER_ALLOW_COMMANDS="true",
+                     WORKER_COMMAND_ALLOWLIST="echo,sh")
+    processes(["worker"], env)
+    echo = await add_job(pool, queue, "command", {"argv": ["echo", "hi; touch x"],
+                                                  "cwd": str(tmp_path)})
+    fails = await add_job(pool, queue, "command", {"argv": ["sh", "-c", "echo oops >&2; exit 3"]},
+                          max_attempts=1)
+    forbidden = await add_job(pool, queue, "command", {"argv": ["touch", str(tmp_path / "y")]})
+
+    [run_id] = await trigger(pool, amqp_url, echo)
+    row = await wait_final(pool, run_id)
+    assert row["status"] == "succeeded"
+    assert row["result"]["stdout"] == "hi; touch x\n" and row["result"]["exit_code"] == 0
+    assert not (tmp_path / "x").exists()
+
+    [run_id] = await trigger(pool, amqp_url, fails)
+    row = await wait_final(pool, run_id)
+    assert row["status"] == "failed" and "exited with code 3" in row["error"]
+    assert row["result"]["exit_code"] == 3 and row["output"] == "oops\n"
+
+    [run_id] = await trigger(pool, amqp_url, forbidden)
+    row = await wait_final(pool, run_id)
+    assert row["status"] == "failed" and "WORKER_COMMAND_ALLOWLIST" in row["error"]
+    assert not (tmp_path / "y").exists()
+
+
+async def test_worker_survives_a_broker_outage(pool, db_url, amqp_url, queue, processes):
+    """The broker goes away (every connection dropped, new ones refused) and comes back:
+    the worker reconnects, registers its consumer again and keeps consuming. A TCP proxy
+    stands in for a RabbitMQ restart so other test sessions sharing the server are not hit."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from tests.faults import tcp_proxy
+
+    parts = urlsplit(amqp_url)
+    async with tcp_proxy(parts.hostname or "127.0.0.1", parts.port or 5672) as proxy:
+        proxied = urlunsplit(parts._replace(netloc=f"{parts.username}:{parts.password}"
+                                                   f"@127.0.0.1:{proxy.port}"))
+        worker = processes(["worker"], worker_env(db_url, proxied, queue))
+        job = await add_job(pool, queue, "noop")
+        [before] = await trigger(pool, amqp_url, job)
+        assert (await wait_final(pool, before))["status"] == "succeeded"
+
+        await proxy.cut()
+        [during] = await trigger(pool, amqp_url, job)  # waits in the queue
+        await wait_for(lambda: events(worker, "broker.connection_lost"), 10,
+                       what="the worker to notice the outage")
+        await proxy.restore()
+        await wait_for(lambda: events(worker, "broker.reconnected"), 30,
+                       what="the worker to reconnect")
+        assert (await wait_final(pool, during, timeout=40))["status"] == "succeeded"
+        [after] = await trigger(pool, amqp_url, job)
+        assert (await wait_final(pool, after))["status"] == "succeeded"
+        assert worker.alive()
