@@ -12,14 +12,18 @@ class ConfigError(SundialError):
     """A configuration value is invalid."""
 
 
-class InvalidSchedule(SundialError):
-    """The schedule is invalid."""
+class InvalidInput(SundialError):
+    """The input is invalid."""
 
     def __init__(self, field: str, value: object, reason: str):
         self.field = field
         self.value = value
         self.reason = reason
         super().__init__(f"{field} {value!r}: {reason}")
+
+
+class InvalidSchedule(InvalidInput):
+    """The schedule is invalid."""
 
 
 class NotFound(SundialError):

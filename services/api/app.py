@@ -1,0 +1,219 @@
+"""The FastAPI application: `create_app(settings)`.
+
+/health, /ready and /metrics (and the dashboard's HTML shells) need no key; everything
+under /api passes the role check of api.auth. Every error is a JSON `{"detail": ...}`
+with the status that means it: 401/403, 404, 409, 413, 422 naming field, value and reason.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api import probes
+from api.auth import authorize
+from api.errors import Conflict, Forbidden, Unauthorized
+from api.routes import jobs, runs, schedules, system
+from api.service import Service
+from api.settings import ApiSettings
+from core.broker import Publisher
+from core.db import CONNECTION_ERRORS, create_pool
+from core.errors import AlreadyExists, InvalidInput, NotFound, SundialError
+from core.logging import get_logger
+from core.settings import load_settings
+
+log = get_logger("api")
+
+HERE = Path(__file__).resolve().parent
+# Routes that answer without a key: probes, docs, and the dashboard's HTML shells (their
+# data comes from the JSON API, with the user's key).
+PUBLIC_PATHS = frozenset({"/health", "/ready", "/metrics", "/docs", "/docs/oauth2-redirect",
+                          "/redoc", "/openapi.json"})
+_SECRET_FIELD = ("authorization", "secret", "password", "token")
+_MAX_SHOWN = 200
+
+
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
+    settings = settings or load_settings(ApiSettings)  # type: ignore[assignment]
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = await create_pool(settings.database_url, min_size=settings.db_pool_min,
+                                 max_size=settings.db_pool_max)
+        publisher = Publisher(settings.rabbitmq_url, settings.delivery_limit)
+        app.state.pool = pool
+        app.state.publisher = publisher
+        app.state.service = Service(pool, settings, publisher)
+        log.info("api.started", host=settings.api_host, port=settings.api_port)
+        try:
+            yield
+        finally:
+            await publisher.close()
+            await pool.close()
+            log.info("api.stopped")
+
+    app = FastAPI(title="Sundial", version="1", lifespan=lifespan,
+                  description="A database-driven job scheduler. Send `Authorization: Bearer "
+                              "<key>` (from `sundial keys create`) to every /api route: "
+                              "`viewer` keys read, `admin` keys also write.")
+    app.state.settings = settings
+    app.state.public_paths = set(PUBLIC_PATHS)
+
+    api = APIRouter(prefix="/api", dependencies=[Depends(authorize)])
+    for module in (jobs, schedules, runs, system):
+        api.include_router(module.router)
+    app.include_router(api)
+    app.include_router(probes.router)
+    _include_dashboard(app)
+    _install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
+    return app
+
+
+def _include_dashboard(app: FastAPI) -> None:
+    """The dashboard (its own engineer's module), when present."""
+    if importlib.util.find_spec("api.dashboard") is not None:
+        from api import dashboard
+
+        before = set(route_table(app))
+        app.include_router(dashboard.router)
+        app.state.public_paths |= {path for _method, path in route_table(app)} - {
+            path for _method, path in before}
+    static = HERE / "static"
+    if static.is_dir():
+        app.mount("/static", StaticFiles(directory=static), name="static")
+        app.state.public_paths.add("/static")
+
+
+def route_table(app: FastAPI) -> list[tuple[str, str]]:
+    """Every (method, path) the app serves, routers included (for the role matrix)."""
+    table = []
+
+    def walk(routes: Any) -> None:
+        for route in routes:
+            if hasattr(route, "effective_route_contexts"):  # an included router
+                walk(route.effective_route_contexts())
+                continue
+            path = getattr(route, "path", None)
+            methods = getattr(route, "methods", None) or ()
+            if path is not None:
+                table.extend((m, path) for m in sorted(methods) if m != "HEAD")
+    walk(app.router.routes)
+    return table
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+def _shown(field: str, value: Any) -> Any:
+    """A value fit to echo back: secrets masked, long values cut, always JSON."""
+    if any(s in field.lower() for s in _SECRET_FIELD):
+        return "***"
+    try:
+        value = jsonable_encoder(value)
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        value = text = repr(value)
+    if len(text) > _MAX_SHOWN:
+        return text[:_MAX_SHOWN] + "…"
+    return value
+
+
+def _problem(field: str, value: Any, reason: str) -> dict[str, Any]:
+    shown = _shown(field, value)
+    return {"field": field, "value": shown, "reason": reason,
+            "loc": field.split("."), "msg": f"{field}: {reason}"}
+
+
+def _invalid(_request: Request, exc: Exception) -> JSONResponse:
+    problem = _problem(exc.field, exc.value, exc.reason)  # type: ignore[attr-defined]
+    return JSONResponse({"detail": [problem]}, status_code=422)
+
+
+def _request_invalid(_request: Request, exc: Exception) -> JSONResponse:
+    problems = []
+    for err in exc.errors():  # type: ignore[attr-defined]
+        loc = [str(part) for part in err.get("loc", ())]
+        if loc and loc[0] in ("body", "query", "path", "header"):
+            loc = loc[1:] or loc
+        reason = str(err.get("msg", "is invalid")).removeprefix("Value error, ")
+        problems.append(_problem(".".join(loc) or "body", err.get("input"), reason))
+    return JSONResponse({"detail": problems}, status_code=422)
+
+
+def _status(code: int, headers: dict[str, str] | None = None):
+    def handler(_request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=code, headers=headers)
+    return handler
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(InvalidInput, _invalid)
+    app.add_exception_handler(RequestValidationError, _request_invalid)
+    app.add_exception_handler(Unauthorized, _status(401, {"WWW-Authenticate": "Bearer"}))
+    app.add_exception_handler(Forbidden, _status(403))
+    app.add_exception_handler(NotFound, _status(404))
+    app.add_exception_handler(AlreadyExists, _status(409))
+    app.add_exception_handler(Conflict, _status(409))
+    app.add_exception_handler(SundialError, _status(400))
+    # A safety net: input the checks above missed still gets a 4xx, never a 500.
+    app.add_exception_handler(asyncpg.DataError, _status(422))
+    app.add_exception_handler(asyncpg.IntegrityConstraintViolationError, _status(409))
+    # The database or the broker is down: the caller may retry.
+    app.add_exception_handler(asyncpg.PostgresConnectionError, _unavailable)
+    for error in CONNECTION_ERRORS:
+        if error not in (OSError, TimeoutError):
+            app.add_exception_handler(error, _unavailable)
+
+
+def _unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    log.error("api.unavailable", error=repr(exc))
+    return JSONResponse({"detail": "the database is unavailable; try again"}, status_code=503,
+                        headers={"Retry-After": "5"})
+
+
+# --- body size ---------------------------------------------------------------------------------
+
+
+class BodyLimit:
+    """413 for a body over `max_bytes`, by Content-Length or as it streams in."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            response = JSONResponse({"detail": f"the request body is larger than "
+                                               f"{self.max_bytes} bytes"}, status_code=413)
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise HTTPException(413, f"the request body is larger than "
+                                             f"{self.max_bytes} bytes")
+            return message
+
+        await self.app(scope, limited, send)

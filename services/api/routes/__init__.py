@@ -1,0 +1,17 @@
+"""The JSON API under /api, one module per resource. Every route here passes the role
+check of api.auth (attached to the router in api.app): denied unless a key allows it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from api.service import Service
+
+
+def _service(request: Request) -> Service:
+    return request.app.state.service
+
+
+Svc = Annotated[Service, Depends(_service)]

@@ -1,0 +1,61 @@
+"""/api/jobs: what to run. A job is named by its id or its name."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, status
+
+from api.auth import Caller
+from api.routes import Svc
+from api.schemas import Deleted, JobCreate, JobDetail, JobSummary, JobUpdate, Queued
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+JobRef = Annotated[str, Path(min_length=1, max_length=200, description="A job's id or name.")]
+
+
+@router.get("", response_model=list[JobSummary])
+async def list_jobs(svc: Svc, enabled: bool | None = None,
+                    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0):
+    return await svc.list_jobs(enabled=enabled, limit=limit, offset=offset)
+
+
+@router.post("", response_model=JobDetail, status_code=status.HTTP_201_CREATED)
+async def create_job(body: JobCreate, svc: Svc, who: Caller):
+    """Create a job, and its `schedules` in the same transaction (all or nothing)."""
+    return await svc.create_job(who.name, body)
+
+
+@router.get("/{job}", response_model=JobDetail)
+async def get_job(job: JobRef, svc: Svc):
+    return await svc.get_job(job)
+
+
+@router.patch("/{job}", response_model=JobDetail)
+async def update_job(job: JobRef, body: JobUpdate, svc: Svc, who: Caller):
+    """Change some fields. A secret value sent back as "***" keeps the stored one."""
+    return await svc.update_job(who.name, job, body)
+
+
+@router.delete("/{job}", response_model=Deleted)
+async def delete_job(job: JobRef, svc: Svc, who: Caller):
+    """Delete the job with its schedules and its run history."""
+    return {"id": await svc.delete_job(who.name, job)}
+
+
+@router.post("/{job}/trigger", response_model=Queued, status_code=status.HTTP_202_ACCEPTED)
+async def trigger_job(job: JobRef, svc: Svc, who: Caller):
+    """Run now (even if the job is paused); `triggered_by` is the key's name."""
+    return {"run_id": await svc.trigger_job(who.name, job)}
+
+
+@router.post("/{job}/pause", response_model=JobDetail)
+async def pause_job(job: JobRef, svc: Svc, who: Caller):
+    """Disable the job: its slots pass without runs until it is resumed."""
+    return await svc.set_job_enabled(who.name, job, False)
+
+
+@router.post("/{job}/resume", response_model=JobDetail)
+async def resume_job(job: JobRef, svc: Svc, who: Caller):
+    return await svc.set_job_enabled(who.name, job, True)

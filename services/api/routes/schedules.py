@@ -1,0 +1,64 @@
+"""/api/schedules: when a job runs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, status
+
+from api.auth import Caller
+from api.routes import Svc
+from api.schemas import MAX_ID, Deleted, Preview, Schedule, ScheduleCreate, ScheduleUpdate
+
+router = APIRouter(prefix="/schedules", tags=["schedules"])
+ScheduleId = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+@router.get("", response_model=list[Schedule])
+async def list_schedules(svc: Svc,
+                         job: Annotated[str | None, Query(min_length=1, max_length=200,
+                                                          description="A job's id or name.")] = None,
+                         active: bool | None = None,
+                         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                         offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0):
+    return await svc.list_schedules(job=job, active=active, limit=limit, offset=offset)
+
+
+@router.post("", response_model=Schedule, status_code=status.HTTP_201_CREATED)
+async def create_schedule(body: ScheduleCreate, svc: Svc, who: Caller):
+    return await svc.create_schedule(who.name, body)
+
+
+@router.get("/{schedule_id}", response_model=Schedule)
+async def get_schedule(schedule_id: ScheduleId, svc: Svc):
+    return await svc.get_schedule(schedule_id)
+
+
+@router.patch("/{schedule_id}", response_model=Schedule)
+async def update_schedule(schedule_id: ScheduleId, body: ScheduleUpdate, svc: Svc, who: Caller):
+    """Change some fields; the next slot is recomputed from now."""
+    return await svc.update_schedule(who.name, schedule_id, body)
+
+
+@router.delete("/{schedule_id}", response_model=Deleted)
+async def delete_schedule(schedule_id: ScheduleId, svc: Svc, who: Caller):
+    """Its past runs stay in the history."""
+    return {"id": await svc.delete_schedule(who.name, schedule_id)}
+
+
+@router.post("/{schedule_id}/pause", response_model=Schedule)
+async def pause_schedule(schedule_id: ScheduleId, svc: Svc, who: Caller):
+    return await svc.pause_schedule(who.name, schedule_id)
+
+
+@router.post("/{schedule_id}/resume", response_model=Schedule)
+async def resume_schedule(schedule_id: ScheduleId, svc: Svc, who: Caller):
+    """Active again from its next slot after now; slots missed while paused do not run."""
+    return await svc.resume_schedule(who.name, schedule_id)
+
+
+@router.get("/{schedule_id}/preview", response_model=Preview)
+async def preview_schedule(schedule_id: ScheduleId, svc: Svc,
+                           count: Annotated[int, Query(ge=1, le=100)] = 10):
+    """The next `count` fire times (UTC), before jitter."""
+    return await svc.preview(schedule_id, count)

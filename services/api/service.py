@@ -1,0 +1,470 @@
+"""What the control plane does, shared by the HTTP routes and the admin CLI.
+
+Every write runs in one transaction with its audit_log row; schedule writes also wake
+the schedulers (NOTIFY, delivered on commit). Errors are Sundial errors that the API
+maps to statuses (InvalidInput 422, NotFound 404, AlreadyExists/Conflict 409) and the CLI
+prints on one line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from api import payloads
+from api.auth import ROLES, new_key
+from api.errors import Conflict
+from api.schemas import (
+    FINAL_STATUSES,
+    MAX_ID,
+    JobCreate,
+    JobUpdate,
+    ScheduleCreate,
+    ScheduleFields,
+    ScheduleUpdate,
+)
+from api.settings import ApiSettings
+from core import schedule as sched
+from core.broker import Publisher
+from core.errors import AlreadyExists, ConfigError, InvalidInput, NotFound
+from core.logging import get_logger
+from core.outbox import publish_runs, wake_scheduler
+from core.secrets import decrypt_fields, encrypt_fields
+from core.sql import q
+
+log = get_logger("api.service")
+
+JOB_FIELDS = ("name", "description", "handler", "payload", "secret_payload", "queue",
+              "priority", "timeout_seconds", "max_attempts", "retry_backoff_seconds",
+              "retry_backoff_max_seconds", "concurrency_policy", "enabled")
+SCHEDULE_FIELDS = ("kind", "interval_seconds", "cron", "run_at", "timezone", "jitter_seconds",
+                   "start_at", "end_at", "misfire_policy", "misfire_grace_seconds", "is_active")
+KIND_FIELDS = {"interval": "interval_seconds", "cron": "cron", "once": "run_at"}
+SCHEDULE_NULLABLE = frozenset({"interval_seconds", "cron", "run_at", "start_at", "end_at",
+                               "misfire_grace_seconds"})
+
+
+def parse_id(ref: str | int) -> int | None:
+    """The id a reference names, if it is one (else it may be a name)."""
+    if isinstance(ref, int):
+        return ref if 1 <= ref <= MAX_ID else None
+    return int(ref) if ref.isascii() and ref.isdigit() and 1 <= int(ref) <= MAX_ID else None
+
+
+@contextmanager
+def db_errors(what: str) -> Iterator[None]:
+    """Translate constraint violations at the database boundary."""
+    try:
+        yield
+    except asyncpg.UniqueViolationError:
+        raise AlreadyExists(f"{what} already exists") from None
+    except asyncpg.CheckViolationError as exc:
+        raise InvalidInput(what, exc.constraint_name, "breaks a rule of the data model") from None
+
+
+class Service:
+    def __init__(self, pool: asyncpg.Pool, settings: ApiSettings,
+                 publisher: Publisher | None = None):
+        self.pool = pool
+        self.settings = settings
+        self.publisher = publisher
+
+    # --- audit ----------------------------------------------------------------------
+
+    @staticmethod
+    async def _audit(conn: asyncpg.Connection, actor: str, action: str, target_type: str,
+                     target_id: object, details: Mapping[str, Any] | None = None) -> None:
+        await conn.execute(q("audit"), actor, action, target_type,
+                           None if target_id is None else str(target_id), dict(details or {}))
+
+    # --- jobs -----------------------------------------------------------------------
+
+    async def list_jobs(self, *, enabled: bool | None = None, limit: int = 100,
+                        offset: int = 0) -> list[dict[str, Any]]:
+        rows = await self.pool.fetch(q("list_jobs"), enabled, limit, offset)
+        return [dict(r) for r in rows]
+
+    async def _job_row(self, conn: asyncpg.Connection, ref: str | int) -> asyncpg.Record:
+        row = await conn.fetchrow(q("get_job"), parse_id(ref), str(ref))
+        if row is None:
+            raise NotFound(f"no job {ref!r}")
+        return row
+
+    async def get_job(self, ref: str | int) -> dict[str, Any]:
+        async with self.pool.acquire() as conn:
+            job = _public_job(await self._job_row(conn, ref))
+            job["schedules"] = [dict(r) for r in await conn.fetch(
+                q("list_schedules"), job["id"], None, 1000, 0)]
+        return job
+
+    async def create_job(self, actor: str, body: JobCreate) -> dict[str, Any]:
+        values = body.model_dump(exclude={"schedules"})
+        if values["max_attempts"] is None:
+            values["max_attempts"] = self.settings.max_retry_attempts
+        values = await self._prepare_job(values, stored_secret={})
+        async with self.pool.acquire() as conn, conn.transaction():
+            with db_errors(f"a job named {body.name!r}"):
+                job_id = await conn.fetchval(q("insert_job"), *(values[f] for f in JOB_FIELDS))
+            now = await conn.fetchval(q("db_now"))
+            for i, fields in enumerate(body.schedules):
+                try:
+                    await self._insert_schedule(conn, job_id, fields.model_dump(), now)
+                except InvalidInput as exc:
+                    raise InvalidInput(f"schedules[{i}].{exc.field}", exc.value, exc.reason) from None
+            if body.schedules:
+                await wake_scheduler(conn, "schedules")
+            await self._audit(conn, actor, "job.create", "job", job_id,
+                              {"name": body.name, "handler": body.handler,
+                               "schedules": len(body.schedules)})
+        log.info("job.created", job_id=job_id, job=body.name, actor=actor)
+        return await self.get_job(job_id)
+
+    async def update_job(self, actor: str, ref: str | int, body: JobUpdate) -> dict[str, Any]:
+        change = body.model_dump(exclude_unset=True)
+        for name, value in change.items():
+            if value is None:
+                raise InvalidInput(name, None, "must not be null; leave it out to keep the value")
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await self._job_row(conn, ref)
+            values = {f: row[f] for f in JOB_FIELDS}
+            stored = {}
+            if row["secret_payload"] and ("payload" in change or "handler" in change):
+                stored = self._decrypt(row["secret_payload"])
+            if "payload" in change or "handler" in change:
+                values.update(change)
+                values["payload"] = change.get("payload", row["payload"])
+                values = await self._prepare_job(values, stored_secret=stored)
+            else:
+                values.update(change)
+            _check_backoff(values)
+            with db_errors(f"a job named {values['name']!r}"):
+                await conn.execute(q("update_job"), row["id"], *(values[f] for f in JOB_FIELDS))
+            if {"enabled", "handler", "queue"} & change.keys():
+                await wake_scheduler(conn, "jobs")
+            await self._audit(conn, actor, "job.update", "job", row["id"],
+                              {"name": values["name"], "fields": sorted(change)})
+        return await self.get_job(row["id"])
+
+    async def set_job_enabled(self, actor: str, ref: str | int, enabled: bool) -> dict[str, Any]:
+        """Pause (slots pass without runs) or resume a job."""
+        return await self.update_job(actor, ref, JobUpdate(enabled=enabled))
+
+    async def delete_job(self, actor: str, ref: str | int) -> int:
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await self._job_row(conn, ref)
+            await conn.execute(q("delete_job"), row["id"])
+            await wake_scheduler(conn, "schedules")
+            await self._audit(conn, actor, "job.delete", "job", row["id"], {"name": row["name"]})
+        return row["id"]
+
+    async def _prepare_job(self, values: dict[str, Any], *, stored_secret: dict[str, Any]
+                           ) -> dict[str, Any]:
+        """Check the payload for its handler; move its secret fields to secret_payload."""
+        _check_backoff(values)
+        payload = values["payload"]
+        await asyncio.to_thread(payloads.validate, values["handler"], payload,
+                                max_bytes=self.settings.api_max_payload_bytes,
+                                allowed_networks=self.settings.http_allowed_networks)
+        public, secret = payloads.split_secrets(values["handler"], payload)
+        secret = payloads.keep_masked(secret, stored_secret)
+        values = dict(values, payload=public, secret_payload=None)
+        if secret:
+            try:
+                values["secret_payload"] = encrypt_fields(self.settings.encryption_key, secret)
+            except ConfigError:
+                raise InvalidInput("payload", "(secret fields)",
+                              "has secret fields but ENCRYPTION_KEY is not set on the API; "
+                              "set it (on the workers too) or leave the secrets out") from None
+        return values
+
+    def _decrypt(self, token: str) -> dict[str, Any]:
+        try:
+            return decrypt_fields(self.settings.encryption_key, token)
+        except ConfigError:
+            raise Conflict("this job has secret fields and ENCRYPTION_KEY is not set on the "
+                           "API; set it to change the payload") from None
+
+    async def trigger_job(self, actor: str, ref: str | int) -> int:
+        """Queue a run now; it reaches a worker without waiting for a scheduler pass."""
+        async with self.pool.acquire() as conn:
+            job = await self._job_row(conn, ref)
+        return await self._enqueue(actor, job["id"], "job.trigger", {"job": job["name"]})
+
+    async def _enqueue(self, actor: str, job_id: int, action: str,
+                       details: dict[str, Any]) -> int:
+        lease_s = self.settings.publish_lease_s if self.publisher is not None else None
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(q("insert_manual_run"), job_id, actor, lease_s)
+            if row is None:
+                raise NotFound(f"no job {job_id}")
+            if self.publisher is None:
+                await wake_scheduler(conn, "manual")
+            await self._audit(conn, actor, action, "run", row["run_id"], details)
+        if self.publisher is not None:
+            # Published directly after the commit (the outbox); on failure the lease is
+            # released and the woken scheduler's relay publishes it.
+            result = await publish_runs(self.pool, self.publisher, [dict(row)])
+            if result.failed:
+                log.warning("run.publish_deferred", run_id=row["run_id"],
+                            error=repr(result.first_error))
+                async with self.pool.acquire() as conn:
+                    await wake_scheduler(conn, "manual")
+        log.info("run.queued", run_id=row["run_id"], job_id=job_id, actor=actor, action=action)
+        return row["run_id"]
+
+    # --- schedules --------------------------------------------------------------------
+
+    async def list_schedules(self, *, job: str | int | None = None, active: bool | None = None,
+                             limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        async with self.pool.acquire() as conn:
+            job_id = (await self._job_row(conn, job))["id"] if job is not None else None
+            rows = await conn.fetch(q("list_schedules"), job_id, active, limit, offset)
+        return [dict(r) for r in rows]
+
+    async def get_schedule(self, schedule_id: int) -> dict[str, Any]:
+        row = await self.pool.fetchrow(q("get_schedule"), schedule_id)
+        if row is None:
+            raise NotFound(f"no schedule {schedule_id}")
+        return dict(row)
+
+    async def create_schedule(self, actor: str, body: ScheduleCreate) -> dict[str, Any]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            job = await conn.fetchrow(q("get_job"), body.job_id, None)
+            if job is None:
+                raise NotFound(f"no job {body.job_id}")
+            now = await conn.fetchval(q("db_now"))
+            fields = body.model_dump(exclude={"job_id"})
+            schedule_id = await self._insert_schedule(conn, job["id"], fields, now)
+            await wake_scheduler(conn, "schedules")
+            await self._audit(conn, actor, "schedule.create", "schedule", schedule_id,
+                              {"job": job["name"], "kind": body.kind})
+        return await self.get_schedule(schedule_id)
+
+    async def _insert_schedule(self, conn: asyncpg.Connection, job_id: int,
+                               fields: dict[str, Any], now: datetime) -> int:
+        fields, next_run_at = _plan_schedule(fields, created_at=now, now=now)
+        with db_errors("schedule"):
+            return await conn.fetchval(q("insert_schedule"), job_id,
+                                       *(fields[f] for f in SCHEDULE_FIELDS), next_run_at)
+
+    async def update_schedule(self, actor: str, schedule_id: int, body: ScheduleUpdate,
+                              action: str = "schedule.update") -> dict[str, Any]:
+        change = body.model_dump(exclude_unset=True)
+        for name, value in change.items():
+            if value is None and name not in SCHEDULE_NULLABLE:
+                raise InvalidInput(name, None, "must not be null; leave it out to keep the value")
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(q("lock_schedule"), schedule_id)
+            if row is None:
+                raise NotFound(f"no schedule {schedule_id}")
+            fields = {f: row[f] for f in SCHEDULE_FIELDS}
+            if change.get("kind", row["kind"]) != row["kind"]:
+                for other in KIND_FIELDS.values():
+                    fields[other] = None
+            fields.update(change)
+            now = await conn.fetchval(q("db_now"))
+            fields, next_run_at = _plan_schedule(fields, created_at=row["created_at"], now=now)
+            with db_errors("schedule"):
+                await conn.execute(q("update_schedule"), schedule_id,
+                                   *(fields[f] for f in SCHEDULE_FIELDS), next_run_at)
+            await wake_scheduler(conn, "schedules")
+            await self._audit(conn, actor, action, "schedule", schedule_id,
+                              {"fields": sorted(change)})
+        return await self.get_schedule(schedule_id)
+
+    async def pause_schedule(self, actor: str, schedule_id: int) -> dict[str, Any]:
+        return await self.update_schedule(actor, schedule_id, ScheduleUpdate(is_active=False),
+                                          "schedule.pause")
+
+    async def resume_schedule(self, actor: str, schedule_id: int) -> dict[str, Any]:
+        """Active again from its next slot after now (slots missed while paused pass)."""
+        return await self.update_schedule(actor, schedule_id, ScheduleUpdate(is_active=True),
+                                          "schedule.resume")
+
+    async def delete_schedule(self, actor: str, schedule_id: int) -> int:
+        async with self.pool.acquire() as conn, conn.transaction():
+            if await conn.fetchval(q("delete_schedule"), schedule_id) is None:
+                raise NotFound(f"no schedule {schedule_id}")
+            await wake_scheduler(conn, "schedules")
+            await self._audit(conn, actor, "schedule.delete", "schedule", schedule_id)
+        return schedule_id
+
+    async def preview(self, schedule_id: int, count: int) -> dict[str, Any]:
+        row = await self.get_schedule(schedule_id)
+        now = await self.pool.fetchval(q("db_now"))
+        spec = sched.Spec.from_row(row)
+        try:
+            times = sched.preview(spec, count, now)
+        except OverflowError:
+            times = []
+        return {"schedule_id": schedule_id, "timezone": row["timezone"], "times": times}
+
+    # --- runs -----------------------------------------------------------------------
+
+    async def list_runs(self, *, job: str | int | None = None, schedule_id: int | None = None,
+                        statuses: Sequence[str] | None = None, since: datetime | None = None,
+                        until: datetime | None = None, cursor: int | None = None,
+                        limit: int = 50) -> tuple[list[dict[str, Any]], int | None]:
+        """A page of runs, newest first, and the cursor of the next page (None: the last)."""
+        async with self.pool.acquire() as conn:
+            job_id = (await self._job_row(conn, job))["id"] if job is not None else None
+            rows = await conn.fetch(q("list_runs"), job_id, schedule_id,
+                                    list(statuses) if statuses else None, since, until,
+                                    cursor, limit + 1)
+        items = [dict(r) for r in rows[:limit]]
+        return items, (items[-1]["id"] if len(rows) > limit else None)
+
+    async def get_run(self, run_id: int) -> dict[str, Any]:
+        row = await self.pool.fetchrow(q("get_run"), run_id)
+        if row is None:
+            raise NotFound(f"no run {run_id}")
+        return dict(row)
+
+    async def cancel_run(self, actor: str, run_id: int) -> dict[str, Any]:
+        """A queued run is cancelled at once; a running one is asked to stop."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(q("cancel_run"), run_id)
+            if row is None:
+                status = await conn.fetchval("SELECT status FROM runs WHERE id = $1", run_id)
+                if status is None:
+                    raise NotFound(f"no run {run_id}")
+                raise Conflict(f"run {run_id} is already {status}; only a queued or running "
+                               "run can be cancelled")
+            await self._audit(conn, actor, "run.cancel", "run", run_id, {"status": row["status"]})
+        return {"id": run_id, "status": row["status"], "cancel_requested": True}
+
+    async def retry_run(self, actor: str, run_id: int) -> int:
+        """A new manual run of the same job (attempt 1); the original stays as it ended."""
+        run = await self.get_run(run_id)
+        if run["status"] not in FINAL_STATUSES:
+            raise Conflict(f"run {run_id} is still {run['status']}; retry a finished run, "
+                           "or cancel this one first")
+        return await self._enqueue(actor, run["job_id"], "run.retry",
+                                   {"job": run["job"], "retry_of": run_id})
+
+    # --- scheduler, workers, stats ----------------------------------------------------
+
+    async def scheduler_status(self) -> dict[str, Any]:
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(q("scheduler_status"))
+            instances = [dict(r) for r in await conn.fetch(q("scheduler_instances"))]
+        last_run, next_run = _instant(row["last_run"]), _instant(row["next_run"])
+        age = (row["db_now"] - last_run).total_seconds() if last_run else None
+        if age is None:
+            status = "unknown"
+        elif age <= self.settings.scheduler_stale_after_s:
+            status = "running"
+        else:
+            status = "stale"
+        return {"status": status, "last_run": last_run, "next_run": next_run,
+                "seconds_since_last_run": age,
+                "stale_after_s": self.settings.scheduler_stale_after_s,
+                "trigger_requested": row["trigger_requested"] == "true",
+                "instances": instances}
+
+    async def trigger_scheduler(self, actor: str) -> None:
+        """Ask for a scheduler pass now: one scheduler takes the flag."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(q("request_scheduler_trigger"))
+            await wake_scheduler(conn, "trigger")
+            await self._audit(conn, actor, "scheduler.trigger", "scheduler", None)
+
+    async def workers(self) -> list[dict[str, Any]]:
+        rows = await self.pool.fetch(q("list_workers"), self.settings.worker_offline_threshold_s)
+        return [dict(r) for r in rows]
+
+    async def stats(self) -> dict[str, Any]:
+        r = await self.pool.fetchrow(q("stats"))
+        finished = r["runs_succeeded"] + r["runs_failed"]
+        return {
+            "jobs": {"total": r["jobs_total"], "enabled": r["jobs_enabled"],
+                     "disabled": r["jobs_total"] - r["jobs_enabled"]},
+            "executions": {"total": r["runs_total"], "successful": r["runs_succeeded"],
+                           "failed": r["runs_failed"], "running": r["runs_running"],
+                           "queued": r["runs_queued"],
+                           "success_rate": round(r["runs_succeeded"] / finished, 4)
+                           if finished else None},
+        }
+
+    # --- API keys ---------------------------------------------------------------------
+
+    async def create_key(self, actor: str, name: str, role: str,
+                         expires_in_days: int | None = None) -> tuple[dict[str, Any], str]:
+        """(the key's record, the key itself: shown once, never stored)."""
+        name = name.strip()
+        if not name or len(name) > 100 or "\x00" in name:
+            raise InvalidInput("name", name, "must be 1-100 characters")
+        if role not in ROLES:
+            raise InvalidInput("role", role, "must be one of " + ", ".join(ROLES))
+        if expires_in_days is not None and not 1 <= expires_in_days <= 36500:
+            raise InvalidInput("expires_in_days", expires_in_days, "must be between 1 and 36500")
+        key, prefix, key_hash = new_key()
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(q("insert_api_key"), name, prefix, key_hash, role,
+                                      expires_in_days)
+            await self._audit(conn, actor, "key.create", "api_key", row["id"],
+                              {"name": name, "role": role, "prefix": prefix})
+        return dict(row), key
+
+    async def list_keys(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in await self.pool.fetch(q("list_api_keys"))]
+
+    async def revoke_key(self, actor: str, ref: str) -> dict[str, Any]:
+        """Revoke by id or prefix."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(q("revoke_api_key"), parse_id(ref), ref)
+            if row is None:
+                raise NotFound(f"no API key {ref!r} (give its id or prefix)")
+            await self._audit(conn, actor, "key.revoke", "api_key", row["id"],
+                              {"name": row["name"], "prefix": row["prefix"]})
+        return dict(row)
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _public_job(row: Mapping[str, Any]) -> dict[str, Any]:
+    job = dict(row)
+    job.pop("secret_payload", None)
+    return job
+
+
+def _check_backoff(values: Mapping[str, Any]) -> None:
+    if values["retry_backoff_max_seconds"] < values["retry_backoff_seconds"]:
+        raise InvalidInput("retry_backoff_max_seconds", values["retry_backoff_max_seconds"],
+                      f"must be >= retry_backoff_seconds ({values['retry_backoff_seconds']})")
+
+
+def _plan_schedule(fields: dict[str, Any], *, created_at: datetime, now: datetime
+                   ) -> tuple[dict[str, Any], datetime | None]:
+    """The validated fields and the first slot (None while paused); InvalidInput otherwise."""
+    fields = {f: fields.get(f, ScheduleFields.model_fields[f].default) for f in SCHEDULE_FIELDS}
+    spec = sched.Spec.from_row({**fields, "created_at": created_at})
+    active = fields["is_active"]
+    try:
+        spec = sched.validate(spec, now if active else None)
+        next_run_at = sched.first_fire(spec, now) if active else None
+    except OverflowError:
+        raise InvalidInput("start_at", fields["start_at"], "puts the schedule's slots beyond "
+                      "the calendar's end") from None
+    if active and next_run_at is None:
+        field = "end_at" if spec.end_at else KIND_FIELDS[spec.kind]
+        raise InvalidInput(field, fields[field], "the schedule would never fire; "
+                      "nothing is left to run after now")
+    fields["cron"] = spec.cron if spec.kind == "cron" else None
+    return fields, next_run_at
+
+
+def _instant(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+

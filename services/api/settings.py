@@ -1,0 +1,35 @@
+"""Settings of `sundial api`: the shared ones plus where to listen and how much to accept."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
+
+from core.netguard import Network, parse_networks
+from core.settings import Settings, env
+
+
+class ApiSettings(Settings):
+    api_host: str = Field("0.0.0.0", min_length=1, validation_alias=env("API_HOST"),
+                          description="the address to listen on, e.g. 0.0.0.0 or 127.0.0.1")
+    api_port: int = Field(8000, gt=0, lt=65536, validation_alias=env("API_PORT"),
+                          description="a TCP port, 1-65535")
+    api_max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, validation_alias=env("API_MAX_BODY_BYTES"),
+        description="the largest request body accepted, in bytes, >= 1024")
+    api_max_payload_bytes: int = Field(
+        64 * 1024, ge=16, validation_alias=env("API_MAX_PAYLOAD_BYTES"),
+        description="the largest job payload accepted (as JSON), in bytes, >= 16")
+    # The workers' SSRF policy, read from the same variable, so the API refuses at
+    # creation what the workers would refuse at every run.
+    http_allowed_networks: Annotated[tuple[Network, ...], NoDecode] = Field(
+        (), validation_alias=env("WORKER_HTTP_ALLOWED_NETWORKS"),
+        description="comma-separated CIDRs http jobs may call although not public, "
+                    "e.g. 10.0.0.0/8,127.0.0.1/32; empty by default")
+
+    @field_validator("http_allowed_networks", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        return parse_networks(value) if isinstance(value, str) else value

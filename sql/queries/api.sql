@@ -1,0 +1,274 @@
+-- Queries of the HTTP API and the admin CLI (services/api/service.py serves both).
+
+-- name: db_now
+-- The database's clock: schedule math never trusts the host's.
+SELECT now();
+
+-- name: audit
+-- Record one write: who, what, on which object; never secret values.
+INSERT INTO audit_log (actor, action, target_type, target_id, details)
+VALUES ($1, $2, $3, $4, $5);
+
+-- api keys ------------------------------------------------------------------------
+
+-- name: insert_api_key
+-- A new key: only its lookup prefix and hash are kept.
+INSERT INTO api_keys (name, prefix, key_hash, role, expires_at)
+VALUES ($1, $2, $3, $4, now() + make_interval(days => $5::integer))
+RETURNING id, name, prefix, role, created_at, expires_at, revoked_at, last_used_at;
+
+-- name: find_api_key
+-- The key with this prefix, with its state judged by the database's clock.
+SELECT id, name, key_hash, role,
+       revoked_at IS NOT NULL AS revoked,
+       expires_at IS NOT NULL AND expires_at <= now() AS expired
+FROM api_keys
+WHERE prefix = $1;
+
+-- name: touch_api_key
+-- last_used_at, written at most once a minute per key so reads do not all write.
+UPDATE api_keys
+SET last_used_at = now()
+WHERE id = $1
+  AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute');
+
+-- name: list_api_keys
+-- Every key, newest first, without hashes.
+SELECT id, name, prefix, role, created_at, expires_at, revoked_at, last_used_at
+FROM api_keys
+ORDER BY id DESC;
+
+-- name: revoke_api_key
+-- Revoke by id or prefix; a key already revoked keeps its first revocation time.
+UPDATE api_keys
+SET revoked_at = COALESCE(revoked_at, now())
+WHERE id = $1 OR prefix = $2
+RETURNING id, name, prefix, role, created_at, expires_at, revoked_at, last_used_at;
+
+-- jobs ----------------------------------------------------------------------------
+
+-- name: list_jobs
+-- Jobs by name, with their next slot and latest run for an overview.
+SELECT j.id, j.name, j.description, j.handler, j.payload, j.secret_payload IS NOT NULL AS has_secrets,
+       j.queue, j.priority, j.timeout_seconds, j.max_attempts, j.retry_backoff_seconds,
+       j.retry_backoff_max_seconds, j.concurrency_policy, j.enabled, j.created_at, j.updated_at,
+       (SELECT count(*) FROM schedules s WHERE s.job_id = j.id) AS schedule_count,
+       (SELECT min(s.next_run_at) FROM schedules s WHERE s.job_id = j.id AND s.is_active) AS next_run_at,
+       last.status AS last_run_status,
+       last.finished_at AS last_run_finished_at
+FROM jobs j
+LEFT JOIN LATERAL (
+    SELECT r.status, r.finished_at
+    FROM runs r
+    WHERE r.job_id = j.id
+    ORDER BY r.id DESC
+    LIMIT 1
+) last ON true
+WHERE ($1::boolean IS NULL OR j.enabled = $1)
+ORDER BY j.name
+LIMIT $2 OFFSET $3;
+
+-- name: get_job
+-- One job by id ($1) or name ($2); an id match wins over a name that looks like one.
+SELECT id, name, description, handler, payload, secret_payload,
+       secret_payload IS NOT NULL AS has_secrets,
+       queue, priority, timeout_seconds, max_attempts, retry_backoff_seconds,
+       retry_backoff_max_seconds, concurrency_policy, enabled, created_at, updated_at
+FROM jobs
+WHERE id = $1 OR name = $2
+ORDER BY (id IS NOT DISTINCT FROM $1) DESC
+LIMIT 1;
+
+-- name: insert_job
+-- A new job; a duplicate name raises a unique violation (409).
+INSERT INTO jobs (name, description, handler, payload, secret_payload, queue, priority,
+                  timeout_seconds, max_attempts, retry_backoff_seconds,
+                  retry_backoff_max_seconds, concurrency_policy, enabled)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+RETURNING id;
+
+-- name: update_job
+-- Every field of a job at once (the service merged the change into the current row).
+UPDATE jobs
+SET name = $2, description = $3, handler = $4, payload = $5, secret_payload = $6,
+    queue = $7, priority = $8, timeout_seconds = $9, max_attempts = $10,
+    retry_backoff_seconds = $11, retry_backoff_max_seconds = $12,
+    concurrency_policy = $13, enabled = $14, updated_at = now()
+WHERE id = $1;
+
+-- name: delete_job
+-- A job goes with its schedules and its run history (ON DELETE CASCADE).
+DELETE FROM jobs WHERE id = $1 RETURNING id;
+
+-- schedules -----------------------------------------------------------------------
+
+-- name: list_schedules
+-- Schedules, optionally of one job, by id.
+SELECT s.*, j.name AS job
+FROM schedules s
+JOIN jobs j ON j.id = s.job_id
+WHERE ($1::bigint IS NULL OR s.job_id = $1)
+  AND ($2::boolean IS NULL OR s.is_active = $2)
+ORDER BY s.id
+LIMIT $3 OFFSET $4;
+
+-- name: get_schedule
+-- One schedule with its job's name.
+SELECT s.*, j.name AS job
+FROM schedules s
+JOIN jobs j ON j.id = s.job_id
+WHERE s.id = $1;
+
+-- name: lock_schedule
+-- The schedule, locked for an update in this transaction.
+SELECT * FROM schedules WHERE id = $1 FOR UPDATE;
+
+-- name: insert_schedule
+-- A new schedule with its first slot already computed (the tick then finds it due).
+INSERT INTO schedules (job_id, kind, interval_seconds, cron, run_at, timezone,
+                       jitter_seconds, start_at, end_at, misfire_policy,
+                       misfire_grace_seconds, is_active, next_run_at, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, now(), now())
+RETURNING id;
+
+-- name: update_schedule
+-- Every field of a schedule at once, with its recomputed next slot.
+UPDATE schedules
+SET kind = $2, interval_seconds = $3, cron = $4, run_at = $5, timezone = $6,
+    jitter_seconds = $7, start_at = $8, end_at = $9, misfire_policy = $10,
+    misfire_grace_seconds = $11, is_active = $12, next_run_at = $13, updated_at = now()
+WHERE id = $1;
+
+-- name: delete_schedule
+-- Its runs stay in the history, detached (ON DELETE SET NULL).
+DELETE FROM schedules WHERE id = $1 RETURNING id;
+
+-- runs ----------------------------------------------------------------------------
+
+-- name: insert_manual_run
+-- A run requested by a person or a program ($2: who), leased to this publisher for $3
+-- seconds (NULL: no publisher here, the scheduler's relay publishes it). Returns what
+-- its message needs.
+WITH job AS (
+    SELECT id, name, handler, payload, queue, timeout_seconds, max_attempts
+    FROM jobs
+    WHERE id = $1
+),
+run AS (
+    INSERT INTO runs (job_id, schedule_id, scheduled_for, trigger, triggered_by, status,
+                      attempt, max_attempts, available_at, publish_lease_until)
+    SELECT job.id, NULL, now(), 'manual', $2, 'queued', 1, job.max_attempts, now(),
+           now() + make_interval(secs => $3)
+    FROM job
+    RETURNING id, job_id, schedule_id, scheduled_for, attempt
+)
+SELECT run.id AS run_id, run.job_id, job.name AS job, job.handler, job.payload, job.queue,
+       run.schedule_id, run.scheduled_for, run.attempt, job.timeout_seconds
+FROM run
+JOIN job ON job.id = run.job_id;
+
+-- name: list_runs
+-- History, newest first, keyset-paginated on id ($6: the last id of the previous page).
+SELECT r.id, r.job_id, j.name AS job, r.schedule_id, r.scheduled_for, r.trigger,
+       r.triggered_by, r.status, r.attempt, r.max_attempts, r.available_at,
+       r.published_at, r.cancel_requested, r.started_at, r.finished_at, r.heartbeat_at,
+       r.worker_id, r.error, r.created_at, r.updated_at,
+       EXTRACT(EPOCH FROM (r.finished_at - r.started_at))::float8 AS duration_s
+FROM runs r
+JOIN jobs j ON j.id = r.job_id
+WHERE ($1::bigint IS NULL OR r.job_id = $1)
+  AND ($2::bigint IS NULL OR r.schedule_id = $2)
+  AND ($3::text[] IS NULL OR r.status = ANY($3))
+  AND ($4::timestamptz IS NULL OR r.created_at >= $4)
+  AND ($5::timestamptz IS NULL OR r.created_at < $5)
+  AND ($6::bigint IS NULL OR r.id < $6)
+ORDER BY r.id DESC
+LIMIT $7;
+
+-- name: get_run
+-- One run with everything: result, error, output, attempts, timings.
+SELECT r.id, r.job_id, j.name AS job, j.handler, r.schedule_id, r.scheduled_for, r.trigger,
+       r.triggered_by, r.status, r.attempt, r.max_attempts, r.available_at,
+       r.published_at, r.cancel_requested, r.started_at, r.finished_at, r.heartbeat_at,
+       r.worker_id, r.result, r.error, r.output, r.created_at, r.updated_at,
+       EXTRACT(EPOCH FROM (r.finished_at - r.started_at))::float8 AS duration_s
+FROM runs r
+JOIN jobs j ON j.id = r.job_id
+WHERE r.id = $1;
+
+-- name: cancel_run
+-- A queued run is cancelled at once; a running one is asked to stop (its worker ends it
+-- within a heartbeat). Final runs are left alone (no row).
+UPDATE runs
+SET status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
+    finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END,
+    cancel_requested = true,
+    updated_at = now()
+WHERE id = $1
+  AND status IN ('queued', 'running')
+RETURNING id, status;
+
+-- scheduler, workers, stats --------------------------------------------------------
+
+-- name: scheduler_status
+-- The keys the scheduler writes after each pass, and the database's clock.
+SELECT now() AS db_now,
+       (SELECT value FROM system_settings WHERE key = 'scheduler_last_run') AS last_run,
+       (SELECT value FROM system_settings WHERE key = 'scheduler_next_run') AS next_run,
+       (SELECT value FROM system_settings WHERE key = 'scheduler_trigger_requested') AS trigger_requested;
+
+-- name: scheduler_instances
+-- Every scheduler process known, most recently ticking first.
+SELECT id, host, pid, started_at, last_tick_at, next_tick_at, ticks, dispatched, failures,
+       status
+FROM scheduler_instances
+ORDER BY last_tick_at DESC NULLS LAST, id;
+
+-- name: request_scheduler_trigger
+-- "Run a pass now": one scheduler takes the flag and clears it.
+INSERT INTO system_settings (key, value, updated_at)
+VALUES ('scheduler_trigger_requested', 'true', now())
+ON CONFLICT (key) DO UPDATE SET value = 'true', updated_at = now();
+
+-- name: list_workers
+-- Workers with their liveness judged by heartbeat age ($1 seconds).
+SELECT id, host, pid, queues, handlers, concurrency, status, started_at, last_heartbeat,
+       runs_started, runs_succeeded, runs_failed,
+       (status <> 'offline' AND last_heartbeat > now() - make_interval(secs => $1)) AS online,
+       (SELECT count(*) FROM runs r WHERE r.worker_id = w.id AND r.status = 'running') AS running
+FROM workers w
+ORDER BY online DESC, id;
+
+-- name: stats
+-- Totals for the overview: jobs and executions.
+SELECT (SELECT count(*) FROM jobs) AS jobs_total,
+       (SELECT count(*) FROM jobs WHERE enabled) AS jobs_enabled,
+       count(*) AS runs_total,
+       count(*) FILTER (WHERE status = 'succeeded') AS runs_succeeded,
+       count(*) FILTER (WHERE status IN ('failed', 'timed_out', 'dead')) AS runs_failed,
+       count(*) FILTER (WHERE status = 'running') AS runs_running,
+       count(*) FILTER (WHERE status = 'queued') AS runs_queued
+FROM runs;
+
+-- name: metrics_runs_by_status
+-- Runs per status, for /metrics.
+SELECT status, count(*) AS n FROM runs GROUP BY status;
+
+-- name: metrics_queue_depth
+-- Runs waiting per job queue (queued, published or not), for /metrics.
+SELECT j.queue, count(*) AS n
+FROM runs r
+JOIN jobs j ON j.id = r.job_id
+WHERE r.status = 'queued'
+GROUP BY j.queue;
+
+-- name: metrics_gauges
+-- Dispatch lag (the oldest available run not yet published), workers online and the
+-- scheduler's last pass, for /metrics.
+SELECT COALESCE(EXTRACT(EPOCH FROM (now() - (
+           SELECT min(available_at) FROM runs
+           WHERE status = 'queued' AND published_at IS NULL AND available_at <= now()))), 0)::float8
+           AS dispatch_lag_s,
+       (SELECT count(*) FROM workers
+        WHERE status <> 'offline' AND last_heartbeat > now() - make_interval(secs => $1)) AS workers_online,
+       (SELECT EXTRACT(EPOCH FROM max(last_tick_at)) FROM scheduler_instances)::float8 AS scheduler_last_tick;

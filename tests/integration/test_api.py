@@ -1,0 +1,292 @@
+"""The HTTP API against real PostgreSQL and RabbitMQ, through create_app in-process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.fernet import Fernet
+
+from api.app import create_app, route_table
+from api.settings import ApiSettings
+
+ENCRYPTION_KEY = Fernet.generate_key().decode()
+
+
+class Api:
+    """An httpx client on the app, with one key per role."""
+
+    def __init__(self, app: Any, client: httpx.AsyncClient, keys: dict[str, str]):
+        self.app = app
+        self.client = client
+        self.keys = keys
+        self.pool = app.state.pool
+
+    def headers(self, role: str | None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[role]}"} if role else {}
+
+    async def call(self, method: str, path: str, role: str | None = "admin",
+                   **kwargs: Any) -> httpx.Response:
+        headers = {**self.headers(role), **kwargs.pop("headers", {})}
+        return await self.client.request(method, path, headers=headers, **kwargs)
+
+    async def get(self, path: str, role: str | None = "admin", **kwargs: Any) -> httpx.Response:
+        return await self.call("GET", path, role, **kwargs)
+
+    async def post(self, path: str, role: str | None = "admin", **kwargs: Any) -> httpx.Response:
+        return await self.call("POST", path, role, **kwargs)
+
+    async def count(self, table: str) -> int:
+        return await self.pool.fetchval(f"SELECT count(*) FROM {table}")
+
+
+def api_settings(db_url: str, amqp_url: str, **extra: Any) -> ApiSettings:
+    values = {"DATABASE_URL": db_url, "RABBITMQ_URL": amqp_url, "ENCRYPTION_KEY": ENCRYPTION_KEY,
+              "API_MAX_BODY_BYTES": 256 * 1024, "DATABASE_POOL_MAX": 4}
+    values.update(extra)
+    return ApiSettings(**values)
+
+
+@pytest.fixture
+async def api(db_url: str, amqp_url: str) -> AsyncIterator[Api]:
+    app = create_app(api_settings(db_url, amqp_url))
+    async with app.router.lifespan_context(app):
+        svc = app.state.service
+        keys = {role: (await svc.create_key("test", f"{role}-key", role))[1]
+                for role in ("admin", "viewer")}
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            yield Api(app, client, keys)
+
+
+def noop_job(name: str = "hb", **extra: Any) -> dict[str, Any]:
+    return {"name": name, "handler": "noop", **extra}
+
+
+# --- auth ---------------------------------------------------------------------------------
+
+
+def _concrete(path: str) -> str:
+    return (path.replace("{job}", "1").replace("{schedule_id}", "1").replace("{run_id}", "1"))
+
+
+async def test_every_route_denies_by_default_and_checks_the_role(api: Api) -> None:
+    """Walks every route x {no key, viewer, admin}: a route added without the role check
+    fails here."""
+    public = api.app.state.public_paths
+    routes = route_table(api.app)
+    assert len(routes) > 20
+    for method, path in routes:
+        url = _concrete(path)
+        anonymous = await api.call(method, url, None)
+        if path in public:
+            assert anonymous.status_code not in (401, 403), (method, path)
+            continue
+        assert path.startswith("/api/"), f"{method} {path} is neither public nor under /api"
+        assert anonymous.status_code == 401, (method, path, anonymous.text)
+        assert anonymous.headers["www-authenticate"] == "Bearer"
+        viewer = await api.call(method, url, "viewer", json={})
+        admin = await api.call(method, url, "admin", json={})
+        if method == "GET":
+            assert viewer.status_code not in (401, 403), (method, path, viewer.text)
+        else:
+            assert viewer.status_code == 403, (method, path, viewer.text)
+        assert admin.status_code not in (401, 403), (method, path, admin.text)
+        assert admin.status_code < 500 and viewer.status_code < 500, (method, path)
+
+
+async def test_bad_revoked_and_expired_keys_are_refused(api: Api) -> None:
+    for key in ("nope", "sdl_000000000000_x", api.keys["admin"] + "x", ""):
+        r = await api.client.get("/api/jobs", headers={"Authorization": f"Bearer {key}"})
+        assert r.status_code == 401, key
+    r = await api.client.get("/api/jobs", headers={"Authorization": f"Basic {api.keys['admin']}"})
+    assert r.status_code == 401
+
+    svc = api.app.state.service
+    row, key = await svc.create_key("test", "short-lived", "admin")
+    assert (await api.client.get("/api/jobs", headers={"Authorization": f"Bearer {key}"})
+            ).status_code == 200
+    assert await api.pool.fetchval("SELECT last_used_at FROM api_keys WHERE id = $1", row["id"])
+    await svc.revoke_key("test", row["prefix"])
+    r = await api.client.get("/api/jobs", headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 401 and "revoked" in r.json()["detail"]
+
+    row, key = await svc.create_key("test", "expired", "viewer", expires_in_days=1)
+    await api.pool.execute("UPDATE api_keys SET expires_at = now() - interval '1 second' "
+                           "WHERE id = $1", row["id"])
+    r = await api.client.get("/api/jobs", headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 401 and "expired" in r.json()["detail"]
+    stored = await api.pool.fetchval("SELECT key_hash FROM api_keys WHERE id = $1", row["id"])
+    assert key not in stored and row["prefix"] in key
+
+
+async def test_probes_need_no_key(api: Api) -> None:
+    health = await api.get("/health", None)
+    assert health.status_code == 200
+    assert health.json()["status"] == "healthy" and health.json()["service"] == "api"
+    ready = await api.get("/ready", None)
+    assert ready.status_code == 200, ready.text
+    metrics = await api.get("/metrics", None)
+    assert metrics.status_code == 200
+    assert "sundial_runs" in metrics.text and "sundial_workers_online" in metrics.text
+
+
+# --- jobs ---------------------------------------------------------------------------------------
+
+
+async def test_create_get_update_delete_a_job_by_id_or_name(api: Api) -> None:
+    r = await api.post("/api/jobs", json=noop_job(payload={"a": 1}))
+    assert r.status_code == 201, r.text
+    job = r.json()
+    assert job["max_attempts"] == api.app.state.settings.max_retry_attempts
+    assert (await api.get(f"/api/jobs/{job['id']}")).json()["name"] == "hb"
+    assert (await api.get("/api/jobs/hb")).json()["id"] == job["id"]
+    r = await api.call("PATCH", "/api/jobs/hb", json={"priority": 5, "description": "beat"})
+    assert r.status_code == 200 and r.json()["priority"] == 5
+    listed = (await api.get("/api/jobs", "viewer")).json()
+    assert [j["name"] for j in listed] == ["hb"]
+
+    dup = await api.post("/api/jobs", json=noop_job())
+    assert dup.status_code == 409 and "hb" in dup.json()["detail"]
+
+    assert (await api.call("DELETE", "/api/jobs/hb")).status_code == 200
+    assert (await api.get("/api/jobs/hb")).status_code == 404
+    actions = [r["action"] for r in await api.pool.fetch(
+        "SELECT action FROM audit_log ORDER BY id")]
+    assert actions[-3:] == ["job.create", "job.update", "job.delete"]
+
+
+async def test_a_job_and_its_schedules_are_created_together(api: Api) -> None:
+    body = noop_job(schedules=[{"kind": "interval", "interval_seconds": 10},
+                               {"kind": "cron", "cron": "*/5 * * * *",
+                                "timezone": "Europe/Paris"}])
+    r = await api.post("/api/jobs", json=body)
+    assert r.status_code == 201, r.text
+    schedules = r.json()["schedules"]
+    assert [s["kind"] for s in schedules] == ["interval", "cron"]
+    assert all(s["next_run_at"] for s in schedules)
+
+    bad = noop_job("other", schedules=[{"kind": "interval", "interval_seconds": 10},
+                                       {"kind": "cron", "cron": "61 * * * *"}])
+    r = await api.post("/api/jobs", json=bad)
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["field"] == "schedules[1].cron"
+    assert await api.count("jobs") == 1 and await api.count("schedules") == 2
+
+
+async def test_secret_fields_are_encrypted_and_never_returned(api: Api) -> None:
+    body = {"name": "hook", "handler": "http",
+            "payload": {"url": "https://1.1.1.1/hook", "method": "POST",
+                        "headers": {"Authorization": "Bearer s3cret", "X-Api": "k3y",
+                                    "Accept": "text/plain"},
+                        "secret_headers": ["X-Api"], "secrets": {"token": "t0ken"}}}
+    r = await api.post("/api/jobs", json=body)
+    assert r.status_code == 201, r.text
+    for text in (r.text, (await api.get("/api/jobs/hook")).text,
+                 (await api.get("/api/jobs")).text):
+        assert "s3cret" not in text and "k3y" not in text and "t0ken" not in text
+    payload = r.json()["payload"]
+    assert payload["headers"] == {"Authorization": "***", "X-Api": "***", "Accept": "text/plain"}
+    row = await api.pool.fetchrow("SELECT payload, secret_payload FROM jobs")
+    assert "s3cret" not in str(row["payload"]) and "s3cret" not in row["secret_payload"]
+    from core.secrets import decrypt_fields, merge_secrets
+    merged = merge_secrets(row["payload"], decrypt_fields(ENCRYPTION_KEY, row["secret_payload"]))
+    assert merged["headers"]["Authorization"] == "Bearer s3cret"
+    assert merged["secrets"] == {"token": "t0ken"}
+
+    # Sending the masked payload back keeps the stored secrets.
+    payload["headers"]["Accept"] = "application/json"
+    r = await api.call("PATCH", "/api/jobs/hook", json={"payload": payload})
+    assert r.status_code == 200, r.text
+    row = await api.pool.fetchrow("SELECT payload, secret_payload FROM jobs")
+    merged = merge_secrets(row["payload"], decrypt_fields(ENCRYPTION_KEY, row["secret_payload"]))
+    assert merged["headers"]["Authorization"] == "Bearer s3cret"
+    assert merged["headers"]["Accept"] == "application/json"
+    audit = await api.pool.fetch("SELECT details::text FROM audit_log")
+    assert not any("s3cret" in a[0] for a in audit)
+
+
+async def test_secrets_without_an_encryption_key_are_refused(db_url: str, amqp_url: str) -> None:
+    app = create_app(api_settings(db_url, amqp_url, ENCRYPTION_KEY=""))
+    async with app.router.lifespan_context(app):
+        _, key = await app.state.service.create_key("test", "admin", "admin")
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://api") as client:
+            r = await client.post("/api/jobs", headers={"Authorization": f"Bearer {key}"},
+                                  json=noop_job(payload={"secrets": {"x": "y"}}))
+        assert r.status_code == 422
+        assert "ENCRYPTION_KEY" in r.json()["detail"][0]["reason"]
+        assert await app.state.pool.fetchval("SELECT count(*) FROM jobs") == 0
+
+
+# --- validation --------------------------------------------------------------------------------
+
+IN_THE_PAST = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+
+INVALID_JOBS = [
+    ("unknown handler", {"name": "x", "handler": "teleport"}, "handler", "teleport"),
+    ("unknown field", {"name": "x", "handler": "noop", "colour": "red"}, "colour", "red"),
+    ("bad name", {"name": "no spaces", "handler": "noop"}, "name", "no spaces"),
+    ("bad cron", noop_job(schedules=[{"kind": "cron", "cron": "61 * * * *"}]),
+     "schedules[0].cron", "61 * * * *"),
+    ("unknown time zone", noop_job(schedules=[{"kind": "cron", "cron": "* * * * *",
+                                              "timezone": "Mars/Olympus"}]),
+     "schedules[0].timezone", "Mars/Olympus"),
+    ("interval <= 0", noop_job(schedules=[{"kind": "interval", "interval_seconds": 0}]),
+     "schedules[0].interval_seconds", 0),
+    ("once in the past", noop_job(schedules=[{"kind": "once", "run_at": IN_THE_PAST}]),
+     "schedules[0].run_at", IN_THE_PAST),
+    ("payload too large", noop_job(payload={"blob": "x" * 70_000}), "payload", None),
+    ("http without url", {"name": "x", "handler": "http", "payload": {}}, "payload.url", None),
+    ("http to a private address", {"name": "x", "handler": "http",
+                                   "payload": {"url": "http://169.254.169.254/latest"}},
+     "payload.url", "http://169.254.169.254/latest"),
+    ("http with another scheme", {"name": "x", "handler": "http",
+                                  "payload": {"url": "file:///etc/passwd"}},
+     "payload.url", "file:///etc/passwd"),
+    ("command as a string", {"name": "x", "handler": "command", "payload": {"argv": "ls -l"}},
+     "payload.argv", "ls -l"),
+    ("backoff max below backoff", noop_job(retry_backoff_seconds=60,
+                                           retry_backoff_max_seconds=5),
+     "retry_backoff_max_seconds", 5),
+]
+
+
+@pytest.mark.parametrize(("case", "body", "field", "value"), INVALID_JOBS,
+                         ids=[c[0] for c in INVALID_JOBS])
+async def test_each_validation_error_names_field_value_and_reason(
+        api: Api, case: str, body: dict, field: str, value: Any) -> None:
+    r = await api.post("/api/jobs", json=body)
+    assert r.status_code == 422, r.text
+    problem = r.json()["detail"][0]
+    assert problem["field"] == field, problem
+    if value is not None:
+        assert problem["value"] == value, problem
+    assert problem["reason"]
+    assert await api.count("jobs") == 0 and await api.count("schedules") == 0
+    assert await api.pool.fetchval("SELECT count(*) FROM audit_log WHERE target_type <> 'api_key'") == 0
+
+
+async def test_malformed_requests_get_4xx_not_500(api: Api) -> None:
+    cases = [
+        ("POST", "/api/jobs", {"content": b"{not json", "headers": {"content-type": "application/json"}}),
+        ("POST", "/api/jobs", {"content": b"[" * 50_000, "headers": {"content-type": "application/json"}}),
+        ("POST", "/api/jobs", {"json": ["a", "list"]}),
+        ("POST", "/api/jobs", {"json": noop_job("nul", description="a\x00b")}),
+        ("POST", "/api/jobs", {"json": noop_job("nul", payload={"k": "a\x00b"})}),
+        ("GET", "/api/runs/99999999999999999999999", {}),
+        ("GET", "/api/runs?since=yesterday", {}),
+        ("GET", "/api/runs?status=lost", {}),
+        ("GET", "/api/jobs/%00", {}),
+        ("GET", "/api/schedules/1/preview?count=100000", {}),
+    ]
+    for method, url, kwargs in cases:
+        r = await api.call(method, url, **kwargs)
+        assert 400 <= r.status_code < 500, (url, r.status_code, r.text)
+    big = await api.post("/api/jobs", content=b"x" * 300_000,
+                         headers={"content-type": "application/json"})
+    assert big.status_code == 413
+
