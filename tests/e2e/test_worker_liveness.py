@@ -1,0 +1,82 @@
+"""Liveness of a real `sundial worker`: health, database outage, delivery limit."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from urllib.parse import urlsplit, urlunsplit
+
+import aio_pika
+
+from core.broker import declare_topology, queue_name
+from tests.conftest import ROOT, wait_for
+from tests.e2e.test_worker import add_job, dead_letters, events, publish, trigger, wait_final, worker_env
+from tests.faults import tcp_proxy
+
+
+async def test_health_file_and_healthcheck_events(pool, db_url, amqp_url, queue, processes,
+                                                  tmp_path):
+    env = worker_env(db_url, amqp_url, queue, HEALTH_DIR=str(tmp_path))
+    worker = processes(["worker"], env)
+
+    def healthcheck() -> int:
+        return subprocess.run([sys.executable, "-m", "core.cli", "healthcheck", "worker"],
+                              env=env, cwd=ROOT, capture_output=True).returncode
+
+    await wait_for(lambda: healthcheck() == 0, 10, what="a fresh heartbeat")
+    job = await add_job(pool, queue, "noop")
+    [run_id] = await trigger(pool, amqp_url, job)
+    await wait_final(pool, run_id)
+    beats = await wait_for(lambda: [e for e in events(worker, "healthcheck")
+                                    if e["succeeded"] >= 1], 10, what="a healthcheck event")
+    assert beats[-1]["claimed"] == 1 and beats[-1]["broker_connected"] is True
+    worker.kill()
+    # A dead worker's heartbeat goes stale: the check fails once the limit passes.
+    os.utime(tmp_path / "sundial-worker.health", (0, 0))
+    assert healthcheck() == 1
+
+
+async def test_worker_rides_out_a_database_outage(pool, db_url, amqp_url, queue, processes):
+    parts = urlsplit(db_url)
+    async with tcp_proxy(parts.hostname or "127.0.0.1", parts.port or 5432) as proxy:
+        proxied = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
+        worker = processes(["worker"], worker_env(proxied, amqp_url, queue))
+        job = await add_job(pool, queue, "sleep", {"seconds": 2})
+        [running] = await trigger(pool, amqp_url, job)
+        await wait_for(lambda: pool.fetchval("SELECT status = 'running' FROM runs WHERE id = $1",
+                                             running), 20, what="the run to start")
+        await proxy.cut()
+        [waiting] = await trigger(pool, amqp_url, job)
+        await wait_for(lambda: events(worker, "worker.record_failed")
+                       or events(worker, "worker.heartbeat_failed"), 15,
+                       what="the worker to notice the outage")
+        await proxy.restore()
+        for run_id in (running, waiting):
+            row = await wait_final(pool, run_id, timeout=40)
+            assert row["status"] == "succeeded" and row["attempt"] == 1
+        assert worker.alive()
+
+
+async def test_run_delivered_too_often_ends_dead(pool, db_url, amqp_url, queue, processes):
+    job = await add_job(pool, queue, "noop")
+    [run] = await pool.fetch("INSERT INTO runs (job_id, scheduled_for, trigger) "
+                             "VALUES ($1, now(), 'manual') RETURNING id", job)
+    run_id = run["id"]
+    # A consumer that keeps giving the message back, up to the last allowed delivery.
+    async with await aio_pika.connect(amqp_url) as conn:
+        channel = await conn.channel()
+        await declare_topology(channel, [queue], delivery_limit=5)
+        await publish(pool, amqp_url, [run_id])
+        q = await channel.get_queue(queue_name(queue))
+        count = 0
+        while count < 5:
+            message = await q.get(timeout=5)
+            count = int((message.headers or {}).get("x-delivery-count") or 0)
+            await message.nack(requeue=True)
+            count += 1
+    worker = processes(["worker"], worker_env(db_url, amqp_url, queue))
+    row = await wait_final(pool, run_id)
+    assert row["status"] == "dead" and "delivered 6 times" in row["error"]
+    assert events(worker, "run.dead")
+    await dead_letters(amqp_url, {str(run_id)})
