@@ -12,15 +12,18 @@ once, at its first occurrence. Schedules that need constant real-time spacing ac
 DST use `interval`.
 
 Misfires: a slot later than the grace when the tick sees it is *missed*. Slots within
-the grace always run. Missed slots: `run_once` makes one run of the latest missed slot
-(unless an on-time slot runs in the same tick), `skip` makes none, `run_all` makes one
-per missed slot — so for `run_all` the grace bounds how far back a catch-up goes.
+the grace always run, under every policy. Missed slots: `run_once` makes one run of the
+latest missed slot (unless an on-time slot runs in the same tick); `skip` and `run_all`
+make none. The policies differ in their default grace (DEFAULT_GRACE_S): `run_all`
+catches up every slot of the last day, so its grace says how far back a catch-up goes.
+One tick plans at most MAX_CATCHUP_RUNS runs per schedule, the latest.
 
 All instants are aware datetimes; "now" is always the database's clock.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -50,7 +53,13 @@ CRON_ALIASES = {
     "@midnight": "0 0 * * *",
     "@hourly": "0 * * * *",
 }
-_CRON_FIELDS = ("minute", "hour", "day-of-month", "month", "day-of-week")
+_CRON_FIELDS = {
+    "minute": "0-59",
+    "hour": "0-23",
+    "day-of-month": "1-31 or L, and a day that exists in the chosen months",
+    "month": "1-12 or JAN-DEC",
+    "day-of-week": "0-7 or SUN-SAT (0 and 7 are Sunday; 5L and 1#2 also work)",
+}
 # Gaps are at most a few hours long and start on a minute boundary.
 _MAX_GAP_MINUTES = 24 * 60
 # A cron expression that matches no date in this many candidates is treated as never.
@@ -109,16 +118,16 @@ def validate_cron(expr: str) -> str:
     try:
         CronSim(expanded, datetime(2000, 1, 1))
     except CronSimError as exc:
-        raise InvalidSchedule("cron", expr, _cron_reason(str(exc))) from None
+        raise InvalidSchedule("cron", expr, _cron_reason(str(exc), fields)) from None
     return expanded
 
 
-def _cron_reason(message: str) -> str:
-    reason = message.rstrip(".")
-    for field in _CRON_FIELDS:
-        if field.replace("-", " ") in reason.lower() or field in reason.lower():
-            return f"{reason} (the {field} field is out of range or malformed)"
-    return reason
+def _cron_reason(message: str, fields: list[str]) -> str:
+    """cronsim says "Bad minute"; say which value is bad and what the field accepts."""
+    for index, (field, accepted) in enumerate(_CRON_FIELDS.items()):
+        if message.lower().removeprefix("bad ").rstrip(".") == field:
+            return f"{field} {fields[index]!r} must be {accepted}"
+    return message.rstrip(".")
 
 
 def zone(name: str) -> ZoneInfo:
@@ -147,16 +156,21 @@ def validate(spec: Spec, now: datetime | None = None) -> Spec:
         if value is not None and value.tzinfo is None:
             raise InvalidSchedule(name, value.isoformat(), "needs a UTC offset, "
                                   "e.g. 2030-01-01T09:00:00+00:00")
-    if spec.jitter_seconds < 0:
-        raise InvalidSchedule("jitter_seconds", spec.jitter_seconds, "must be >= 0")
-    if spec.misfire_grace_seconds is not None and spec.misfire_grace_seconds < 0:
-        raise InvalidSchedule("misfire_grace_seconds", spec.misfire_grace_seconds, "must be >= 0")
+    if not _finite(spec.jitter_seconds) or spec.jitter_seconds < 0:
+        raise InvalidSchedule("jitter_seconds", spec.jitter_seconds,
+                              "must be a number of seconds >= 0")
+    grace = spec.misfire_grace_seconds
+    if grace is not None and (not _finite(grace) or grace < 0):
+        raise InvalidSchedule("misfire_grace_seconds", grace, "must be a number of seconds "
+                              ">= 0, or null for the policy's default")
     if spec.start_at and spec.end_at and spec.end_at <= spec.start_at:
-        raise InvalidSchedule("end_at", spec.end_at.isoformat(), "must be after start_at")
+        raise InvalidSchedule("end_at", spec.end_at.isoformat(), "must be after start_at "
+                              f"({spec.start_at.isoformat()})")
     if spec.kind == "interval":
-        if spec.interval_seconds is None or not spec.interval_seconds > 0:
+        if not _finite(spec.interval_seconds) or not spec.interval_seconds >= 1e-6:  # type: ignore[operator]
             raise InvalidSchedule("interval_seconds", spec.interval_seconds,
-                                  "must be a number of seconds greater than 0")
+                                  "must be a number of seconds greater than 0 "
+                                  "(at least 0.000001)")
         if spec.cron is not None or spec.run_at is not None:
             raise InvalidSchedule("kind", spec.kind, "an interval schedule takes "
                                   "interval_seconds, not cron or run_at")
@@ -171,10 +185,18 @@ def validate(spec: Spec, now: datetime | None = None) -> Spec:
         if spec.interval_seconds is not None or spec.cron is not None:
             raise InvalidSchedule("kind", spec.kind, "a once schedule takes run_at, "
                                   "not interval_seconds or cron")
+        if ((spec.start_at and spec.run_at < spec.start_at)
+                or (spec.end_at and spec.run_at > spec.end_at)):
+            raise InvalidSchedule("run_at", spec.run_at.isoformat(), "is outside start_at/end_at; "
+                                  "it would never fire (drop the bounds or move run_at)")
         if now is not None and spec.run_at <= now:
             raise InvalidSchedule("run_at", spec.run_at.isoformat(), "is in the past; "
                                   "pick a time after " + now.isoformat())
     return spec
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def known_timezones() -> set[str]:
@@ -207,9 +229,12 @@ def _wall_to_instant(wall: datetime, tz: ZoneInfo) -> datetime:
 def _next_cron(expr: str, tz: ZoneInfo, after: datetime) -> datetime | None:
     after = _utc(after)
     wall_after = after.astimezone(tz).replace(tzinfo=None)
-    # Start a little before `after` in wall time: after a fall-back, the wall clock of
-    # `after` can be earlier than that of instants already passed.
-    candidates = CronSim(expr, wall_after - timedelta(hours=3))
+    # Candidates start strictly after the wall clock of `after`: an ambiguous wall time
+    # maps to its first occurrence and a skipped one to the end of its gap, so a wall
+    # time at or before wall_after never maps to an instant after `after`. The reverse
+    # (a later wall time mapping to an earlier instant, after a fall-back) is what the
+    # loop skips over.
+    candidates = CronSim(expr, wall_after)
     for _ in range(_MAX_CRON_CANDIDATES):
         try:
             wall = next(candidates)
@@ -312,15 +337,15 @@ def plan(spec: Spec, next_run_at: datetime | None, now: datetime,
     """
     horizon = now + look_ahead
     if next_run_at is None:
-        anchor = spec.start_at or spec.created_at or now
-        next_run_at = first_fire(spec, _utc(anchor))
+        if spec.start_at is None and spec.created_at is None:
+            spec = replace(spec, created_at=now)
+        next_run_at = first_fire(spec, _utc(spec.start_at or spec.created_at))  # type: ignore[arg-type]
     if next_run_at is None or next_run_at > horizon:
         return Plan([], next_run_at, 0)
 
     grace = spec.grace
     on_time: list[datetime] = []
     latest_missed: datetime | None = None
-    missed_slots: list[datetime] = []
     missed = 0
     slots_iter, skipped = _due_slots(spec, next_run_at, horizon, now - grace)
     missed += skipped
@@ -330,15 +355,11 @@ def plan(spec: Spec, next_run_at: datetime | None, now: datetime,
         else:
             missed += 1
             latest_missed = slot
-            if spec.misfire_policy == "run_all":
-                missed_slots.append(slot)
     following = next_fire(spec, horizon)
 
     if not enabled:
         return Plan([], following, missed + len(on_time))
-    if spec.misfire_policy == "run_all":
-        slots = missed_slots + on_time
-    elif spec.misfire_policy == "run_once" and not on_time and latest_missed is not None:
+    if spec.misfire_policy == "run_once" and not on_time and latest_missed is not None:
         slots = [latest_missed]
         missed -= 1
     else:
@@ -357,16 +378,23 @@ def _due_slots(spec: Spec, first: datetime, horizon: datetime,
     start = first
     skipped = 0
     if spec.kind == "interval" and first < earliest_wanted:
-        latest_old = _latest_interval_at_or_before(spec, earliest_wanted)
+        until = earliest_wanted if spec.end_at is None else min(earliest_wanted, spec.end_at)
+        latest_old = _latest_interval_at_or_before(spec, until)
         if latest_old is not None and latest_old > first:
             step_us = round(spec.interval_seconds * 1_000_000)  # type: ignore[operator]
             skipped = ((latest_old - first) // timedelta(microseconds=1)) // step_us
             start = latest_old
-    elif spec.kind == "cron" and earliest_wanted - first > timedelta(days=2):
-        restart = next_fire(spec, earliest_wanted - timedelta(days=2))
-        if restart is not None and restart > first:
-            skipped = 1  # at least `first`; the rest are not counted
-            start = restart
+    elif spec.kind == "cron":
+        # Widen the window back from earliest_wanted until it holds a slot, so the
+        # latest missed slot is among those walked (a @monthly one can be weeks back).
+        window = timedelta(days=2)
+        while earliest_wanted - window > first:
+            restart = next_fire(spec, earliest_wanted - window)
+            if restart is not None and restart <= earliest_wanted:
+                skipped = 1  # at least `first`; the rest are not counted
+                start = restart
+                break
+            window *= 2
 
     def walk() -> Iterator[datetime]:
         slot: datetime | None = start
