@@ -1,0 +1,361 @@
+"""`sundial api` and the admin commands (`keys`, `jobs`, `runs`, `status`).
+
+The admin commands talk to PostgreSQL directly (they work before any API key exists) and
+share every rule with the HTTP API through api.service. Output is a readable table, or
+JSON with --json. Exit codes: 0 done, 1 database unreachable, 2 invalid input,
+3 not found, 4 already exists or not possible in the current state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+EXIT_UNREACHABLE, EXIT_INVALID, EXIT_NOT_FOUND, EXIT_CONFLICT = 1, 2, 3, 4
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("api", help="run the HTTP API (and the dashboard)")
+    p.set_defaults(func=_api)
+
+    keys = _group(sub, "keys", "API keys: create, list, revoke")
+    p = keys.add_parser("create", help="create a key; it is printed once, as the last line")
+    p.add_argument("--name", required=True, help="who or what uses it (the audit actor)")
+    p.add_argument("--role", required=True, choices=("admin", "viewer"))
+    p.add_argument("--expires-in-days", type=int, default=None)
+    _json_flag(p).set_defaults(func=_command(_keys_create))
+    _json_flag(keys.add_parser("list", help="every key, without secrets")).set_defaults(
+        func=_command(_keys_list))
+    p = keys.add_parser("revoke", help="revoke a key by id or prefix")
+    p.add_argument("key", help="the key's id or prefix")
+    _json_flag(p).set_defaults(func=_command(_keys_revoke))
+
+    jobs = _group(sub, "jobs", "jobs: list, add, trigger, pause, resume")
+    p = jobs.add_parser("list", help="every job with its next slot and latest run")
+    _json_flag(p).set_defaults(func=_command(_jobs_list))
+    _jobs_add_parser(jobs)
+    for name, helptext, func in (("trigger", "run a job now", _jobs_trigger),
+                                 ("pause", "disable a job: its slots pass without runs", _jobs_pause),
+                                 ("resume", "enable a job again", _jobs_resume)):
+        p = jobs.add_parser(name, help=helptext)
+        p.add_argument("job", help="the job's id or name")
+        _json_flag(p).set_defaults(func=_command(func))
+
+    runs = _group(sub, "runs", "run history: list, show")
+    p = runs.add_parser("list", help="runs, newest first")
+    p.add_argument("--job", help="only this job (id or name)")
+    p.add_argument("--status", action="append", help="only this status (repeatable)")
+    p.add_argument("--limit", type=int, default=20)
+    _json_flag(p).set_defaults(func=_command(_runs_list))
+    p = runs.add_parser("show", help="one run with its result, error and output")
+    p.add_argument("run_id", type=int)
+    _json_flag(p).set_defaults(func=_command(_runs_show))
+
+    p = sub.add_parser("status", help="scheduler, workers and totals at a glance")
+    _json_flag(p).set_defaults(func=_command(_status))
+
+
+def _group(sub: argparse._SubParsersAction, name: str, helptext: str) -> argparse._SubParsersAction:
+    parser = sub.add_parser(name, help=helptext)
+    return parser.add_subparsers(dest=f"{name}_command", metavar="ACTION", required=True)
+
+
+def _json_flag(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    return p
+
+
+def _jobs_add_parser(jobs: argparse._SubParsersAction) -> None:
+    p = jobs.add_parser("add", help="create a job, optionally with one schedule",
+                        description="e.g. sundial jobs add --name hb --handler noop --every 10")
+    p.add_argument("--name", required=True)
+    p.add_argument("--handler", default="noop", help="noop, sleep, http, command or python")
+    p.add_argument("--payload", default="{}", help="the handler's arguments as a JSON object")
+    p.add_argument("--description", default="")
+    p.add_argument("--queue", default="default")
+    p.add_argument("--priority", type=int, default=0)
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds")
+    p.add_argument("--max-attempts", type=int, default=None)
+    p.add_argument("--concurrency-policy", default="allow", choices=("allow", "forbid", "replace"))
+    p.add_argument("--disabled", action="store_true", help="create it paused")
+    when = p.add_mutually_exclusive_group()
+    when.add_argument("--every", type=float, metavar="SECONDS", help="an interval schedule")
+    when.add_argument("--cron", help="a cron schedule, e.g. '*/5 * * * *'")
+    when.add_argument("--at", metavar="ISO_TIME", help="a one-off schedule, with a UTC offset")
+    p.add_argument("--timezone", default="UTC", help="IANA zone of --cron, e.g. Europe/Paris")
+    p.add_argument("--jitter", type=float, default=0.0, help="seconds")
+    p.add_argument("--misfire-policy", default="run_once", choices=("run_once", "skip", "run_all"))
+    p.add_argument("--exists-ok", action="store_true",
+                   help="exit 0 without changes if a job with this name exists")
+    _json_flag(p).set_defaults(func=_command(_jobs_add))
+
+
+# --- `sundial api` -----------------------------------------------------------------------------
+
+
+def _api(_args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.app import create_app
+    from api.settings import ApiSettings
+    from core.logging import configure_logging
+    from core.settings import load_settings
+
+    settings = load_settings(ApiSettings)
+    configure_logging(settings.log_level, settings.log_format, service="api")
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
+                log_config=None, access_log=False, server_header=False)
+    return 0
+
+
+# --- running an admin command -------------------------------------------------------------------
+
+
+def _command(action: Callable[..., Awaitable[int | None]]) -> Callable[[argparse.Namespace], int]:
+    """Run `action(service, args)` with a pool; map errors to one line and an exit code."""
+
+    def run(args: argparse.Namespace) -> int:
+        from api.settings import ApiSettings
+        from core.cli import run_async
+        from core.logging import configure_logging
+        from core.settings import load_settings
+
+        settings = load_settings(ApiSettings)
+        configure_logging("ERROR", settings.log_format)
+        try:
+            return run_async(_with_service, settings, action, args)
+        except Exception as exc:
+            code, message = _explain(exc)
+            if code is None:
+                raise
+            print(f"sundial: {message}", file=sys.stderr)
+            return code
+
+    return run
+
+
+async def _with_service(settings: Any, action: Callable[..., Awaitable[int | None]],
+                        args: argparse.Namespace) -> int:
+    from api.service import Service
+    from core.db import create_pool
+
+    pool = await create_pool(settings.database_url, min_size=1, max_size=2, attempts=3)
+    try:
+        return int(await action(Service(pool, settings), args) or 0)
+    finally:
+        await pool.close()
+
+
+def _explain(exc: BaseException) -> tuple[int | None, str]:
+    import asyncpg
+    from pydantic import ValidationError
+
+    from api.errors import Conflict
+    from core.db import CONNECTION_ERRORS
+    from core.errors import AlreadyExists, InvalidInput, NotFound
+
+    if isinstance(exc, InvalidInput):
+        return EXIT_INVALID, f"{exc.field} {_short(exc.value)}: {exc.reason}"
+    if isinstance(exc, ValidationError):
+        return EXIT_INVALID, "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])} {_short(e.get('input'))}: "
+            f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors())
+    if isinstance(exc, NotFound):
+        return EXIT_NOT_FOUND, str(exc)
+    if isinstance(exc, AlreadyExists | Conflict):
+        return EXIT_CONFLICT, str(exc)
+    if isinstance(exc, (*CONNECTION_ERRORS, asyncpg.PostgresConnectionError)):
+        return EXIT_UNREACHABLE, f"cannot reach the database: {exc}"
+    return None, ""
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+# --- output ------------------------------------------------------------------------------------
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S%z")
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value) or "-"
+    return str(value)
+
+
+def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+              for row in cells]
+    return "\n".join(lines)
+
+
+def _print(args: argparse.Namespace, data: Any, text: str) -> None:
+    print(json.dumps(data, default=str, indent=2) if args.json else text)
+
+
+# --- keys ------------------------------------------------------------------------------------------
+
+KEY_COLUMNS = ("id", "name", "prefix", "role", "created_at", "expires_at", "revoked_at",
+               "last_used_at")
+
+
+async def _keys_create(svc: Any, args: argparse.Namespace) -> None:
+    row, key = await svc.create_key(_actor(), args.name, args.role, args.expires_in_days)
+    if args.json:
+        _print(args, {**row, "key": key}, "")
+        return
+    print(f"created {row['role']} key {row['id']} {row['name']!r} (prefix {row['prefix']})"
+          + (f", expires {_cell(row['expires_at'])}" if row["expires_at"] else ""))
+    print("store it now: it is shown only once")
+    print(key)
+
+
+async def _keys_list(svc: Any, args: argparse.Namespace) -> None:
+    rows = await svc.list_keys()
+    _print(args, rows, table(rows, KEY_COLUMNS))
+
+
+async def _keys_revoke(svc: Any, args: argparse.Namespace) -> None:
+    row = await svc.revoke_key(_actor(), args.key)
+    _print(args, row, f"revoked key {row['id']} {row['name']!r} (prefix {row['prefix']})")
+
+
+# --- jobs ------------------------------------------------------------------------------------------
+
+JOB_COLUMNS = ("id", "name", "handler", "queue", "enabled", "schedule_count", "next_run_at",
+               "last_run_status")
+
+
+async def _jobs_list(svc: Any, args: argparse.Namespace) -> None:
+    rows = await svc.list_jobs(limit=1000)
+    _print(args, rows, table(rows, JOB_COLUMNS))
+
+
+def _job_body(args: argparse.Namespace) -> Any:
+    from api.schemas import JobCreate
+    from core.errors import InvalidInput
+
+    try:
+        payload = json.loads(args.payload)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput("--payload", args.payload, f"is not JSON ({exc.msg})") from None
+    schedule: dict[str, Any] = {"timezone": args.timezone, "jitter_seconds": args.jitter,
+                                "misfire_policy": args.misfire_policy}
+    if args.every is not None:
+        schedule.update(kind="interval", interval_seconds=args.every)
+    elif args.cron is not None:
+        schedule.update(kind="cron", cron=args.cron)
+    elif args.at is not None:
+        schedule.update(kind="once", run_at=args.at)
+    else:
+        schedule = {}
+    return JobCreate.model_validate({
+        "name": args.name, "handler": args.handler, "payload": payload,
+        "description": args.description, "queue": args.queue, "priority": args.priority,
+        "timeout_seconds": args.timeout, "max_attempts": args.max_attempts,
+        "concurrency_policy": args.concurrency_policy, "enabled": not args.disabled,
+        "schedules": [schedule] if schedule else []})
+
+
+async def _jobs_add(svc: Any, args: argparse.Namespace) -> None:
+    from core.errors import AlreadyExists
+
+    body = _job_body(args)
+    try:
+        job = await svc.create_job(_actor(), body)
+    except AlreadyExists:
+        if not args.exists_ok:
+            raise
+        job = await svc.get_job(args.name)
+        _print(args, job, f"job {job['id']} {job['name']!r} exists already; left as it is")
+        return
+    when = ", ".join(f"next run {_cell(s['next_run_at'])}" for s in job["schedules"])
+    _print(args, job, f"created job {job['id']} {job['name']!r}" + (f" ({when})" if when else ""))
+
+
+async def _jobs_trigger(svc: Any, args: argparse.Namespace) -> None:
+    run_id = await svc.trigger_job(_actor(), args.job)
+    _print(args, {"run_id": run_id, "status": "queued"}, f"queued run {run_id}")
+
+
+async def _jobs_pause(svc: Any, args: argparse.Namespace) -> None:
+    job = await svc.set_job_enabled(_actor(), args.job, False)
+    _print(args, job, f"paused job {job['id']} {job['name']!r}")
+
+
+async def _jobs_resume(svc: Any, args: argparse.Namespace) -> None:
+    job = await svc.set_job_enabled(_actor(), args.job, True)
+    _print(args, job, f"resumed job {job['id']} {job['name']!r}")
+
+
+# --- runs ------------------------------------------------------------------------------------------
+
+RUN_COLUMNS = ("id", "job", "status", "trigger", "attempt", "scheduled_for", "started_at",
+               "duration_s", "worker_id")
+
+
+async def _runs_list(svc: Any, args: argparse.Namespace) -> None:
+    from core.errors import InvalidInput
+
+    if not 1 <= args.limit <= 500:
+        raise InvalidInput("--limit", args.limit, "must be between 1 and 500")
+    rows, _ = await svc.list_runs(job=args.job, statuses=args.status, limit=args.limit)
+    for row in rows:
+        if row["duration_s"] is not None:
+            row["duration_s"] = round(row["duration_s"], 3)
+    _print(args, rows, table(rows, RUN_COLUMNS))
+
+
+async def _runs_show(svc: Any, args: argparse.Namespace) -> None:
+    run = await svc.get_run(args.run_id)
+    lines = [f"{k + ':':<16}{_cell(v) if k != 'result' else json.dumps(v)}"
+             for k, v in run.items() if k != "output"]
+    if run["output"]:
+        lines += ["output:", run["output"]]
+    _print(args, run, "\n".join(lines))
+
+
+# --- status ----------------------------------------------------------------------------------------
+
+
+async def _status(svc: Any, args: argparse.Namespace) -> int:
+    scheduler = await svc.scheduler_status()
+    workers = await svc.workers()
+    stats = await svc.stats()
+    ex = stats["executions"]
+    rate = "-" if ex["success_rate"] is None else f"{ex['success_rate']:.1%}"
+    online = sum(1 for w in workers if w["online"])
+    text = "\n".join([
+        f"scheduler: {scheduler['status']} (last pass {_cell(scheduler['last_run'])}, "
+        f"{len(scheduler['instances'])} instance(s))",
+        f"workers:   {online} online of {len(workers)}",
+        f"jobs:      {stats['jobs']['total']} ({stats['jobs']['enabled']} enabled)",
+        f"runs:      {ex['total']} total, {ex['running']} running, {ex['queued']} queued, "
+        f"{ex['successful']} succeeded, {ex['failed']} failed (success rate {rate})",
+        "",
+        table(workers, ("id", "online", "queues", "handlers", "running", "last_heartbeat"))
+        if workers else "no workers registered",
+    ])
+    _print(args, {"scheduler": scheduler, "workers": workers, "stats": stats}, text)
+    return 0

@@ -1,0 +1,101 @@
+"""The admin CLI (`sundial keys|jobs|runs|status`) as a user runs it, against a real database."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, service_env
+
+
+@pytest.fixture
+def sundial(db_url: str, amqp_url: str):
+    env = service_env(db_url, amqp_url)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "core.cli", *args], env=env, cwd=ROOT,
+                              capture_output=True, text=True, timeout=60)
+
+    return run
+
+
+def test_keys_create_prints_the_key_last_and_list_revoke_work(sundial, pool) -> None:
+    created = sundial("keys", "create", "--name", "ops", "--role", "admin",
+                      "--expires-in-days", "30")
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip().splitlines()[-1]
+    assert key.startswith("sdl_") and len(key) > 40
+
+    listed = sundial("keys", "list", "--json")
+    assert listed.returncode == 0
+    [row] = json.loads(listed.stdout)
+    assert row["name"] == "ops" and row["role"] == "admin" and row["expires_at"]
+    assert key not in listed.stdout and "key_hash" not in listed.stdout
+    header, line = sundial("keys", "list").stdout.splitlines()
+    assert header.split()[:4] == ["ID", "NAME", "PREFIX", "ROLE"] and "ops" in line.split()
+
+    revoked = sundial("keys", "revoke", row["prefix"])
+    assert revoked.returncode == 0 and "revoked" in revoked.stdout
+    assert json.loads(sundial("keys", "list", "--json").stdout)[0]["revoked_at"]
+
+    bad = sundial("keys", "create", "--name", "x", "--role", "root")
+    assert bad.returncode == 2 and "root" in bad.stderr
+
+
+def test_jobs_add_list_trigger_pause_resume_and_runs(sundial) -> None:
+    added = sundial("jobs", "add", "--name", "hb", "--handler", "noop", "--every", "10")
+    assert added.returncode == 0, added.stderr
+    assert "created job" in added.stdout and "next run" in added.stdout
+    cron = sundial("jobs", "add", "--name", "paris", "--cron", "*/5 * * * *",
+                   "--timezone", "Europe/Paris", "--payload", '{"k": 1}', "--json")
+    assert cron.returncode == 0, cron.stderr
+    job = json.loads(cron.stdout)
+    assert job["payload"] == {"k": 1} and job["schedules"][0]["timezone"] == "Europe/Paris"
+
+    again = sundial("jobs", "add", "--name", "hb", "--every", "10")
+    assert again.returncode == 4 and "hb" in again.stderr and len(again.stderr.splitlines()) == 1
+    assert sundial("jobs", "add", "--name", "hb", "--every", "10", "--exists-ok").returncode == 0
+
+    listed = sundial("jobs", "list")
+    assert listed.returncode == 0
+    lines = listed.stdout.splitlines()
+    assert lines[0].split()[:3] == ["ID", "NAME", "HANDLER"] and len(lines) == 3
+
+    triggered = sundial("jobs", "trigger", "hb", "--json")
+    assert triggered.returncode == 0, triggered.stderr
+    run_id = json.loads(triggered.stdout)["run_id"]
+    shown = sundial("runs", "show", str(run_id), "--json")
+    run = json.loads(shown.stdout)
+    assert run["trigger"] == "manual" and run["triggered_by"].startswith("cli")
+    runs = sundial("runs", "list", "--job", "hb")
+    assert runs.returncode == 0 and str(run_id) in runs.stdout
+
+    assert sundial("jobs", "pause", "hb").returncode == 0
+    assert json.loads(sundial("jobs", "list", "--json").stdout)[0]["enabled"] is False
+    assert sundial("jobs", "resume", "hb").returncode == 0
+
+    status = sundial("status")
+    assert status.returncode == 0 and "scheduler: unknown" in status.stdout
+
+
+def test_errors_are_one_line_with_meaningful_exit_codes(sundial) -> None:
+    missing = sundial("jobs", "trigger", "nope")
+    assert missing.returncode == 3 and missing.stderr.strip() == "sundial: no job 'nope'"
+    invalid = sundial("jobs", "add", "--name", "c", "--cron", "61 * * * *")
+    assert invalid.returncode == 2 and len(invalid.stderr.splitlines()) == 1
+    assert "cron" in invalid.stderr and "61 * * * *" in invalid.stderr
+    zone = sundial("jobs", "add", "--name", "z", "--cron", "* * * * *", "--timezone", "Mars/X")
+    assert zone.returncode == 2 and "Mars/X" in zone.stderr
+    payload = sundial("jobs", "add", "--name", "p", "--payload", "{oops")
+    assert payload.returncode == 2 and "--payload" in payload.stderr
+    assert sundial("runs", "show", "12345").returncode == 3
+
+
+def test_an_unreachable_database_is_exit_1(db_url: str, amqp_url: str) -> None:
+    env = service_env("postgresql://postgres@127.0.0.1:1/nothing", amqp_url)
+    done = subprocess.run([sys.executable, "-m", "core.cli", "jobs", "list"], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and done.stderr.startswith("sundial: cannot reach the database")
