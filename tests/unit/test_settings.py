@@ -1,0 +1,216 @@
+"""Configuration from the environment: every documented variable loads, both URL and
+split forms work, and a bad value stops start-up with one clear line that names the
+variable, shows its value (masked for secrets) and says what is expected."""
+
+from __future__ import annotations
+
+from urllib.parse import unquote, urlsplit
+
+import pytest
+from cryptography.fernet import Fernet
+from pydantic import AliasChoices, Field
+
+from core.errors import ConfigError
+from core.settings import Settings, load_settings, redact_url
+
+ENV_NAMES = sorted({str(name) for info in Settings.model_fields.values()
+                    if isinstance(info.validation_alias, AliasChoices)
+                    for name in info.validation_alias.choices})
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """Only what a test sets: the developer's or CI's own variables must not leak in."""
+    for name in ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def load(monkeypatch: pytest.MonkeyPatch, **env: str) -> Settings:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return load_settings()
+
+
+def config_error(monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load(monkeypatch, **env)
+    message = str(caught.value)
+    assert "\n" not in message, "one line"
+    assert message.startswith("configuration error: "), message
+    return message
+
+
+def test_documented_variables_are_all_read() -> None:
+    documented = {
+        "DATABASE_URL", "RABBITMQ_URL", "POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_DB",
+        "POSTGRES_USER", "POSTGRES_PASSWORD", "RABBITMQ_HOST", "RABBITMQ_PORT", "RABBITMQ_USER",
+        "RABBITMQ_PASSWORD", "SCHEDULER_POLL_INTERVAL", "SCHEDULER_BATCH_SIZE",
+        "SCHEDULER_LOOK_AHEAD", "WORKER_QUEUES", "WORKER_CONCURRENCY", "WORKER_HEARTBEAT_INTERVAL",
+        "RUN_LEASE_SECONDS", "MAX_RETRY_ATTEMPTS", "CLEANUP_RETENTION_DAYS",
+        "WORKER_OFFLINE_THRESHOLD", "HEALTHCHECK_INTERVAL", "LOG_LEVEL", "LOG_FORMAT",
+        "ENCRYPTION_KEY",
+    }
+    assert documented <= set(ENV_NAMES)
+
+
+def test_defaults_need_no_environment(clean_env: pytest.MonkeyPatch) -> None:
+    s = load_settings()
+    assert s.database_url == "postgresql://postgres@localhost:5432/sundial"
+    assert s.rabbitmq_url == "amqp://guest:guest@localhost:5672/%2F"
+    assert (s.poll_interval_s, s.batch_size, s.look_ahead_s) == (5.0, 500, 0.0)
+    assert (s.worker_queues, s.worker_concurrency) == (("default",), 10)
+    assert (s.log_level, s.log_format, s.encryption_key) == ("INFO", "json", None)
+
+
+KEY = Fernet.generate_key().decode()
+
+
+@pytest.mark.parametrize(("name", "value", "field", "expected"), [
+    ("SCHEDULER_POLL_INTERVAL", "0.5", "poll_interval_s", 0.5),
+    ("SCHEDULER_BATCH_SIZE", "250", "batch_size", 250),
+    ("SCHEDULER_LOOK_AHEAD", "2.5", "look_ahead_s", 2.5),
+    ("SCHEDULER_PUBLISH_LEASE", "45", "publish_lease_s", 45.0),
+    ("SCHEDULER_STALE_AFTER", "90", "scheduler_stale_after_s", 90.0),
+    ("WORKER_QUEUES", " default , reports,emails.v2 ", "worker_queues",
+     ("default", "reports", "emails.v2")),
+    ("WORKER_CONCURRENCY", "32", "worker_concurrency", 32),
+    ("WORKER_HEARTBEAT_INTERVAL", "2", "worker_heartbeat_interval_s", 2.0),
+    ("RUN_LEASE_SECONDS", "120", "run_lease_s", 120.0),
+    ("MAX_RETRY_ATTEMPTS", "7", "max_retry_attempts", 7),
+    ("CLEANUP_RETENTION_DAYS", "0.5", "cleanup_retention_days", 0.5),
+    ("WORKER_OFFLINE_THRESHOLD", "15", "worker_offline_threshold_s", 15.0),
+    ("HEALTHCHECK_INTERVAL", "10", "healthcheck_interval_s", 10.0),
+    ("HEALTH_DIR", "/var/run/sundial", "health_dir", "/var/run/sundial"),
+    ("LOG_LEVEL", "debug", "log_level", "DEBUG"),
+    ("LOG_FORMAT", "CONSOLE", "log_format", "console"),
+    ("METRICS_PORT", "9100", "metrics_port", 9100),
+    ("ENCRYPTION_KEY", KEY, "encryption_key", KEY),
+    ("ENCRYPTION_KEY", "", "encryption_key", None),
+    ("RABBITMQ_DELIVERY_LIMIT", "3", "delivery_limit", 3),
+    ("DATABASE_POOL_MAX", "4", "db_pool_max", 4),
+])
+def test_variable_loads(clean_env: pytest.MonkeyPatch, name: str, value: str, field: str,
+                        expected: object) -> None:
+    assert getattr(load(clean_env, **{name: value}), field) == expected
+
+
+def test_urls_are_used_as_given(clean_env: pytest.MonkeyPatch) -> None:
+    s = load(clean_env, DATABASE_URL="postgresql://app:s3cret@db.internal:6432/jobs",
+             RABBITMQ_URL="amqps://app:s3cret@mq.internal:5671/prod",
+             POSTGRES_HOST="ignored", RABBITMQ_HOST="ignored")
+    assert s.database_url == "postgresql://app:s3cret@db.internal:6432/jobs"
+    assert s.rabbitmq_url == "amqps://app:s3cret@mq.internal:5671/prod"
+
+
+def test_split_forms_build_the_urls(clean_env: pytest.MonkeyPatch) -> None:
+    s = load(clean_env, POSTGRES_HOST="db", POSTGRES_PORT="6543", POSTGRES_DB="jobs",
+             POSTGRES_USER="app", POSTGRES_PASSWORD="pw", RABBITMQ_HOST="mq",
+             RABBITMQ_PORT="5673", RABBITMQ_USER="svc", RABBITMQ_PASSWORD="pw2",
+             RABBITMQ_VHOST="sundial")
+    assert s.database_url == "postgresql://app:pw@db:6543/jobs"
+    assert s.rabbitmq_url == "amqp://svc:pw2@mq:5673/sundial"
+
+
+@pytest.mark.parametrize("password", ["p@ss:w/rd", "100%#?&= space", "naïve€"])
+def test_split_form_passwords_are_quoted(clean_env: pytest.MonkeyPatch, password: str) -> None:
+    s = load(clean_env, POSTGRES_USER="a@b", POSTGRES_PASSWORD=password, RABBITMQ_PASSWORD=password)
+    for url in (s.database_url, s.rabbitmq_url):
+        parts = urlsplit(url)
+        assert unquote(parts.password or "") == password
+        assert parts.hostname == "localhost"
+    assert unquote(urlsplit(s.database_url).username or "") == "a@b"
+
+
+def test_empty_postgres_password_means_none_in_the_url(clean_env: pytest.MonkeyPatch) -> None:
+    assert load(clean_env, POSTGRES_USER="app").database_url == "postgresql://app@localhost:5432/sundial"
+
+
+# (variable, bad value, what the message must say is expected)
+BAD_VALUES = [
+    ("SCHEDULER_POLL_INTERVAL", "abc", "> 0 and <= 3600"),
+    ("SCHEDULER_POLL_INTERVAL", "0", "> 0 and <= 3600"),
+    ("SCHEDULER_BATCH_SIZE", "0", "1-10000"),
+    ("SCHEDULER_BATCH_SIZE", "1.5", "1-10000"),
+    ("SCHEDULER_LOOK_AHEAD", "301", "0-300"),
+    ("SCHEDULER_LOOK_AHEAD", "-1", "0-300"),
+    ("WORKER_QUEUES", " , ", "at least one queue"),
+    ("WORKER_QUEUES", "a b", "must be letters, digits"),
+    ("WORKER_CONCURRENCY", "-1", "1-10000"),
+    ("WORKER_HEARTBEAT_INTERVAL", "0", "> 0"),
+    ("RUN_LEASE_SECONDS", "soon", "> 0"),
+    ("MAX_RETRY_ATTEMPTS", "0", ">= 1"),
+    ("CLEANUP_RETENTION_DAYS", "-3", "> 0"),
+    ("WORKER_OFFLINE_THRESHOLD", "", "> 0"),
+    ("HEALTHCHECK_INTERVAL", "-5", "> 0"),
+    ("LOG_LEVEL", "LOUD", "one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+    ("LOG_FORMAT", "xml", "json or console"),
+    ("POSTGRES_PORT", "70000", "a TCP port, 1-65535"),
+    ("RABBITMQ_PORT", "amqp", "a TCP port, 1-65535"),
+    ("METRICS_PORT", "-1", "0 to turn it off"),
+    ("RABBITMQ_DELIVERY_LIMIT", "0", ">= 1"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "expected"), BAD_VALUES)
+def test_bad_value_is_one_clear_line(clean_env: pytest.MonkeyPatch, name: str, value: str,
+                                     expected: str) -> None:
+    message = config_error(clean_env, **{name: value})
+    assert f"{name}={value!r}: " in message, message
+    assert "(expected " in message and expected in message, message
+
+
+@pytest.mark.parametrize(("name", "value", "expected"), [
+    ("DATABASE_URL", "mysql://app:hunter2@db/jobs", "must start with postgresql://"),
+    ("RABBITMQ_URL", "http://app:hunter2@mq/", "must start with amqp:// or amqps://"),
+    ("ENCRYPTION_KEY", "hunter2-not-a-fernet-key", "is not a Fernet key"),
+])
+def test_bad_secret_is_named_but_masked(clean_env: pytest.MonkeyPatch, name: str, value: str,
+                                        expected: str) -> None:
+    message = config_error(clean_env, **{name: value})
+    assert f"{name}=***: {expected}" in message, message
+    assert "hunter2" not in message
+
+
+def test_several_bad_values_in_one_line(clean_env: pytest.MonkeyPatch) -> None:
+    message = config_error(clean_env, SCHEDULER_BATCH_SIZE="0", LOG_FORMAT="xml")
+    assert "SCHEDULER_BATCH_SIZE='0'" in message and "LOG_FORMAT='xml'" in message
+    assert "; " in message
+
+
+def test_pool_bounds_are_checked_together(clean_env: pytest.MonkeyPatch) -> None:
+    message = config_error(clean_env, DATABASE_POOL_MIN="20", DATABASE_POOL_MAX="5")
+    assert "DATABASE_POOL_MIN must not exceed DATABASE_POOL_MAX" in message
+
+
+class ServiceSettings(Settings):
+    """A service's own settings reuse the same loader and error line."""
+
+    drain_grace_s: float = Field(30.0, gt=0, validation_alias=AliasChoices("WORKER_DRAIN_GRACE"),
+                                 description="seconds to finish in-flight runs on SIGTERM, > 0")
+
+
+def test_service_subclass_gets_the_same_clear_line(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("WORKER_DRAIN_GRACE", "-1")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(ServiceSettings)
+    assert str(caught.value) == ("configuration error: WORKER_DRAIN_GRACE='-1': Input should be "
+                                 "greater than 0 (expected seconds to finish in-flight runs on "
+                                 "SIGTERM, > 0)")
+    clean_env.setenv("WORKER_DRAIN_GRACE", "5")
+    assert load_settings(ServiceSettings).drain_grace_s == 5.0
+
+
+def test_settings_are_frozen(clean_env: pytest.MonkeyPatch) -> None:
+    s = load_settings()
+    with pytest.raises(ValueError, match="frozen"):
+        s.batch_size = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("postgresql://app:s3cret@db:5432/jobs", "postgresql://app:***@db:5432/jobs"),
+    ("amqp://guest:p%40ss@mq:5672/%2F", "amqp://guest:***@mq:5672/%2F"),
+    ("postgresql://app@db/jobs", "postgresql://app@db/jobs"),
+])
+def test_redact_url_hides_the_password(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
