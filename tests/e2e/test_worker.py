@@ -73,13 +73,20 @@ async def wait_final(pool: asyncpg.Pool, run_id: int, timeout: float = 30) -> as
 
 
 def events(process: Any, name: str) -> list[dict]:
-    found = []
+    """The process's log events called `name` (its log file may hold earlier runs' too:
+    only lines after this process's own start count)."""
+    found: list[dict] = []
     for line in process.output().splitlines():
         try:
             event = json.loads(line)
         except ValueError:
             continue
-        if isinstance(event, dict) and event.get("event") == name:
+        if not isinstance(event, dict):
+            continue
+        if event.get("event") == "worker.started" and event.get("worker_id", "").endswith(
+                f":{process.pid}"):
+            found = []
+        if event.get("event") == name:
             found.append(event)
     return found
 
@@ -284,3 +291,14 @@ async def test_sigterm_requeues_runs_still_running_after_the_grace(pool, db_url,
     assert row["published_at"] is None and row["worker_id"] is None
     assert await pool.fetchval("SELECT status FROM workers") == "offline"
 
+
+
+async def test_replace_policy_cancels_the_running_run(pool, db_url, amqp_url, queue, processes):
+    job = await add_job(pool, queue, "sleep", {"seconds": 3}, concurrency_policy="replace")
+    processes(["worker"], worker_env(db_url, amqp_url, queue))
+    [first] = await trigger(pool, amqp_url, job)
+    await wait_for(lambda: pool.fetchval("SELECT status = 'running' FROM runs WHERE id = $1",
+                                         first), 20, what="the first run to start")
+    [second] = await trigger(pool, amqp_url, job)
+    assert (await wait_final(pool, first))["status"] == "cancelled"
+    assert (await wait_final(pool, second))["status"] == "succeeded"

@@ -52,7 +52,7 @@ def test_allowed_networks_open_exactly_those_addresses() -> None:
 
 
 def test_bad_network_is_named() -> None:
-    with pytest.raises(ValueError, match="'10.0.0.0/33' is not a network"):
+    with pytest.raises(ValueError, match=r"'10\.0\.0\.0/33' is not a network"):
         parse_networks("10.0.0.0/33")
 
 
