@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -12,6 +13,7 @@ from cryptography.fernet import Fernet
 
 from api.app import create_app, route_table
 from api.settings import ApiSettings
+from tests.conftest import wait_for
 
 ENCRYPTION_KEY = Fernet.generate_key().decode()
 
@@ -290,3 +292,124 @@ async def test_malformed_requests_get_4xx_not_500(api: Api) -> None:
                          headers={"content-type": "application/json"})
     assert big.status_code == 413
 
+
+
+# --- schedules --------------------------------------------------------------------------------
+
+
+async def test_schedule_create_pause_resume_preview_update_delete(api: Api) -> None:
+    job = (await api.post("/api/jobs", json=noop_job())).json()
+    r = await api.post("/api/schedules", json={"job_id": job["id"], "kind": "cron",
+                                               "cron": "0 9 * * *", "timezone": "Europe/Paris"})
+    assert r.status_code == 201, r.text
+    schedule = r.json()
+    sid = schedule["id"]
+    assert schedule["job"] == "hb" and schedule["next_run_at"]
+
+    preview = (await api.get(f"/api/schedules/{sid}/preview?count=3", "viewer")).json()
+    times = [datetime.fromisoformat(t) for t in preview["times"]]
+    assert len(times) == 3 and times == sorted(times)
+    assert {t.astimezone(ZoneInfo("Europe/Paris")).hour for t in times} == {9}
+
+    paused = (await api.post(f"/api/schedules/{sid}/pause")).json()
+    assert paused["is_active"] is False
+    resumed = (await api.post(f"/api/schedules/{sid}/resume")).json()
+    assert resumed["is_active"] is True and resumed["next_run_at"]
+
+    r = await api.call("PATCH", f"/api/schedules/{sid}", json={"kind": "interval",
+                                                                "interval_seconds": 30})
+    assert r.status_code == 200, r.text
+    assert r.json()["cron"] is None and r.json()["interval_seconds"] == 30
+    r = await api.call("PATCH", f"/api/schedules/{sid}", json={"timezone": "Nowhere/Land"})
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "timezone"
+    assert (await api.get(f"/api/schedules/{sid}")).json()["timezone"] == "Europe/Paris"
+
+    assert (await api.call("DELETE", f"/api/schedules/{sid}")).status_code == 200
+    assert (await api.get(f"/api/schedules/{sid}")).status_code == 404
+    r = await api.post("/api/schedules", json={"job_id": 999, "kind": "interval",
+                                               "interval_seconds": 5})
+    assert r.status_code == 404
+
+
+async def test_schedule_writes_wake_the_scheduler(api: Api, db_url: str) -> None:
+    import asyncpg
+
+    listener = await asyncpg.connect(db_url)
+    woken: list[str] = []
+    await listener.add_listener("sundial_scheduler", lambda *args: woken.append(args[-1]))
+    try:
+        job = (await api.post("/api/jobs", json=noop_job())).json()
+        await api.post("/api/schedules", json={"job_id": job["id"], "kind": "interval",
+                                               "interval_seconds": 5})
+        await wait_for(lambda: woken, timeout=5, what="a NOTIFY on sundial_scheduler")
+        assert (await api.post("/api/scheduler/trigger")).status_code == 202
+        flag = await api.pool.fetchval(
+            "SELECT value FROM system_settings WHERE key = 'scheduler_trigger_requested'")
+        assert flag == "true"
+    finally:
+        await listener.close()
+
+
+# --- runs, scheduler status, stats -----------------------------------------------------------
+
+
+async def test_runs_filter_and_paginate_by_cursor(api: Api) -> None:
+    await api.post("/api/jobs", json=noop_job("a", queue="nobody-listens"))
+    await api.post("/api/jobs", json=noop_job("b", queue="nobody-listens"))
+    ids = [(await api.post(f"/api/jobs/{name}/trigger")).json()["run_id"]
+           for name in ("a", "b", "a", "a", "b")]
+    pages, cursor = [], None
+    while True:
+        params = {"job": "a", "limit": 2} | ({"cursor": cursor} if cursor else {})
+        page = (await api.get("/api/runs", "viewer", params=params)).json()
+        pages.append([r["id"] for r in page["items"]])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == [[ids[3], ids[2]], [ids[0]]]
+    assert all(r["triggered_by"] == "admin-key"
+               for r in (await api.get("/api/runs")).json()["items"])
+    queued = (await api.get("/api/runs", params={"status": ["queued", "running"]})).json()
+    assert len(queued["items"]) == 5
+    assert (await api.get("/api/runs", params={"status": "succeeded"})).json()["items"] == []
+    future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    assert (await api.get("/api/runs", params={"since": future})).json()["items"] == []
+    assert (await api.get("/api/runs", params={"job": "zzz"})).status_code == 404
+
+
+async def test_cancel_a_queued_run_at_once_and_refuse_final_ones(api: Api) -> None:
+    await api.post("/api/jobs", json=noop_job("idle", queue="nobody-listens"))
+    run_id = (await api.post("/api/jobs/idle/trigger")).json()["run_id"]
+    run = (await api.get(f"/api/runs/{run_id}")).json()
+    assert run["published_at"], "the trigger publishes the run itself"
+    r = await api.post(f"/api/runs/{run_id}/cancel")
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+    assert (await api.get(f"/api/runs/{run_id}")).json()["finished_at"]
+    again = await api.post(f"/api/runs/{run_id}/cancel")
+    assert again.status_code == 409 and "cancelled" in again.json()["detail"]
+    assert (await api.post("/api/runs/424242/cancel")).status_code == 404
+    retry = await api.post(f"/api/runs/{run_id}/retry")
+    assert retry.status_code == 202
+    new = (await api.get(f"/api/runs/{retry.json()['run_id']}")).json()
+    assert new["status"] == "queued" and new["trigger"] == "manual"
+    assert (await api.post(f"/api/runs/{new['id']}/retry")).status_code == 409
+
+
+async def test_scheduler_status_and_stats(api: Api) -> None:
+    status = (await api.get("/api/scheduler/status", "viewer")).json()
+    assert status["status"] == "unknown" and status["last_run"] is None
+    await api.pool.execute(
+        "INSERT INTO system_settings (key, value) VALUES ('scheduler_last_run', $1)",
+        (datetime.now(UTC) - timedelta(seconds=5)).isoformat())
+    assert (await api.get("/api/scheduler/status")).json()["status"] == "running"
+    await api.pool.execute("UPDATE system_settings SET value = $1 WHERE key = 'scheduler_last_run'",
+                           (datetime.now(UTC) - timedelta(hours=1)).isoformat())
+    assert (await api.get("/api/scheduler/status")).json()["status"] == "stale"
+
+    await api.post("/api/jobs", json=noop_job("on", queue="nobody-listens"))
+    await api.post("/api/jobs", json=noop_job("off", enabled=False))
+    run_id = (await api.post("/api/jobs/on/trigger")).json()["run_id"]
+    await api.pool.execute("UPDATE runs SET status = 'succeeded' WHERE id = $1", run_id)
+    stats = (await api.get("/api/stats", "viewer")).json()
+    assert stats["jobs"] == {"total": 2, "enabled": 1, "disabled": 1}
+    assert stats["executions"]["total"] == 1 and stats["executions"]["success_rate"] == 1.0

@@ -1,0 +1,108 @@
+"""The API as a user drives it, with real `sundial api`, `sundial scheduler` and
+`sundial worker` processes: jobs scheduled through the API run and succeed; a trigger
+starts a run at once; cancel and retry do what they say."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from api.service import Service
+from api.settings import ApiSettings
+from tests.conftest import service_env, wait_for
+from tests.integration.test_api_fuzz import start_api
+
+
+class Client:
+    def __init__(self, base: str, key: str):
+        self.http = httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {key}"},
+                                      timeout=15)
+
+    async def call(self, method: str, path: str, expect: int, **kwargs: Any) -> Any:
+        response = await self.http.request(method, path, **kwargs)
+        assert response.status_code == expect, (method, path, response.status_code, response.text)
+        return response.json()
+
+    async def runs(self, **params: Any) -> list[dict[str, Any]]:
+        return (await self.call("GET", "/api/runs", 200, params=params))["items"]
+
+    async def run(self, run_id: int) -> dict[str, Any]:
+        return await self.call("GET", f"/api/runs/{run_id}", 200)
+
+
+@pytest.fixture
+async def stack(processes, pool, db_url: str, amqp_url: str, queue: str, tmp_path
+                ) -> Client:
+    """api + scheduler + worker on this test's queue, and an admin key named `e2e`."""
+    _, key = await Service(pool, ApiSettings(DATABASE_URL=db_url, RABBITMQ_URL=amqp_url)
+                           ).create_key("test", "e2e", "admin")
+    common = {"HEALTH_DIR": tmp_path}
+    processes(["scheduler"], service_env(db_url, amqp_url, SCHEDULER_POLL_INTERVAL=1, **common))
+    processes(["worker"], service_env(db_url, amqp_url, WORKER_QUEUES=queue,
+                                      WORKER_HEARTBEAT_INTERVAL=0.5, **common))
+    base = await start_api(processes, db_url, amqp_url, **common)
+    client = Client(base, key)
+    yield client
+    await client.http.aclose()
+
+
+async def test_a_job_scheduled_through_the_api_runs_and_succeeds(stack: Client, queue: str) -> None:
+    job = await stack.call("POST", "/api/jobs", 201, json={
+        "name": "heartbeat", "handler": "noop", "queue": queue,
+        "schedules": [{"kind": "interval", "interval_seconds": 1}]})
+
+    async def two_succeeded() -> list[dict[str, Any]]:
+        runs = await stack.runs(job="heartbeat", status="succeeded")
+        return runs if len(runs) >= 2 else []
+
+    runs = await wait_for(two_succeeded, timeout=30, what="two scheduled runs to succeed")
+    assert {r["trigger"] for r in runs} == {"schedule"}
+    assert {r["schedule_id"] for r in runs} == {job["schedules"][0]["id"]}
+    assert len({r["scheduled_for"] for r in runs}) == len(runs)
+
+    status = await stack.call("GET", "/api/scheduler/status", 200)
+    assert status["status"] == "running" and status["instances"]
+    workers = await stack.call("GET", "/api/workers", 200)
+    assert any(w["online"] and queue in w["queues"] for w in workers)
+    stats = await stack.call("GET", "/api/stats", 200)
+    assert stats["jobs"]["total"] == 1 and stats["executions"]["successful"] >= 2
+
+
+async def test_trigger_starts_a_run_then_cancel_and_retry(stack: Client, queue: str) -> None:
+    await stack.call("POST", "/api/jobs", 201, json={
+        "name": "nap", "handler": "sleep", "queue": queue, "payload": {"seconds": 60}})
+    queued = await stack.call("POST", "/api/jobs/nap/trigger", 202)
+    assert queued["status"] == "queued"
+    run_id = queued["run_id"]
+
+    async def running() -> bool:
+        return (await stack.run(run_id))["status"] == "running"
+
+    await wait_for(running, timeout=20, what="the triggered run to start")
+    run = await stack.run(run_id)
+    assert run["trigger"] == "manual" and run["triggered_by"] == "e2e" and run["worker_id"]
+
+    cancel = await stack.call("POST", f"/api/runs/{run_id}/cancel", 200)
+    assert cancel["cancel_requested"] is True
+
+    async def cancelled() -> bool:
+        return (await stack.run(run_id))["status"] == "cancelled"
+
+    await wait_for(cancelled, timeout=20, what="the running run to end cancelled")
+    await stack.call("POST", f"/api/runs/{run_id}/cancel", 409)
+
+    # A retry is a new run of the same job, attempt 1, that a worker starts too.
+    retry = await stack.call("POST", f"/api/runs/{run_id}/retry", 202)
+    assert retry["run_id"] != run_id
+
+    async def retry_running() -> bool:
+        return (await stack.run(retry["run_id"]))["status"] == "running"
+
+    await wait_for(retry_running, timeout=20, what="the retry to start")
+    again = await stack.run(retry["run_id"])
+    assert again["trigger"] == "manual" and again["attempt"] == 1 and again["job"] == "nap"
+    await stack.call("POST", f"/api/runs/{retry['run_id']}/retry", 409)  # still running
+    await stack.call("POST", f"/api/runs/{retry['run_id']}/cancel", 200)
+
