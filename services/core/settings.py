@@ -26,7 +26,8 @@ def env(name: str, *more: str) -> AliasChoices:
 class Settings(BaseSettings):
     """Settings shared by every Sundial service."""
 
-    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False,
+                                      allow_inf_nan=False)
 
     # --- PostgreSQL: DATABASE_URL, or the split POSTGRES_* form -------------------
     database_url_raw: str | None = Field(
@@ -170,7 +171,8 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _pool_bounds(self) -> Settings:
         if self.db_pool_min > self.db_pool_max:
-            raise ValueError("DATABASE_POOL_MIN must not exceed DATABASE_POOL_MAX")
+            raise ValueError(f"DATABASE_POOL_MIN={self.db_pool_min} must not exceed "
+                             f"DATABASE_POOL_MAX={self.db_pool_max}")
         return self
 
     @cached_property

@@ -180,7 +180,14 @@ def test_several_bad_values_in_one_line(clean_env: pytest.MonkeyPatch) -> None:
 
 def test_pool_bounds_are_checked_together(clean_env: pytest.MonkeyPatch) -> None:
     message = config_error(clean_env, DATABASE_POOL_MIN="20", DATABASE_POOL_MAX="5")
-    assert "DATABASE_POOL_MIN must not exceed DATABASE_POOL_MAX" in message
+    assert "DATABASE_POOL_MIN=20 must not exceed DATABASE_POOL_MAX=5" in message
+
+
+def test_infinite_and_nan_numbers_are_refused(clean_env: pytest.MonkeyPatch) -> None:
+    for value in ("1e999", "nan", "inf"):
+        message = config_error(clean_env, HEALTHCHECK_INTERVAL=value)
+        assert message.startswith(f"configuration error: HEALTHCHECK_INTERVAL='{value}'")
+        assert "finite" in message
 
 
 class ServiceSettings(Settings):
