@@ -47,8 +47,11 @@ templates.env.globals["static_url"] = static_url
 
 
 def _page(request: Request, template: str, title: str, nav: str, **context: object) -> HTMLResponse:
-    return templates.TemplateResponse(request, template, {"title": title, "nav": nav, **context},
-                                      headers=SECURITY_HEADERS)
+    """The shell of a page; its script is the static file named like its template."""
+    script = template.removesuffix(".html") + ".js"
+    return templates.TemplateResponse(
+        request, template, {"title": title, "nav": nav, "script": script, **context},
+        headers=SECURITY_HEADERS)
 
 
 @router.get("/", response_class=HTMLResponse)

@@ -1,0 +1,88 @@
+/* Runs: the history with filters (kept in the address), newest first, live while open. */
+"use strict";
+
+Sundial.page(() => {
+  const { api, el, fill, $, when, statusBadge, duration } = Sundial;
+  const form = $("#run-filters");
+  const params = new URLSearchParams(location.search);
+  const rows = new Map();
+  let cursor = null;
+  let older = false;
+
+  const localInput = (iso) => {
+    const d = new Date(iso);
+    return new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+  };
+  for (const name of ["status", "since", "until"]) {
+    if (params.get(name)) form.elements[name].value = name === "status" ? params.get(name) : localInput(params.get(name));
+  }
+
+  function query(extra) {
+    const q = new URLSearchParams({ limit: "50", ...extra });
+    const job = form.elements.job.value || params.get("job");
+    if (job) q.set("job", job);
+    if (form.elements.status.value) q.set("status", form.elements.status.value);
+    for (const name of ["since", "until"]) {
+      if (form.elements[name].value) q.set(name, new Date(form.elements[name].value).toISOString());
+    }
+    return q;
+  }
+
+  function row(r) {
+    return el("tr", { dataset: { run: r.id, status: r.status } },
+      el("td", { "data-label": "Run" }, el("a", { href: "/runs/" + r.id }, "#" + r.id)),
+      el("td", { "data-label": "Job" }, el("a", { href: "/jobs/" + r.job_id }, r.job)),
+      el("td", { "data-label": "Status" }, statusBadge(r.status)),
+      el("td", { "data-label": "Trigger" }, r.trigger, r.triggered_by ? el("span", { class: "muted" }, " by " + r.triggered_by) : null),
+      el("td", { "data-label": "Attempt" }, r.attempt + " of " + r.max_attempts),
+      el("td", { "data-label": "Scheduled for" }, when(r.scheduled_for)),
+      el("td", { "data-label": "Started" }, when(r.started_at)),
+      el("td", { "data-label": "Duration" }, duration(r.duration_s)));
+  }
+
+  function render() {
+    const all = [...rows.values()].sort((a, b) => b.id - a.id);
+    fill($("#runs tbody"), all.length ? all.map(row) : el("tr", {}, el("td", { class: "empty", colspan: 8 }, "No runs match.")));
+    $("#older").hidden = !cursor;
+  }
+
+  /* The newest page: new runs appear, shown ones change status in place. */
+  async function refresh() {
+    const page = await api("GET", "/api/runs?" + query().toString());
+    if (!older) { rows.clear(); cursor = page.next_cursor; }
+    for (const r of page.items) rows.set(r.id, r);
+    render();
+  }
+
+  $("#older").addEventListener("click", async () => {
+    const page = await api("GET", "/api/runs?" + query({ cursor: String(cursor) }).toString());
+    older = true;
+    for (const r of page.items) rows.set(r.id, r);
+    cursor = page.next_cursor;
+    render();
+  });
+
+  function refilter() {
+    const q = query();
+    q.delete("limit");
+    history.replaceState(null, "", "/runs" + (q.toString() ? "?" + q.toString() : ""));
+    params.delete("job");
+    older = false;
+    rows.clear();
+    tick();
+  }
+  form.addEventListener("change", refilter);
+  form.addEventListener("reset", () => setTimeout(refilter, 0));
+  form.addEventListener("submit", (event) => { event.preventDefault(); refilter(); });
+
+  const tick = Sundial.poll(refresh, 3000);
+
+  api("GET", "/api/jobs?limit=1000").then((jobs) => {
+    const wanted = params.get("job");
+    for (const j of jobs) form.elements.job.append(el("option", { value: String(j.id) }, j.name));
+    if (wanted) {
+      const match = jobs.find((j) => String(j.id) === wanted || j.name === wanted);
+      if (match) form.elements.job.value = String(match.id);
+    }
+  }).catch(() => {});
+});
