@@ -43,6 +43,7 @@ PASS_SECONDS = prom.Histogram("sundial_scheduler_pass_seconds", "Duration of a s
 REAP_EVERY_S = 5.0
 RETENTION_EVERY_S = 3600.0
 STATUS_EVERY_S = 1.0
+PUBLISH_IN_FLIGHT = 3
 # When something is due but another instance holds it, look again soon, not at once.
 BUSY_RETRY_S = 0.05
 
@@ -141,19 +142,34 @@ class Scheduler:
             if await conn.fetchval(q("take_trigger_request")):
                 log.info("scheduler.trigger_served", instance=self.name)
 
+        # Publishing a batch (waiting for the broker's confirms) overlaps with claiming
+        # the next one; at most PUBLISH_IN_FLIGHT batches are unconfirmed at a time.
+        publishing: set[asyncio.Task] = set()
         full = True
-        while full and not self.stopping.is_set():
-            result = await tick(self._pool, batch_size=s.batch_size, look_ahead_s=s.look_ahead_s,
-                                lease_s=s.publish_lease_s, rng=self._rng)
-            full = result.full
-            if result.created:
-                self.counters.created += result.created
-                self.counters.last_execution = time.time()
-                CREATED.inc(result.created)
-            if result.claimed:
-                log.debug("scheduler.tick", claimed=result.claimed, created=result.created,
-                          missed=result.missed, deactivated=result.deactivated)
-            await self._publish(result.to_publish, result.run_schedules)
+        try:
+            while full and not self.stopping.is_set():
+                result = await tick(self._pool, batch_size=s.batch_size,
+                                    look_ahead_s=s.look_ahead_s, lease_s=s.publish_lease_s,
+                                    rng=self._rng)
+                full = result.full
+                if result.created:
+                    self.counters.created += result.created
+                    self.counters.last_execution = time.time()
+                    CREATED.inc(result.created)
+                if result.claimed:
+                    log.debug("scheduler.tick", claimed=result.claimed, created=result.created,
+                              missed=result.missed, deactivated=result.deactivated)
+                if result.to_publish:
+                    publishing.add(asyncio.create_task(
+                        self._publish(result.to_publish, result.run_schedules), name="publish"))
+                if len(publishing) >= PUBLISH_IN_FLIGHT:
+                    done, publishing = await asyncio.wait(
+                        publishing, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        task.result()
+        finally:
+            if publishing:
+                await asyncio.gather(*publishing)
 
         if self._may_publish():
             relayed = await relay(self._pool, self._publisher, batch_size=s.batch_size,
