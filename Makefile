@@ -23,7 +23,7 @@ run: install services
 	@bash scripts/run-local.sh
 
 test: install services
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider -m "not slow"
 
 test-fast: install
 	$(BIN)/pytest -q tests/unit
