@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import signal
 import socket
 import time
 from contextlib import suppress
@@ -21,11 +20,12 @@ from dataclasses import dataclass
 import asyncpg
 import prometheus_client as prom
 
-from core import health
+from core import health, runtime
 from core.broker import Publisher
 from core.db import CONNECTION_ERRORS, connect, create_pool
 from core.logging import get_logger
 from core.outbox import WAKEUP_CHANNEL, PublishResult, publish_runs
+from core.runtime import iso_utc
 from core.settings import Settings, instance_id
 from core.sql import q
 from scheduler.reaper import delete_old_runs, reap
@@ -293,11 +293,9 @@ class Scheduler:
 
     def _counter_fields(self) -> dict:
         c = self.counters
-        iso = lambda t: None if t is None else time.strftime(  # noqa: E731
-            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
         return {"checks": c.passes, "created": c.created, "dispatched": c.dispatched,
-                "failures": c.failures, "last_check": iso(c.last_check),
-                "last_execution": iso(c.last_execution)}
+                "failures": c.failures, "last_check": iso_utc(c.last_check),
+                "last_execution": iso_utc(c.last_execution)}
 
     async def _health_log(self) -> None:
         while True:
@@ -310,10 +308,4 @@ class Scheduler:
 
 async def serve(settings: Settings) -> int:
     scheduler = Scheduler(settings)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, scheduler.stop)
-    if settings.metrics_port:
-        prom.start_http_server(settings.metrics_port)
-    await scheduler.run()
-    return 0
+    return await runtime.serve(scheduler.run, scheduler.stop, metrics_port=settings.metrics_port)

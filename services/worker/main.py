@@ -12,15 +12,15 @@ finish, the rest are queued again without counting an attempt, and the process e
 from __future__ import annotations
 
 import asyncio
-import signal
-import time
 from contextlib import suppress
 
 import asyncpg
 import prometheus_client as prom
 
+from core import runtime
 from core.db import CONNECTION_ERRORS, create_pool
 from core.logging import get_logger
+from core.runtime import iso_utc
 from core.settings import instance_id
 from worker import registry
 from worker.consumer import Consumer
@@ -116,8 +116,7 @@ class Worker:
                 "failed": c["failed"], "retried": c["retry"], "timed_out": c["timed_out"],
                 "cancelled": c["cancelled"], "skipped": c["skipped"], "duplicates": c["duplicate"],
                 "rejected": c["rejected"], "dead": c["dead"], "in_flight": len(recorder.held),
-                "last_execution": None if last is None else time.strftime(
-                    "%Y-%m-%dT%H:%M:%SZ", time.gmtime(last))}
+                "last_execution": iso_utc(last)}
 
     async def _health_log(self, recorder: Recorder) -> None:
         while True:
@@ -129,9 +128,4 @@ class Worker:
 
 async def serve(settings: WorkerSettings) -> int:
     worker = Worker(settings)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, worker.stop)
-    if settings.metrics_port:
-        prom.start_http_server(settings.metrics_port)
-    return await worker.run()
+    return await runtime.serve(worker.run, worker.stop, metrics_port=settings.metrics_port)
