@@ -20,6 +20,7 @@ Sundial.page(() => {
   /* The field whose data-field is the longest prefix of `name` ("payload.headers.X"
      lands on "payload.headers"); schedule fields are looked up in their own fieldset. */
   function fieldFor(root, name) {
+    name = name.replace(/\[(\d+)\]/g, ".$1");  // "schedules[0].cron" as "schedules.0.cron"
     let scope = root;
     for (const box of $$("[data-schedule]", root)) {
       const prefix = box.dataset.prefix;
@@ -149,6 +150,8 @@ Sundial.page(() => {
 
   // --- the schedule editor -----------------------------------------------------------------------
 
+  const fireTime = (t) => el("li", {}, el("time", { datetime: t }, new Date(t).toLocaleString(undefined,
+    { weekday: "short", year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit" })));
   let previewSupported = true;  // POST /api/schedules/preview (an unsaved schedule), when the API has it
 
   function scheduleEditor(box) {
@@ -228,8 +231,7 @@ Sundial.page(() => {
           note.textContent = "The next fire times show once the schedule is saved.";
           return;
         }
-        Sundial.fill(list, next.length ? next.map((t) => el("li", {}, el("time", { datetime: t }, new Date(t).toLocaleString(undefined,
-          { weekday: "short", year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit" })))) : []);
+        Sundial.fill(list, next.map(fireTime));
         note.textContent = next.length ? "Next fire times (your local time):" : "It will not fire again.";
         clearErrors(box);
       } catch (err) {
@@ -289,6 +291,16 @@ Sundial.page(() => {
     } finally { button.disabled = false; }
   });
   form.elements.handler.addEventListener("change", showHandler);
+  // An error stays beside its field until that field is changed.
+  for (const root of [form, $("#schedule-form")].filter(Boolean)) {
+    root.addEventListener("input", (event) => {
+      const field = event.target.closest(".field.invalid");
+      if (!field) return;
+      field.classList.remove("invalid");
+      $(".error", field).hidden = true;
+      $(".error", field).textContent = "";
+    });
+  }
 
   // --- an existing job: schedules, runs, actions ------------------------------------------------
 
@@ -298,8 +310,7 @@ Sundial.page(() => {
 
   function scheduleCard(s) {
     const preview = el("ol", { class: "times" });
-    api("GET", `/api/schedules/${s.id}/preview?count=5`).then((p) => Sundial.fill(preview,
-      p.times.map((t) => el("li", {}, el("time", { datetime: t }, new Date(t).toLocaleString())))))
+    api("GET", `/api/schedules/${s.id}/preview?count=5`).then((p) => Sundial.fill(preview, p.times.map(fireTime)))
       .catch(() => {});
     return el("div", { class: "schedule-card", dataset: { schedule: s.id } },
       el("div", { class: "head" },

@@ -1,0 +1,216 @@
+"""The dashboard in a real headless Chromium (Debian's package, driven by Playwright),
+against real `sundial api`, `sundial scheduler` and `sundial worker` processes.
+
+Screenshots of every page go to test-artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from playwright.async_api import expect
+
+from api.service import Service
+from api.settings import ApiSettings
+from tests.conftest import ARTIFACTS, service_env
+from tests.integration.test_api_fuzz import start_api
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+SCREENSHOTS = ARTIFACTS / "screenshots"
+STATIC = Path(__file__).resolve().parents[2] / "services" / "api" / "static"
+LAPTOP = {"width": 1366, "height": 900}
+PHONE = {"width": 390, "height": 844}
+WAIT_MS = 30_000
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason="needs Debian's chromium at /usr/bin/chromium "
+                                       "(apt-get install -y chromium; .ci/run installs it)")
+
+
+@pytest.fixture
+async def browser():
+    from playwright.async_api import async_playwright
+
+    expect.set_options(timeout=WAIT_MS)
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def new_page(browser, base_url: str = "", viewport: dict = LAPTOP):
+    # Paris in English: fire times of a Paris cron read "09:00" whatever the host's zone.
+    context = await browser.new_context(base_url=base_url or None, viewport=viewport,
+                                        locale="en-GB", timezone_id="Europe/Paris")
+    context.set_default_timeout(WAIT_MS)
+    page = await context.new_page()
+    page.on("dialog", lambda dialog: dialog.accept())
+    return page
+
+
+async def shot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+async def sign_in(page, key: str) -> None:
+    await page.goto("/")
+    await page.wait_for_url(re.compile(r"/login\?"))
+    await page.fill("#key", key)
+    await page.click("button[type=submit]")
+    await page.wait_for_url(re.compile(r"/$"))
+
+
+WORDS = [
+    ({"kind": "interval", "interval_seconds": 300}, "every 5 min"),
+    ({"kind": "interval", "interval_seconds": 3600}, "every hour"),
+    ({"kind": "interval", "interval_seconds": 90}, "every 90 s"),
+    ({"kind": "cron", "cron": "*/5 * * * *", "timezone": "UTC"}, "every 5 min"),
+    ({"kind": "cron", "cron": "0 9 * * 1", "timezone": "Europe/Paris"},
+     "At 09:00 on Monday (Europe/Paris)"),
+    ({"kind": "cron", "cron": "30 18 * * MON-FRI", "timezone": "UTC"},
+     "At 18:30 Monday through Friday (UTC)"),
+    ({"kind": "cron", "cron": "@daily", "timezone": "Asia/Tokyo"}, "At 00:00 every day (Asia/Tokyo)"),
+    ({"kind": "cron", "cron": "0 9,17 1 * *", "timezone": "UTC"},
+     "At 09:00 and 17:00 on day 1 of the month (UTC)"),
+    ({"kind": "cron", "cron": "15 * * * *", "timezone": "UTC"}, "every hour at :15"),
+    # Too intricate for words: the expression itself, never a wrong sentence.
+    ({"kind": "cron", "cron": "0 9 L * *", "timezone": "UTC"}, "cron 0 9 L * * (UTC)"),
+]
+
+
+async def test_schedules_read_as_words(browser) -> None:
+    page = await new_page(browser)
+    await page.set_content("<!doctype html><main></main>")
+    await page.add_script_tag(path=str(STATIC / "dashboard.js"))
+    said = await page.evaluate("specs => specs.map(s => Sundial.describeSchedule(s))",
+                               [spec for spec, _ in WORDS])
+    assert said == [words for _, words in WORDS]
+
+
+@pytest.mark.timeout(300)
+async def test_operator_creates_runs_and_inspects_a_job(browser, processes, pool, db_url,
+                                                        amqp_url, queue) -> None:
+    svc = Service(pool, ApiSettings(DATABASE_URL=db_url, RABBITMQ_URL=amqp_url))
+    _, admin_key = await svc.create_key("test", "ops-admin", "admin")
+    _, viewer_key = await svc.create_key("test", "ops-viewer", "viewer")
+    base = await start_api(processes, db_url, amqp_url)
+    processes(["scheduler"], service_env(db_url, amqp_url, SCHEDULER_POLL_INTERVAL=1))
+    processes(["worker"], service_env(db_url, amqp_url, WORKER_QUEUES=queue,
+                                      WORKER_HEARTBEAT_INTERVAL=1))
+
+    page = await new_page(browser, base)
+    await page.goto("/login")
+    await shot(page, "01-login")
+    await sign_in(page, admin_key)
+
+    # Overview: the scheduler is seen running, a worker online.
+    await page.wait_for_selector("#scheduler-badge.running")
+    await expect(page.locator("#stat-workers")).to_have_text("1")
+
+    # A new job with a cron schedule: words at once, a bad cron refused beside its field.
+    await page.click("nav >> text=Jobs")
+    await page.click("#new-job")
+    await page.wait_for_url(re.compile(r"/jobs/new$"))
+    await page.fill("#name", "weekly-report")
+    await page.fill("#description", "Monday morning numbers")
+    await page.fill("#queue", queue)
+    await page.select_option("#s-kind", "cron")
+    await page.fill("#s-timezone", "Europe/Paris")
+    await page.fill("#s-cron", "61 9 * * 1")
+    await page.click("#save-job")
+    cron_error = page.locator('#new-schedule [data-field="cron"] .error')
+    await cron_error.wait_for(state="visible")
+    assert "minute" in (await cron_error.text_content())
+    await shot(page, "02-job-form-invalid-cron")
+    await page.fill("#s-cron", "0 9 * * 1")
+    await page.locator("#new-schedule [data-words]").filter(
+        has_text="At 09:00 on Monday (Europe/Paris)").wait_for()
+    await shot(page, "03-job-form")
+    await page.click("#save-job")
+    await page.wait_for_url(re.compile(r"/jobs/\d+\?created=1$"))
+    job_id = int(re.search(r"/jobs/(\d+)", page.url).group(1))
+
+    # The job page previews the next fire times: Mondays at 09:00 in Paris.
+    card = page.locator(".schedule-card")
+    await card.locator(".words").filter(has_text="At 09:00 on Monday (Europe/Paris)").wait_for()
+    await expect(card.locator("ol li")).to_have_count(5)
+    times = await card.locator("ol li").all_text_contents()
+    assert all(re.search(r"\b09:00:00\b", t) for t in times), times
+    stored = await pool.fetchrow("SELECT kind, cron, timezone FROM schedules WHERE job_id = $1", job_id)
+    assert dict(stored) == {"kind": "cron", "cron": "0 9 * * 1", "timezone": "Europe/Paris"}
+
+    # Run now: the run shows up and reaches succeeded without a reload.
+    await page.click("#run-now")
+    await page.locator("#flash a").wait_for()
+    await page.locator("#job-latest-runs .status-succeeded").wait_for()
+    await shot(page, "04-job")
+    await page.click("#job-latest-runs a[href^='/runs/']")
+    await page.wait_for_url(re.compile(r"/runs/\d+$"))
+    run_id = int(page.url.rsplit("/", 1)[1])
+    await page.locator("#run-status .status-succeeded").wait_for()
+    assert '"ok": true' in await page.text_content("#run-result")
+    assert "manual by ops-admin" in await page.text_content("#run-facts")
+    assert await page.is_visible("#retry") and not await page.is_visible("#cancel")
+    await shot(page, "05-run")
+    assert await pool.fetchval("SELECT status FROM runs WHERE id = $1", run_id) == "succeeded"
+
+    # The jobs table and the run history tell the same story.
+    await page.click("nav >> text=Jobs")
+    row = page.locator("#jobs tr[data-job='weekly-report']")
+    await row.locator(".status-succeeded").wait_for()
+    assert "At 09:00 on Monday (Europe/Paris)" in await row.locator(".schedule").text_content()
+    await shot(page, "06-jobs")
+    await page.click("nav >> text=Runs")
+    await page.select_option("#f-status", "succeeded")
+    await page.wait_for_url(re.compile(r"status=succeeded"))
+    await page.locator(f"#runs tr[data-run='{run_id}']").wait_for()
+    await shot(page, "07-runs")
+
+    # The overview counts the run and draws it in the chart; a scheduler pass on demand.
+    await page.click("nav >> text=Overview")
+    await page.wait_for_selector("#chart rect[data-status='succeeded']")
+    await page.click("#trigger-scheduler")
+    await page.locator("#flash").filter(has_text="scheduler pass").wait_for()
+    await shot(page, "08-overview")
+    await page.set_viewport_size(PHONE)
+    await shot(page, "09-overview-phone")
+    await page.goto("/jobs")
+    await row.locator(".status-succeeded").wait_for()
+    assert await row.locator("[data-action='run-now']").is_visible()
+    await shot(page, "10-jobs-phone")
+
+    # A viewer reads everything, sees no write button, and a forged write is refused.
+    viewer = await new_page(browser, base)
+    await sign_in(viewer, viewer_key)
+    await viewer.wait_for_selector("#scheduler-badge.running")
+    assert await viewer.locator("#trigger-scheduler").count() == 0
+    await viewer.goto("/jobs")
+    await viewer.locator("#jobs tr[data-job='weekly-report'] .status-succeeded").wait_for()
+    assert await viewer.locator("#new-job").count() == 0
+    assert await viewer.locator("#jobs button").count() == 0
+    await shot(viewer, "11-jobs-viewer")
+    await viewer.goto(f"/jobs/{job_id}")
+    await viewer.locator(".schedule-card .words").wait_for()
+    for write in ("#run-now", "#toggle-job", "#save-job", "#add-schedule", "#delete-job",
+                  ".schedule-card button"):
+        assert await viewer.locator(write).count() == 0, write
+    assert await viewer.is_disabled("#name")
+    await viewer.goto(f"/runs/{run_id}")
+    await viewer.locator("#run-status .status-succeeded").wait_for()
+    assert await viewer.locator("#retry, #cancel").count() == 0
+    await shot(viewer, "12-run-viewer")
+    forged = await viewer.evaluate(
+        """async (jobId) => {
+             const r = await fetch(`/api/jobs/${jobId}/trigger`, {method: "POST",
+               headers: {Authorization: "Bearer " + sessionStorage.getItem("sundial.key")}});
+             return r.status;
+           }""", job_id)
+    assert forged == 403
+    assert await pool.fetchval("SELECT count(*) FROM runs WHERE job_id = $1", job_id) == 1
