@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import expect
 
+from api.schemas import JobCreate
 from api.service import Service
 from api.settings import ApiSettings
 from tests.conftest import ARTIFACTS, service_env
@@ -214,3 +215,19 @@ async def test_operator_creates_runs_and_inspects_a_job(browser, processes, pool
            }""", job_id)
     assert forged == 403
     assert await pool.fetchval("SELECT count(*) FROM runs WHERE job_id = $1", job_id) == 1
+
+    # Retry a finished run: a new run that succeeds too. Cancel a run no worker will take.
+    await page.set_viewport_size(LAPTOP)
+    await page.goto(f"/runs/{run_id}")
+    await page.click("#retry")
+    await page.wait_for_url(re.compile(rf"/runs/(?!{run_id}$)\d+$"))
+    await page.locator("#run-status .status-succeeded").wait_for()
+    assert "manual by ops-admin" in await page.text_content("#run-facts")
+    await svc.create_job("test", JobCreate(name="no-worker-here", handler="noop", queue="idle"))
+    stuck = await svc.trigger_job("test", "no-worker-here")
+    await page.goto(f"/runs/{stuck}")
+    await page.locator("#run-status .status-queued").wait_for()
+    await shot(page, "13-run-queued")
+    await page.click("#cancel")
+    await page.locator("#run-status .status-cancelled").wait_for()
+    assert await pool.fetchval("SELECT status FROM runs WHERE id = $1", stuck) == "cancelled"
