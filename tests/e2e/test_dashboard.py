@@ -108,6 +108,9 @@ async def test_operator_creates_runs_and_inspects_a_job(browser, processes, pool
 
     page = await new_page(browser, base)
     await page.goto("/login")
+    await page.fill("#key", "sdl_000000000000_not-a-key")
+    await page.click("button[type=submit]")
+    await page.locator('[data-field="key"] .error').filter(has_text="invalid API key").wait_for()
     await shot(page, "01-login")
     await sign_in(page, admin_key)
 
