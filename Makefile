@@ -38,9 +38,12 @@ bench: install services
 chaos: install services
 	$(BIN)/pytest -q -m slow tests/e2e
 
+# Docker instead of local servers: PostgreSQL, RabbitMQ, migrate, 2 schedulers, worker, API.
 up:
 	docker compose up -d --build
+	@echo "API and dashboard: http://127.0.0.1:8000  (first key: docker compose run --rm api keys create --name admin --role admin)"
 
+# Stops and removes the containers; the data stays in the named volumes (down -v drops it).
 down:
 	docker compose down
 
