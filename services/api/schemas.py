@@ -111,7 +111,7 @@ class Schedule(BaseModel):
 
 
 class Preview(BaseModel):
-    schedule_id: int
+    schedule_id: int | None = Field(description="None for a schedule not saved yet.")
     timezone: str
     times: list[datetime]
 
@@ -247,6 +247,11 @@ class CancelResult(BaseModel):
 
 
 # --- scheduler, workers, stats --------------------------------------------------------------
+
+
+class Me(BaseModel):
+    name: str
+    role: Literal["admin", "viewer"]
 
 
 class SchedulerInstance(BaseModel):

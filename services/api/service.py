@@ -304,6 +304,17 @@ class Service:
             times = []
         return {"schedule_id": schedule_id, "timezone": row["timezone"], "times": times}
 
+    async def preview_unsaved(self, fields: ScheduleFields, count: int) -> dict[str, Any]:
+        """Fire times of a schedule not saved yet (the job form's live preview)."""
+        now = await self.pool.fetchval(q("db_now"))
+        values, _ = _plan_schedule(fields.model_dump(), created_at=now, now=now)
+        spec = sched.Spec.from_row({**values, "created_at": now})
+        try:
+            times = sched.preview(spec, count, now)
+        except OverflowError:
+            times = []
+        return {"schedule_id": None, "timezone": values["timezone"], "times": times}
+
     # --- runs -----------------------------------------------------------------------
 
     async def list_runs(self, *, job: str | int | None = None, schedule_id: int | None = None,

@@ -136,6 +136,11 @@ async def test_operator_creates_runs_and_inspects_a_job(browser, processes, pool
     await page.fill("#s-cron", "0 9 * * 1")
     await page.locator("#new-schedule [data-words]").filter(
         has_text="At 09:00 on Monday (Europe/Paris)").wait_for()
+    # The live preview of the unsaved schedule: the next Mondays at 09:00 in Paris.
+    await expect(page.locator("#new-schedule [data-times] li")).to_have_count(5)
+    live = await page.locator("#new-schedule [data-times] li").all_text_contents()
+    assert all(re.search(r"\b09:00:00\b", t) for t in live), live
+    assert await pool.fetchval("SELECT count(*) FROM schedules") == 0, "a preview writes nothing"
     await shot(page, "03-job-form")
     await page.click("#save-job")
     await page.wait_for_url(re.compile(r"/jobs/\d+\?created=1$"))

@@ -331,6 +331,23 @@ async def test_schedule_create_pause_resume_preview_update_delete(api: Api) -> N
     assert r.status_code == 404
 
 
+async def test_me_and_the_preview_of_an_unsaved_schedule(api: Api) -> None:
+    assert (await api.get("/api/me", "viewer")).json()["role"] == "viewer"
+    assert (await api.get("/api/me")).json()["role"] == "admin"
+
+    spec = {"kind": "cron", "cron": "0 9 * * 1", "timezone": "Europe/Paris"}
+    r = await api.post("/api/schedules/preview?count=4", json=spec)
+    assert r.status_code == 200, r.text
+    times = [datetime.fromisoformat(t) for t in r.json()["times"]]
+    paris = [t.astimezone(ZoneInfo("Europe/Paris")) for t in times]
+    assert len(times) == 4 and {(t.weekday(), t.hour, t.minute) for t in paris} == {(0, 9, 0)}
+
+    bad = await api.post("/api/schedules/preview", json={**spec, "cron": "61 9 * * 1"})
+    assert bad.status_code == 422 and "cron" in bad.text and "61" in bad.text
+    assert (await api.post("/api/schedules/preview", "viewer", json=spec)).status_code == 403
+    assert (await api.get("/api/schedules")).json() == [], "a preview writes nothing"
+
+
 async def test_schedule_writes_wake_the_scheduler(api: Api, db_url: str) -> None:
     import asyncpg
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, status
 
 from api.auth import Caller
 from api.routes import Svc
-from api.schemas import MAX_ID, Deleted, Preview, Schedule, ScheduleCreate, ScheduleUpdate
+from api.schemas import MAX_ID, Deleted, Preview, Schedule, ScheduleCreate, ScheduleFields, ScheduleUpdate
 
 router = APIRouter(prefix="/schedules", tags=["schedules"])
 ScheduleId = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -27,6 +27,14 @@ async def list_schedules(svc: Svc,
 @router.post("", response_model=Schedule, status_code=status.HTTP_201_CREATED)
 async def create_schedule(body: ScheduleCreate, svc: Svc, who: Caller):
     return await svc.create_schedule(who.name, body)
+
+
+@router.post("/preview", response_model=Preview)
+async def preview_unsaved_schedule(body: ScheduleFields, svc: Svc,
+                                   count: Annotated[int, Query(ge=1, le=100)] = 10):
+    """The next `count` fire times (UTC) of a schedule before it is saved; a bad field is a
+    422 naming it, as on create. Nothing is written."""
+    return await svc.preview_unsaved(body, count)
 
 
 @router.get("/{schedule_id}", response_model=Schedule)

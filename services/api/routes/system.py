@@ -1,4 +1,4 @@
-"""/api/scheduler, /api/workers, /api/stats: the state of the system at a glance."""
+"""/api/me, /api/scheduler, /api/workers, /api/stats: the caller and the state of the system."""
 
 from __future__ import annotations
 
@@ -6,9 +6,15 @@ from fastapi import APIRouter, status
 
 from api.auth import Caller
 from api.routes import Svc
-from api.schemas import Accepted, SchedulerStatus, Stats, Worker
+from api.schemas import Accepted, Me, SchedulerStatus, Stats, Worker
 
 router = APIRouter(tags=["system"])
+
+
+@router.get("/me", response_model=Me)
+async def me(who: Caller):
+    """The calling key's name and role (the dashboard shows write buttons to admins only)."""
+    return {"name": who.name, "role": who.role}
 
 
 @router.get("/scheduler/status", response_model=SchedulerStatus)

@@ -152,7 +152,6 @@ Sundial.page(() => {
 
   const fireTime = (t) => el("li", {}, el("time", { datetime: t }, new Date(t).toLocaleString(undefined,
     { weekday: "short", year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit" })));
-  let previewSupported = true;  // POST /api/schedules/preview (an unsaved schedule), when the API has it
 
   function scheduleEditor(box) {
     const f = (name) => $(`[name="${name}"]`, box);
@@ -206,13 +205,8 @@ Sundial.page(() => {
       if (state.saved && state.saved.id && same(s, state.saved)) {
         return (await api("GET", `/api/schedules/${state.saved.id}/preview?count=5`)).times;
       }
-      if (!previewSupported || !isAdmin()) return null;
-      try {
-        return (await api("POST", "/api/schedules/preview?count=5", s)).times;
-      } catch (err) {
-        if (err.status === 404 || err.status === 405) { previewSupported = false; return null; }
-        throw err;
-      }
+      if (!isAdmin()) return null;  // previewing an unsaved schedule is a POST: admins only
+      return (await api("POST", "/api/schedules/preview?count=5", s)).times;
     }
 
     async function update() {
