@@ -1,0 +1,162 @@
+"""`python -m bench [--quick] [--only MEASURE ...]`: measure Sundial and its peers in one
+run, write bench/results/<date>.json and render docs/benchmarks.md from it.
+
+`python -m bench --render bench/results/<date>.json` only renders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+from bench import dispatch, end_to_end, fire_lag, infra, render, scale, trigger
+
+RESULTS = infra.ROOT / "bench" / "results"
+MEASURES = ("dispatch", "end_to_end", "trigger", "fire_lag", "scale")
+
+FULL = {"dispatch": 100_000, "dispatch_aps": 3_000, "dispatch_celery_cap_s": 30.0,
+        "e2e": 20_000, "e2e_aps": 1_500, "workers": (1, 2, 4), "triggers": 1_000,
+        "steady": 1_000, "steady_s": 60.0, "burst": 10_000,
+        "scale": (10_000, 100_000, 1_000_000), "scale_aps": 1_000,
+        "scale_celery": (10_000, 100_000), "idle_window_s": 30.0}
+QUICK = {"dispatch": 10_000, "dispatch_aps": 500, "dispatch_celery_cap_s": 10.0,
+         "e2e": 3_000, "e2e_aps": 300, "workers": (1, 2, 4), "triggers": 200,
+         "steady": 1_000, "steady_s": 15.0, "burst": 10_000,
+         "scale": (10_000, 100_000), "scale_aps": 300,
+         "scale_celery": (10_000,), "idle_window_s": 10.0}
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _run(argv: list[str]) -> str:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30,
+                              cwd=infra.ROOT).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in
+                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
+               platform.processor())
+    mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(mem_kb / 1024 / 1024, 1),
+            "kernel": platform.release(), "python": platform.python_version(),
+            "postgresql": _run(["psql", "--version"]).replace("psql (PostgreSQL) ", ""),
+            "rabbitmq": _run(["rabbitmqctl", "version"]),
+            "load_average": list(os.getloadavg())}
+
+
+def versions() -> dict:
+    return {"sundial": _run(["git", "rev-parse", "--short", "HEAD"]),
+            **{d: _version(d) for d in ("apscheduler", "celery", "kombu", "amqp", "sqlalchemy",
+                                         "asyncpg", "aio-pika", "aiormq", "anyio", "uvloop")}}
+
+
+async def _guarded(results: dict, key: str, make: Callable[[], Awaitable[dict]]) -> None:
+    """One figure; a failure is recorded in the results instead of ending the run."""
+    started = time.monotonic()
+    print(f"bench: {key} ...", flush=True)
+    try:
+        results[key] = await make()
+    except Exception as exc:  # the run goes on; the table says what failed
+        traceback.print_exc()
+        results[key] = {"error": f"{type(exc).__name__}: {exc}"}
+    print(f"bench: {key} done in {time.monotonic() - started:.0f}s: "
+          f"{json.dumps(results[key], default=str)[:300]}", flush=True)
+
+
+async def measure(sizes: dict, only: set[str]) -> dict:
+    out: dict[str, dict] = {}
+    if "dispatch" in only:
+        r = out["dispatch"] = {}
+        n = sizes["dispatch"]
+        await _guarded(r, "sundial", lambda: dispatch.sundial(n, timeout_s=600))
+        await _guarded(r, "apscheduler", lambda: dispatch.apscheduler(sizes["dispatch_aps"],
+                                                                      timeout_s=600))
+        await _guarded(r, "celery_beat", lambda: dispatch.celery_beat(
+            n, cap_s=sizes["dispatch_celery_cap_s"]))
+    if "end_to_end" in only:
+        r = out["end_to_end"] = {"sundial": {}, "apscheduler": {}}
+        for w in sizes["workers"]:
+            await _guarded(r["sundial"], str(w),
+                           lambda w=w: end_to_end.sundial(sizes["e2e"], w, timeout_s=600))
+            await _guarded(r["apscheduler"], str(w),
+                           lambda w=w: end_to_end.apscheduler(sizes["e2e_aps"], w, timeout_s=600))
+        r["celery_beat"] = {"not_applicable": "beat only publishes; executing is Celery "
+                                              "workers' job, not the scheduler's"}
+    if "trigger" in only:
+        r = out["trigger"] = {}
+        await _guarded(r, "sundial", lambda: trigger.sundial(sizes["triggers"], timeout_s=120))
+        await _guarded(r, "apscheduler",
+                       lambda: trigger.apscheduler(sizes["triggers"], timeout_s=120))
+        r["celery_beat"] = {"not_applicable": "beat has no run-now; apply_async bypasses it"}
+    if "fire_lag" in only:
+        r = out["fire_lag"] = {"steady": {}, "burst": {}}
+        n, d = sizes["steady"], sizes["steady_s"]
+        await _guarded(r["steady"], "sundial", lambda: fire_lag.sundial_steady(n, d))
+        await _guarded(r["steady"], "apscheduler", lambda: fire_lag.apscheduler_steady(n, d))
+        await _guarded(r["steady"], "celery_beat", lambda: fire_lag.celery_steady(n, d))
+        await _guarded(r["burst"], "sundial",
+                       lambda: fire_lag.sundial_burst(sizes["burst"], timeout_s=300))
+    if "scale" in only:
+        r = out["scale"] = {"sundial": {}, "apscheduler": {}, "celery_beat": {}}
+        w = sizes["idle_window_s"]
+        for size in sizes["scale"]:
+            await _guarded(r["sundial"], str(size), lambda size=size: scale.sundial(size, w))
+        await _guarded(r["apscheduler"], str(sizes["scale_aps"]),
+                       lambda: scale.apscheduler(sizes["scale_aps"], w))
+        for size in sizes["scale_celery"]:
+            await _guarded(r["celery_beat"], str(size),
+                           lambda size=size: scale.celery_beat(size, w))
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a fast check")
+    parser.add_argument("--only", nargs="+", choices=MEASURES, default=list(MEASURES))
+    parser.add_argument("--render", metavar="JSON", help="only render docs/benchmarks.md from it")
+    parser.add_argument("--out", help="results file (default bench/results/<date>.json)")
+    args = parser.parse_args()
+    if args.render:
+        render.write(json.loads(Path(args.render).read_text()), Path(args.render))
+        return 0
+    sizes = QUICK if args.quick else FULL
+    started = datetime.now(UTC)
+    results = {"date": started.strftime("%Y-%m-%dT%H:%M:%SZ"), "quick": args.quick,
+               "command": "make bench" if not args.quick else "python -m bench --quick",
+               "only": args.only, "machine": machine(), "versions": versions(),
+               "sizes": sizes}
+    results["measures"] = asyncio.run(measure(sizes, set(args.only)))
+    results["load_average_after"] = list(os.getloadavg())
+    results["duration_s"] = (datetime.now(UTC) - started).total_seconds()
+    results["targets"] = render.targets(results)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    suffix = "-quick" if args.quick else ""
+    path = Path(args.out) if args.out else RESULTS / f"{started:%Y-%m-%d}{suffix}.json"
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(f"bench: results in {path}")
+    render.write(results, path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

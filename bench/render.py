@@ -1,0 +1,356 @@
+"""Render docs/benchmarks.md and docs/benchmarks.png from a results file.
+
+Everything in the page comes from the JSON; the only hand-written text is the
+methodology and, for a missed target, WHY (what the profile showed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bench.infra import ROOT
+from bench.stats import ratio
+
+DOC = ROOT / "docs" / "benchmarks.md"
+PLOT = ROOT / "docs" / "benchmarks.png"
+PEERS = (("apscheduler", "APScheduler 4"), ("celery_beat", "Celery beat 5"))
+
+# What the profile showed where a target is missed (kept next to the code that renders it).
+WHY: dict[str, str] = {}
+
+
+def _get(d: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(d, dict) or key not in d:
+            return None
+        d = d[key]
+    return d
+
+
+def _fmt(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _x(value: float | None) -> str:
+    return "-" if value is None else (f"{value:,.1f}x" if value < 100 else f"{value:,.0f}x")
+
+
+def _best_e2e(m: dict) -> tuple[str | None, float | None]:
+    rates = {w: r.get("rate_per_s") for w, r in (_get(m, "end_to_end", "sundial") or {}).items()}
+    rates = {w: r for w, r in rates.items() if r}
+    if not rates:
+        return None, None
+    w = max(rates, key=rates.get)
+    return w, rates[w]
+
+
+def targets(results: dict) -> list[dict]:
+    """The issue's targets, each with the measured value and whether it was met."""
+    m = results.get("measures", {})
+    out: list[dict] = []
+
+    def add(measure: str, target: str, value: str, met: bool | None) -> None:
+        out.append({"measure": measure, "target": target, "measured": value, "met": met,
+                    "why": WHY.get(measure) if met is False else None})
+
+    if "dispatch" in m:
+        s = _get(m, "dispatch", "sundial", "rate_per_s")
+        peers = [p for p in (_get(m, "dispatch", k, "rate_per_s") for k, _ in PEERS) if p]
+        fastest = max(peers) if peers else None
+        r = ratio(s, fastest)
+        add("dispatch rate", ">= 5,000 runs/s and >= 10x the faster peer",
+            f"{_fmt(s)} runs/s, {_x(r)} the faster peer",
+            None if s is None or r is None else s >= 5000 and r >= 10)
+    if "end_to_end" in m:
+        w, s = _best_e2e(m)
+        a = _get(m, "end_to_end", "apscheduler", w or "", "rate_per_s")
+        r = ratio(s, a)
+        add("end-to-end rate", ">= 2,000 runs/s and >= 25x APScheduler 4",
+            f"{_fmt(s)} runs/s ({w} workers), {_x(r)} APScheduler 4 with {w}",
+            None if s is None or r is None else s >= 2000 and r >= 25)
+    if "trigger" in m:
+        t = _get(m, "trigger", "sundial") or {}
+        p50, p99 = t.get("p50_ms"), t.get("p99_ms")
+        add("trigger latency", "p50 <= 5 ms, p99 <= 20 ms",
+            f"p50 {_fmt(p50, 1)} ms, p99 {_fmt(p99, 1)} ms",
+            None if p50 is None or p99 is None else p50 <= 5 and p99 <= 20)
+    if "fire_lag" in m:
+        p99 = _get(m, "fire_lag", "steady", "sundial", "p99_ms")
+        add("fire lag (steady)", "p99 <= 50 ms", f"p99 {_fmt(p99, 1)} ms",
+            None if p99 is None else p99 <= 50)
+    if "scale" in m:
+        sizes = {int(k): v for k, v in (_get(m, "scale", "sundial") or {}).items() if "error" not in v}
+        if sizes:
+            big, small = sizes[max(sizes)], sizes[min(sizes)]
+            growth = ratio(big.get("tick_ms"), small.get("tick_ms"))
+            label = f"idle with {max(sizes):,} schedules"
+            add(label, "scheduler <= 0.5 % of a core, RSS <= 60 MB; tick cost <= 1.5x at 10k",
+                f"{_fmt(big['cpu_core_pct'], 2)} % of a core, RSS {_fmt(big['rss_mb'], 1)} MB, "
+                f"tick {_x(growth)} the {min(sizes):,} one",
+                big["cpu_core_pct"] <= 0.5 and big["rss_mb"] <= 60
+                and growth is not None and growth <= 1.5)
+    return out
+
+
+def _row(name: str, unit: str, s: Any, peers: list[Any], higher_better: bool, cmd: str,
+         digits: int = 0) -> str:
+    cells = [_fmt(s, digits)]
+    ratios = []
+    for p in peers:
+        if isinstance(p, str):
+            cells.append(p)
+            ratios.append("n/a")
+            continue
+        cells.append(_fmt(p, digits))
+        r = ratio(s, p) if higher_better else ratio(p, s)
+        ratios.append(_x(r))
+    return f"| {name} ({unit}) | " + " | ".join(cells + ratios) + f" | `{cmd}` |"
+
+
+def _peer(m: dict, path: tuple[str, ...], key: str) -> Any:
+    d = _get(m, *path)
+    if d is None:
+        return "not measured"
+    if "not_applicable" in d:
+        return "n/a: " + d["not_applicable"]
+    if "error" in d:
+        return "failed: " + d["error"][:80]
+    return d.get(key)
+
+
+def results_table(results: dict) -> list[str]:
+    m = results["measures"]
+    lines = ["| measure | Sundial | APScheduler 4 | Celery beat 5 | Sundial vs APScheduler 4 "
+             "| Sundial vs Celery beat 5 | Sundial's figure from |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    if "dispatch" in m:
+        d = m["dispatch"]
+        lines.append(_row("dispatch rate", "runs/s", _get(d, "sundial", "rate_per_s"),
+                          [_peer(d, ("apscheduler",), "rate_per_s"),
+                           _peer(d, ("celery_beat",), "rate_per_s")], True,
+                          _get(d, "sundial", "command") or ""))
+    if "end_to_end" in m:
+        e = m["end_to_end"]
+        for w in sorted(e.get("sundial", {}), key=int):
+            lines.append(_row(f"end-to-end, {w} worker{'s' if w != '1' else ''}", "runs/s",
+                              _get(e, "sundial", w, "rate_per_s"),
+                              [_peer(e, ("apscheduler", w), "rate_per_s"),
+                               "n/a: beat does not execute"], True,
+                              _get(e, "sundial", w, "command") or ""))
+    if "trigger" in m:
+        t = m["trigger"]
+        for p in ("p50", "p95", "p99"):
+            lines.append(_row(f"trigger latency {p}", "ms", _get(t, "sundial", f"{p}_ms"),
+                              [_peer(t, ("apscheduler",), f"{p}_ms"), "n/a: no run-now in beat"],
+                              False, _get(t, "sundial", "command") or "", 1))
+    if "fire_lag" in m:
+        f = m["fire_lag"]
+        for p in ("p50", "p99"):
+            lines.append(_row(f"fire lag, steady, {p}", "ms", _get(f, "steady", "sundial", f"{p}_ms"),
+                              [_peer(f, ("steady", "apscheduler"), f"{p}_ms"),
+                               _peer(f, ("steady", "celery_beat"), f"{p}_ms")], False,
+                              _get(f, "steady", "sundial", "command") or "", 1))
+        lines.append(_row("fire lag, steady, slots missed", "count",
+                          _get(f, "steady", "sundial", "missed_or_unpublished"),
+                          [_peer(f, ("steady", "apscheduler"), "missed_or_unpublished"),
+                           _peer(f, ("steady", "celery_beat"), "missed_or_unpublished")],
+                          False, "same run"))
+        burst_n = _get(f, "burst", "sundial", "schedules")
+        aps_rate = _get(m, "dispatch", "apscheduler", "rate_per_s")
+        beat_rate = _get(m, "dispatch", "celery_beat", "rate_per_s")
+        est = [f"~{burst_n / r:,.0f} (from its dispatch rate)" if r and burst_n else "-"
+               for r in (aps_rate, beat_rate)]
+        s_clear = _get(f, "burst", "sundial", "clear_s")
+        lines.append(f"| burst of {_fmt(burst_n)} due at once, time to clear (s) | {_fmt(s_clear, 2)} "
+                     f"| {est[0]} | {est[1]} | "
+                     f"{_x(ratio(burst_n / aps_rate, s_clear)) if aps_rate and s_clear else '-'} | "
+                     f"{_x(ratio(burst_n / beat_rate, s_clear)) if beat_rate and s_clear else '-'} | "
+                     f"`{_get(f, 'burst', 'sundial', 'command')}` |")
+    if "scale" in m:
+        sc = m["scale"]
+        for size, s in sorted((_get(sc, "sundial") or {}).items(), key=lambda kv: int(kv[0])):
+            if "error" in s:
+                lines.append(f"| {int(size):,} stored schedules | failed: {s['error'][:80]} |||||")
+                continue
+            lines.append(f"| tick cost, {int(size):,} stored (ms: claim + sleep-time query) | "
+                         f"{_fmt(s['tick_ms'], 3)} | n/a: not SQL-visible | n/a: in memory | - | - "
+                         f"| `EXPLAIN ANALYZE` x15, median |")
+        aps = next(iter((_get(sc, "apscheduler") or {}).items()), None)
+        beat = (_get(sc, "celery_beat") or {})
+        small = (_get(sc, "sundial") or {}).get("10000") or {}
+        for key, unit, name in (("cpu_core_pct", "% of a core", "idle CPU"),
+                                ("rss_mb", "MB", "RSS")):
+            a = aps[1].get(key) if aps and "error" not in aps[1] else None
+            b = beat.get("10000", {}).get(key)
+            lines.append(_row(f"{name}, 10,000 stored (APScheduler: {aps[0] if aps else '-'})",
+                              unit, small.get(key), [a, b], False,
+                              "sundial scheduler, /proc/<pid>/stat and status", 2))
+    return lines
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = results["measures"]
+    systems = (("sundial", "Sundial", "#d95f02"), ("apscheduler", "APScheduler 4", "#1b9e77"),
+               ("celery_beat", "Celery beat 5", "#7570b3"))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    groups = [("dispatch", lambda k: _get(m, "dispatch", k, "rate_per_s"))]
+    for w in sorted(_get(m, "end_to_end", "sundial") or {}, key=int):
+        groups.append((f"e2e {w}w", lambda k, w=w: _get(m, "end_to_end", k, w, "rate_per_s")))
+    _bars(left, groups, systems)
+    left.set_yscale("log")
+    left.set_ylabel("runs per second (log)")
+    left.set_title("Throughput (higher is better)")
+    lat = [("trigger p50", lambda k: _get(m, "trigger", k, "p50_ms")),
+           ("trigger p99", lambda k: _get(m, "trigger", k, "p99_ms")),
+           ("lag p50", lambda k: _get(m, "fire_lag", "steady", k, "p50_ms")),
+           ("lag p99", lambda k: _get(m, "fire_lag", "steady", k, "p99_ms"))]
+    _bars(right, lat, systems)
+    right.set_yscale("log")
+    right.set_ylabel("milliseconds (log)")
+    right.set_title("Latency (lower is better)")
+    right.legend(loc="upper left", fontsize=8)
+    fig.suptitle(f"Sundial vs peers, one run on one machine ({results['date']})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _bars(ax, groups, systems) -> None:
+    width = 0.8 / len(systems)
+    for i, (key, label, color) in enumerate(systems):
+        xs, ys = [], []
+        for g, (_name, value) in enumerate(groups):
+            v = value(key)
+            if isinstance(v, (int, float)) and v > 0:
+                xs.append(g + (i - 1) * width)
+                ys.append(v)
+        ax.bar(xs, ys, width, label=label, color=color)
+    ax.set_xticks(range(len(groups)), [g[0] for g in groups])
+
+
+def write(results: dict, source: Path) -> None:
+    plot(results, PLOT)
+    DOC.write_text(render(results, source))
+    print(f"bench: rendered {DOC.relative_to(ROOT)} and {PLOT.relative_to(ROOT)}")
+
+
+def render(results: dict, source: Path) -> str:
+    mach, ver = results["machine"], results["versions"]
+    load_before, load_after = mach["load_average"], results.get("load_average_after") or []
+    shared = max(load_before[:1] + load_after[:1]) >= 0.5
+    rel = source.resolve().relative_to(ROOT) if source.resolve().is_relative_to(ROOT) else source
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Generated by `python -m bench` from [`{rel}`](../{rel}) — do not edit by hand; "
+        "re-render with `python -m bench --render <results.json>`.",
+        "",
+        "Sundial and its peers were measured **in one run on the same machine**; every figure "
+        "is read as a ratio against a peer measured in that run. Absolute times on this "
+        "shared machine are noise.",
+        "",
+        "## Machine and versions",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| run | {results['date']}, `{results['command']}`"
+        f"{' (quick sizes)' if results.get('quick') else ''}, {results.get('duration_s', 0):.0f} s |",
+        f"| CPU | {mach['cpu']}, {mach['cores']} cores shared by PostgreSQL, RabbitMQ and every "
+        "process |",
+        f"| memory | {mach['memory_gb']} GB |",
+        f"| load average (1, 5, 15 min) | before {', '.join(f'{x:.2f}' for x in load_before)}; "
+        f"after {', '.join(f'{x:.2f}' for x in load_after)} |",
+        f"| kernel, Python | {mach['kernel']}, {mach['python']} |",
+        f"| PostgreSQL, RabbitMQ | {mach['postgresql']}, {mach['rabbitmq']} |",
+        f"| Sundial | commit {ver.get('sundial')} |",
+        "| peers | " + ", ".join(f"{k} {v}" for k, v in ver.items() if k != "sundial" and v) + " |",
+        "",
+    ]
+    if shared:
+        lines += ["**Other work was running on the machine during this run** (other engineers' "
+                  "test suites; see the load average above), which slows every system alike "
+                  "and adds variance, most visibly to latencies.", ""]
+    lines += ["## Targets (issue 7)", "", "| measure | target | measured | met |", "|---|---|---|---|"]
+    for t in results.get("targets", []):
+        met = {True: "yes", False: "**no**", None: "not measured"}[t["met"]]
+        lines.append(f"| {t['measure']} | {t['target']} | {t['measured']} | {met} |")
+    missed = [t for t in results.get("targets", []) if t["met"] is False]
+    if missed:
+        lines += ["", "Where a target is missed, why:", ""]
+        for t in missed:
+            lines.append(f"- **{t['measure']}**: {t['why'] or 'not yet profiled.'}")
+    lines += ["", "## Results", "",
+              "Ratios: how many times higher Sundial's rate is, or how many times lower its "
+              "latency (peer ÷ Sundial); above 1x Sundial leads.", ""]
+    lines += results_table(results)
+    lines += ["", f"![Throughput and latency, Sundial vs peers]({PLOT.name})", ""]
+    lines += _method(results)
+    return "\n".join(lines) + "\n"
+
+
+def _method(results: dict) -> list[str]:
+    s = results["sizes"]
+    return [
+        "## How each figure is measured", "",
+        "Reproduce all of it with `make bench` (installs the `bench` extras, then "
+        "`python -m bench`); `python -m bench --quick` runs small sizes in a few minutes; "
+        "`python -m bench --only dispatch` (or `end_to_end`, `trigger`, `fire_lag`, `scale`) "
+        "runs one measure. Each measure gets a PostgreSQL database and a RabbitMQ vhost of its "
+        "own, created and dropped by the harness; every process is a real process "
+        "(`sundial scheduler`, `sundial worker`, `sundial api`, `python -m bench.aps node`, "
+        "`python -m bench.celery_beat`), logs in `bench/logs/`.", "",
+        f"1. **Dispatch rate** — Sundial: {s['dispatch']:,} interval schedules due at once, "
+        "one `sundial scheduler` with default settings; runs recorded, `next_run_at` advanced "
+        "and messages confirmed (checked: every run has `published_at`, every schedule "
+        "advanced, the queue holds one message per run), divided by the time from the process "
+        "start to the last `published_at`. APScheduler 4: "
+        f"{s['dispatch_aps']:,} `DateTrigger` schedules due at once (added through its API; "
+        "adding is ~250/s, so the backlog is smaller — the figure is a rate), one process with "
+        "role `both`; jobs started (`job_results.started_at`) per second from its start. "
+        f"Celery beat 5: {s['dispatch']:,} entries due at once in beat's in-memory scheduler "
+        "and its own `tick()`/sleep loop, publishing with confirms to the same RabbitMQ; "
+        "messages published per second from its start, capped at "
+        f"{s['dispatch_celery_cap_s']:.0f} s (beat sends one entry per tick and compares its "
+        "whole schedule on every tick).",
+        f"2. **End-to-end rate** — {s['e2e']:,} due runs (APScheduler: {s['e2e_aps']:,}), "
+        "workers started first; from the scheduler's start to the last run recorded as "
+        "succeeded by the `noop` handler (APScheduler: `job_results.finished_at`, trivial "
+        "function, role-`worker` processes plus one role-`scheduler` process). Worker "
+        "concurrency 100 on both sides.",
+        f"3. **Trigger latency** — {s['triggers']:,} `POST /api/jobs/{{id}}/trigger` one at a "
+        "time, 20 ms apart, after 20 not counted; `runs.started_at` - the instant the request "
+        "was sent. APScheduler 4: `add_job` from a client against one worker process; "
+        "`job_results.started_at` - the call.",
+        f"4. **Fire lag** — {s['steady']:,} schedules every second, phases spread over the "
+        f"second, for {s['steady_s']:.0f} s (the first 2 s not counted): Sundial "
+        "`published_at - scheduled_for`; APScheduler `JobAcquired` - scheduled start; "
+        "Celery beat publish confirmed - due. Burst: "
+        f"{s['burst']:,} schedules due on one instant while the scheduler idles; time until "
+        "the last is published (peers: estimated from their dispatch rate, marked ~).",
+        f"5. **Scale and idle** — {', '.join(f'{x:,}' for x in s['scale'])} stored schedules "
+        "due in one to two hours, plus 10 due every 10 s. Tick cost: median of 15 "
+        "`EXPLAIN ANALYZE` (rolled back) of the claim query (`claim_due_schedules`, batch 500) "
+        "plus the sleep-time query (`seconds_until_next_work`), the two statements of every "
+        f"pass. Idle CPU over {s['idle_window_s']:.0f} s after 5 s of warm-up from "
+        "`/proc/<pid>/stat` (10 ms resolution), RSS from `/proc/<pid>/status`. Peers idle "
+        f"with {s['scale_aps']:,} stored schedules (APScheduler) and "
+        f"{', '.join(f'{x:,}' for x in s['scale_celery'])} entries (Celery beat).",
+        "",
+        "Notes on the peers:",
+        "",
+        "- APScheduler 4.0.0a6's asyncpg event broker starts a task from asyncpg's NOTIFY "
+        "callback, which the installed anyio refuses (events are lost); `bench/aps.py` starts "
+        "such callbacks as plain asyncio tasks and changes nothing else.",
+        "- Celery beat is measured as a scheduler only (it has no workers, no run-now and no "
+        "database); where a measure needs those, the table says n/a.",
+    ]
