@@ -1,8 +1,8 @@
 """Shared fixtures: real PostgreSQL and RabbitMQ, isolated per test.
 
 - PostgreSQL: the server of DATABASE_URL (or TEST_DATABASE_URL; default the local one),
-  reached through its `postgres` database; the tests create databases of their own. A session fixture migrates a template database; each test gets its own
-  `CREATE DATABASE ... TEMPLATE` copy.
+  reached through its `postgres` database. A session fixture migrates a template
+  database; each test gets its own `CREATE DATABASE ... TEMPLATE` copy.
 - RabbitMQ: RABBITMQ_URL (default the local one). The session gets its own vhost when
   `rabbitmqctl` is available; each test gets its own queue names.
 - With neither server reachable and Docker present, testcontainers starts both.
@@ -220,3 +220,31 @@ async def wait_for(predicate, timeout: float = 20.0, interval: float = 0.1, what
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {what or predicate}")
         await asyncio.sleep(interval)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def start_api(processes, db_url: str, amqp_url: str, **extra: object) -> str:
+    """A real `sundial api` process; its base URL once it answers."""
+    import httpx
+
+    port = free_port()
+    processes(["api"], service_env(db_url, amqp_url, API_HOST="127.0.0.1", API_PORT=port,
+                                   **extra))
+    base = f"http://127.0.0.1:{port}"
+
+    async def up() -> bool:
+        try:
+            async with httpx.AsyncClient() as client:
+                return (await client.get(f"{base}/health")).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    await wait_for(up, timeout=30, what="sundial api to answer /health")
+    return base

@@ -11,8 +11,7 @@ import pytest
 
 from api.service import Service
 from api.settings import ApiSettings
-from tests.conftest import service_env, wait_for
-from tests.integration.test_api_fuzz import start_api
+from tests.conftest import service_env, start_api, wait_for
 
 
 class Client:

@@ -15,8 +15,7 @@ from playwright.async_api import expect
 from api.schemas import JobCreate
 from api.service import Service
 from api.settings import ApiSettings
-from tests.conftest import ARTIFACTS, service_env
-from tests.integration.test_api_fuzz import start_api
+from tests.conftest import ARTIFACTS, service_env, start_api
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -3,10 +3,8 @@ process with an admin key: no request it generates gets a server error."""
 
 from __future__ import annotations
 
-import socket
 from collections import Counter
 
-import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
@@ -15,33 +13,9 @@ from schemathesis import GenerationMode
 
 from api.service import Service
 from api.settings import ApiSettings
-from tests.conftest import service_env, wait_for
+from tests.conftest import start_api
 
 EXAMPLES_PER_OPERATION = 12
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-async def start_api(processes, db_url: str, amqp_url: str, **extra: object) -> str:
-    """A real `sundial api` process; its base URL once it answers."""
-    port = free_port()
-    processes(["api"], service_env(db_url, amqp_url, API_HOST="127.0.0.1", API_PORT=port,
-                                   **extra))
-    base = f"http://127.0.0.1:{port}"
-
-    async def up() -> bool:
-        try:
-            async with httpx.AsyncClient() as client:
-                return (await client.get(f"{base}/health")).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    await wait_for(up, timeout=30, what="sundial api to answer /health")
-    return base
 
 
 @pytest.fixture
