@@ -36,7 +36,7 @@ bench: install services
 	$(BIN)/python -m bench
 
 chaos: install services
-	$(BIN)/pytest -q -m slow tests/e2e
+	$(BIN)/pytest -q -m slow tests/chaos tests/e2e
 
 # Docker instead of local servers: PostgreSQL, RabbitMQ, migrate, 2 schedulers, worker, API.
 up:

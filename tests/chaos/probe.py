@@ -1,0 +1,52 @@
+"""Probe jobs for the fault-injection scenarios, loaded by workers with
+WORKER_IMPORTS=tests.chaos.probe.
+
+`chaos.probe` records each execution in `probe_executions` (created by the scenario)
+just before returning, the closest a python handler gets to the run's completion: the
+worker writes results in its own batched transaction after the handler returns, so the
+handler cannot join it. One row per (run, attempt): a second execution of the same
+attempt bumps `executions`, which the checker counts as a double execution.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import asyncpg
+
+from worker import job
+from worker.handlers import current
+
+PROBE_TABLE = """
+CREATE TABLE IF NOT EXISTS probe_executions (
+    run_id      bigint      NOT NULL,
+    attempt     integer     NOT NULL,
+    executions  integer     NOT NULL DEFAULT 1,
+    pid         integer     NOT NULL,
+    finished_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (run_id, attempt)
+)"""
+
+RECORD = """
+INSERT INTO probe_executions (run_id, attempt, pid) VALUES ($1, $2, $3)
+ON CONFLICT (run_id, attempt)
+DO UPDATE SET executions = probe_executions.executions + 1, pid = EXCLUDED.pid"""
+
+
+@job("chaos.probe")
+async def probe(seconds: float = 0.0) -> dict:
+    run = current.get()
+    await asyncio.sleep(seconds)
+    conn = await asyncpg.connect(os.environ["DATABASE_URL"], timeout=5)
+    try:
+        await conn.execute(RECORD, run.run_id, run.attempt, os.getpid())
+    finally:
+        await conn.close()
+    return {"probe": run.run_id, "attempt": run.attempt}
+
+
+@job("chaos.suicide")
+def suicide() -> None:
+    """A job that kills its own worker process, as a segfaulting extension would."""
+    os._exit(17)

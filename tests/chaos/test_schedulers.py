@@ -1,0 +1,164 @@
+"""Scenarios 1, 2 and 8: schedulers SIGKILLed at random, all down then back (misfire
+policies), and a scheduler whose host clock is 30 s wrong."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from core.schedule import Spec, plan
+from tests.chaos.checker import check, slots_before, violations
+from tests.chaos.stack import freeze, interval_schedules, probe_job, scheduler_env, seeded, worker_env
+from tests.conftest import wait_for
+
+LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+
+
+@pytest.mark.parametrize("seconds, schedules", [
+    pytest.param(8, 10, id="short"),
+    pytest.param(60, 50, id="long", marks=pytest.mark.slow),
+])
+async def test_sigkilled_schedulers_lose_and_double_nothing(db_url, amqp_url, queue, processes,
+                                                            seconds, schedules):
+    seed, rng = seeded()
+    conn = await asyncpg.connect(db_url)
+    try:
+        job = await probe_job(conn, queue)
+        await interval_schedules(conn, job, schedules, every_s=2)
+        env = scheduler_env(db_url, amqp_url)
+        worker = processes(["worker"], worker_env(db_url, amqp_url, queue))
+        schedulers = [processes(["scheduler"], env) for _ in range(3)]
+        kills = 0
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            await asyncio.sleep(rng.uniform(0.5, 3.0))
+            i = rng.randrange(3)
+            schedulers[i].kill()
+            kills += 1
+            schedulers[i] = processes(["scheduler"], env)
+        # The survivors relay whatever the killed instances left unpublished.
+        await wait_for(lambda: conn.fetchval(
+            "SELECT count(*) = 0 FROM runs WHERE published_at IS NULL"), timeout=30,
+            what="every run published")
+        await freeze(conn)
+        counts = await check(conn, amqp_url, seed=seed)
+        for p in schedulers:   # one may still be starting: no exit code to hold it to
+            p.stop()
+        assert worker.stop() == 0
+        print(f"seed={seed} kills={kills}")
+        assert not violations(counts), f"seed={seed}: {violations(counts)}"
+        assert kills >= 2
+    finally:
+        await conn.close()
+
+
+# (policy, grace): each exercises a different rule of core.schedule.plan after downtime.
+POLICIES = [("run_all", 3600.0), ("run_all", 3.0), ("run_once", 1.0), ("skip", 1.0),
+            ("skip", 3.0)]
+
+
+@pytest.mark.parametrize("down_s", [
+    pytest.param(7, id="short"),
+    pytest.param(30, id="long", marks=pytest.mark.slow),
+])
+async def test_catch_up_after_downtime_follows_each_misfire_policy(db_url, amqp_url, queue,
+                                                                   processes, down_s):
+    seed, _ = seeded()
+    conn = await asyncpg.connect(db_url)
+    try:
+        job = await probe_job(conn, queue)
+        ids = {}
+        for policy, grace in POLICIES:
+            [sid] = await interval_schedules(conn, job, 1, every_s=1, policy=policy,
+                                             grace_s=grace)
+            ids[sid] = (policy, grace)
+        env = scheduler_env(db_url, amqp_url, SCHEDULER_POLL_INTERVAL=0.5)
+        worker = processes(["worker"], worker_env(db_url, amqp_url, queue))
+        schedulers = [processes(["scheduler"], env) for _ in range(2)]
+        await wait_for(lambda: conn.fetchval(
+            "SELECT count(DISTINCT schedule_id) = $1 FROM runs", len(ids)), timeout=30,
+            what="every schedule fired")
+        assert [p.stop() for p in schedulers] == [0, 0]
+        stopped = {r["id"]: r for r in await conn.fetch("SELECT * FROM schedules")}
+        up_after = await conn.fetchval("SELECT now()") + timedelta(seconds=down_s)
+        await asyncio.sleep(down_s)
+        # One scheduler comes back first, so one tick (one transaction, one now())
+        # catches every schedule up; a second joins afterwards.
+        back = processes(["scheduler"], env)
+        await wait_for(lambda: conn.fetchval(
+            "SELECT count(*) > 0 FROM runs WHERE created_at >= $1", up_after), timeout=30,
+            what="the catch-up tick")
+        processes(["scheduler"], env)
+        catch_up_at = await conn.fetchval("SELECT min(created_at) FROM runs WHERE created_at >= $1",
+                                          up_after)
+        await asyncio.sleep(3)
+        ahead = await conn.fetchval("SELECT bool_and(next_run_at > now()) FROM schedules")
+        assert ahead, "next_run_at is in the future once caught up"
+        await freeze(conn)
+        expected = {}
+        for sid, row in stopped.items():
+            final = await conn.fetchrow("SELECT * FROM schedules WHERE id = $1", sid)
+            spec = Spec.from_row(row)
+            tick = plan(spec, row["next_run_at"], catch_up_at)
+            every = slots_before(final, final["next_run_at"])
+            expected[sid] = ([s for s in every if s < row["next_run_at"]] + tick.slots
+                             + [s for s in every if s >= tick.next_run_at])
+            missed = len([s for s in every if row["next_run_at"] <= s < tick.next_run_at]) \
+                - len(tick.slots)
+            print(f"schedule {sid} {ids[sid]}: catch-up runs {len(tick.slots)}, missed {missed}")
+        counts = await check(conn, amqp_url, seed=seed, expected_slots=expected)
+        assert back.alive()
+        assert worker.stop() == 0
+        assert not violations(counts), f"seed={seed}: {violations(counts)}"
+    finally:
+        await conn.close()
+
+
+@pytest.mark.skipif(not LIBFAKETIME.exists(), reason="libfaketime is not installed")
+@pytest.mark.parametrize("seconds", [
+    pytest.param(8, id="short"),
+    pytest.param(40, id="long", marks=pytest.mark.slow),
+])
+async def test_a_scheduler_with_a_wrong_clock_fires_nothing_early_or_twice(
+        db_url, amqp_url, queue, processes, seconds):
+    seed, _ = seeded()
+    conn = await asyncpg.connect(db_url)
+    try:
+        job = await probe_job(conn, queue)
+        await interval_schedules(conn, job, 10, every_s=2)
+        worker = processes(["worker"], worker_env(db_url, amqp_url, queue))
+        skewed = []
+        for offset in ("+30s", "-30s"):
+            env = scheduler_env(db_url, amqp_url, LD_PRELOAD=str(LIBFAKETIME), FAKETIME=offset,
+                                FAKETIME_DONT_FAKE_MONOTONIC="1", FAKETIME_NO_CACHE="1")
+            skewed.append(processes(["scheduler"], env))
+        await asyncio.sleep(seconds)
+        early = await conn.fetchval("SELECT count(*) FROM runs WHERE created_at < scheduled_for")
+        fired = await conn.fetchval("SELECT count(*) FROM runs")
+        await freeze(conn)
+        counts = await check(conn, amqp_url, seed=seed)
+        assert [p.stop() for p in skewed] == [0, 0]
+        assert worker.stop() == 0
+        print(f"seed={seed} runs={fired} fired_early={early}")
+        assert early == 0, "a run was created before its slot by the database clock"
+        assert fired >= 10, "the skewed schedulers fired"
+        assert not violations(counts), f"seed={seed}: {violations(counts)}"
+    finally:
+        await conn.close()
+
+
+def test_libfaketime_shifts_the_clock_of_a_child() -> None:
+    if not LIBFAKETIME.exists():
+        pytest.skip("libfaketime is not installed")
+    import subprocess
+    import sys
+    env = {**os.environ, "LD_PRELOAD": str(LIBFAKETIME), "FAKETIME": "+30s"}
+    out = subprocess.run([sys.executable, "-c", "import time; print(time.time())"], env=env,
+                         capture_output=True, text=True, check=True)
+    assert float(out.stdout) - time.time() > 25
