@@ -50,7 +50,7 @@ print(" ".join(str(k["id"]) for k in json.load(sys.stdin)
 for id in $old_keys; do
   "$SUNDIAL" keys revoke "$id" >/dev/null
 done
-[ -z "$old_keys" ] || say "revoked the previous demo-admin key (a new one is printed below)"
+[ -z "$old_keys" ] || say "revoked the previous demo-admin key; its replacement is printed below"
 ADMIN_KEY="$("$SUNDIAL" keys create --name demo-admin --role admin | tail -n 1)"
 
 # --- 3. demo jobs ----------------------------------------------------------------------------
