@@ -10,7 +10,6 @@ import asyncio
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -20,18 +19,12 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import ARTIFACTS, ROOT, _with_database, service_env, wait_for
+from tests.conftest import ARTIFACTS, ROOT, _with_database, free_port, service_env, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 
 SUNDIAL = Path(sys.executable).parent / "sundial"
 DEMO_JOBS = {"demo-heartbeat", "demo-api-health", "demo-cron"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RunLocal:
