@@ -7,8 +7,11 @@ with the status that means it: 401/403, 404, 409, 413, 422 naming field, value a
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib.util
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,6 +31,7 @@ from api.errors import Conflict, Forbidden, Unauthorized
 from api.routes import jobs, runs, schedules, system
 from api.service import Service
 from api.settings import ApiSettings
+from core import health
 from core.broker import Publisher
 from core.db import CONNECTION_ERRORS, create_pool
 from core.errors import AlreadyExists, InvalidInput, NotFound, SundialError
@@ -57,9 +61,13 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         app.state.publisher = publisher
         app.state.service = Service(pool, settings, publisher)
         log.info("api.started", host=settings.api_host, port=settings.api_port)
+        liveness = asyncio.create_task(_liveness(settings), name="liveness")
         try:
             yield
         finally:
+            liveness.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await liveness
             await publisher.close()
             await pool.close()
             log.info("api.stopped")
@@ -80,6 +88,18 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
     return app
+
+
+async def _liveness(settings: ApiSettings) -> None:
+    """The heartbeat file `sundial healthcheck api` reads, and the `healthcheck` event."""
+    started = time.monotonic()
+    last_event = started
+    while True:
+        health.beat(settings.health_dir, "api")
+        if time.monotonic() - last_event >= settings.healthcheck_interval_s:
+            last_event = time.monotonic()
+            log.info("healthcheck", uptime_s=round(last_event - started))
+        await asyncio.sleep(min(5.0, settings.healthcheck_interval_s))
 
 
 def _include_dashboard(app: FastAPI) -> None:

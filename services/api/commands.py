@@ -9,10 +9,11 @@ JSON with --json. Exit codes: 0 done, 1 database unreachable, 2 invalid input,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import json
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -103,14 +104,28 @@ def _api(_args: argparse.Namespace) -> int:
 
     from api.app import create_app
     from api.settings import ApiSettings
+    from core import runtime
+    from core.cli import run_async
     from core.logging import configure_logging
     from core.settings import load_settings
 
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # core.runtime handles SIGTERM/SIGINT like the other services: a clean
+            # shutdown exits 0 (uvicorn would re-raise the signal after it).
+            yield
+
     settings = load_settings(ApiSettings)
     configure_logging(settings.log_level, settings.log_format, service="api")
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
-                log_config=None, access_log=False, server_header=False)
-    return 0
+    server = Server(uvicorn.Config(create_app(settings), host=settings.api_host,
+                                   port=settings.api_port, log_config=None, access_log=False,
+                                   server_header=False))
+
+    def stop() -> None:
+        server.should_exit = True
+
+    return run_async(runtime.serve, server.serve, stop)
 
 
 # --- running an admin command -------------------------------------------------------------------
