@@ -1,0 +1,123 @@
+"""Scenarios 3 and 4: the broker and the database cut off (through a TCP proxy) during
+steady dispatch, and database backends terminated.
+
+The servers are shared with other tests on this machine, so a restart is simulated by
+the proxy in front of them: every connection through it is dropped and new ones are
+refused until it is restored, which is what a process sees of a server restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+
+from tests.chaos.checker import check, violations
+from tests.chaos.stack import (
+    consumers,
+    freeze,
+    interval_schedules,
+    probe_job,
+    scheduler_env,
+    seeded,
+    target,
+    via_proxy,
+    worker_env,
+)
+from tests.conftest import wait_for
+from tests.faults import tcp_proxy
+
+
+async def steady(conn: asyncpg.Connection, queue: str) -> None:
+    job = await probe_job(conn, queue)
+    await interval_schedules(conn, job, 5, every_s=1)
+
+
+async def flowing(conn: asyncpg.Connection, since, timeout: float, what: str) -> None:
+    """A run created after `since` is published and another one succeeds."""
+    await wait_for(lambda: conn.fetchval(
+        "SELECT count(*) > 0 FROM runs WHERE published_at > $1", since), timeout,
+        interval=0.2, what=f"publishing to resume after {what}")
+    await wait_for(lambda: conn.fetchval(
+        "SELECT count(*) > 0 FROM runs WHERE finished_at > $1 AND status = 'succeeded'", since),
+        timeout, interval=0.2, what=f"consuming to resume after {what}")
+
+
+@pytest.mark.parametrize("cuts, down_s, within_s", [
+    pytest.param(1, 3, 45, id="short"),
+    pytest.param(3, 8, 15, id="long", marks=pytest.mark.slow),
+])
+async def test_broker_cut_and_restored_publishing_and_consuming_resume(
+        db_url, amqp_url, queue, processes, cuts, down_s, within_s):
+    seed, _ = seeded()
+    conn = await asyncpg.connect(db_url)
+    try:
+        await steady(conn, queue)
+        async with tcp_proxy(*target(amqp_url, 5672)) as proxy:
+            proxied = via_proxy(amqp_url, proxy.port)
+            scheduler = processes(["scheduler"], scheduler_env(db_url, proxied))
+            worker = processes(["worker"], worker_env(db_url, proxied, queue))
+            await flowing(conn, await conn.fetchval("SELECT now()"), 30, "start")
+            for n in range(cuts):
+                await proxy.cut()
+                await asyncio.sleep(down_s)
+                await proxy.restore()
+                back = await conn.fetchval("SELECT now()")
+                await flowing(conn, back, within_s, f"broker cut {n + 1}")
+                await wait_for(lambda: consumers(amqp_url, queue) >= 1, within_s,
+                               interval=0.5, what="the worker's consumer re-registered")
+            await freeze(conn)
+            counts = await check(conn, amqp_url, seed=seed)
+            assert scheduler.alive() and worker.alive(), "recovered without a restart"
+        assert not violations(counts), f"seed={seed}: {violations(counts)}"
+    finally:
+        await conn.close()
+
+
+async def terminate_backends(conn: asyncpg.Connection) -> int:
+    """Terminate every other backend of this test's own database."""
+    return await conn.fetchval(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+
+
+async def listening(conn: asyncpg.Connection) -> bool:
+    return await conn.fetchval(
+        "SELECT count(*) > 0 FROM pg_stat_activity WHERE datname = current_database() "
+        "AND query ILIKE 'LISTEN%'")
+
+
+@pytest.mark.parametrize("cuts, down_s, within_s", [
+    pytest.param(1, 3, 45, id="short"),
+    pytest.param(3, 6, 10, id="long", marks=pytest.mark.slow),
+])
+async def test_database_cut_and_backends_terminated_every_process_recovers(
+        db_url, amqp_url, queue, processes, cuts, down_s, within_s):
+    seed, _ = seeded()
+    conn = await asyncpg.connect(db_url)
+    try:
+        await steady(conn, queue)
+        host, port = target(db_url, 5432)
+        async with tcp_proxy(host, port) as proxy:
+            proxied = via_proxy(db_url, proxy.port)
+            scheduler = processes(["scheduler"], scheduler_env(proxied, amqp_url))
+            worker = processes(["worker"], worker_env(proxied, amqp_url, queue))
+            await flowing(conn, await conn.fetchval("SELECT now()"), 30, "start")
+            for n in range(cuts):
+                await proxy.cut()
+                await asyncio.sleep(down_s)
+                await proxy.restore()
+                await flowing(conn, await conn.fetchval("SELECT now()"), within_s,
+                              f"database cut {n + 1}")
+                await wait_for(lambda: listening(conn), within_s, what="LISTEN re-established")
+                assert await terminate_backends(conn) >= 2
+                await flowing(conn, await conn.fetchval("SELECT now()"), within_s,
+                              f"backends terminated {n + 1}")
+                await wait_for(lambda: listening(conn), within_s, what="LISTEN re-established")
+            assert scheduler.alive() and worker.alive(), "recovered without a restart"
+            await freeze(conn)
+            counts = await check(conn, amqp_url, seed=seed)
+        assert not violations(counts), f"seed={seed}: {violations(counts)}"
+    finally:
+        await conn.close()
