@@ -70,16 +70,17 @@ def versions() -> dict:
                                          "asyncpg", "aio-pika", "aiormq", "anyio", "uvloop")}}
 
 
-async def _guarded(results: dict, key: str, make: Callable[[], Awaitable[dict]]) -> None:
+async def _guarded(results: dict, key: str, make: Callable[[], Awaitable[dict]],
+                   label: str) -> None:
     """One figure; a failure is recorded in the results instead of ending the run."""
     started = time.monotonic()
-    print(f"bench: {key} ...", flush=True)
+    print(f"bench: {label} ...", flush=True)
     try:
         results[key] = await make()
     except Exception as exc:  # the run goes on; the table says what failed
         traceback.print_exc()
         results[key] = {"error": f"{type(exc).__name__}: {exc}"}
-    print(f"bench: {key} done in {time.monotonic() - started:.0f}s: "
+    print(f"bench: {label} done in {time.monotonic() - started:.0f}s: "
           f"{json.dumps(results[key], default=str)[:300]}", flush=True)
 
 
@@ -88,44 +89,56 @@ async def measure(sizes: dict, only: set[str]) -> dict:
     if "dispatch" in only:
         r = out["dispatch"] = {}
         n = sizes["dispatch"]
-        await _guarded(r, "sundial", lambda: dispatch.sundial(n, timeout_s=600))
+        await _guarded(r, "sundial", lambda: dispatch.sundial(n, timeout_s=600), "dispatch, Sundial")
         await _guarded(r, "apscheduler", lambda: dispatch.apscheduler(sizes["dispatch_aps"],
-                                                                      timeout_s=600))
+                                                                      timeout_s=600),
+                       "dispatch, APScheduler 4")
         await _guarded(r, "celery_beat", lambda: dispatch.celery_beat(
-            n, cap_s=sizes["dispatch_celery_cap_s"]))
+            n, cap_s=sizes["dispatch_celery_cap_s"]), "dispatch, Celery beat 5")
     if "end_to_end" in only:
         r = out["end_to_end"] = {"sundial": {}, "apscheduler": {}}
         for w in sizes["workers"]:
             await _guarded(r["sundial"], str(w),
-                           lambda w=w: end_to_end.sundial(sizes["e2e"], w, timeout_s=600))
+                           lambda w=w: end_to_end.sundial(sizes["e2e"], w, timeout_s=600),
+                           f"end-to-end, Sundial, {w} workers")
             await _guarded(r["apscheduler"], str(w),
-                           lambda w=w: end_to_end.apscheduler(sizes["e2e_aps"], w, timeout_s=600))
+                           lambda w=w: end_to_end.apscheduler(sizes["e2e_aps"], w, timeout_s=600),
+                           f"end-to-end, APScheduler 4, {w} workers")
         r["celery_beat"] = {"not_applicable": "beat only publishes; executing is Celery "
                                               "workers' job, not the scheduler's"}
     if "trigger" in only:
         r = out["trigger"] = {}
-        await _guarded(r, "sundial", lambda: trigger.sundial(sizes["triggers"], timeout_s=120))
+        await _guarded(r, "sundial", lambda: trigger.sundial(sizes["triggers"], timeout_s=120),
+                       "trigger latency, Sundial")
         await _guarded(r, "apscheduler",
-                       lambda: trigger.apscheduler(sizes["triggers"], timeout_s=120))
+                       lambda: trigger.apscheduler(sizes["triggers"], timeout_s=120),
+                       "trigger latency, APScheduler 4")
         r["celery_beat"] = {"not_applicable": "beat has no run-now; apply_async bypasses it"}
     if "fire_lag" in only:
         r = out["fire_lag"] = {"steady": {}, "burst": {}}
         n, d = sizes["steady"], sizes["steady_s"]
-        await _guarded(r["steady"], "sundial", lambda: fire_lag.sundial_steady(n, d))
-        await _guarded(r["steady"], "apscheduler", lambda: fire_lag.apscheduler_steady(n, d))
-        await _guarded(r["steady"], "celery_beat", lambda: fire_lag.celery_steady(n, d))
+        await _guarded(r["steady"], "sundial", lambda: fire_lag.sundial_steady(n, d),
+                       "fire lag, Sundial")
+        await _guarded(r["steady"], "apscheduler", lambda: fire_lag.apscheduler_steady(n, d),
+                       "fire lag, APScheduler 4")
+        await _guarded(r["steady"], "celery_beat", lambda: fire_lag.celery_steady(n, d),
+                       "fire lag, Celery beat 5")
         await _guarded(r["burst"], "sundial",
-                       lambda: fire_lag.sundial_burst(sizes["burst"], timeout_s=300))
+                       lambda: fire_lag.sundial_burst(sizes["burst"], timeout_s=300),
+                       "burst, Sundial")
     if "scale" in only:
         r = out["scale"] = {"sundial": {}, "apscheduler": {}, "celery_beat": {}}
         w = sizes["idle_window_s"]
         for size in sizes["scale"]:
-            await _guarded(r["sundial"], str(size), lambda size=size: scale.sundial(size, w))
+            await _guarded(r["sundial"], str(size), lambda size=size: scale.sundial(size, w),
+                           f"scale, Sundial, {size:,} schedules")
         await _guarded(r["apscheduler"], str(sizes["scale_aps"]),
-                       lambda: scale.apscheduler(sizes["scale_aps"], w))
+                       lambda: scale.apscheduler(sizes["scale_aps"], w),
+                       "idle, APScheduler 4")
         for size in sizes["scale_celery"]:
             await _guarded(r["celery_beat"], str(size),
-                           lambda size=size: scale.celery_beat(size, w))
+                           lambda size=size: scale.celery_beat(size, w),
+                           f"idle, Celery beat 5, {size:,} entries")
     return out
 
 

@@ -36,16 +36,24 @@ async def sundial_steady(count: int, duration_s: float) -> dict:
                 await asyncio.sleep(max(0.0, first + duration_s + 1.0 - time.time()))
                 cpu = proc.usage()
                 proc.stop()
+                ran_s = time.time() - proc.started
+                passes = await conn.fetchval("SELECT sum(ticks) FROM scheduler_instances")
                 lo, hi = first + WARM_UP_S, first + duration_s
                 rows = await conn.fetch(
-                    "SELECT extract(epoch FROM published_at - scheduled_for)::float8 AS lag"
+                    "SELECT extract(epoch FROM published_at - scheduled_for)::float8 AS lag,"
+                    " extract(epoch FROM created_at - scheduled_for)::float8 AS claimed,"
+                    " extract(epoch FROM published_at - created_at)::float8 AS publish"
                     " FROM runs WHERE scheduled_for >= to_timestamp($1)"
                     " AND scheduled_for < to_timestamp($2)", lo, hi)
             finally:
                 await conn.close()
     lags = [r["lag"] for r in rows if r["lag"] is not None]
     expected = round((hi - lo) * count)
-    return {**summary_ms(lags), "schedules": count, "duration_s": duration_s,
+    # Where the lag goes: slot -> the tick's transaction (created_at) -> confirm recorded.
+    split = {"slot_to_tick": summary_ms([r["claimed"] for r in rows]),
+             "tick_to_published": summary_ms([r["publish"] for r in rows if r["publish"] is not None])}
+    return {**summary_ms(lags), "breakdown": split, "passes_per_s": passes / ran_s,
+            "schedules": count, "duration_s": duration_s,
             "expected_slots": expected, "missed_or_unpublished": expected - len(lags),
             "scheduler_cpu_s": cpu.cpu_s,
             "command": f"sundial scheduler; {count} interval schedules of 1 s, phases spread"}
