@@ -43,6 +43,7 @@ async def publish_runs(pool: asyncpg.Pool, publisher: Publisher,
     if not rows:
         return result
     outgoing = [Outgoing(r["run_id"], r["queue"], encode_run(r)) for r in rows]
+    attempts = {r["run_id"]: r["attempt"] for r in rows}
     try:
         errors: Sequence[BaseException | None] = await publisher.publish_many(outgoing)
     except BROKER_ERRORS as exc:
@@ -54,7 +55,8 @@ async def publish_runs(pool: asyncpg.Pool, publisher: Publisher,
             result.failed[message.run_id] = error
     async with pool.acquire() as conn:
         if result.published:
-            await conn.execute(q("mark_published"), result.published)
+            await conn.execute(q("mark_published"), result.published,
+                               [attempts[run_id] for run_id in result.published])
         if result.failed:
             await conn.execute(q("release_publish_lease"), list(result.failed))
     return result

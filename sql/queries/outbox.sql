@@ -1,10 +1,15 @@
 -- name: mark_published
--- After the broker's confirms: these runs are on the broker; the relay leaves them alone.
-UPDATE runs
+-- After the broker's confirms: these runs ($1 ids, $2 the attempts published) are on
+-- the broker. A run handed back to the outbox meanwhile (a fast retry or a drain's
+-- release: queued again, lease cleared, perhaps a new attempt) is left for the relay.
+UPDATE runs r
 SET published_at = now(),
     publish_lease_until = NULL
-WHERE id = ANY($1::bigint[])
-  AND published_at IS NULL;
+FROM unnest($1::bigint[], $2::integer[]) AS d(id, attempt)
+WHERE r.id = d.id
+  AND r.attempt = d.attempt
+  AND r.published_at IS NULL
+  AND (r.publish_lease_until IS NOT NULL OR r.status <> 'queued');
 
 -- name: claim_unpublished
 -- The relay: lease up to $1 queued, unpublished, available runs for $2 seconds

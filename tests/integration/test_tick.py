@@ -174,3 +174,32 @@ async def test_jittered_runs_wait_for_their_time_in_the_outbox(pool, queue):
     await tick(pool, batch_size=10, look_ahead_s=0, lease_s=LEASE_S)
     run = await pool.fetchrow("SELECT scheduled_for, available_at FROM runs")
     assert run["scheduled_for"] <= run["available_at"] <= run["scheduled_for"] + timedelta(seconds=jitter)
+
+
+async def test_a_run_handed_back_to_the_outbox_during_the_publish_is_not_marked(pool, queue, amqp_url):
+    """The confirm of attempt 1 arrives after a worker already failed it fast and set it
+    back to queued (attempt 2), or after a drain released it: marking it published would
+    leave it queued forever, never relayed."""
+    from core.outbox import publish_runs
+
+    job = await make_job(pool, queue)
+    await pool.execute(
+        """INSERT INTO schedules (job_id, kind, interval_seconds, start_at, next_run_at)
+           SELECT $1, 'interval', 3600, now() - interval '1 s', now() - interval '1 s'
+           FROM generate_series(1, 3)""", job)
+    result = await tick(pool, batch_size=10, look_ahead_s=0, lease_s=LEASE_S)
+    retried, released, running = sorted(r["run_id"] for r in result.to_publish)
+    await pool.execute("UPDATE runs SET status = 'queued', attempt = 2, publish_lease_until = NULL "
+                       "WHERE id = $1", retried)
+    await pool.execute("UPDATE runs SET publish_lease_until = NULL WHERE id = $1", released)
+    await pool.execute("UPDATE runs SET status = 'running' WHERE id = $1", running)
+
+    publisher = Publisher(amqp_url, delivery_limit=5)
+    try:
+        published = await publish_runs(pool, publisher, result.to_publish)
+    finally:
+        await publisher.close()
+    assert sorted(published.published) == [retried, released, running]
+    marked = {r["id"]: r["published_at"] is not None
+              for r in await pool.fetch("SELECT id, published_at FROM runs")}
+    assert marked == {retried: False, released: False, running: True}
