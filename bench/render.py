@@ -217,23 +217,27 @@ def results_table(results: dict) -> list[str]:
                      f"`{_get(f, 'burst', 'sundial', 'command')}` |")
     if "scale" in m:
         sc = m["scale"]
+        aps = next(iter((_get(sc, "apscheduler") or {}).items()), None)
+        beat = _get(sc, "celery_beat") or {}
         for size, s in sorted((_get(sc, "sundial") or {}).items(), key=lambda kv: int(kv[0])):
+            n = int(size)
             if "error" in s:
-                lines.append(f"| {int(size):,} stored schedules | failed: {s['error'][:80]} |||||")
+                lines.append(f"| {n:,} stored schedules | failed: {s['error'][:80]} |||||")
                 continue
-            lines.append(f"| tick cost, {int(size):,} stored (ms: claim + sleep-time query) | "
+            lines.append(f"| tick cost, {n:,} stored (ms: claim + sleep-time query) | "
                          f"{_fmt(s['tick_ms'], 3)} | n/a: not SQL-visible | n/a: in memory | - | - "
                          f"| `EXPLAIN ANALYZE` x15, median |")
-        aps = next(iter((_get(sc, "apscheduler") or {}).items()), None)
-        beat = (_get(sc, "celery_beat") or {})
-        small = (_get(sc, "sundial") or {}).get("10000") or {}
-        for key, unit, name in (("cpu_core_pct", "% of a core", "idle CPU"),
-                                ("rss_mb", "MB", "RSS")):
-            a = aps[1].get(key) if aps and "error" not in aps[1] else None
-            b = beat.get("10000", {}).get(key)
-            lines.append(_row(f"{name}, 10,000 stored (APScheduler: {aps[0] if aps else '-'})",
-                              unit, small.get(key), [a, b], False,
-                              "sundial scheduler, /proc/<pid>/stat and status", 2))
+            for key, unit, name in (("cpu_core_pct", "% of a core", "idle CPU"),
+                                    ("rss_mb", "MB", "RSS")):
+                a = (aps[1].get(key) if aps and "error" not in aps[1] and aps[0] == size
+                     else f"- (measured at {int(aps[0]):,})" if aps else "-")
+                b = beat.get(size, {}).get(key, "-")
+                lines.append(_row(f"{name}, {n:,} stored", unit, s.get(key), [a, b], False,
+                                  "sundial scheduler; /proc/<pid>/stat, /proc/<pid>/status", 2))
+        if aps and "error" not in aps[1]:
+            lines.append(f"| APScheduler 4 idle with {int(aps[0]):,} stored: CPU, RSS | - | "
+                         f"{_fmt(aps[1]['cpu_core_pct'], 2)} % of a core, "
+                         f"{_fmt(aps[1]['rss_mb'], 1)} MB | - | - | - | `{aps[1]['command']}` |")
     return lines
 
 
@@ -386,7 +390,8 @@ def _method(results: dict) -> list[str]:
         "due in one to two hours, plus 10 due every 10 s. Tick cost: median of 15 "
         "`EXPLAIN ANALYZE` (rolled back) of the claim query (`claim_due_schedules`, batch 500) "
         "plus the sleep-time query (`seconds_until_next_work`), the two statements of every "
-        f"pass. Idle CPU over {s['idle_window_s']:.0f} s after 5 s of warm-up from "
+        f"pass. Idle CPU over {s['idle_window_s']:.0f} s, once start-up is over (a second "
+        "under 50 ms of CPU) and 5 s more, from "
         "`/proc/<pid>/stat` (10 ms resolution), RSS from `/proc/<pid>/status`. Peers idle "
         f"with {s['scale_aps']:,} stored schedules (APScheduler) and "
         f"{', '.join(f'{x:,}' for x in s['scale_celery'])} entries (Celery beat).",
