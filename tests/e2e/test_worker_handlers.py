@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -36,6 +36,40 @@ def http_server() -> Iterator[str]:
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
+
+
+class _Recording(BaseHTTPRequestHandler):
+    """Notes each request's path and headers in `server.seen`; redirects (302) the paths
+    in `server.redirects` to their Location and answers 200 to the rest."""
+
+    def do_GET(self) -> None:
+        self.server.seen.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+        location = self.server.redirects.get(self.path)
+        self.send_response(302 if location else 200)
+        if location:
+            self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def recording_server() -> Iterator[Callable[[], ThreadingHTTPServer]]:
+    servers: list[ThreadingHTTPServer] = []
+
+    def start() -> ThreadingHTTPServer:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _Recording)
+        server.seen, server.redirects = [], {}
+        server.url = f"http://127.0.0.1:{server.server_address[1]}"
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.shutdown()
 
 
 async def test_http_handler_calls_an_allowed_server_and_refuses_others(
@@ -89,6 +123,40 @@ async def test_secret_fields_are_merged_into_the_payload(pool, db_url, amqp_url,
     [run_id] = await trigger(pool, amqp_url, job)
     row = await wait_final(pool, run_id)
     assert row["status"] == "succeeded" and row["result"]["body"] == "hello s3cret"
+
+
+async def test_credentials_do_not_follow_a_redirect_to_another_origin(
+        pool, db_url, amqp_url, queue, processes, recording_server):
+    from cryptography.fernet import Fernet
+
+    from core.secrets import encrypt_fields
+
+    key = Fernet.generate_key().decode()
+    env = worker_env(db_url, amqp_url, queue, WORKER_HTTP_ALLOWED_NETWORKS="127.0.0.1/32",
+                     ENCRYPTION_KEY=key)
+    processes(["worker"], env)
+    origin, other = recording_server(), recording_server()  # same host, another port
+    origin.redirects = {"/away": f"{other.url}/landing", "/same": f"{origin.url}/landing"}
+    payload = {"headers": {"Authorization": "***", "X-Api-Key": "***",
+                           "Cookie": "session=c00kie", "X-Trace": "t1"},
+               "secret_headers": ["x-api-key"]}
+    secret = encrypt_fields(key, {"headers": {"Authorization": "Bearer s3cret", "X-Api-Key": "k3y"}})
+    credentials = {"authorization": "Bearer s3cret", "x-api-key": "k3y", "cookie": "session=c00kie"}
+
+    for path, target in (("/away", other), ("/same", origin)):
+        job = await add_job(pool, queue, "http", {**payload, "url": f"{origin.url}{path}"},
+                            secret_payload=secret)
+        [run_id] = await trigger(pool, amqp_url, job)
+        row = await wait_final(pool, run_id)
+        assert row["status"] == "succeeded", row["error"]
+        assert row["result"]["url"] == f"{target.url}/landing"
+
+    sent = dict(origin.seen)
+    for path in ("/away", "/same", "/landing"):
+        assert credentials.items() <= sent[path].items(), path
+    [(landing, received)] = other.seen
+    assert landing == "/landing" and received["x-trace"] == "t1"
+    assert not credentials.keys() & received.keys(), received
 
 
 async def test_command_handler_is_off_unless_allowed(pool, db_url, amqp_url, queue, processes):

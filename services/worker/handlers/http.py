@@ -7,6 +7,10 @@ Result: {"status": 200, "url": final URL, "body": first max_body_bytes, "truncat
 
 Only http and https. The target, and every redirect's target, must resolve to public
 addresses unless WORKER_HTTP_ALLOWED_NETWORKS allows them (core.netguard).
+
+Credentials stay with the origin they were written for: once a redirect changes the
+scheme, host or port, Authorization, Proxy-Authorization, Cookie and every header named
+in `secret_headers` are dropped for that hop and all later ones.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from core.netguard import check_url
 from worker.handlers import Context, JobError, PayloadError, field
 
 MAX_REDIRECTS = 5
+CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+DEFAULT_PORTS = {"http": 80, "https": 443}
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
@@ -29,6 +35,7 @@ async def run(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
     if method not in METHODS:
         raise PayloadError(f"payload.method {method!r} must be one of {', '.join(METHODS)}")
     headers = {str(k): str(v) for k, v in field(payload, "headers", dict, {}).items()}
+    secret_names = {str(n).lower() for n in field(payload, "secret_headers", list, [])}
     expected = field(payload, "expected_status", (int, list), None)
     timeout_s = float(field(payload, "timeout_seconds", (int, float), 30.0))
     follow = field(payload, "follow_redirects", bool, True)
@@ -47,7 +54,11 @@ async def run(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
             response = await client.send(request, stream=True)
             try:
                 if follow and response.is_redirect and response.next_request is not None:
-                    url = str(response.next_request.url)
+                    next_url = response.next_request.url
+                    if _origin(next_url) != _origin(request.url):
+                        headers = {k: v for k, v in headers.items()
+                                   if k.lower() not in CREDENTIAL_HEADERS | secret_names}
+                    url = str(next_url)
                     if response.status_code in (301, 302, 303) and method != "HEAD":
                         method, content = "GET", {}
                     continue
@@ -63,6 +74,10 @@ async def run(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
         raise JobError(f"{method} {url} answered {response.status_code}, expected "
                        f"{expected if expected is not None else '2xx'}", output=body, result=result)
     return result
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port or DEFAULT_PORTS.get(url.scheme)
 
 
 async def _guard(url: str, allowed: Any) -> None:
