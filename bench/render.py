@@ -21,7 +21,8 @@ PEERS = (("apscheduler", "APScheduler 4"), ("celery_beat", "Celery beat 5"))
 # Placeholders are filled from the run's own results.
 WHY: dict[str, str] = {
     "dispatch rate": (
-        "one `sundial scheduler` is CPU-bound on its core while it clears a backlog (84 % of "
+        "one `sundial scheduler` is CPU-bound on its core while it clears a backlog "
+        "(`python -m bench.profile dispatch`: 84 % of "
         "samples busy), and about 60 % of its samples are aio-pika/aiormq/pamqp publishing "
         "(`Publisher.publish_many.<locals>.one` 31 % inclusive; aiormq `Channel.basic_publish` "
         "29 %, frame marshalling ~10 %, the connection writer 18 %); the tick's SQL and schedule "
@@ -32,7 +33,8 @@ WHY: dict[str, str] = {
     "end-to-end rate": (
         "every process shares 2 cores with PostgreSQL and RabbitMQ, and going from 1 to 4 "
         "workers barely moves the rate, so CPU per run decides. One worker draining a published "
-        "backlog spends 25 % of its samples in `worker.claim.claim`: one transaction per run "
+        "backlog (`python -m bench.profile worker`) spends 25 % of its samples in "
+        "`worker.claim.claim`: one transaction per run "
         "(BEGIN, `job_concurrency_policy`, `claim_run`, COMMIT, then the pool's reset on "
         "release: five round trips), and 9 % in structlog writing two INFO lines per run "
         "(`run.claimed`, `run.finished`); the scheduler's publish path (above) is the rest. "
@@ -40,7 +42,8 @@ WHY: dict[str, str] = {
         "FROM unnest`, as the recorder already does for results), skip the policy lookup for "
         "`allow` jobs, log per-run events at DEBUG."),
     "fire lag (steady)": (
-        "not CPU (the scheduler is about 21 % busy at 1,000 slots/s; {passes_per_s:.0f} passes/s). "
+        "not CPU (`python -m bench.profile steady`: the scheduler is 20-30 % busy at 1,000 "
+        "slots/s; {passes_per_s:.0f} passes/s). "
         "The lag splits into slot -> tick (`runs.created_at - scheduled_for`, p50 {tick_p50:.0f} "
         "ms, p99 {tick_p99:.0f} ms) and tick -> published (p50 {pub_p50:.0f} ms, p99 "
         "{pub_p99:.0f} ms). A pass runs its steps one after the other (trigger flag; claim, "
