@@ -3,10 +3,12 @@
 A URL is refused unless its scheme is http or https and every address its host resolves
 to is a public one, or lies in a network the operator allowed explicitly
 (WORKER_HTTP_ALLOWED_NETWORKS). Loopback, private, link-local (cloud metadata),
-shared, multicast, reserved and unspecified addresses are refused, IPv4-mapped IPv6
-addresses are judged by the IPv4 address inside, and numeric hosts in anything but the
-dotted-quad form (2130706433, 0x7f.1, 017700000001) are refused outright: resolvers
-accept them but they exist only to slip past filters.
+shared, multicast, reserved and unspecified addresses are refused. IPv6 forms that carry
+an IPv4 address (IPv4-mapped, IPv4-compatible, IPv4-translated, NAT64 64:ff9b::/96, 6to4,
+Teredo) are judged by the IPv4 address inside; NAT64 local-use addresses (64:ff9b:1::/48)
+are refused, as where their IPv4 address sits depends on the translator's prefix length.
+Numeric hosts in anything but the dotted-quad form (2130706433, 0x7f.1, 017700000001) are
+refused outright: resolvers accept them but they exist only to slip past filters.
 
 The worker calls `check_url` before each request and on each redirect; the API calls it
 when a job is created, so a bad target is refused early with a clear message.
@@ -44,8 +46,18 @@ def parse_networks(value: str | Iterable[str]) -> tuple[Network, ...]:
     return tuple(networks)
 
 
+# IPv6 forms whose last 32 bits are the IPv4 address a translator (or the host) calls:
+# NAT64's well-known prefix, IPv4-translated (SIIT) and the deprecated IPv4-compatible form.
+_EMBEDS_IPV4_LAST = tuple(ipaddress.IPv6Network(n)
+                          for n in ("64:ff9b::/96", "::ffff:0:0:0/96", "::/96"))
+_NAT64_LOCAL_USE = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
 def _effective(address: Address) -> Address:
     if isinstance(address, ipaddress.IPv6Address):
+        # :: and ::1 are the unspecified and loopback addresses, not IPv4-compatible ones.
+        if int(address) > 1 and any(address in n for n in _EMBEDS_IPV4_LAST):
+            return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
         if address.ipv4_mapped is not None:
             return address.ipv4_mapped
         if address.sixtofour is not None:
@@ -57,10 +69,12 @@ def _effective(address: Address) -> Address:
 
 def refusal(address: Address, allowed: Iterable[Network]) -> str | None:
     """Why the address may not be called, or None when it may."""
-    # Only the address as written counts for an allowance: an IPv4-mapped or 6to4 form
-    # of an allowed IPv4 address is still refused (such forms exist to dodge filters).
+    # Only the address as written counts for an allowance: an IPv4-mapped, NAT64 or other
+    # IPv6 form of an allowed IPv4 address is still refused (such forms exist to dodge filters).
     if any(address.version == n.version and address in n for n in allowed):
         return None
+    if address in _NAT64_LOCAL_USE:
+        return "a NAT64 local-use address"
     inner = _effective(address)
     if inner.is_global and not inner.is_multicast:
         return None

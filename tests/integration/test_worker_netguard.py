@@ -36,6 +36,33 @@ def test_refused_targets(url: str, reason: str) -> None:
         check_url(url, ())
 
 
+IPV4_IN_IPV6 = {
+    "NAT64": "64:ff9b::{}",
+    "NAT64 local-use": "64:ff9b:1::{}",
+    "IPv4-compatible": "::{}",
+    "IPv4-translated": "::ffff:0:{}",
+}
+EMBEDDED = {"127.0.0.1": "loopback", "10.0.0.5": "private", "169.254.169.254": "link-local"}
+
+
+@pytest.mark.parametrize("form", IPV4_IN_IPV6)
+@pytest.mark.parametrize("embedded", EMBEDDED)
+def test_ipv6_forms_carrying_a_non_public_ipv4_address_are_refused(form: str, embedded: str,
+                                                                   ) -> None:
+    address = IPV4_IN_IPV6[form].format(embedded)
+    reason = "NAT64 local-use" if form == "NAT64 local-use" else EMBEDDED[embedded]
+    with pytest.raises(ValueError, match=reason):
+        check_url(f"http://[{address}]:8080/", ())
+    # Allowing the IPv4 network does not allow its IPv6 forms.
+    with pytest.raises(ValueError, match=reason):
+        check_url(f"http://[{address}]:8080/", parse_networks(f"{embedded}/32"))
+
+
+def test_nat64_form_of_a_public_address_passes() -> None:
+    # What a DNS64 resolver hands an IPv6-only host for a public name.
+    check_url("http://[64:ff9b::93.184.216.34]/", ())
+
+
 def test_public_addresses_pass() -> None:
     check_url("https://93.184.216.34/path?q=1", ())
     check_url("http://[2606:2800:220:1:248:1893:25c8:1946]:8080/", ())
