@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 import traceback
 from dataclasses import dataclass, field
@@ -31,6 +32,11 @@ class Outcome:
     error: str | None = None
     output: str | None = None
     retry_in_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        # PostgreSQL refuses NUL in text: a program's output may well hold one.
+        self.error = _text(self.error)
+        self.output = _text(self.output)
 
 
 @dataclass(eq=False)
@@ -102,7 +108,26 @@ def _failure(exc: BaseException, ctx: Context, retry: Retry) -> Outcome:
 
 
 def _jsonable(value: Any) -> Any:
-    """The value as JSON would store it (anything else becomes its string)."""
+    """The value as jsonb can store it: anything else becomes its string, NUL becomes
+    U+FFFD and NaN or infinity null (PostgreSQL refuses both)."""
     if value is None:
         return None
-    return json.loads(json.dumps(value, default=str))
+    clean = _clean(json.loads(json.dumps(value, default=str)))
+    json.dumps(clean, allow_nan=False)  # what the database codec will do: fail here, not there
+    return clean
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return _text(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {_text(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _text(value: str | None) -> str | None:
+    return value.replace("\x00", "\ufffd") if value else value

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import asyncpg
 import prometheus_client as prom
 from aio_pika.abc import AbstractIncomingMessage
+from asyncpg.exceptions import _base as asyncpg_base
 
 from core.broker import BROKER_ERRORS
 from core.db import CONNECTION_ERRORS
@@ -29,8 +30,19 @@ log = get_logger("worker.recorder")
 
 RECORDED = prom.Counter("sundial_worker_runs_recorded_total", "Run outcomes recorded", ["outcome"])
 
+ClientDataError = asyncpg_base.DataError  # an InterfaceError: not a lost connection here
+
 BATCH = 500
 WRITTEN_KINDS = ("succeeded", "failed", "timed_out", "cancelled", "retry", "release")
+
+
+def _refused(exc: BaseException) -> bool:
+    """The database (or the driver, encoding an argument) refuses the data itself:
+    writing the same rows again cannot succeed."""
+    if isinstance(exc, ClientDataError):
+        return True
+    return isinstance(exc, asyncpg.PostgresError) and not isinstance(
+        exc, (*CONNECTION_ERRORS, asyncpg.TransactionRollbackError))
 
 
 @dataclass(eq=False)
@@ -132,6 +144,32 @@ class Recorder:
         await self.acks.ack([f.message for f in batch])
 
     async def _write(self, batch: list[Finished]) -> None:
+        try:
+            written = await self._commit(batch)
+        except Exception as exc:
+            if not _refused(exc):
+                raise  # passing trouble: the whole batch is written again
+            # One row the database refuses must not hold back the others forever.
+            log.error("worker.record_refused", runs=len(batch), error=repr(exc))
+            written = []
+            for f in batch:
+                written += await self._write_alone(f)
+        self._log_written(batch, written)
+
+    async def _write_alone(self, f: Finished) -> list[asyncpg.Record]:
+        try:
+            return await self._commit([f])
+        except Exception as exc:
+            if not _refused(exc):
+                raise
+            assert f.held is not None and f.outcome is not None
+            log.error("run.result_refused", run_id=f.held.run_id, attempt=f.held.attempt,
+                      outcome=f.outcome.kind, error=repr(exc))
+            f.outcome = Outcome("failed", error=f"the database refused this run's {f.outcome.kind} "
+                                                f"outcome: {type(exc).__name__}: {exc}"[:2000])
+            return await self._commit([f])
+
+    async def _commit(self, batch: list[Finished]) -> list[asyncpg.Record]:
         columns: list[list] = [[], [], [], [], [], [], []]
         for f in batch:
             assert f.held is not None and f.outcome is not None
@@ -143,6 +181,9 @@ class Recorder:
             written = await conn.fetch(q("record_results"), self.worker_id, *columns)
             if any(row["kind"] in ("retry", "release") for row in written):
                 await wake_scheduler(conn, "retry")
+        return written
+
+    def _log_written(self, batch: list[Finished], written: list[asyncpg.Record]) -> None:
         kinds = {row["id"]: row["kind"] for row in written}
         for f in batch:
             assert f.held is not None and f.outcome is not None

@@ -26,3 +26,15 @@ async def always_fails() -> None:
 def busy(seconds: float) -> dict:
     time.sleep(seconds)
     return {"slept_s": seconds}
+
+
+@job("unstorable_values")
+def unstorable_values() -> dict:
+    """Values PostgreSQL refuses in jsonb: NaN and a NUL character."""
+    return {"x": float("nan"), "s": "a\x00b"}
+
+
+@job("not_json")
+def not_json() -> dict:
+    """A result JSON cannot encode at all: a tuple as a key."""
+    return {(1, 2): 3}
