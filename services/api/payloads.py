@@ -143,7 +143,10 @@ def keep_masked(secret: dict[str, Any], stored: dict[str, Any], where: str = "pa
     kept: dict[str, Any] = {}
     for name, value in secret.items():
         if isinstance(value, dict):
-            kept[name] = keep_masked(value, stored.get(name) or {}, f"{where}.{name}")
+            # The stored value may have another shape (a string where an object is sent).
+            inner = stored.get(name)
+            kept[name] = keep_masked(value, inner if isinstance(inner, dict) else {},
+                                     f"{where}.{name}")
         elif value == MASK:
             if name not in stored:
                 raise InvalidInput(f"{where}.{name}", MASK, "no stored secret to keep; send the value")

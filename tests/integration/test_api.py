@@ -430,3 +430,25 @@ async def test_scheduler_status_and_stats(api: Api) -> None:
     stats = (await api.get("/api/stats", "viewer")).json()
     assert stats["jobs"] == {"total": 2, "enabled": 1, "disabled": 1}
     assert stats["executions"]["total"] == 1 and stats["executions"]["success_rate"] == 1.0
+
+
+async def test_a_secret_that_changes_shape_is_replaced_or_refused_by_name(api: Api) -> None:
+    from core.secrets import decrypt_fields
+
+    body = noop_job("shape", payload={"secrets": {"token": "abc"}})
+    assert (await api.post("/api/jobs", json=body)).status_code == 201
+
+    # "***" keeps a stored value only where one exists: the stored token is a string.
+    for masked in ({"a": "***"}, {"b": "***"}, {"a": {"b": "***"}}):
+        r = await api.call("PATCH", "/api/jobs/shape",
+                           json={"payload": {"secrets": {"token": masked}}})
+        assert r.status_code == 422, (masked, r.text)
+        assert "payload.secrets.token." in r.text and "no stored secret" in r.text
+        assert "abc" not in r.text
+
+    r = await api.call("PATCH", "/api/jobs/shape",
+                       json={"payload": {"secrets": {"token": {"a": {"b": 1}}}}})
+    assert r.status_code == 200, r.text
+    assert "abc" not in r.text and r.json()["payload"]["secrets"] == {"token": "***"}
+    stored = await api.pool.fetchval("SELECT secret_payload FROM jobs WHERE name = 'shape'")
+    assert decrypt_fields(ENCRYPTION_KEY, stored) == {"secrets": {"token": {"a": {"b": 1}}}}
