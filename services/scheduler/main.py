@@ -44,6 +44,7 @@ REAP_EVERY_S = 5.0
 RETENTION_EVERY_S = 3600.0
 STATUS_EVERY_S = 1.0
 PUBLISH_IN_FLIGHT = 3
+SWEEP_EVERY_S = 1.0
 # When something is due but another instance holds it, look again soon, not at once.
 BUSY_RETRY_S = 0.05
 
@@ -74,6 +75,12 @@ class Scheduler:
         self._last_retention = 0.0
         self._last_status = 0.0
         self._rng = random.Random()
+        # Reasons for a pass to look beyond due schedules: the outbox has runs to relay
+        # (seen by the sleep-time query, announced by NOTIFY, or left by a failed publish),
+        # "trigger now" may be pending. Both are also checked once a second regardless.
+        self._relay_due = True
+        self._trigger_due = True
+        self._last_sweep = 0.0
         # Publish failures per schedule, recorded on the schedules after the pass.
         self._pending_failures: tuple[dict[int, int], str] | None = None
 
@@ -138,8 +145,12 @@ class Scheduler:
         s = self.settings
         started = time.monotonic()
         await self._ensure_listener()
-        async with self._pool.acquire() as conn:
-            if await conn.fetchval(q("take_trigger_request")):
+        if time.monotonic() - self._last_sweep >= SWEEP_EVERY_S:
+            self._last_sweep = time.monotonic()
+            self._relay_due = self._trigger_due = True
+        if self._trigger_due:
+            self._trigger_due = False
+            if await self._pool.fetchval(q("take_trigger_request")):
                 log.info("scheduler.trigger_served", instance=self.name)
 
         # Publishing a batch (waiting for the broker's confirms) overlaps with claiming
@@ -171,7 +182,8 @@ class Scheduler:
             if publishing:
                 await asyncio.gather(*publishing)
 
-        if self._may_publish():
+        if self._relay_due and self._may_publish():
+            self._relay_due = False
             relayed = await relay(self._pool, self._publisher, batch_size=s.batch_size,
                                   lease_s=s.publish_lease_s)
             self._account(relayed, {})
@@ -201,6 +213,7 @@ class Scheduler:
         assert self._pool is not None
         if not self._may_publish():
             # The broker is backing off: hand the runs to the relay for later.
+            self._relay_due = True
             async with self._pool.acquire() as conn:
                 await conn.execute(q("release_publish_lease"), [r["run_id"] for r in rows])
             return
@@ -217,6 +230,7 @@ class Scheduler:
             self._publish_backoff_s = 0.0
             return
         self.counters.failures += len(result.failed)
+        self._relay_due = True
         PUBLISH_FAILURES.inc(len(result.failed))
         self._publish_backoff_s = min(30.0, max(0.5, self._publish_backoff_s * 2))
         self._publish_retry_at = time.monotonic() + self._publish_backoff_s
@@ -253,9 +267,14 @@ class Scheduler:
         cap = self.settings.poll_interval_s
         if busy:
             return 0.0
-        until = await self._pool.fetchval(q("seconds_until_next_work"))
-        if until is None:
+        row = await self._pool.fetchrow(q("seconds_until_next_work"))
+        times = [t for t in (row["schedules"], row["outbox"]) if t is not None]
+        if not times:
             return cap
+        until = min(times)
+        if row["outbox"] is not None and row["outbox"] <= until:
+            # The next thing to do is publishing from the outbox (a retry, jitter).
+            self._relay_due = True
         if until <= 0:
             # Due but not ours to take (another instance holds it, or the broker backs
             # off): look again shortly.
@@ -287,6 +306,8 @@ class Scheduler:
         log.info("scheduler.listening", channel=WAKEUP_CHANNEL)
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, reason: str) -> None:
+        # A manual run, a retry or a rescue may have left a run in the outbox.
+        self._relay_due = self._trigger_due = True
         self._wakeup.set()
 
     # --- health ----------------------------------------------------------------------------

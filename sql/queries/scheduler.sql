@@ -70,14 +70,17 @@ FROM unnest($1::bigint[], $2::integer[]) AS t(id, failures)
 WHERE s.id = t.id;
 
 -- name: seconds_until_next_work
--- How long the scheduler may sleep: until the earliest active schedule's next slot or
--- the earliest unpublished run becoming available (or its lease expiring). NULL: nothing.
+-- How long the scheduler may sleep: until the earliest active schedule's next slot
+-- (`schedules`) and until the earliest unpublished run becomes available or its lease
+-- expires (`outbox`), in seconds from now; NULL where there is nothing.
 SELECT EXTRACT(EPOCH FROM (LEAST(
-    (SELECT min(next_run_at) FROM schedules WHERE is_active),
-    (SELECT now() FROM schedules WHERE is_active AND next_run_at IS NULL LIMIT 1),
-    (SELECT min(GREATEST(available_at, COALESCE(publish_lease_until, available_at)))
-     FROM runs WHERE status = 'queued' AND published_at IS NULL)
-) - now()))::float8;
+           (SELECT min(next_run_at) FROM schedules WHERE is_active),
+           (SELECT now() FROM schedules WHERE is_active AND next_run_at IS NULL LIMIT 1)
+       ) - now()))::float8 AS schedules,
+       EXTRACT(EPOCH FROM (
+           (SELECT min(GREATEST(available_at, COALESCE(publish_lease_until, available_at)))
+            FROM runs WHERE status = 'queued' AND published_at IS NULL)
+       - now()))::float8 AS outbox;
 
 -- name: register_instance
 -- This process, in scheduler_instances (a restart with the same name starts afresh).
