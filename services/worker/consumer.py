@@ -26,7 +26,7 @@ from core.messages import RunMessage, decode_run
 from core.secrets import decrypt_fields, merge_secrets
 from core.sql import q
 from worker.claim import Claim, claim, end_unstarted
-from worker.executor import Held, Outcome, Retry, execute
+from worker.executor import MAX_ERROR_CHARS, Held, Outcome, Retry, execute
 from worker.handlers import HINTS, Context, Handler
 from worker.recorder import Finished, Recorder
 from worker.settings import WorkerSettings
@@ -132,8 +132,9 @@ class Consumer:
         except asyncio.CancelledError:
             raise
         except Exception:
-            # A bug or a persistent database error: give the message back (the delivery
-            # limit stops it bouncing forever) rather than lose it.
+            # A bug or a persistent database error before the claim (after it, _process
+            # records an outcome itself): give the message back (the delivery limit stops
+            # it bouncing forever) rather than lose it.
             log.exception("message.failed", message_id=message.message_id)
             await asyncio.sleep(REQUEUE_PAUSE_S)
             await self.recorder.acks.reject(message, requeue=True)
@@ -183,6 +184,19 @@ class Consumer:
         log.info("run.claimed", detail=claimed.detail, **fields)
         held = Held(run.run_id, run.attempt)
         self.held[run.run_id] = held
+        # From here on the run is ours: whatever happens, it gets an outcome (a requeued
+        # message would find it running and be dropped as a duplicate).
+        try:
+            outcome = await self._execute(run, row, handler, held)
+        except Exception as exc:
+            log.exception("run.execute_failed", **fields)
+            outcome = Outcome("failed", error=f"the worker failed running it: "
+                                              f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS])
+        held.finished = True
+        self.recorder.add(Finished(message, held, outcome))
+
+    async def _execute(self, run: RunMessage, row: asyncpg.Record, handler: Handler,
+                       held: Held) -> Outcome:
         ctx = Context(self.settings, run.run_id, run.job_id, run.job, run.attempt,
                       row["max_attempts"])
         retry = Retry(row["max_attempts"], row["retry_backoff_seconds"],
@@ -190,11 +204,8 @@ class Consumer:
         try:
             payload = self._payload(run, row["secret_payload"])
         except Exception as exc:
-            held.finished = True
-            outcome = Outcome("failed", error=f"{type(exc).__name__}: {exc}")
-        else:
-            outcome = await execute(held, handler, payload, ctx, run.timeout_seconds, retry)
-        self.recorder.add(Finished(message, held, outcome))
+            return Outcome("failed", error=f"{type(exc).__name__}: {exc}")
+        return await execute(held, handler, payload, ctx, run.timeout_seconds, retry)
 
     def _payload(self, run: RunMessage, secret: str | None) -> dict[str, Any]:
         if not secret:

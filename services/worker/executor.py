@@ -88,14 +88,20 @@ async def execute(held: Held, handler: Handler, payload: dict[str, Any], ctx: Co
         return _failure(exc, ctx, retry)
     finally:
         held.finished = True
-    return Outcome("succeeded", result=_jsonable(value))
+    try:
+        return Outcome("succeeded", result=_jsonable(value))
+    except Exception as exc:  # the same value every attempt: no retry
+        return Outcome("failed", error=_unstorable(exc))
 
 
 def _failure(exc: BaseException, ctx: Context, retry: Retry) -> Outcome:
     message = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
     if isinstance(exc, JobError):
         output = exc.output
-        result = _jsonable(exc.result)
+        try:
+            result = _jsonable(exc.result)
+        except Exception as bad:
+            result = {"error": _unstorable(bad)}
     else:
         output = "".join(traceback.format_exception(exc))
         result = None
@@ -105,6 +111,11 @@ def _failure(exc: BaseException, ctx: Context, retry: Retry) -> Outcome:
         delay = backoff_s(ctx.attempt, retry.base_s, retry.cap_s, retry.rng)
         return Outcome("retry", result=result, error=message, output=output, retry_in_s=delay)
     return Outcome("failed", result=result, error=message, output=output)
+
+
+def _unstorable(exc: Exception) -> str:
+    return (f"the result cannot be stored as JSON: {type(exc).__name__}: {exc}"
+            [:MAX_ERROR_CHARS])
 
 
 def _jsonable(value: Any) -> Any:

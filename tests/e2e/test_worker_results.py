@@ -55,3 +55,16 @@ async def test_a_refused_row_fails_its_run_and_the_rest_of_the_batch_is_written(
     assert "the database refused this run's succeeded outcome" in bad_row["error"]
     good_row = await pool.fetchrow("SELECT * FROM runs WHERE id = $1", good)
     assert good_row["status"] == "succeeded" and good_row["result"] == {"ok": True}
+
+
+async def test_a_result_json_cannot_encode_fails_the_run_with_a_clear_error(
+        pool, db_url, amqp_url, queue, processes):
+    processes(["worker"], jobs_env(db_url, amqp_url, queue))
+    job = await add_job(pool, queue, "python", {"function": "not_json"}, max_attempts=3)
+    [run_id] = await trigger(pool, amqp_url, job)
+    row = await wait_final(pool, run_id)
+    assert row["status"] == "failed" and row["attempt"] == 1
+    assert row["error"].startswith("the result cannot be stored as JSON: TypeError: keys must be")
+    noop = await add_job(pool, queue, "noop")
+    [run_id] = await trigger(pool, amqp_url, noop)
+    assert (await wait_final(pool, run_id))["status"] == "succeeded"
