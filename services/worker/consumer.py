@@ -2,7 +2,8 @@
 
 Every message ends in exactly one of: acked after its result is committed (or as a
 duplicate / skipped / cancelled run), rejected to sundial.dead (undecodable, unknown
-run, delivered too often), or requeued (its handler runs on another worker).
+run, delivered too often), or requeued (the worker is shutting down, or a bug before the
+claim). A run whose handler only another worker has goes back to the outbox.
 The connection is robust: after a broker restart the consumers are registered again.
 """
 
@@ -23,6 +24,7 @@ from core.broker import BROKER_ERRORS, declare_base, declare_queue
 from core.db import CONNECTION_ERRORS
 from core.logging import get_logger
 from core.messages import RunMessage, decode_run
+from core.outbox import wake_scheduler
 from core.secrets import decrypt_fields, merge_secrets
 from core.sql import q
 from worker.claim import Claim, claim, end_unstarted
@@ -34,7 +36,7 @@ from worker.settings import WorkerSettings
 log = get_logger("worker.consumer")
 
 T = TypeVar("T")
-# A message whose handler only another worker has goes back after this pause.
+# A run whose handler only another worker has goes back to the outbox for this pause.
 REQUEUE_PAUSE_S = 1.0
 # Shutdown must not hang on a broker that is away.
 BROKER_CALL_TIMEOUT_S = 5.0
@@ -218,9 +220,9 @@ class Consumer:
             q("handler_advertised"), run.handler, self.worker_id,
             self.settings.worker_offline_threshold_s))
         if elsewhere:
-            log.warning("run.handler_elsewhere", **fields)
-            await asyncio.sleep(REQUEUE_PAUSE_S)
-            await self.recorder.acks.reject(message, requeue=True)
+            returned = await self._db(lambda c: self._return_to_outbox(c, run))
+            log.warning("run.handler_elsewhere", returned_to_outbox=returned, **fields)
+            self.recorder.add(Finished(message))
             return
         hint = HINTS.get(run.handler, f"known handlers: {', '.join(sorted(self.handlers))}")
         error = f"no online worker runs handler {run.handler!r} ({hint})"
@@ -228,6 +230,14 @@ class Consumer:
         self.counts["handler_missing"] += 1
         log.error("run.handler_unavailable", error=error, **fields)
         self.recorder.add(Finished(message))
+
+    @staticmethod
+    async def _return_to_outbox(conn: asyncpg.Connection, run: RunMessage) -> bool:
+        returned = await conn.fetchval(q("return_run_to_outbox"), run.run_id, run.attempt,
+                                       REQUEUE_PAUSE_S)
+        if returned is not None:
+            await wake_scheduler(conn, "handler elsewhere")
+        return returned is not None
 
     async def _db(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run `fn` on a pooled connection, waiting out a database restart."""

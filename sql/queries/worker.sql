@@ -140,3 +140,16 @@ SELECT EXISTS (
       AND id <> $2
       AND last_heartbeat > now() - make_interval(secs => $3)
 );
+
+-- name: return_run_to_outbox
+-- A queued attempt $2 of run $1 whose handler only a busy worker has: the outbox
+-- publishes it again after $3 seconds (a requeue would count towards the delivery limit).
+UPDATE runs
+SET published_at = NULL,
+    publish_lease_until = NULL,
+    available_at = now() + make_interval(secs => $3),
+    updated_at = now()
+WHERE id = $1
+  AND attempt = $2
+  AND status = 'queued'
+RETURNING id;

@@ -22,8 +22,9 @@ FINAL = ("succeeded", "failed", "timed_out", "cancelled", "skipped", "dead")
 
 
 def worker_env(db_url: str, amqp_url: str, queue: str, **extra: object) -> dict[str, str]:
-    return service_env(db_url, amqp_url, WORKER_QUEUES=queue, WORKER_HEARTBEAT_INTERVAL=0.5,
-                       HEALTHCHECK_INTERVAL=1, WORKER_CONCURRENCY=4, **extra)
+    return service_env(db_url, amqp_url, **{"WORKER_QUEUES": queue, "WORKER_HEARTBEAT_INTERVAL": 0.5,
+                                            "HEALTHCHECK_INTERVAL": 1, "WORKER_CONCURRENCY": 4,
+                                            **extra})
 
 
 async def add_job(conn: asyncpg.Connection, queue: str, handler: str, payload: dict | None = None,

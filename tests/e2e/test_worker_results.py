@@ -1,9 +1,11 @@
-"""Results the database would refuse never stop a real `sundial worker` recording."""
+"""A real `sundial worker` gives every run it takes an outcome: results the database would
+refuse, results JSON cannot encode, a handler only a busy worker has."""
 
 from __future__ import annotations
 
 from core.db import create_pool
-from tests.e2e.test_worker import add_job, trigger, wait_final, worker_env
+from tests.conftest import wait_for
+from tests.e2e.test_worker import add_job, events, scheduler_env, trigger, wait_final, worker_env
 from worker.executor import Held, Outcome
 from worker.recorder import Acks, Finished, Recorder
 
@@ -68,3 +70,24 @@ async def test_a_result_json_cannot_encode_fails_the_run_with_a_clear_error(
     noop = await add_job(pool, queue, "noop")
     [run_id] = await trigger(pool, amqp_url, noop)
     assert (await wait_final(pool, run_id))["status"] == "succeeded"
+
+
+async def test_a_run_waits_for_the_busy_worker_with_its_handler_instead_of_dying(
+        pool, db_url, amqp_url, queue, processes):
+    busy = await add_job(pool, queue, "sleep", {"seconds": 12})
+    command = await add_job(pool, queue, "command", {"argv": ["true"]})
+    able = processes(["worker"], jobs_env(db_url, amqp_url, queue, WORKER_CONCURRENCY=1))
+    [sleeping] = await trigger(pool, amqp_url, busy)
+    await wait_for(lambda: pool.fetchval("SELECT status = 'running' FROM runs WHERE id = $1",
+                                         sleeping), 20, what="the able worker to be busy")
+    unable = processes(["worker"], worker_env(db_url, amqp_url, queue))
+    await wait_for(lambda: pool.fetchval("SELECT count(*) = 2 FROM workers"), 20,
+                   what="the second worker to register")
+    processes(["scheduler"], scheduler_env(db_url, amqp_url))  # its relay publishes again
+    [run_id] = await trigger(pool, amqp_url, command)
+    # Far more than the delivery limit's worth of hand-backs while the able worker sleeps.
+    row = await wait_final(pool, run_id, timeout=40)
+    assert row["status"] == "succeeded", row["error"]
+    assert row["worker_id"].endswith(f":{able.pid}")
+    assert events(unable, "run.handler_elsewhere")
+    assert (await wait_final(pool, sleeping))["status"] == "succeeded"
