@@ -185,7 +185,7 @@ class Consumer:
         self.last_execution = time.time()
         log.info("run.claimed", detail=claimed.detail, **fields)
         held = Held(run.run_id, run.attempt)
-        self.held[run.run_id] = held
+        self.held[held.key] = held
         # From here on the run is ours: whatever happens, it gets an outcome (a requeued
         # message would find it running and be dropped as a duplicate).
         try:

@@ -7,6 +7,7 @@ import asyncio
 import json
 import math
 import random
+import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +49,11 @@ class Held:
     task: asyncio.Task | None = None
     stop_reason: str | None = None
     finished: bool = False
+    alive_at: float = field(default_factory=time.monotonic)  # claimed or last heartbeat
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return self.run_id, self.attempt
 
     def stop(self, reason: str) -> None:
         """Interrupt the handler; its outcome will be `reason`."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 
 import asyncpg
 
@@ -25,7 +26,8 @@ log = get_logger("worker.heartbeat")
 
 class Heartbeat:
     def __init__(self, settings: WorkerSettings, pool: asyncpg.Pool, worker_id: str,
-                 handlers: list[str], held: dict[int, Held], counts: dict[str, int]):
+                 handlers: list[str], held: dict[tuple[int, int], Held],
+                 counts: dict[str, int]):
         self.settings = settings
         self.pool = pool
         self.worker_id = worker_id
@@ -36,26 +38,45 @@ class Heartbeat:
         self.last_beat: float | None = None
 
     async def run(self) -> None:
+        interval = self.settings.worker_heartbeat_interval_s
         while True:
-            await asyncio.sleep(self.settings.worker_heartbeat_interval_s)
+            await asyncio.sleep(interval)
             try:
-                await self.run_once()
+                # A beat hanging on a dead connection must not keep the lease check waiting.
+                async with asyncio.timeout(max(interval, 5.0)):
+                    await self.run_once()
             except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
                 log.error("worker.heartbeat_failed", error=repr(exc))
+            self.stop_expired()
+
+    def stop_expired(self) -> None:
+        """Stop the runs whose lease may have run out unseen: the reaper may hand them to
+        another worker, and two executions of one run must not both go on."""
+        s = self.settings
+        oldest = time.monotonic() - (s.run_lease_s - s.worker_heartbeat_interval_s)
+        for h in list(self.held.values()):
+            if not h.finished and h.stop_reason is None and h.alive_at < oldest:
+                log.error("run.lease_expired", run_id=h.run_id, attempt=h.attempt,
+                          unconfirmed_s=round(time.monotonic() - h.alive_at, 1))
+                h.stop(LOST)
 
     async def run_once(self) -> None:
         held = dict(self.held)
         if held:
-            rows = await self.pool.fetch(q("heartbeat_runs"), list(held), self.worker_id)
-            alive = {row["id"]: row["cancel_requested"] for row in rows}
-            for run_id, h in held.items():
+            beat_at = time.monotonic()
+            rows = await self.pool.fetch(q("heartbeat_runs"), [h.run_id for h in held.values()],
+                                         [h.attempt for h in held.values()], self.worker_id)
+            alive = {(row["id"], row["attempt"]): row["cancel_requested"] for row in rows}
+            for key, h in held.items():
                 if h.finished:
                     continue
-                if run_id not in alive:
-                    log.warning("run.lease_lost", run_id=run_id, attempt=h.attempt)
+                if key not in alive:
+                    log.warning("run.lease_lost", run_id=h.run_id, attempt=h.attempt)
                     h.stop(LOST)
-                elif alive[run_id] and h.stop_reason is None:
-                    log.info("run.cancel_requested", run_id=run_id, attempt=h.attempt)
+                    continue
+                h.alive_at = beat_at
+                if alive[key] and h.stop_reason is None:
+                    log.info("run.cancel_requested", run_id=h.run_id, attempt=h.attempt)
                     h.stop(CANCELLED)
         await self.register()
         health.beat(self.settings.health_dir, "worker")

@@ -24,7 +24,7 @@ from core.runtime import iso_utc
 from core.settings import instance_id
 from worker import registry
 from worker.consumer import Consumer
-from worker.executor import RELEASE
+from worker.executor import RELEASE, Held
 from worker.handlers import available
 from worker.heartbeat import Heartbeat
 from worker.recorder import Acks, Recorder
@@ -54,7 +54,7 @@ class Worker:
         registry.import_modules(s.imports)
         handlers = available(s)
         pool = await create_pool(s.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max)
-        held: dict = {}
+        held: dict[tuple[int, int], Held] = {}
         recorder = Recorder(pool, self.id, Acks(), held)
         self.heartbeat = Heartbeat(s, pool, self.id, sorted(handlers), held, recorder.counts)
         self.consumer = Consumer(s, pool, self.id, handlers, recorder)

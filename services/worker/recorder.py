@@ -100,7 +100,7 @@ class Recorder:
     pool: asyncpg.Pool
     worker_id: str
     acks: Acks
-    held: dict[int, Held]
+    held: dict[tuple[int, int], Held]  # by (run id, attempt)
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     _pending: list[Finished] = field(default_factory=list)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -140,7 +140,7 @@ class Recorder:
         del self._pending[:len(batch)]
         for f in batch:
             if f.held is not None:
-                self.held.pop(f.held.run_id, None)
+                self.held.pop(f.held.key, None)
         await self.acks.ack([f.message for f in batch])
 
     async def _write(self, batch: list[Finished]) -> None:

@@ -107,13 +107,16 @@ WHERE r.id = d.id
 RETURNING r.id, d.kind;
 
 -- name: heartbeat_runs
--- Keep the runs worker $2 holds alive; returns those still its own, with cancel requests.
-UPDATE runs
+-- Keep the attempts ($1 run ids, $2 attempts) worker $3 holds alive; returns those still
+-- its own, with cancel requests.
+UPDATE runs r
 SET heartbeat_at = now()
-WHERE id = ANY($1::bigint[])
-  AND status = 'running'
-  AND worker_id = $2
-RETURNING id, cancel_requested;
+FROM unnest($1::bigint[], $2::int[]) AS h(id, attempt)
+WHERE r.id = h.id
+  AND r.attempt = h.attempt
+  AND r.status = 'running'
+  AND r.worker_id = $3
+RETURNING r.id, r.attempt, r.cancel_requested;
 
 -- name: upsert_worker
 -- Register or heartbeat worker $1 (also after the reaper marked it offline).

@@ -80,3 +80,22 @@ async def test_run_delivered_too_often_ends_dead(pool, db_url, amqp_url, queue, 
     assert row["status"] == "dead" and "delivered 6 times" in row["error"]
     assert events(worker, "run.dead")
     await dead_letters(amqp_url, {str(run_id)})
+
+
+async def test_worker_cut_off_from_the_database_stops_its_runs_before_they_are_rescued(
+        pool, db_url, amqp_url, queue, processes):
+
+    job = await add_job(pool, queue, "sleep", {"seconds": 60}, max_attempts=3)
+    parts = urlsplit(db_url)
+    async with tcp_proxy(parts.hostname or "127.0.0.1", parts.port or 5432) as proxy:
+        proxied = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
+        first = processes(["worker"], worker_env(proxied, amqp_url, queue, RUN_LEASE_SECONDS=3))
+        [run_id] = await trigger(pool, amqp_url, job)
+        await wait_for(lambda: pool.fetchval("SELECT status = 'running' FROM runs WHERE id = $1",
+                                             run_id), 20, what="the run to start")
+        await proxy.cut()
+        # Its heartbeats fail: before the lease can run out unseen, it stops the run itself.
+        stopped = await wait_for(lambda: events(first, "run.lease_expired"), 15,
+                                 what="the cut-off worker to stop its run")
+        assert stopped[0]["run_id"] == run_id and stopped[0]["attempt"] == 1
+        assert first.alive()
