@@ -37,7 +37,7 @@ async def sundial_steady(count: int, duration_s: float) -> dict:
                 cpu = proc.usage()
                 proc.stop()
                 ran_s = time.time() - proc.started
-                passes = await conn.fetchval("SELECT sum(ticks) FROM scheduler_instances")
+                passes = await conn.fetchval("SELECT coalesce(sum(ticks), 0)::float8 FROM scheduler_instances")
                 lo, hi = first + WARM_UP_S, first + duration_s
                 rows = await conn.fetch(
                     "SELECT extract(epoch FROM published_at - scheduled_for)::float8 AS lag,"

@@ -327,6 +327,8 @@ def render(results: dict, source: Path) -> str:
         "| peers | " + ", ".join(f"{k} {v}" for k, v in ver.items() if k != "sundial" and v) + " |",
         "",
     ]
+    for note in results.get("notes", []):
+        lines += [f"**Note:** {note}", ""]
     if shared:
         lines += ["**Other work was running on the machine during this run** (other engineers' "
                   "test suites; see the load average above), which slows every system alike "

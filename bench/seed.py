@@ -20,7 +20,8 @@ _SCHEDULES = """
 INSERT INTO schedules (job_id, kind, interval_seconds, next_run_at, start_at, misfire_policy)
 SELECT j.first_id + g % $1, 'interval', $2, first.at, first.at, 'run_once'
 FROM generate_series(0, $5 - 1) AS g,
-     LATERAL (SELECT now() + make_interval(secs => $3 + $4 * g / $5::float8) AS at) AS first,
+     LATERAL (SELECT now() + make_interval(secs => $3::float8 + $4::float8 * g / $5::float8)
+              AS at) AS first,
      (SELECT min(id) AS first_id FROM jobs WHERE name LIKE $6 || '%') AS j
 """
 
