@@ -143,6 +143,10 @@ class Consumer:
 
     async def _process(self, message: AbstractIncomingMessage) -> None:
         acks = self.recorder.acks
+        if self.stopping:
+            # Delivered as the drain began: another worker starts it, not this one.
+            await acks.reject(message, requeue=True)
+            return
         try:
             run = decode_run(message.body)
         except (ValidationError, ValueError) as exc:
