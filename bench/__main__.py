@@ -142,13 +142,37 @@ async def measure(sizes: dict, only: set[str]) -> dict:
     return out
 
 
+def merge(base_path: Path, rerun_path: Path) -> None:
+    """A measure re-run by a later invocation replaces the base's, and the page says so."""
+    base, rerun = json.loads(base_path.read_text()), json.loads(rerun_path.read_text())
+    failed = sorted({name for name, measure in base["measures"].items() if name in rerun["measures"]
+                     and "error" in json.dumps(measure)})
+    base["measures"].update(rerun["measures"])
+    base.setdefault("notes", []).append(
+        f"{', '.join(rerun['only'])} come from a second invocation at {rerun['date']} "
+        f"(`python -m bench --only {' '.join(rerun['only'])}` at commit "
+        f"{rerun['versions']['sundial']}; load average then "
+        f"{', '.join(f'{x:.2f}' for x in rerun['machine']['load_average'])}; results in "
+        f"`{rerun_path.resolve().relative_to(infra.ROOT)}`), because in the first one "
+        f"{', '.join(failed) or 'they'} failed on a harness bug, since fixed; each of those "
+        "measures still has all of its systems from one invocation.")
+    base["targets"] = render.targets(base)
+    base_path.write_text(json.dumps(base, indent=2, default=str) + "\n")
+    render.write(base, base_path)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a fast check")
     parser.add_argument("--only", nargs="+", choices=MEASURES, default=list(MEASURES))
     parser.add_argument("--render", metavar="JSON", help="only render docs/benchmarks.md from it")
     parser.add_argument("--out", help="results file (default bench/results/<date>.json)")
+    parser.add_argument("--merge", nargs=2, metavar=("BASE", "RERUN"),
+                        help="take RERUN's measures into BASE (noting it), then render BASE")
     args = parser.parse_args()
+    if args.merge:
+        merge(Path(args.merge[0]), Path(args.merge[1]))
+        return 0
     if args.render:
         render.write(json.loads(Path(args.render).read_text()), Path(args.render))
         return 0
