@@ -50,6 +50,9 @@ async def trigger(pool: asyncpg.Pool, amqp_url: str, job_id: int, count: int = 1
 
 
 async def publish(pool: asyncpg.Pool, amqp_url: str, run_ids: list[int]) -> None:
+    """Publish runs inserted by the test as a real publisher would: lease, publish, mark."""
+    await pool.execute("UPDATE runs SET publish_lease_until = now() + interval '30 s' "
+                       "WHERE id = ANY($1) AND published_at IS NULL", run_ids)
     rows = await pool.fetch(
         """SELECT r.id AS run_id, r.job_id, j.name AS job, j.handler, j.payload, j.queue,
                   r.schedule_id, r.scheduled_for, r.attempt, j.timeout_seconds
