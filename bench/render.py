@@ -28,8 +28,8 @@ WHY: dict[str, str] = {
         "29 %, frame marshalling ~10 %, the connection writer 18 %); the tick's SQL and schedule "
         "math are 14 %, `encode_run` 3 %. aio-pika's per-message cost (a coroutine, futures, a "
         "Message and three frames per publish) caps the process at a few thousand confirmed "
-        "messages/s here. Remedy for the scheduler's owners: publish a batch through aiormq's "
-        "channel directly (or pre-marshalled frames) and run on uvloop."),
+        "messages/s here, although it already publishes on aiormq's channel under uvloop. "
+        "Remedy for the scheduler's owners: pre-marshalled frames for a batch."),
     "end-to-end rate": (
         "every process shares 2 cores with PostgreSQL and RabbitMQ, and going from 1 to 4 "
         "workers barely moves the rate, so CPU per run decides. One worker draining a published "
@@ -48,13 +48,13 @@ WHY: dict[str, str] = {
         "slots/s; {passes_per_s:.0f} passes/s). "
         "The lag splits into slot -> tick (`runs.created_at - scheduled_for`, p50 {tick_p50:.0f} "
         "ms, p99 {tick_p99:.0f} ms) and tick -> published (p50 {pub_p50:.0f} ms, p99 "
-        "{pub_p99:.0f} ms). A pass runs its steps one after the other (trigger flag; claim, "
-        "insert, advance; publish and await the quorum queue's confirms; `mark_published`; the "
-        "relay's `claim_unpublished`; `record_status`; the sleep-time query), so slots falling "
-        "due during a pass wait for the next one, and each publish waits for its confirms "
-        "before the next tick. Remedy for the scheduler's owners: relay, status and reaping on "
-        "timers of their own instead of in every pass, and keep ticking while confirms are in "
-        "flight (pipeline them)."),
+        "{pub_p99:.0f} ms). Within a pass the scheduler claims batch after batch while up to three "
+        "are publishing, but a pass ends by awaiting every confirm and `mark_published`, then "
+        "the sleep-time query; at 1,000 slots/s a pass holds a handful of runs, so slots "
+        "falling due while it waits for the broker wait for the next pass. (The relay and the "
+        "trigger flag run only when there is reason or once a second; status at most once a "
+        "second.) Remedy for the scheduler's owners: hand confirmed-publish to a task of its "
+        "own fed by the claim loop, so a pass never waits for the broker."),
 }
 
 
