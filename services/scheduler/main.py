@@ -123,9 +123,9 @@ class Scheduler:
                 self._wakeup.clear()
                 try:
                     # Shielded: a stop request lets the pass finish its transaction.
-                    busy = await asyncio.shield(self.run_once())
+                    await asyncio.shield(self.run_once())
                     failures = 0
-                    delay = await self._sleep_time(busy)
+                    delay = await self._sleep_time()
                 except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
                     failures += 1
                     delay = min(30.0, 0.5 * 2 ** min(failures, 6)) * self._rng.uniform(0.8, 1.2)
@@ -139,8 +139,8 @@ class Scheduler:
 
     # --- one pass ----------------------------------------------------------------------
 
-    async def run_once(self) -> bool:
-        """Tick until nothing is due, publish, relay, reap. True if work is still due."""
+    async def run_once(self) -> None:
+        """Tick until nothing is due, publish, relay, reap."""
         assert self._pool is not None
         s = self.settings
         started = time.monotonic()
@@ -205,7 +205,6 @@ class Scheduler:
         PASS_SECONDS.observe(time.monotonic() - started)
         await self._record_status()
         health.beat(s.health_dir, "scheduler")
-        return full
 
     async def _publish(self, rows: list[dict], run_schedules: dict[int, int]) -> None:
         if not rows:
@@ -262,11 +261,9 @@ class Scheduler:
 
     # --- sleeping and waking -------------------------------------------------------------
 
-    async def _sleep_time(self, busy: bool) -> float:
+    async def _sleep_time(self) -> float:
         assert self._pool is not None
         cap = self.settings.poll_interval_s
-        if busy:
-            return 0.0
         row = await self._pool.fetchrow(q("seconds_until_next_work"))
         times = [t for t in (row["schedules"], row["outbox"]) if t is not None]
         if not times:
