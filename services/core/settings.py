@@ -8,6 +8,7 @@ names are the documented ones. A bad value stops the process with one clear line
 from __future__ import annotations
 
 import os
+import re
 import socket
 from functools import cached_property
 from typing import Annotated, Literal
@@ -17,6 +18,9 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator, mode
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.errors import ConfigError
+
+# The same rule as the jobs_queue_format constraint of sql/migrations/0001_init.sql.
+QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 
 def env(name: str, *more: str) -> AliasChoices:
@@ -138,7 +142,7 @@ class Settings(BaseSettings):
         if not value:
             raise ValueError("at least one queue is needed")
         for q in value:
-            if not _QUEUE_NAME_OK(q):
+            if not QUEUE_NAME.fullmatch(q):
                 raise ValueError(f"queue name {q!r} must be letters, digits, '_', '.', '-'")
         return value
 
@@ -191,12 +195,6 @@ class Settings(BaseSettings):
         auth = quote(self.rabbitmq_user, safe="") + ":" + quote(self.rabbitmq_password, safe="")
         vhost = quote(self.rabbitmq_vhost, safe="")
         return f"amqp://{auth}@{self.rabbitmq_host}:{self.rabbitmq_port}/{vhost}"
-
-
-def _QUEUE_NAME_OK(name: str) -> bool:
-    import re
-
-    return re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", name) is not None
 
 
 def redact_url(url: str) -> str:

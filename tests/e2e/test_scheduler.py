@@ -11,7 +11,6 @@ from urllib.parse import urlsplit
 
 import aio_pika
 import asyncpg
-import pytest
 
 from core.broker import declare_topology, queue_name
 from tests.conftest import service_env, wait_for
@@ -176,8 +175,7 @@ async def test_broker_outage_keeps_schedules_advancing(db_url, amqp_url, queue, 
         await conn.close()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM])
-async def test_healthcheck_follows_the_heartbeat(db_url, amqp_url, processes, tmp_path, sig):
+async def test_healthcheck_follows_the_heartbeat(db_url, amqp_url, processes, tmp_path):
     env = service_env(db_url, amqp_url, SCHEDULER_POLL_INTERVAL=1, HEALTH_DIR=tmp_path)
     check = processes(["healthcheck", "scheduler"], env)
     assert check.proc.wait(20) == 1, "no heartbeat yet: unhealthy"
@@ -186,5 +184,5 @@ async def test_healthcheck_follows_the_heartbeat(db_url, amqp_url, processes, tm
                    what="heartbeat file")
     check = processes(["healthcheck", "scheduler"], env)
     assert check.proc.wait(20) == 0
-    scheduler.signal(sig)
+    scheduler.signal(signal.SIGTERM)
     assert scheduler.proc.wait(20) == 0
