@@ -12,9 +12,11 @@ SELECT pg_advisory_xact_lock(hashtextextended('sundial.job:' || $1::bigint, 0));
 
 -- name: claim_run
 -- Start attempt $2 of run $1 on worker $3, unless it is already taken, finished,
--- cancelled, or a later attempt (a stale duplicate message).
+-- cancelled, or a later attempt (a stale duplicate message). Here and below, a message
+-- in hand proves the run was published, whether or not its publisher lived to mark it.
 UPDATE runs r
 SET status = 'running',
+    published_at = coalesce(r.published_at, now()),
     started_at = now(),
     heartbeat_at = now(),
     worker_id = $3,
@@ -32,6 +34,7 @@ RETURNING r.id, r.job_id, r.attempt, r.max_attempts, j.secret_payload,
 -- forbid policy: attempt $2 of run $1 ends 'skipped' when its job already has a running run.
 UPDATE runs r
 SET status = 'skipped',
+    published_at = coalesce(r.published_at, now()),
     finished_at = now(),
     error = 'skipped: run ' || busy.id || ' of this job is still running (concurrency policy forbid)',
     updated_at = now()
@@ -64,6 +67,7 @@ RETURNING id;
 -- 'dead' (delivered too many times).
 UPDATE runs
 SET status = $3,
+    published_at = coalesce(published_at, now()),
     finished_at = now(),
     error = $4,
     updated_at = now()

@@ -14,7 +14,8 @@ from typing import Any
 import aio_pika
 import asyncpg
 
-from core.broker import DEAD_LETTER_QUEUE, Publisher, declare_topology
+from core.broker import DEAD_LETTER_QUEUE, Outgoing, Publisher, declare_topology
+from core.messages import encode_run
 from core.outbox import publish_runs
 from tests.conftest import service_env, wait_for
 
@@ -111,6 +112,29 @@ async def test_noop_runs_succeed_with_results(pool, db_url, amqp_url, queue, pro
     assert "command" not in registered["handlers"]
     assert worker.stop() == 0
     assert await pool.fetchval("SELECT status FROM workers") == "offline"
+
+
+async def test_a_delivered_run_counts_as_published_though_its_publisher_never_marked_it(
+        pool, db_url, amqp_url, queue, processes):
+    """A publisher that crashed between the broker's confirm and marking the run: the
+    message reaches a worker anyway, so the run is published, not stuck in the outbox."""
+    job = await add_job(pool, queue, "noop")
+    run_id = await pool.fetchval(
+        "INSERT INTO runs (job_id, scheduled_for, trigger) VALUES ($1, now(), 'manual') RETURNING id",
+        job)
+    row = await pool.fetchrow(
+        """SELECT r.id AS run_id, r.job_id, j.name AS job, j.handler, j.payload, j.queue,
+                  r.schedule_id, r.scheduled_for, r.attempt, j.timeout_seconds
+           FROM runs r JOIN jobs j ON j.id = r.job_id WHERE r.id = $1""", run_id)
+    publisher = Publisher(amqp_url, delivery_limit=5)
+    try:
+        assert await publisher.publish_many([Outgoing(run_id, queue, encode_run(row))]) == [None]
+    finally:
+        await publisher.close()
+    processes(["worker"], worker_env(db_url, amqp_url, queue))
+    done = await wait_final(pool, run_id)
+    assert done["status"] == "succeeded"
+    assert done["published_at"] is not None and done["published_at"] <= done["started_at"]
 
 
 def scheduler_env(db_url: str, amqp_url: str, **extra: object) -> dict[str, str]:
