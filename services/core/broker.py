@@ -17,6 +17,7 @@ import aiormq
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 from pamqp.commands import Basic
 
+from core import faults
 from core.logging import get_logger
 from core.messages import CONTENT_TYPE
 
@@ -163,6 +164,9 @@ class Publisher:
         assert self._channel is not None
         # aiormq's channel directly: aio-pika's per-message wrappers cost more than the
         # AMQP framing on this hot path. Confirms and `mandatory` work the same.
+        # wait=False: a message is handed to the connection's writer without waiting for
+        # its socket write, so the channel lock is not held across a task switch per
+        # message; the window bounds what is written and unconfirmed.
         channel = await self._channel.get_underlay_channel()
         window = asyncio.Semaphore(self.window)
 
@@ -171,9 +175,12 @@ class Publisher:
                 confirmation = await channel.basic_publish(
                     m.body, exchange=EXCHANGE, routing_key=m.queue, mandatory=True,
                     properties=Basic.Properties(content_type=CONTENT_TYPE, delivery_mode=2,
-                                                message_id=str(m.run_id)))
+                                                message_id=str(m.run_id)),
+                    wait=False)
             if not isinstance(confirmation, Basic.Ack):
                 raise PublishNotConfirmed(f"run {m.run_id}: broker answered {confirmation!r}")
+            if m is messages[0]:
+                faults.reached("after_publish")
 
         results = await asyncio.gather(*(one(m) for m in messages), return_exceptions=True)
         errors: list[BaseException | None] = [r if isinstance(r, BaseException) else None

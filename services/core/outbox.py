@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 
+from core import faults
 from core.broker import BROKER_ERRORS, Outgoing, Publisher
 from core.messages import encode_run
 from core.sql import q
@@ -53,6 +54,8 @@ async def publish_runs(pool: asyncpg.Pool, publisher: Publisher,
             result.published.append(message.run_id)
         else:
             result.failed[message.run_id] = error
+    if result.published:
+        faults.reached("before_mark_published")
     async with pool.acquire() as conn:
         if result.published:
             await conn.execute(q("mark_published"), result.published,

@@ -1,7 +1,10 @@
 """The scheduler daemon: tick, publish, relay, reap — then sleep until the next slot.
 
-One pass (`run_once`) ticks batch after batch until nothing more is due, publishes the
-new runs with confirms, relays what is pending, and every few seconds reaps stale runs.
+One pass (`run_once`) ticks batch after batch until nothing more is due, hands the new
+runs to publishing, relays what is pending, and every few seconds reaps stale runs.
+Publishing (with confirms, then `published_at`) runs in tasks of its own, up to
+PUBLISH_IN_FLIGHT batches at a time: a pass never waits for the broker unless that many
+are unconfirmed, so a slot falling due while the broker confirms is claimed at once.
 Between passes the loop sleeps until the earliest next slot (capped by the poll
 interval) and wakes at once on NOTIFY. A failure is logged and retried with backoff;
 the process never needs a restart to recover from a database or broker restart.
@@ -43,10 +46,14 @@ PASS_SECONDS = prom.Histogram("sundial_scheduler_pass_seconds", "Duration of a s
 REAP_EVERY_S = 5.0
 RETENTION_EVERY_S = 3600.0
 STATUS_EVERY_S = 1.0
-PUBLISH_IN_FLIGHT = 3
+PUBLISH_IN_FLIGHT = 16
+# On shutdown, how long batches being published may take to be confirmed and marked.
+PUBLISH_DRAIN_S = 10.0
 SWEEP_EVERY_S = 1.0
 # When something is due but another instance holds it, look again soon, not at once.
 BUSY_RETRY_S = 0.05
+# When slots fell due while a pass was claiming others, the next pass starts this soon.
+DUE_DURING_PASS_S = 0.003
 
 
 @dataclass
@@ -83,6 +90,8 @@ class Scheduler:
         self._last_sweep = 0.0
         # Publish failures per schedule, recorded on the schedules after the pass.
         self._pending_failures: tuple[dict[int, int], str] | None = None
+        self._publishing: set[asyncio.Task] = set()
+        self._pass_claimed = 0   # schedules the last pass claimed
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -98,6 +107,13 @@ class Scheduler:
                  batch_size=s.batch_size)
 
     async def close(self) -> None:
+        if self._publishing:
+            _, late = await asyncio.wait(set(self._publishing), timeout=PUBLISH_DRAIN_S)
+            if late:
+                # Their leases run out and the relay of any instance publishes them.
+                log.warning("scheduler.publish_unfinished", batches=len(late))
+                for task in late:
+                    task.cancel()
         if self._pool is not None:
             with suppress(*CONNECTION_ERRORS, asyncpg.PostgresError):
                 await self._pool.execute(q("stop_instance"), self.name)
@@ -153,34 +169,23 @@ class Scheduler:
             if await self._pool.fetchval(q("take_trigger_request")):
                 log.info("scheduler.trigger_served", instance=self.name)
 
-        # Publishing a batch (waiting for the broker's confirms) overlaps with claiming
-        # the next one; at most PUBLISH_IN_FLIGHT batches are unconfirmed at a time.
-        publishing: set[asyncio.Task] = set()
         full = True
-        try:
-            while full and not self.stopping.is_set():
-                result = await tick(self._pool, batch_size=s.batch_size,
-                                    look_ahead_s=s.look_ahead_s, lease_s=s.publish_lease_s,
-                                    rng=self._rng)
-                full = result.full
-                if result.created:
-                    self.counters.created += result.created
-                    self.counters.last_execution = time.time()
-                    CREATED.inc(result.created)
-                if result.claimed:
-                    log.debug("scheduler.tick", claimed=result.claimed, created=result.created,
-                              missed=result.missed, deactivated=result.deactivated)
-                if result.to_publish:
-                    publishing.add(asyncio.create_task(
-                        self._publish(result.to_publish, result.run_schedules), name="publish"))
-                if len(publishing) >= PUBLISH_IN_FLIGHT:
-                    done, publishing = await asyncio.wait(
-                        publishing, return_when=asyncio.FIRST_COMPLETED)
-                    for task in done:
-                        task.result()
-        finally:
-            if publishing:
-                await asyncio.gather(*publishing)
+        self._pass_claimed = 0
+        while full and not self.stopping.is_set():
+            result = await tick(self._pool, batch_size=s.batch_size,
+                                look_ahead_s=s.look_ahead_s, lease_s=s.publish_lease_s,
+                                rng=self._rng)
+            full = result.full
+            self._pass_claimed += result.claimed
+            if result.created:
+                self.counters.created += result.created
+                self.counters.last_execution = time.time()
+                CREATED.inc(result.created)
+            if result.claimed:
+                log.debug("scheduler.tick", claimed=result.claimed, created=result.created,
+                          missed=result.missed, deactivated=result.deactivated)
+            if result.to_publish:
+                await self._start_publishing(result.to_publish, result.run_schedules)
 
         if self._relay_due and self._may_publish():
             self._relay_due = False
@@ -205,6 +210,24 @@ class Scheduler:
         PASS_SECONDS.observe(time.monotonic() - started)
         await self._record_status()
         health.beat(s.health_dir, "scheduler")
+
+    async def _start_publishing(self, rows: list[dict], run_schedules: dict[int, int]) -> None:
+        """Publish a committed batch in the background, once fewer than PUBLISH_IN_FLIGHT
+        batches await their confirms (the pass waits here only when the broker lags)."""
+        while len(self._publishing) >= PUBLISH_IN_FLIGHT:
+            await asyncio.wait(set(self._publishing), return_when=asyncio.FIRST_COMPLETED)
+        task = asyncio.create_task(self._publish_batch(rows, run_schedules), name="publish")
+        self._publishing.add(task)
+        task.add_done_callback(self._publishing.discard)
+
+    async def _publish_batch(self, rows: list[dict], run_schedules: dict[int, int]) -> None:
+        try:
+            await self._publish(rows, run_schedules)
+        except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+            # Published or not, the runs keep their lease until it runs out; then the
+            # relay publishes them (again: a worker claims a run once).
+            self._relay_due = True
+            log.error("scheduler.publish_unrecorded", runs=len(rows), error=repr(exc))
 
     async def _publish(self, rows: list[dict], run_schedules: dict[int, int]) -> None:
         if not rows:
@@ -272,10 +295,14 @@ class Scheduler:
         if row["outbox"] is not None and row["outbox"] <= until:
             # The next thing to do is publishing from the outbox (a retry, jitter).
             self._relay_due = True
+        backoff = max(0.0, self._publish_retry_at - time.monotonic())
+        if until <= 0 and self._pass_claimed and not backoff:
+            # Fell due during the pass (at a thousand slots a second, several have): the
+            # next pass follows almost at once, taking what falls due meanwhile with it.
+            return DUE_DURING_PASS_S
         if until <= 0:
             # Due but not ours to take (another instance holds it, or the broker backs
             # off): look again shortly.
-            backoff = max(0.0, self._publish_retry_at - time.monotonic())
             return min(cap, max(BUSY_RETRY_S, backoff))
         return min(cap, until + 0.001)
 

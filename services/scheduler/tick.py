@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 
+from core import faults
 from core.logging import get_logger
 from core.schedule import Spec, jittered, plan
 from core.sql import q
@@ -38,6 +39,7 @@ async def tick(pool: asyncpg.Pool, *, batch_size: int, look_ahead_s: float, leas
             return result
         result.claimed = len(claimed)
         result.full = sum(1 for r in claimed if r["due"]) >= batch_size
+        faults.reached("after_claim")
         now: datetime = claimed[0]["db_now"]
         look_ahead = timedelta(seconds=look_ahead_s)
 
@@ -88,4 +90,5 @@ async def tick(pool: asyncpg.Pool, *, batch_size: int, look_ahead_s: float, leas
         await conn.execute(q("advance_schedules"), list(ids), list(nexts), list(actives),
                            [last_slot.get(i) for i in ids],
                            [runs_per_schedule.get(i, 0) for i in ids])
+    faults.reached("after_commit")
     return result

@@ -1,10 +1,12 @@
-"""Scenarios 1, 2 and 8: schedulers SIGKILLed at random, all down then back (misfire
-policies), and a scheduler whose host clock is 30 s wrong."""
+"""Scenarios 1, 2 and 8: schedulers SIGKILLed at random and at injected points of the
+outbox's path (core.faults), all down then back (misfire policies), and a scheduler
+whose host clock is 30 s wrong."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -12,10 +14,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from core import faults
 from core.schedule import Spec, plan
 from tests.chaos.checker import check, slots_before, violations
 from tests.chaos.stack import freeze, interval_schedules, probe_job, scheduler_env, seeded, worker_env
-from tests.conftest import wait_for
+from tests.conftest import Process, wait_for
 
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 
@@ -32,28 +35,43 @@ async def test_sigkilled_schedulers_lose_and_double_nothing(db_url, amqp_url, qu
         job = await probe_job(conn, queue)
         await interval_schedules(conn, job, schedules, every_s=2)
         env = scheduler_env(db_url, amqp_url)
+
+        def start_scheduler() -> tuple[Process, str | None]:
+            # Half the instances also die at an injected point of the outbox's path.
+            point = rng.choice([None, *faults.POINTS]) if rng.random() < 0.5 else None
+            extra = {faults.ENV: f"{point}:0.5"} if point else {}
+            return processes(["scheduler"], {**env, **extra}), point
+
         worker = processes(["worker"], worker_env(db_url, amqp_url, queue))
-        schedulers = [processes(["scheduler"], env) for _ in range(3)]
+        schedulers = [start_scheduler() for _ in range(3)]
         kills = 0
+        injected: dict[str, int] = dict.fromkeys(faults.POINTS, 0)
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             await asyncio.sleep(rng.uniform(0.5, 3.0))
+            for i, (process, point) in enumerate(schedulers):
+                if point and not process.alive():
+                    assert process.proc.returncode == -signal.SIGKILL, process.proc.returncode
+                    injected[point] += 1
+                    schedulers[i] = start_scheduler()
             i = rng.randrange(3)
-            schedulers[i].kill()
+            schedulers[i][0].kill()
             kills += 1
-            schedulers[i] = processes(["scheduler"], env)
+            schedulers[i] = start_scheduler()
         # The survivors relay whatever the killed instances left unpublished.
         await wait_for(lambda: conn.fetchval(
             "SELECT count(*) = 0 FROM runs WHERE published_at IS NULL"), timeout=30,
             what="every run published")
         await freeze(conn)
         counts = await check(conn, amqp_url, seed=seed)
-        for p in schedulers:   # one may still be starting: no exit code to hold it to
-            p.stop()
+        for process, _ in schedulers:   # one may still be starting: no exit code to hold
+            process.stop()
         assert worker.stop() == 0
-        print(f"seed={seed} kills={kills}")
+        print(f"seed={seed} kills={kills} killed at injected points: {injected}")
         assert not violations(counts), f"seed={seed}: {violations(counts)}"
         assert kills >= 2
+        if seconds >= 60:
+            assert all(injected.values()), f"seed={seed}: a fault point was never reached"
     finally:
         await conn.close()
 
