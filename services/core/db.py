@@ -34,6 +34,13 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
                                   schema="pg_catalog")
 
 
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """A connection goes back to the pool as it is, without a reset round trip: asyncpg
+    has already rolled back any open transaction and dropped its listeners, and Sundial
+    never changes session state (settings, LISTEN, session advisory locks) on a pooled
+    connection; those get a connection of their own (`connect`)."""
+
+
 def _log_retry(state: tenacity.RetryCallState) -> None:
     exc = state.outcome.exception() if state.outcome else None
     log.warning("db.connect_retry", attempt=state.attempt_number, error=repr(exc),
@@ -59,7 +66,7 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10,
     @connect_retrying(attempts=attempts)
     async def _create() -> asyncpg.Pool:
         return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size,
-                                         init=_init_connection, **kwargs)
+                                         init=_init_connection, reset=_keep_session, **kwargs)
 
     return await _create()
 

@@ -5,6 +5,12 @@ duplicate / skipped / cancelled run), rejected to sundial.dead (undecodable, unk
 run, delivered too often), or requeued (the worker is shutting down, or a bug before the
 claim). A run whose handler only another worker has goes back to the outbox.
 The connection is robust: after a broker restart the consumers are registered again.
+
+A message the broker redelivers while its attempt is still running elsewhere is held
+until that attempt ends (then acked) or its worker's heartbeat is older than the lease:
+then this worker runs the attempt again. So a run whose execution kills its worker
+comes back with every crash, as the broker counts deliveries, and at the delivery
+limit it ends 'dead' and its message goes to sundial.dead.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from typing import Any, TypeVar
 
 import aio_pika
@@ -27,7 +34,7 @@ from core.messages import RunMessage, decode_run
 from core.outbox import wake_scheduler
 from core.secrets import decrypt_fields, merge_secrets
 from core.sql import q
-from worker.claim import Claim, claim, end_unstarted
+from worker.claim import Claim, Claimer, end_unstarted
 from worker.executor import MAX_ERROR_CHARS, Held, Outcome, Retry, execute
 from worker.handlers import HINTS, Context, Handler
 from worker.recorder import Finished, Recorder
@@ -40,6 +47,12 @@ T = TypeVar("T")
 REQUEUE_PAUSE_S = 1.0
 # Shutdown must not hang on a broker that is away.
 BROKER_CALL_TIMEOUT_S = 5.0
+# A redelivered message's attempt is looked at again this long after its lease runs out.
+HOLDER_SLACK_S = 0.05
+HOLDER_RETRY_S = 0.5
+# What _outlast_holder found: the attempt is no longer running; it ended it 'dead'.
+GONE = object()
+ENDED = object()
 
 
 class Consumer:
@@ -59,6 +72,8 @@ class Consumer:
         self._connection: AbstractRobustConnection | None = None
         self._consumers: list[tuple[AbstractQueue, str]] = []
         self._connected = False
+        self.claimer = Claimer(self._db, worker_id)
+        self._stopped = asyncio.Event()
 
     @property
     def connected(self) -> bool:
@@ -105,6 +120,7 @@ class Consumer:
 
     async def stop_consuming(self) -> None:
         self.stopping = True
+        self._stopped.set()
         for queue, tag in self._consumers:
             try:
                 await asyncio.wait_for(queue.cancel(tag), BROKER_CALL_TIMEOUT_S)
@@ -161,6 +177,13 @@ class Consumer:
         if deliveries >= self.settings.delivery_limit:
             error = f"delivered {deliveries + 1} times without a result; dead-lettered"
             ended = await self._db(lambda c: end_unstarted(c, run, "dead", error))
+            if not ended and message.redelivered:
+                # Perhaps running on a worker that died with it, like every delivery
+                # before: once that worker's lease is out, the run ends 'dead' too.
+                outlasted = await self._outlast_holder(message, run, dead_error=error)
+                if outlasted is None:
+                    return
+                ended = outlasted is ENDED
             self.counts["dead"] += 1
             log.error("run.dead", deliveries=deliveries + 1, ended=ended, **fields)
             await acks.reject(message, requeue=False)
@@ -171,23 +194,33 @@ class Consumer:
             await self._handler_missing(message, run, fields)
             return
 
-        claimed = await self._db(lambda c: claim(c, run, self.worker_id))
+        claimed = await self.claimer.claim(run)
         if claimed.claim is Claim.UNKNOWN:
             self.counts["rejected"] += 1
             log.error("message.rejected", reason="unknown run", **fields)
             await acks.reject(message, requeue=False)
             return
-        if claimed.claim is not Claim.CLAIMED:
-            self.counts[claimed.claim.value] += 1
-            log.info(f"run.{claimed.claim.value}", detail=claimed.detail, **fields)
+        row = claimed.run
+        if claimed.claim is Claim.RUNNING and message.redelivered:
+            # The broker gave this message back: the channel of the worker running the
+            # attempt closed. Wait for that worker to finish it, or take it over if its
+            # heartbeat stops (it died, perhaps killed by this very run).
+            outlasted = await self._outlast_holder(message, run)
+            if outlasted is None:
+                return
+            if isinstance(outlasted, asyncpg.Record):
+                row = outlasted
+                log.warning("run.taken_over", deliveries=deliveries + 1, **fields)
+        if row is None:
+            kind = "duplicate" if claimed.claim is Claim.RUNNING else claimed.claim.value
+            self.counts[kind] += 1
+            log.info(f"run.{kind}", detail=claimed.detail, **fields)
             self.recorder.add(Finished(message))
             return
 
-        row = claimed.run
-        assert row is not None
         self.counts["claimed"] += 1
         self.last_execution = time.time()
-        log.info("run.claimed", detail=claimed.detail, **fields)
+        log.debug("run.claimed", detail=claimed.detail, **fields)
         held = Held(run.run_id, run.attempt)
         self.held[held.key] = held
         # From here on the run is ours: whatever happens, it gets an outcome (a requeued
@@ -200,6 +233,38 @@ class Consumer:
                                               f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS])
         held.finished = True
         self.recorder.add(Finished(message, held, outcome))
+
+    async def _outlast_holder(self, message: AbstractIncomingMessage, run: RunMessage, *,
+                              dead_error: str | None = None) -> asyncpg.Record | object | None:
+        """Hold a redelivered message while its attempt runs elsewhere, checking when the
+        holder's lease would run out. Returns GONE once the attempt is no longer running
+        (finished, or rescued by the reaper), the claimed row after taking the attempt
+        over (or ENDED, with `dead_error`, after ending it 'dead'), None if the worker
+        is stopping (the message went back to the queue)."""
+        lease = self.settings.run_lease_s
+        while not self.stopping:
+            state = await self._db(lambda c: c.fetchrow(q("run_holder"), run.run_id,
+                                                        run.attempt, lease))
+            if state is None or not state["running"]:
+                return GONE
+            stale_in = state["stale_in"] or 0.0
+            if stale_in <= 0:
+                if dead_error is not None:
+                    ended = await self._db(lambda c: c.fetchval(
+                        q("end_abandoned_run"), run.run_id, run.attempt, dead_error, lease))
+                    if ended is not None:
+                        return ENDED
+                else:
+                    row = await self._db(lambda c: c.fetchrow(
+                        q("take_over_run"), run.run_id, run.attempt, self.worker_id, lease))
+                    if row is not None:
+                        return row
+                # Heard from just now, or rescued meanwhile: look again shortly.
+                stale_in = HOLDER_RETRY_S
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), stale_in + HOLDER_SLACK_S)
+        await self.recorder.acks.reject(message, requeue=True)
+        return None
 
     async def _execute(self, run: RunMessage, row: asyncpg.Record, handler: Handler,
                        held: Held) -> Outcome:

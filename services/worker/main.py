@@ -1,6 +1,7 @@
 """The worker service: named, supervised tasks around the consumer.
 
     consumer   messages -> claim -> execute (one task per message, prefetch-bounded)
+    claimer    claims of messages that arrive together, in one round trip
     recorder   results committed in batches, then acked
     heartbeat  workers row, heartbeat_at of held runs, cancel requests, health file
     health-log a `healthcheck` event every HEALTHCHECK_INTERVAL
@@ -62,6 +63,7 @@ class Worker:
         log.info("worker.started", worker_id=self.id, handlers=sorted(handlers),
                  python_jobs=registry.names(), concurrency=s.worker_concurrency)
         tasks = [asyncio.create_task(recorder.run(), name="recorder"),
+                 asyncio.create_task(self.consumer.claimer.run(), name="claimer"),
                  asyncio.create_task(self.heartbeat.run(), name="heartbeat"),
                  asyncio.create_task(self._health_log(recorder), name="health-log")]
         code = 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import defaultdict
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -177,10 +178,13 @@ class Recorder:
             for column, value in zip(columns, (f.held.run_id, f.held.attempt, o.kind, o.result,
                                                o.error, o.output, o.retry_in_s), strict=True):
                 column.append(value)
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire() as conn:
+            # One statement, so one transaction. The wake-up follows its commit; if it is
+            # lost, the scheduler's once-a-second sweep finds the runs queued again.
             written = await conn.fetch(q("record_results"), self.worker_id, *columns)
             if any(row["kind"] in ("retry", "release") for row in written):
-                await wake_scheduler(conn, "retry")
+                with suppress(*CONNECTION_ERRORS, asyncpg.PostgresError):
+                    await wake_scheduler(conn, "retry")
         return written
 
     def _log_written(self, batch: list[Finished], written: list[asyncpg.Record]) -> None:
@@ -193,8 +197,8 @@ class Recorder:
             fields = dict(run_id=f.held.run_id, attempt=f.held.attempt, outcome=f.outcome.kind)
             if kind is None:
                 log.warning("run.result_dropped", reason="no longer held by this worker", **fields)
-            elif kind in ("succeeded",):
-                log.info("run.finished", **fields)
+            elif kind == "succeeded":
+                log.debug("run.finished", **fields)
             elif kind == "retry":
                 log.warning("run.retry_scheduled", error=f.outcome.error,
                             retry_in_s=round(f.outcome.retry_in_s, 2), **fields)

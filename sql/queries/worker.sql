@@ -12,8 +12,10 @@ SELECT pg_advisory_xact_lock(hashtextextended('sundial.job:' || $1::bigint, 0));
 
 -- name: claim_run
 -- Start attempt $2 of run $1 on worker $3, unless it is already taken, finished,
--- cancelled, or a later attempt (a stale duplicate message). Here and below, a message
--- in hand proves the run was published, whether or not its publisher lived to mark it.
+-- cancelled, or a later attempt (a stale duplicate message); with $4, only if its job's
+-- concurrency policy is 'allow' (many such claims are pipelined in one transaction).
+-- Here and below, a message in hand proves the run was published, whether or not its
+-- publisher lived to mark it.
 UPDATE runs r
 SET status = 'running',
     published_at = coalesce(r.published_at, now()),
@@ -27,6 +29,7 @@ WHERE r.id = $1
   AND r.status = 'queued'
   AND NOT r.cancel_requested
   AND j.id = r.job_id
+  AND (NOT $4 OR j.concurrency_policy = 'allow')
 RETURNING r.id, r.job_id, r.attempt, r.max_attempts, j.secret_payload,
           j.retry_backoff_seconds, j.retry_backoff_max_seconds;
 
@@ -75,6 +78,46 @@ WHERE id = $1
   AND attempt = $2
   AND status = 'queued'
   AND ($3 <> 'cancelled' OR cancel_requested)
+RETURNING id;
+
+-- name: run_holder
+-- A redelivered message whose attempt $2 of run $1 is running: is it still running, and
+-- in how many seconds does its holder's heartbeat become older than the lease ($3 s)?
+SELECT status = 'running' AND attempt = $2 AS running,
+       EXTRACT(EPOCH FROM heartbeat_at + make_interval(secs => $3) - now())::float8 AS stale_in
+FROM runs
+WHERE id = $1;
+
+-- name: take_over_run
+-- Attempt $2 of run $1 is running on a worker whose heartbeat is older than the lease
+-- ($4 s) and the broker redelivered its message (the holder's channel closed): worker
+-- $3 runs the attempt again, instead of the reaper counting an attempt.
+UPDATE runs r
+SET worker_id = $3,
+    started_at = now(),
+    heartbeat_at = now(),
+    updated_at = now()
+FROM jobs j
+WHERE r.id = $1
+  AND r.attempt = $2
+  AND r.status = 'running'
+  AND r.heartbeat_at < now() - make_interval(secs => $4)
+  AND j.id = r.job_id
+RETURNING r.id, r.job_id, r.attempt, r.max_attempts, j.secret_payload,
+          j.retry_backoff_seconds, j.retry_backoff_max_seconds;
+
+-- name: end_abandoned_run
+-- The delivery limit is reached and attempt $2 of run $1 is running on a worker whose
+-- heartbeat is older than the lease ($4 s): every delivery died with its worker. 'dead'.
+UPDATE runs
+SET status = 'dead',
+    finished_at = now(),
+    error = $3,
+    updated_at = now()
+WHERE id = $1
+  AND attempt = $2
+  AND status = 'running'
+  AND heartbeat_at < now() - make_interval(secs => $4)
 RETURNING id;
 
 -- name: run_state

@@ -59,10 +59,11 @@ async def expected_run_all_slots(conn: asyncpg.Connection) -> dict[int, list[dat
     return {r["id"]: slots_before(r, r["next_run_at"]) for r in rows}
 
 
-async def dead_letter_ids(amqp_url: str) -> list[str]:
-    """Message ids on `sundial.dead` in this vhost, left in place (gets are never acked:
-    closing the channel requeues them)."""
-    ids: list[str] = []
+async def dead_letter_ids(amqp_url: str) -> list[tuple[str, str]]:
+    """(message id, routing key) of the messages on `sundial.dead` in this vhost, left in
+    place (gets are never acked: closing the channel requeues them). Dead-lettered
+    messages keep their routing key: the job's queue."""
+    ids: list[tuple[str, str]] = []
     async with await aio_pika.connect(amqp_url) as conn:
         channel = await conn.channel()
         try:
@@ -70,20 +71,21 @@ async def dead_letter_ids(amqp_url: str) -> list[str]:
         except aio_pika.exceptions.ChannelClosed:
             return ids
         while (message := await queue.get(no_ack=False, fail=False, timeout=5)) is not None:
-            ids.append(str(message.message_id))
+            ids.append((str(message.message_id), str(message.routing_key)))
     return ids
 
 
 async def check(conn: asyncpg.Connection, amqp_url: str, *, seed: int | str,
                 expected_slots: Mapping[int, Iterable[datetime]] | None = None,
-                expected_dead: Iterable[str] = (), crashes: bool = False,
+                expected_dead: Iterable[str] = (), killed: Iterable[int] | None = None,
                 drain_timeout: float = 60) -> dict[str, int]:
     """Counts of every invariant violation, printed with the seed.
 
     `expected_slots`: schedule id -> the exact slots it must have run (default: every
     slot of run_all interval schedules). `expected_dead`: message ids meant to end on
-    `sundial.dead`. `crashes`: workers were killed, so a run may legitimately execute
-    again at a later attempt (never twice at the same attempt).
+    `sundial.dead`. `killed`: pids of the workers the scenario killed: a run they were
+    executing may legitimately execute again (taken over at the same attempt, or
+    rescued at a later one); any other second execution is a double execution.
     """
     await drain(conn, drain_timeout)
     counts: dict[str, int] = {}
@@ -117,7 +119,12 @@ async def check(conn: asyncpg.Connection, amqp_url: str, *, seed: int | str,
     probe = await conn.fetchval("SELECT to_regclass('probe_executions') IS NOT NULL")
     if probe:
         counts["double_executions"] = await conn.fetchval(
-            "SELECT coalesce(sum(executions - 1), 0) FROM probe_executions")
+            """SELECT ((SELECT coalesce(sum(executions - 1), 0) FROM probe_executions)
+                     + (SELECT coalesce(sum(n - 1), 0)
+                        FROM (SELECT count(*) AS n FROM probe_executions
+                              WHERE pid <> ALL($1::int[])
+                              GROUP BY run_id, attempt) survivors
+                        WHERE n > 1))::bigint""", list(killed or ()))
         # Succeeded without its final attempt having executed: a completion recorded
         # for work that did not happen.
         counts["succeeded_unexecuted"] = await conn.fetchval(
@@ -125,15 +132,18 @@ async def check(conn: asyncpg.Connection, amqp_url: str, *, seed: int | str,
                WHERE r.status = 'succeeded' AND j.payload->>'function' = 'chaos.probe'
                  AND NOT EXISTS (SELECT 1 FROM probe_executions p
                                  WHERE p.run_id = r.id AND p.attempt = r.attempt)""")
-        if not crashes:
+        if killed is None:
             counts["double_completions"] = await conn.fetchval(
                 "SELECT count(*) FROM (SELECT run_id FROM probe_executions "
                 "GROUP BY run_id HAVING count(*) > 1) d")
 
     run_ids = {str(r["id"]) for r in await conn.fetch("SELECT id FROM runs")}
     expected_dead = set(expected_dead)
+    # The vhost is shared by a test session and run ids restart with every database:
+    # only the dead letters of this scenario's queues are its own.
+    queues = {r["queue"] for r in await conn.fetch("SELECT DISTINCT queue FROM jobs")}
     dead = await dead_letter_ids(amqp_url)
-    ours = [m for m in dead if m in run_ids or m in expected_dead]
+    ours = [m for m, queue in dead if queue in queues and (m in run_ids or m in expected_dead)]
     counts["unexpected_dead_letters"] = sum(1 for m in ours if m not in expected_dead)
     counts["expected_dead_letters_missing"] = len(expected_dead - set(ours))
 

@@ -4,8 +4,9 @@ WORKER_IMPORTS=tests.chaos.probe.
 `chaos.probe` records each execution in `probe_executions` (created by the scenario)
 just before returning, the closest a python handler gets to the run's completion: the
 worker writes results in its own batched transaction after the handler returns, so the
-handler cannot join it. One row per (run, attempt): a second execution of the same
-attempt bumps `executions`, which the checker counts as a double execution.
+handler cannot join it. One row per (run, attempt, worker process): a second execution
+of an attempt is a double execution, unless the process of the first was killed (a
+worker that takes over a dead worker's attempt runs it again at the same attempt).
 """
 
 from __future__ import annotations
@@ -25,13 +26,13 @@ CREATE TABLE IF NOT EXISTS probe_executions (
     executions  integer     NOT NULL DEFAULT 1,
     pid         integer     NOT NULL,
     finished_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-    PRIMARY KEY (run_id, attempt)
+    PRIMARY KEY (run_id, attempt, pid)
 )"""
 
 RECORD = """
 INSERT INTO probe_executions (run_id, attempt, pid) VALUES ($1, $2, $3)
-ON CONFLICT (run_id, attempt)
-DO UPDATE SET executions = probe_executions.executions + 1, pid = EXCLUDED.pid"""
+ON CONFLICT (run_id, attempt, pid)
+DO UPDATE SET executions = probe_executions.executions + 1"""
 
 
 @job("chaos.probe")

@@ -167,7 +167,7 @@ async def test_sigkilled_worker_run_is_completed_by_another_exactly_once(
     first.kill()
     # The scheduler's reaper rescues the run by heartbeat age; its relay republishes it.
     processes(["scheduler"], scheduler_env(db_url, amqp_url, RUN_LEASE_SECONDS=2))
-    second = processes(["worker"], worker_env(db_url, amqp_url, queue))
+    second = processes(["worker"], worker_env(db_url, amqp_url, queue, LOG_LEVEL="DEBUG"))
     row = await wait_final(pool, run_id, timeout=40)
     assert row["status"] == "succeeded"
     assert row["attempt"] == 2
