@@ -151,24 +151,24 @@ async def test_poison_messages_are_dead_lettered_while_healthy_runs_flow(
                                        routing_key=queue)
         [killer] = await manual_runs(conn, suicide, 1)
         ids = []
-        crashes = 0
+        crashed: list[int] = []
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             ids += await manual_runs(conn, healthy, 2)
             await asyncio.sleep(0.5)
             if not worker.alive():
                 assert worker.proc.returncode == 17, "only the killer job ends a worker"
-                crashes += 1
+                crashed.append(worker.proc.pid)
                 worker = processes(["worker"], env)
             final = await conn.fetchval("SELECT status FROM runs WHERE id = $1", killer)
             if final not in ("queued", "running"):
                 break
         row = await conn.fetchrow("SELECT status, attempt, error FROM runs WHERE id = $1", killer)
-        print(f"seed={seed} killer run {killer}: {dict(row)} after {crashes} worker crashes")
+        print(f"seed={seed} killer run {killer}: {dict(row)} after {len(crashed)} worker crashes")
         counts = await check(conn, amqp_url, seed=seed, expected_dead={garbage, unknown, str(killer)},
-                             killed=[])
+                             killed=crashed)
         # One crash per delivery, the last delivery ends it: no attempt was counted.
-        assert (row["status"], row["attempt"], crashes) == ("dead", 1, LIMIT), row
+        assert (row["status"], row["attempt"], len(crashed)) == ("dead", 1, LIMIT), row
         assert f"delivered {LIMIT + 1} times without a result" in row["error"]
         assert await conn.fetchval(
             "SELECT count(*) FROM runs WHERE id = ANY($1) AND status = 'succeeded'", ids) == len(ids)
