@@ -75,7 +75,8 @@ async def authenticate(pool: asyncpg.Pool, key: str | None) -> Principal:
             raise Unauthorized("this API key was revoked")
         if row["expired"]:
             raise Unauthorized("this API key has expired")
-        await conn.execute(q("touch_api_key"), row["id"])
+        if row["touch_due"]:
+            await conn.execute(q("touch_api_key"), row["id"])
     return Principal(row["id"], row["name"], row["role"])
 
 

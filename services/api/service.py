@@ -191,20 +191,19 @@ class Service:
 
     async def trigger_job(self, actor: str, ref: str | int) -> int:
         """Queue a run now; it reaches a worker without waiting for a scheduler pass."""
-        async with self.pool.acquire() as conn:
-            job = await self._job_row(conn, ref)
-        return await self._enqueue(actor, job["id"], "job.trigger", {"job": job["name"]})
+        return await self._enqueue(actor, ref, "job.trigger", {})
 
-    async def _enqueue(self, actor: str, job_id: int, action: str,
+    async def _enqueue(self, actor: str, job: str | int, action: str,
                        details: dict[str, Any]) -> int:
+        """A manual run of the job (id or name) and its audit row, then its message."""
         lease_s = self.settings.publish_lease_s if self.publisher is not None else None
-        async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(q("insert_manual_run"), job_id, actor, lease_s)
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(q("insert_manual_run"), parse_id(job), actor, lease_s,
+                                      action, details, str(job))
             if row is None:
-                raise NotFound(f"no job {job_id}")
+                raise NotFound(f"no job {job!r}")
             if self.publisher is None:
                 await wake_scheduler(conn, "manual")
-            await self._audit(conn, actor, action, "run", row["run_id"], details)
         if self.publisher is not None:
             # Published directly after the commit (the outbox); on failure the lease is
             # released and the woken scheduler's relay publishes it.
@@ -214,7 +213,8 @@ class Service:
                             error=repr(result.first_error))
                 async with self.pool.acquire() as conn:
                     await wake_scheduler(conn, "manual")
-        log.info("run.queued", run_id=row["run_id"], job_id=job_id, actor=actor, action=action)
+        log.info("run.queued", run_id=row["run_id"], job_id=row["job_id"], actor=actor,
+                 action=action)
         return row["run_id"]
 
     # --- schedules --------------------------------------------------------------------
@@ -355,8 +355,7 @@ class Service:
         if run["status"] not in FINAL_STATUSES:
             raise Conflict(f"run {run_id} is still {run['status']}; retry a finished run, "
                            "or cancel this one first")
-        return await self._enqueue(actor, run["job_id"], "run.retry",
-                                   {"job": run["job"], "retry_of": run_id})
+        return await self._enqueue(actor, run["job_id"], "run.retry", {"retry_of": run_id})
 
     # --- scheduler, workers, stats ----------------------------------------------------
 

@@ -18,10 +18,12 @@ VALUES ($1, $2, $3, $4, now() + make_interval(days => $5::integer))
 RETURNING id, name, prefix, role, created_at, expires_at, revoked_at, last_used_at;
 
 -- name: find_api_key
--- The key with this prefix, with its state judged by the database's clock.
+-- The key with this prefix, with its state judged by the database's clock, and whether
+-- its last_used_at is due to be written (touch_api_key).
 SELECT id, name, key_hash, role,
        revoked_at IS NOT NULL AS revoked,
-       expires_at IS NOT NULL AND expires_at <= now() AS expired
+       expires_at IS NOT NULL AND expires_at <= now() AS expired,
+       last_used_at IS NULL OR last_used_at < now() - interval '1 minute' AS touch_due
 FROM api_keys
 WHERE prefix = $1;
 
@@ -146,13 +148,17 @@ DELETE FROM schedules WHERE id = $1 RETURNING id;
 -- runs ----------------------------------------------------------------------------
 
 -- name: insert_manual_run
--- A run requested by a person or a program ($2: who), leased to this publisher for $3
--- seconds (NULL: no publisher here, the scheduler's relay publishes it). Returns what
--- its message needs.
+-- A run of the job with id $1 or name $6 (as get_job) requested by a person or a
+-- program ($2: who), leased to this publisher for $3 seconds (NULL: no publisher here,
+-- the scheduler's relay publishes it), with its audit_log row (action $4, details $5
+-- plus the job's name): one statement, so one transaction. Returns what its message
+-- needs; no row if there is no such job.
 WITH job AS (
     SELECT id, name, handler, payload, queue, timeout_seconds, max_attempts
     FROM jobs
-    WHERE id = $1
+    WHERE id = $1 OR name = $6
+    ORDER BY (id IS NOT DISTINCT FROM $1) DESC
+    LIMIT 1
 ),
 run AS (
     INSERT INTO runs (job_id, schedule_id, scheduled_for, trigger, triggered_by, status,
@@ -161,6 +167,11 @@ run AS (
            now() + make_interval(secs => $3)
     FROM job
     RETURNING id, job_id, schedule_id, scheduled_for, attempt
+),
+audit AS (
+    INSERT INTO audit_log (actor, action, target_type, target_id, details)
+    SELECT $2, $4, 'run', run.id::text, $5::jsonb || jsonb_build_object('job', job.name)
+    FROM run, job
 )
 SELECT run.id AS run_id, run.job_id, job.name AS job, job.handler, job.payload, job.queue,
        run.schedule_id, run.scheduled_for, run.attempt, job.timeout_seconds

@@ -10,7 +10,9 @@ from fastapi import Depends, Request
 from api.service import Service
 
 
-def _service(request: Request) -> Service:
+async def _service(request: Request) -> Service:
+    # async: FastAPI would run a plain function in its thread pool, a thread handoff
+    # on every request.
     return request.app.state.service
 
 
