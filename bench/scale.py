@@ -1,10 +1,12 @@
 """5. Scale and idle cost: many stored schedules, few due.
 
 For each size: `size` schedules due in one to two hours plus FEW_DUE schedules due every
-FEW_EVERY_S seconds. Tick cost = the median execution time (EXPLAIN ANALYZE, run in a
-rolled-back transaction) of the claim query and of the sleep-time query, the two
-statements every pass runs; then `sundial scheduler` runs for a window and its CPU
-(from /proc/<pid>/stat) and RSS are read.
+FEW_EVERY_S seconds, vacuumed and analysed as autovacuum would leave them. Tick cost =
+the median execution time (EXPLAIN ANALYZE, run in a rolled-back transaction, after
+WARM_UP unmeasured runs so the pages a pass reads are cached as in a running system) of
+the claim query and of the sleep-time query, the two statements every pass runs; then
+`sundial scheduler` runs for a window and its CPU (from /proc/<pid>/stat) and RSS are
+read.
 Peers, idle with their own stored schedules: APScheduler 4 (role both) and Celery beat
 5 (entries in memory), CPU over the same window and RSS.
 """
@@ -24,21 +26,23 @@ from core.sql import q
 
 FEW_DUE = 10
 FEW_EVERY_S = 10.0
-REPEAT = 15
+REPEAT = 51
+WARM_UP = 20
 WARM_S = 5.0
 
 
 async def _explain_ms(conn: asyncpg.Connection, sql: str, *args: object) -> float:
     """Median execution time; rolled back, so the claim's locks and writes never stay."""
     times = []
-    for _ in range(REPEAT):
+    for i in range(WARM_UP + REPEAT):
         tx = conn.transaction()
         await tx.start()
         try:
             plan = await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, *args)
         finally:
             await tx.rollback()
-        times.append(json.loads(plan)[0]["Execution Time"])
+        if i >= WARM_UP:
+            times.append(json.loads(plan)[0]["Execution Time"])
     return statistics.median(times)
 
 
@@ -73,6 +77,7 @@ async def sundial(size: int, window_s: float) -> dict:
                                  spread_s=FEW_EVERY_S, prefix="bench-few-")
             conn = await asyncpg.connect(db)
             try:
+                await conn.execute("VACUUM (ANALYZE) schedules")
                 claim_ms = await _explain_ms(conn, q("claim_due_schedules"), 500, 0.0)
                 sleep_ms = await _explain_ms(conn, q("seconds_until_next_work"))
                 proc = infra.sundial(f"sundial-idle-{size}", ["scheduler"],
