@@ -37,6 +37,7 @@ from core.sql import q
 from worker.claim import Claim, Claimer, end_unstarted
 from worker.executor import MAX_ERROR_CHARS, Held, Outcome, Retry, execute
 from worker.handlers import HINTS, Context, Handler
+from worker.quarantine import Quarantine
 from worker.recorder import Finished, Recorder
 from worker.settings import WorkerSettings
 
@@ -53,6 +54,7 @@ HOLDER_RETRY_S = 0.5
 # What _outlast_holder found: the attempt is no longer running; it ended it 'dead'.
 GONE = object()
 ENDED = object()
+REQUEUED = object()
 
 
 class Consumer:
@@ -73,6 +75,7 @@ class Consumer:
         self._consumers: list[tuple[AbstractQueue, str]] = []
         self._connected = False
         self.claimer = Claimer(self._db, worker_id)
+        self.quarantine = Quarantine()
         self._stopped = asyncio.Event()
 
     @property
@@ -175,18 +178,7 @@ class Consumer:
 
         deliveries = int((message.headers or {}).get("x-delivery-count") or 0)
         if deliveries >= self.settings.delivery_limit:
-            error = f"delivered {deliveries + 1} times without a result; dead-lettered"
-            ended = await self._db(lambda c: end_unstarted(c, run, "dead", error))
-            if not ended and message.redelivered:
-                # Perhaps running on a worker that died with it, like every delivery
-                # before: once that worker's lease is out, the run ends 'dead' too.
-                outlasted = await self._outlast_holder(message, run, dead_error=error)
-                if outlasted is None:
-                    return
-                ended = outlasted is ENDED
-            self.counts["dead"] += 1
-            log.error("run.dead", deliveries=deliveries + 1, ended=ended, **fields)
-            await acks.reject(message, requeue=False)
+            await self._at_delivery_limit(message, run, deliveries, fields)
             return
 
         handler = self.handlers.get(run.handler)
@@ -201,15 +193,17 @@ class Consumer:
             await acks.reject(message, requeue=False)
             return
         row = claimed.run
+        alone = False
         if claimed.claim is Claim.RUNNING and message.redelivered:
             # The broker gave this message back: the channel of the worker running the
             # attempt closed. Wait for that worker to finish it, or take it over if its
-            # heartbeat stops (it died, perhaps killed by this very run).
+            # heartbeat stops (it died, perhaps killed by this very run: so it runs
+            # alone here, and a crash it causes takes no bystander with it).
             outlasted = await self._outlast_holder(message, run)
             if outlasted is None:
                 return
             if isinstance(outlasted, asyncpg.Record):
-                row = outlasted
+                row, alone = outlasted, True
                 log.warning("run.taken_over", deliveries=deliveries + 1, **fields)
         if row is None:
             kind = "duplicate" if claimed.claim is Claim.RUNNING else claimed.claim.value
@@ -226,7 +220,12 @@ class Consumer:
         # From here on the run is ours: whatever happens, it gets an outcome (a requeued
         # message would find it running and be dropped as a duplicate).
         try:
-            outcome = await self._execute(run, row, handler, held)
+            if not alone:
+                await self.quarantine.enter()
+            try:
+                outcome = await self._execute(run, row, handler, held)
+            finally:
+                await (self.quarantine.leave_alone() if alone else self.quarantine.leave())
         except Exception as exc:
             log.exception("run.execute_failed", **fields)
             outcome = Outcome("failed", error=f"the worker failed running it: "
@@ -234,13 +233,45 @@ class Consumer:
         held.finished = True
         self.recorder.add(Finished(message, held, outcome))
 
+    async def _at_delivery_limit(self, message: AbstractIncomingMessage, run: RunMessage,
+                                 deliveries: int, fields: dict[str, Any]) -> None:
+        """The broker delivered this message `delivery_limit` times before, and a worker
+        died (or its channel closed, or it gave the message back) holding it each time.
+        A run that never started ends 'dead' (the limit stops a message bouncing before
+        its claim). A started one ends 'dead' only if it was executing at every one of
+        those deliveries; a bystander (it waited in a worker another run killed) gets a
+        fresh message instead."""
+        error = f"delivered {deliveries + 1} times without a result; dead-lettered"
+        outcome = ENDED if await self._db(lambda c: end_unstarted(c, run, "dead", error)) else GONE
+        if outcome is GONE and message.redelivered:
+            outcome = await self._outlast_holder(message, run, at_limit=error)
+            if outcome is None:
+                return
+        if outcome is REQUEUED:
+            log.warning("run.republished", deliveries=deliveries + 1,
+                        reason="delivery limit reached while it waited in a dying worker",
+                        **fields)
+            self.recorder.add(Finished(message))
+            return
+        if outcome is GONE and await self._db(lambda c: c.fetchrow(q("run_state"), run.run_id)):
+            # Ended meanwhile (its worker was alive after all): a duplicate.
+            self.counts["duplicate"] += 1
+            log.info("run.duplicate", detail="ended while its message was redelivered", **fields)
+            self.recorder.add(Finished(message))
+            return
+        self.counts["dead"] += 1
+        log.error("run.dead", deliveries=deliveries + 1, ended=outcome is ENDED, **fields)
+        await self.recorder.acks.reject(message, requeue=False)
+
     async def _outlast_holder(self, message: AbstractIncomingMessage, run: RunMessage, *,
-                              dead_error: str | None = None) -> asyncpg.Record | object | None:
+                              at_limit: str | None = None) -> asyncpg.Record | object | None:
         """Hold a redelivered message while its attempt runs elsewhere, checking when the
         holder's lease would run out. Returns GONE once the attempt is no longer running
-        (finished, or rescued by the reaper), the claimed row after taking the attempt
-        over (or ENDED, with `dead_error`, after ending it 'dead'), None if the worker
-        is stopping (the message went back to the queue)."""
+        (finished, or rescued by the reaper); then the claimed row after taking the
+        attempt over, with the quarantine held alone (the caller leaves it); or, at the
+        delivery limit (`at_limit`: the error), ENDED after ending it 'dead' or REQUEUED
+        after queueing it for a fresh message. None if the worker is stopping (the
+        message went back to the queue)."""
         lease = self.settings.run_lease_s
         while not self.stopping:
             state = await self._db(lambda c: c.fetchrow(q("run_holder"), run.run_id,
@@ -249,22 +280,41 @@ class Consumer:
                 return GONE
             stale_in = state["stale_in"] or 0.0
             if stale_in <= 0:
-                if dead_error is not None:
-                    ended = await self._db(lambda c: c.fetchval(
-                        q("end_abandoned_run"), run.run_id, run.attempt, dead_error, lease))
-                    if ended is not None:
-                        return ENDED
+                if at_limit is not None:
+                    outcome = await self._end_abandoned(run, at_limit, lease)
+                    if outcome is not None:
+                        return outcome
                 else:
+                    await self.quarantine.enter_alone()
                     row = await self._db(lambda c: c.fetchrow(
                         q("take_over_run"), run.run_id, run.attempt, self.worker_id, lease))
                     if row is not None:
                         return row
+                    await self.quarantine.leave_alone()
                 # Heard from just now, or rescued meanwhile: look again shortly.
                 stale_in = HOLDER_RETRY_S
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._stopped.wait(), stale_in + HOLDER_SLACK_S)
         await self.recorder.acks.reject(message, requeue=True)
         return None
+
+    async def _end_abandoned(self, run: RunMessage, error: str, lease: float) -> object | None:
+        """At the delivery limit, for an attempt whose worker's lease is out: 'dead' if
+        it was taken over at every delivery after the first, else queued again."""
+        executing_each_time = self.settings.delivery_limit - 1
+
+        async def end(conn: asyncpg.Connection) -> object | None:
+            async with conn.transaction():
+                if await conn.fetchval(q("end_abandoned_run"), run.run_id, run.attempt,
+                                       error, lease, executing_each_time) is not None:
+                    return ENDED
+                if await conn.fetchval(q("requeue_abandoned_run"), run.run_id, run.attempt,
+                                       lease) is not None:
+                    await wake_scheduler(conn, "requeued")
+                    return REQUEUED
+                return None
+
+        return await self._db(end)
 
     async def _execute(self, run: RunMessage, row: asyncpg.Record, handler: Handler,
                        held: Held) -> Outcome:

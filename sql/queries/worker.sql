@@ -94,6 +94,7 @@ WHERE id = $1;
 -- $3 runs the attempt again, instead of the reaper counting an attempt.
 UPDATE runs r
 SET worker_id = $3,
+    takeovers = r.takeovers + 1,
     started_at = now(),
     heartbeat_at = now(),
     updated_at = now()
@@ -108,7 +109,8 @@ RETURNING r.id, r.job_id, r.attempt, r.max_attempts, j.secret_payload,
 
 -- name: end_abandoned_run
 -- The delivery limit is reached and attempt $2 of run $1 is running on a worker whose
--- heartbeat is older than the lease ($4 s): every delivery died with its worker. 'dead'.
+-- heartbeat is older than the lease ($4 s), taken over at least $5 times: it was
+-- executing each time a worker died with its message. 'dead'.
 UPDATE runs
 SET status = 'dead',
     finished_at = now(),
@@ -118,6 +120,26 @@ WHERE id = $1
   AND attempt = $2
   AND status = 'running'
   AND heartbeat_at < now() - make_interval(secs => $4)
+  AND takeovers >= $5
+RETURNING id;
+
+-- name: requeue_abandoned_run
+-- The delivery limit is reached, but attempt $2 of run $1 was not executing at every
+-- crash (it waited in a worker that another run killed): queued again, the attempt not
+-- counted, for the outbox to publish a fresh message. Its worker's lease ($3 s) is out.
+UPDATE runs
+SET status = 'queued',
+    worker_id = NULL,
+    started_at = NULL,
+    heartbeat_at = NULL,
+    published_at = NULL,
+    publish_lease_until = NULL,
+    available_at = now(),
+    updated_at = now()
+WHERE id = $1
+  AND attempt = $2
+  AND status = 'running'
+  AND heartbeat_at < now() - make_interval(secs => $3)
 RETURNING id;
 
 -- name: run_state
