@@ -20,14 +20,18 @@ class Quarantine:
 
     async def enter(self) -> None:
         """Before an ordinary run executes."""
+        if not self._alone and not self._waiting:
+            self._running += 1     # the usual case, without the lock (one event loop)
+            return
         async with self._changed:
             await self._changed.wait_for(lambda: not self._alone and not self._waiting)
             self._running += 1
 
     async def leave(self) -> None:
-        async with self._changed:
-            self._running -= 1
-            self._changed.notify_all()
+        self._running -= 1
+        if self._waiting:
+            async with self._changed:
+                self._changed.notify_all()
 
     async def enter_alone(self) -> None:
         """Before a suspect executes: once nothing else does."""
