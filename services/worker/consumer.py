@@ -286,8 +286,12 @@ class Consumer:
                         return outcome
                 else:
                     await self.quarantine.enter_alone()
-                    row = await self._db(lambda c: c.fetchrow(
-                        q("take_over_run"), run.run_id, run.attempt, self.worker_id, lease))
+                    try:
+                        row = await self._db(lambda c: c.fetchrow(
+                            q("take_over_run"), run.run_id, run.attempt, self.worker_id, lease))
+                    except BaseException:
+                        await self.quarantine.leave_alone()
+                        raise
                     if row is not None:
                         return row
                     await self.quarantine.leave_alone()
