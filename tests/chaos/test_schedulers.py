@@ -36,10 +36,17 @@ async def test_sigkilled_schedulers_lose_and_double_nothing(db_url, amqp_url, qu
         await interval_schedules(conn, job, schedules, every_s=2)
         env = scheduler_env(db_url, amqp_url)
 
+        points = list(faults.POINTS)
+        rng.shuffle(points)
+        started = 0
+
         def start_scheduler() -> tuple[Process, str | None]:
-            # Half the instances also die at an injected point of the outbox's path.
-            point = rng.choice([None, *faults.POINTS]) if rng.random() < 0.5 else None
-            extra = {faults.ENV: f"{point}:0.5"} if point else {}
+            # Every other instance also dies at an injected point of the outbox's path,
+            # the points taken in turn: the first time it gets there.
+            nonlocal started
+            started += 1
+            point = points[(started // 2) % len(points)] if started % 2 else None
+            extra = {faults.ENV: point} if point else {}
             return processes(["scheduler"], {**env, **extra}), point
 
         worker = processes(["worker"], worker_env(db_url, amqp_url, queue))
