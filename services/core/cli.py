@@ -9,12 +9,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
 from core.errors import SundialError
 
 COMMAND_MODULES = ("core.commands", "scheduler.commands", "worker.commands", "api.commands")
+# The long-running services: SIGTERM stops them with exit 0 at any moment, start-up
+# included (until core.runtime.serve takes the signal over).
+SERVICES = frozenset({"scheduler", "worker", "api"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,9 +53,16 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
+def _stopped_while_starting(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    previous = signal.signal(signal.SIGTERM, _stopped_while_starting)
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command not in SERVICES:
+        signal.signal(signal.SIGTERM, previous)
     try:
         code = args.func(args)
     except SundialError as exc:

@@ -11,15 +11,41 @@ from collections.abc import Awaitable, Callable
 import prometheus_client as prom
 
 
+class _Startup:
+    done = False
+
+
+def started() -> None:
+    """The service is up. Before this, SIGTERM abandons start-up (waiting for PostgreSQL
+    or RabbitMQ, which may take forever) and exits 0; after it, it asks the service to
+    stop cleanly."""
+    _Startup.done = True
+
+
 async def serve(run: Callable[[], Awaitable[int | None]], stop: Callable[[], None], *,
-                metrics_port: int = 0) -> int:
-    """Run a service until it returns; SIGTERM and SIGINT ask it to stop cleanly."""
+                metrics_port: int = 0, announces_start: bool = False) -> int:
+    """Run a service until it returns; SIGTERM and SIGINT ask it to stop cleanly.
+    `announces_start`: the service calls `started()` once it is up; until then a signal
+    cancels it instead."""
     loop = asyncio.get_running_loop()
+    _Startup.done = not announces_start
+    task = asyncio.ensure_future(run())
+
+    def on_signal() -> None:
+        stop()
+        if not _Startup.done:
+            task.cancel()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop)
+        loop.add_signal_handler(sig, on_signal)
     if metrics_port:
         prom.start_http_server(metrics_port)
-    return int(await run() or 0)
+    try:
+        return int(await task or 0)
+    except asyncio.CancelledError:
+        if _Startup.done or not task.cancelled():
+            raise
+        return 0
 
 
 def iso_utc(timestamp: float | None) -> str | None:

@@ -132,6 +132,7 @@ class Scheduler:
     async def run(self) -> None:
         """Pass after pass until stopped; the current pass always finishes."""
         await self.start()
+        runtime.started()
         health_task = asyncio.create_task(self._health_log(), name="health-log")
         failures = 0
         try:
@@ -353,4 +354,5 @@ class Scheduler:
 
 async def serve(settings: Settings) -> int:
     scheduler = Scheduler(settings)
-    return await runtime.serve(scheduler.run, scheduler.stop, metrics_port=settings.metrics_port)
+    return await runtime.serve(scheduler.run, scheduler.stop, metrics_port=settings.metrics_port,
+                               announces_start=True)

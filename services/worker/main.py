@@ -69,6 +69,7 @@ class Worker:
         code = 0
         try:
             await self.consumer.start()
+            runtime.started()
             stop = asyncio.create_task(self.stopping.wait(), name="stop")
             done, _ = await asyncio.wait([*tasks, stop], return_when=asyncio.FIRST_COMPLETED)
             for task in done - {stop}:
@@ -130,4 +131,5 @@ class Worker:
 
 async def serve(settings: WorkerSettings) -> int:
     worker = Worker(settings)
-    return await runtime.serve(worker.run, worker.stop, metrics_port=settings.metrics_port)
+    return await runtime.serve(worker.run, worker.stop, metrics_port=settings.metrics_port,
+                               announces_start=True)

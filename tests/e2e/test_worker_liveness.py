@@ -10,7 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aio_pika
 
 from core.broker import declare_topology, queue_name
-from tests.conftest import ROOT, wait_for
+from tests.conftest import ROOT, free_port, service_env, wait_for
 from tests.e2e.test_worker import add_job, dead_letters, events, publish, trigger, wait_final, worker_env
 from tests.faults import tcp_proxy
 
@@ -99,3 +99,24 @@ async def test_worker_cut_off_from_the_database_stops_its_runs_before_they_are_r
                                  what="the cut-off worker to stop its run")
         assert stopped[0]["run_id"] == run_id and stopped[0]["attempt"] == 1
         assert first.alive()
+
+
+async def test_sigterm_while_waiting_for_the_broker_or_the_database_exits_0(
+        db_url, amqp_url, queue, processes):
+    # Nothing listens on these ports: the services wait, with backoff, for ever.
+    nowhere = free_port()
+    worker = processes(["worker"], worker_env(
+        db_url, amqp_url.replace(f":{urlsplit(amqp_url).port}/", f":{nowhere}/"), queue))
+    parts = urlsplit(db_url)
+    scheduler = processes(["scheduler"], service_env(
+        urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{nowhere}")), amqp_url))
+    await wait_for(lambda: _async(b"broker.connect_retry" in worker.log_path.read_bytes()), 20,
+                   what="the worker to wait for the broker")
+    await wait_for(lambda: _async(b"db.connect_retry" in scheduler.log_path.read_bytes()), 20,
+                   what="the scheduler to wait for the database")
+    assert worker.stop(timeout=10) == 0
+    assert scheduler.stop(timeout=10) == 0
+
+
+async def _async(value: bool) -> bool:
+    return value
