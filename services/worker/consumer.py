@@ -51,8 +51,10 @@ BROKER_CALL_TIMEOUT_S = 5.0
 # A redelivered message's attempt is looked at again this long after its lease runs out.
 HOLDER_SLACK_S = 0.05
 HOLDER_RETRY_S = 0.5
-# What _outlast_holder found: the attempt is no longer running; it ended it 'dead'.
+# What _outlast_holder found: the attempt is no longer running (it ended, or the reaper
+# rescued it); there is no such run; it ended it 'dead'; it queued it again.
 GONE = object()
+MISSING = object()
 ENDED = object()
 REQUEUED = object()
 
@@ -68,7 +70,7 @@ class Consumer:
         self.held = recorder.held
         self.counts = recorder.counts
         self.tasks: set[asyncio.Task] = set()
-        self.stopping = False
+        self._stopping = asyncio.Event()
         self.last_execution: float | None = None
         self._rng = random.Random()
         self._connection: AbstractRobustConnection | None = None
@@ -76,7 +78,10 @@ class Consumer:
         self._connected = False
         self.claimer = Claimer(self._db, worker_id)
         self.quarantine = Quarantine()
-        self._stopped = asyncio.Event()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
 
     @property
     def connected(self) -> bool:
@@ -122,8 +127,7 @@ class Consumer:
         log.info("broker.reconnected", queues=list(self.settings.worker_queues))
 
     async def stop_consuming(self) -> None:
-        self.stopping = True
-        self._stopped.set()
+        self._stopping.set()
         for queue, tag in self._consumers:
             try:
                 await asyncio.wait_for(queue.cancel(tag), BROKER_CALL_TIMEOUT_S)
@@ -242,8 +246,9 @@ class Consumer:
         those deliveries; a bystander (it waited in a worker another run killed) gets a
         fresh message instead."""
         error = f"delivered {deliveries + 1} times without a result; dead-lettered"
-        outcome = ENDED if await self._db(lambda c: end_unstarted(c, run, "dead", error)) else GONE
-        if outcome is GONE and message.redelivered:
+        if await self._db(lambda c: end_unstarted(c, run, "dead", error)):
+            outcome = ENDED
+        else:
             outcome = await self._outlast_holder(message, run, at_limit=error)
             if outcome is None:
                 return
@@ -253,7 +258,7 @@ class Consumer:
                         **fields)
             self.recorder.add(Finished(message))
             return
-        if outcome is GONE and await self._db(lambda c: c.fetchrow(q("run_state"), run.run_id)):
+        if outcome is GONE:
             # Ended meanwhile (its worker was alive after all): a duplicate.
             self.counts["duplicate"] += 1
             log.info("run.duplicate", detail="ended while its message was redelivered", **fields)
@@ -267,7 +272,8 @@ class Consumer:
                               at_limit: str | None = None) -> asyncpg.Record | object | None:
         """Hold a redelivered message while its attempt runs elsewhere, checking when the
         holder's lease would run out. Returns GONE once the attempt is no longer running
-        (finished, or rescued by the reaper); then the claimed row after taking the
+        (finished, or rescued by the reaper), MISSING if there is no such run; else the
+        claimed row after taking the
         attempt over, with the quarantine held alone (the caller leaves it); or, at the
         delivery limit (`at_limit`: the error), ENDED after ending it 'dead' or REQUEUED
         after queueing it for a fresh message. None if the worker is stopping (the
@@ -276,7 +282,9 @@ class Consumer:
         while not self.stopping:
             state = await self._db(lambda c: c.fetchrow(q("run_holder"), run.run_id,
                                                         run.attempt, lease))
-            if state is None or not state["running"]:
+            if state is None:
+                return MISSING
+            if not state["running"]:
                 return GONE
             stale_in = state["stale_in"] or 0.0
             if stale_in <= 0:
@@ -298,7 +306,7 @@ class Consumer:
                 # Heard from just now, or rescued meanwhile: look again shortly.
                 stale_in = HOLDER_RETRY_S
             with suppress(TimeoutError):
-                await asyncio.wait_for(self._stopped.wait(), stale_in + HOLDER_SLACK_S)
+                await asyncio.wait_for(self._stopping.wait(), stale_in + HOLDER_SLACK_S)
         await self.recorder.acks.reject(message, requeue=True)
         return None
 
