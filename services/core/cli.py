@@ -17,8 +17,11 @@ from core.errors import SundialError
 
 COMMAND_MODULES = ("core.commands", "scheduler.commands", "worker.commands", "api.commands")
 # The long-running services: SIGTERM stops them with exit 0 at any moment, start-up
-# included (until core.runtime.serve takes the signal over).
+# included. Until core.runtime.serve takes the signal over it is only noted (raising
+# from a signal handler is lost when it lands inside an import's callback), and serve
+# stops the service as soon as it starts.
 SERVICES = frozenset({"scheduler", "worker", "api"})
+_stop_requested = False
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,12 +56,18 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-def _stopped_while_starting(_signum: int, _frame: object) -> None:
-    raise SystemExit(0)
+def _note_stop(_signum: int, _frame: object) -> None:
+    global _stop_requested
+    _stop_requested = True
+
+
+def stop_requested() -> bool:
+    """Whether SIGTERM arrived before the service's event loop took the signal over."""
+    return _stop_requested
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    previous = signal.signal(signal.SIGTERM, _stopped_while_starting)
+    previous = signal.signal(signal.SIGTERM, _note_stop)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command not in SERVICES:

@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable
 
 import prometheus_client as prom
 
+from core.cli import stop_requested
+
 
 class _Startup:
     done = False
@@ -38,6 +40,8 @@ async def serve(run: Callable[[], Awaitable[int | None]], stop: Callable[[], Non
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
+    if stop_requested():
+        on_signal()   # SIGTERM came while the process was still loading
     if metrics_port:
         prom.start_http_server(metrics_port)
     try:
