@@ -8,7 +8,6 @@ with the status that means it: 401/403, 404, 409, 413, 422 naming field, value a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib.util
 import json
 import time
@@ -26,7 +25,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import probes
-from api.auth import authorize
+from api.auth import KeyCache, authorize
 from api.errors import Conflict, Forbidden, Unauthorized
 from api.routes import jobs, runs, schedules, system
 from api.service import Service
@@ -60,14 +59,17 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         app.state.pool = pool
         app.state.publisher = publisher
         app.state.service = Service(pool, settings, publisher)
+        app.state.key_cache = KeyCache(settings.api_key_cache_s)
         log.info("api.started", host=settings.api_host, port=settings.api_port)
-        liveness = asyncio.create_task(_liveness(settings), name="liveness")
+        tasks = [asyncio.create_task(_liveness(settings), name="liveness"),
+                 asyncio.create_task(app.state.key_cache.follow(settings.database_url),
+                                     name="key-changes")]
         try:
             yield
         finally:
-            liveness.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await liveness
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await publisher.close()
             await pool.close()
             log.info("api.stopped")

@@ -6,13 +6,20 @@ for keys this random (no dictionary to attack), and the comparison is constant-t
 
 Roles: `viewer` reads (GET, HEAD), `admin` does everything. The check is a dependency of
 the /api router itself, so a route added there is denied by default.
+
+A verified key is remembered for a few seconds (`KeyCache`), so most requests need no
+lookup. Every change to a key is announced by the database (migration 0003) and empties
+the cache at once; while the API is not listening for those, nothing is remembered.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -21,12 +28,19 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import Forbidden, Unauthorized
+from core.db import CONNECTION_ERRORS, connect
+from core.logging import get_logger
 from core.sql import q
+
+log = get_logger("api.auth")
 
 Role = Literal["admin", "viewer"]
 ROLES: tuple[str, ...] = ("admin", "viewer")
 KEY_SCHEME = "sdl"
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# The NOTIFY channel of migration 0003: a key was changed, revoked or deleted.
+KEYS_CHANNEL = "sundial_api_keys"
+RELISTEN_PAUSE_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,16 +74,80 @@ def parse_prefix(key: str) -> str | None:
     return parts[1]
 
 
-async def authenticate(pool: asyncpg.Pool, key: str | None) -> Principal:
+class KeyCache:
+    """Keys verified in the last `ttl_s` seconds (never past their expiry), by hash.
+
+    Only while `follow` listens for the database's announcements of key changes: each
+    one empties the cache, and so does losing the connection that hears them. A lookup
+    that started before an announcement is not remembered (`generation`).
+    """
+
+    def __init__(self, ttl_s: float):
+        self.ttl_s = ttl_s
+        self.listening = False
+        self.generation = 0
+        self._keys: dict[str, tuple[Principal, float]] = {}
+
+    def get(self, digest: str) -> Principal | None:
+        entry = self._keys.get(digest)
+        if entry is None or not self.listening:
+            return None
+        if time.monotonic() >= entry[1]:
+            del self._keys[digest]
+            return None
+        return entry[0]
+
+    def put(self, digest: str, who: Principal, *, generation: int,
+            expires_in_s: float | None) -> None:
+        if not self.listening or generation != self.generation:
+            return
+        lifetime = self.ttl_s if expires_in_s is None else min(self.ttl_s, expires_in_s)
+        if lifetime > 0:
+            self._keys[digest] = (who, time.monotonic() + lifetime)
+
+    def clear(self) -> None:
+        self._keys.clear()
+        self.generation += 1
+
+    async def follow(self, dsn: str) -> None:
+        """LISTEN for key changes for as long as it runs, reconnecting after a loss."""
+        if self.ttl_s <= 0:
+            return
+        while True:
+            conn = await connect(dsn)
+            lost = asyncio.Event()
+            conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
+            try:
+                await conn.add_listener(KEYS_CHANNEL, lambda *_args: self.clear())
+                self.clear()
+                self.listening = True
+                await lost.wait()
+                log.warning("api.keys_listen_lost", cache="off until listening again")
+            except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+                log.warning("api.keys_listen_failed", error=repr(exc))
+            finally:
+                self.listening = False
+                self.clear()
+                with contextlib.suppress(*CONNECTION_ERRORS):
+                    await conn.close(timeout=1)
+            await asyncio.sleep(RELISTEN_PAUSE_S)
+
+
+async def authenticate(pool: asyncpg.Pool, key: str | None,
+                       cache: KeyCache | None = None) -> Principal:
     """The principal of a key; Unauthorized naming the problem otherwise."""
     if not key:
         raise Unauthorized()
     prefix = parse_prefix(key)
     if prefix is None:
         raise Unauthorized("invalid API key")
+    digest = hash_key(key)
+    if cache is not None and (who := cache.get(digest)) is not None:
+        return who
+    generation = cache.generation if cache is not None else 0
     async with pool.acquire() as conn:
         row = await conn.fetchrow(q("find_api_key"), prefix)
-        if row is None or not hmac.compare_digest(row["key_hash"], hash_key(key)):
+        if row is None or not hmac.compare_digest(row["key_hash"], digest):
             raise Unauthorized("invalid API key")
         if row["revoked"]:
             raise Unauthorized("this API key was revoked")
@@ -77,7 +155,10 @@ async def authenticate(pool: asyncpg.Pool, key: str | None) -> Principal:
             raise Unauthorized("this API key has expired")
         if row["touch_due"]:
             await conn.execute(q("touch_api_key"), row["id"])
-    return Principal(row["id"], row["name"], row["role"])
+    who = Principal(row["id"], row["name"], row["role"])
+    if cache is not None:
+        cache.put(digest, who, generation=generation, expires_in_s=row["expires_in_s"])
+    return who
 
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from `sundial keys create`.")
@@ -88,7 +169,7 @@ async def principal(request: Request,
                     ) -> Principal:
     """The caller, from `Authorization: Bearer <key>` (401 without a valid key)."""
     key = credentials.credentials if credentials else None
-    return await authenticate(request.app.state.pool, key)
+    return await authenticate(request.app.state.pool, key, request.app.state.key_cache)
 
 
 async def authorize(request: Request, who: Annotated[Principal, Depends(principal)]) -> None:

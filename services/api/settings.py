@@ -22,6 +22,10 @@ class ApiSettings(Settings):
     api_max_payload_bytes: int = Field(
         64 * 1024, ge=16, validation_alias=env("API_MAX_PAYLOAD_BYTES"),
         description="the largest job payload accepted (as JSON), in bytes, >= 16")
+    api_key_cache_s: float = Field(
+        10.0, ge=0, le=3600, validation_alias=env("API_KEY_CACHE_SECONDS"),
+        description="how long a verified API key is remembered, in seconds, 0-3600 (0: "
+                    "looked up on every request); a change to a key ends it at once")
     # The workers' SSRF policy, read from the same variable, so the API refuses at
     # creation what the workers would refuse at every run.
     http_allowed_networks: Annotated[tuple[Network, ...], NoDecode] = Field(

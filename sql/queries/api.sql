@@ -18,11 +18,13 @@ VALUES ($1, $2, $3, $4, now() + make_interval(days => $5::integer))
 RETURNING id, name, prefix, role, created_at, expires_at, revoked_at, last_used_at;
 
 -- name: find_api_key
--- The key with this prefix, with its state judged by the database's clock, and whether
--- its last_used_at is due to be written (touch_api_key).
+-- The key with this prefix, with its state judged by the database's clock (and the
+-- seconds it has left, NULL if it never expires), and whether its last_used_at is due
+-- to be written (touch_api_key).
 SELECT id, name, key_hash, role,
        revoked_at IS NOT NULL AS revoked,
        expires_at IS NOT NULL AND expires_at <= now() AS expired,
+       EXTRACT(EPOCH FROM expires_at - now())::float8 AS expires_in_s,
        last_used_at IS NULL OR last_used_at < now() - interval '1 minute' AS touch_due
 FROM api_keys
 WHERE prefix = $1;
