@@ -201,9 +201,9 @@ def results_table(results: dict) -> list[str]:
         for name, path, source in (
                 ("trigger latency p50, from the httpx call", ("from_call",), "same requests"),
                 ("of which request -> run inserted, p50", ("breakdown", "wire_to_inserted"),
-                 "`runs.created_at`"),
+                 "runs.created_at"),
                 ("of which run inserted -> worker start, p50",
-                 ("breakdown", "inserted_to_started"), "`runs.started_at - created_at`"),
+                 ("breakdown", "inserted_to_started"), "runs.started_at - created_at"),
                 ("RabbitMQ alone: quorum publish -> deliver, p50",
                  ("breakdown", "broker_publish_to_deliver"),
                  "bare aiormq publisher + consumer, same vhost")):
@@ -373,6 +373,10 @@ def render(results: dict, source: Path) -> str:
 
 def _method(results: dict) -> list[str]:
     s = results["sizes"]
+    trigger = _get(results, "measures", "trigger", "sundial") or {}
+    call_p50 = _get(trigger, "from_call", "p50_ms")
+    client_ms = ("" if call_p50 is None or trigger.get("p50_ms") is None else
+                 f", {call_p50 - trigger['p50_ms']:.1f} ms more at p50 in this run,")
     return [
         "## How each figure is measured", "",
         "Reproduce all of it with `make bench` (installs the `bench` extras, then "
@@ -404,7 +408,7 @@ def _method(results: dict) -> list[str]:
         "time, 20 ms apart, after 20 not counted; `runs.started_at` - the instant the request "
         "went on the wire (httpx's trace event `http11.send_request_headers.started`). Also "
         "kept: the same from the instant httpx was called (httpx's own work before the "
-        "first write, ~0.7 ms p50 on this machine, is the client's, not the API's), the "
+        f"first write{client_ms} is the client's, not the API's), the "
         "split at `runs.created_at`, and RabbitMQ's own publish -> deliver on a durable "
         "quorum queue (a bare aiormq publisher with confirms and a consumer, 300 messages "
         "20 ms apart). APScheduler 4: `add_job` from a client against one worker process; "
