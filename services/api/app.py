@@ -62,14 +62,17 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         app.state.key_cache = KeyCache(settings.api_key_cache_s)
         log.info("api.started", host=settings.api_host, port=settings.api_port)
         tasks = [asyncio.create_task(_liveness(settings), name="liveness"),
-                 asyncio.create_task(app.state.key_cache.follow(settings.database_url),
+                 asyncio.create_task(app.state.key_cache.follow(settings.database_url, pool),
                                      name="key-changes")]
         try:
             yield
         finally:
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            for task, result in zip(tasks, await asyncio.gather(*tasks, return_exceptions=True),
+                                    strict=True):
+                if not isinstance(result, asyncio.CancelledError | None):
+                    log.error("api.task_failed", task=task.get_name(), error=repr(result))
             await publisher.close()
             await pool.close()
             log.info("api.stopped")

@@ -41,6 +41,11 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # The NOTIFY channel of migration 0003: a key was changed, revoked or deleted.
 KEYS_CHANNEL = "sundial_api_keys"
 RELISTEN_PAUSE_S = 1.0
+# How often the listening connection proves it still hears (a ping sent through the
+# pool must come back on it), and how long the ping may take.
+CHECK_EVERY_S = 5.0
+PING_TIMEOUT_S = 2.0
+PING = "ping"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,39 +103,68 @@ class KeyCache:
         return entry[0]
 
     def put(self, digest: str, who: Principal, *, generation: int,
-            expires_in_s: float | None) -> None:
+            expires_in_s: float | None, asked_at: float) -> None:
+        """Remember a key looked up at `asked_at` (monotonic), when `generation` was current."""
         if not self.listening or generation != self.generation:
             return
         lifetime = self.ttl_s if expires_in_s is None else min(self.ttl_s, expires_in_s)
         if lifetime > 0:
-            self._keys[digest] = (who, time.monotonic() + lifetime)
+            self._keys[digest] = (who, asked_at + lifetime)
 
     def clear(self) -> None:
         self._keys.clear()
         self.generation += 1
 
-    async def follow(self, dsn: str) -> None:
-        """LISTEN for key changes for as long as it runs, reconnecting after a loss."""
+    async def follow(self, dsn: str, pool: asyncpg.Pool) -> None:
+        """LISTEN for key changes for as long as it runs, reconnecting after a loss.
+
+        A connection can die without the socket saying so: every few seconds a ping
+        sent through the pool must come back on it, or it counts as lost.
+        """
         if self.ttl_s <= 0:
             return
         while True:
-            conn = await connect(dsn)
-            lost = asyncio.Event()
-            conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
             try:
-                await conn.add_listener(KEYS_CHANNEL, lambda *_args: self.clear())
-                self.clear()
-                self.listening = True
-                await lost.wait()
-                log.warning("api.keys_listen_lost", cache="off until listening again")
+                await self._listen(dsn, pool)
             except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
                 log.warning("api.keys_listen_failed", error=repr(exc))
-            finally:
-                self.listening = False
-                self.clear()
-                with contextlib.suppress(*CONNECTION_ERRORS):
-                    await conn.close(timeout=1)
+            except Exception:
+                log.exception("api.keys_listen_failed")
             await asyncio.sleep(RELISTEN_PAUSE_S)
+
+    async def _listen(self, dsn: str, pool: asyncpg.Pool) -> None:
+        heard = asyncio.Event()
+
+        def on_notify(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+            heard.set()
+            if payload != PING:
+                self.clear()
+
+        conn = await connect(dsn)
+        closed = asyncio.Event()
+        conn.add_termination_listener(lambda _conn: closed.set())
+        try:
+            await conn.add_listener(KEYS_CHANNEL, on_notify)
+            self.clear()
+            self.listening = True
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(closed.wait(), min(CHECK_EVERY_S, self.ttl_s / 2))
+                if closed.is_set():
+                    break
+                heard.clear()
+                try:
+                    async with asyncio.timeout(PING_TIMEOUT_S):
+                        await pool.execute("SELECT pg_notify($1, $2)", KEYS_CHANNEL, PING)
+                        await heard.wait()
+                except TimeoutError:
+                    break
+            log.warning("api.keys_listen_lost", cache="off until listening again")
+        finally:
+            self.listening = False
+            self.clear()
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                await conn.close(timeout=1)
 
 
 async def authenticate(pool: asyncpg.Pool, key: str | None,
@@ -145,6 +179,7 @@ async def authenticate(pool: asyncpg.Pool, key: str | None,
     if cache is not None and (who := cache.get(digest)) is not None:
         return who
     generation = cache.generation if cache is not None else 0
+    asked_at = time.monotonic()
     async with pool.acquire() as conn:
         row = await conn.fetchrow(q("find_api_key"), prefix)
         if row is None or not hmac.compare_digest(row["key_hash"], digest):
@@ -157,7 +192,8 @@ async def authenticate(pool: asyncpg.Pool, key: str | None,
             await conn.execute(q("touch_api_key"), row["id"])
     who = Principal(row["id"], row["name"], row["role"])
     if cache is not None:
-        cache.put(digest, who, generation=generation, expires_in_s=row["expires_in_s"])
+        cache.put(digest, who, generation=generation, expires_in_s=row["expires_in_s"],
+                  asked_at=asked_at)
     return who
 
 

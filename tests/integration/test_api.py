@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,7 +15,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from api.app import create_app, route_table
-from api.auth import KEYS_CHANNEL
+from api.auth import CHECK_EVERY_S, KEYS_CHANNEL, PING_TIMEOUT_S
 from api.settings import ApiSettings
 from tests.conftest import wait_for
 
@@ -62,6 +64,9 @@ async def serving(db_url: str, amqp_url: str, **extra: Any) -> AsyncIterator[Api
         keys = {role: (await svc.create_key("test", f"{role}-key", role))[1]
                 for role in ("admin", "viewer")}
         transport = httpx.ASGITransport(app=app)
+        if app.state.key_cache.ttl_s > 0:
+            await wait_for(lambda: app.state.key_cache.listening, 10,
+                           what="the API to listen for key changes")
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
             yield Api(app, client, keys)
 
@@ -158,7 +163,6 @@ async def remembered_then_revoked_unannounced(db_url: str, amqp_url: str
     """An API that remembers keys for 5 minutes, and a key it has remembered that was
     then revoked with the announcing trigger off (on again afterwards)."""
     async with serving(db_url, amqp_url, API_KEY_CACHE_SECONDS=300) as api:
-        await wait_for(lambda: _listening(api), 10, what="the API to listen for key changes")
         row, key = await api.app.state.service.create_key("test", "cached", "admin")
         assert await _status_with(api, key) == 200
         await api.pool.execute("ALTER TABLE api_keys DISABLE TRIGGER api_keys_changed")
@@ -200,14 +204,60 @@ async def test_without_the_listening_connection_no_key_is_remembered(
 async def test_a_key_is_remembered_no_longer_than_it_is_valid(db_url: str,
                                                                amqp_url: str) -> None:
     async with serving(db_url, amqp_url, API_KEY_CACHE_SECONDS=300) as api:
-        await wait_for(lambda: _listening(api), 10, what="the API to listen for key changes")
         row, key = await api.app.state.service.create_key("test", "brief", "viewer")
         await api.pool.execute("UPDATE api_keys SET expires_at = now() + interval '1 second'"
                                " WHERE id = $1", row["id"])
-        await wait_for(lambda: _status_with(api, key), 2, interval=0.02,
-                       what="the key to be accepted (and remembered)")
+
+        async def accepted() -> bool:
+            return await _status_with(api, key) == 200
+        await wait_for(accepted, 2, interval=0.02, what="the key to be accepted (and remembered)")
         r = await _refused(api, key, within_s=3)
         assert "expired" in r.json()["detail"]
+
+
+async def test_a_role_change_or_deletion_of_a_remembered_key_is_seen_at_once(
+        db_url: str, amqp_url: str) -> None:
+    async with serving(db_url, amqp_url, API_KEY_CACHE_SECONDS=300) as api:
+        row, key = await api.app.state.service.create_key("test", "demoted", "admin")
+        headers = {"Authorization": f"Bearer {key}"}
+        assert (await api.client.post("/api/jobs", json=noop_job("by-admin"), headers=headers)
+                ).status_code == 201
+        await api.pool.execute("UPDATE api_keys SET role = 'viewer' WHERE id = $1", row["id"])
+
+        async def forbidden() -> bool:
+            r = await api.client.post("/api/jobs", json=noop_job("by-viewer"), headers=headers)
+            return r.status_code == 403
+        await wait_for(forbidden, 2, interval=0.02, what="the role change to be seen")
+        await api.pool.execute("DELETE FROM api_keys WHERE id = $1", row["id"])
+        assert "invalid" in (await _refused(api, key)).json()["detail"]
+
+
+async def test_every_column_that_grants_access_is_announced(api: Api) -> None:
+    """A column added to api_keys later must be added to the trigger (or listed here)."""
+    announced = {r["c"] for r in await api.pool.fetch(
+        "SELECT event_object_column AS c FROM information_schema.triggered_update_columns"
+        " WHERE trigger_name = 'api_keys_changed'")}
+    columns = {r["c"] for r in await api.pool.fetch(
+        "SELECT column_name AS c FROM information_schema.columns WHERE table_name = 'api_keys'")}
+    assert announced == columns - {"id", "created_at", "last_used_at"}
+
+
+async def test_a_listening_connection_that_stops_hearing_is_noticed(
+        db_url: str, amqp_url: str) -> None:
+    """Its socket open but its server process stopped: the ping does not come back, so
+    the API stops remembering keys, and listens again once the server is back."""
+    async with serving(db_url, amqp_url, API_KEY_CACHE_SECONDS=300) as api:
+        pid = await api.pool.fetchval(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND query LIKE $1", f"LISTEN %{KEYS_CHANNEL}%")
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            await wait_for(lambda: not _listening(api), CHECK_EVERY_S + PING_TIMEOUT_S + 3,
+                           interval=0.05, what="the API to notice the silent connection")
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        await wait_for(lambda: _listening(api), 15, what="the API to listen again")
 
 
 async def test_probes_need_no_key(api: Api) -> None:
