@@ -77,7 +77,11 @@ async def connect(dsn: str, *, attempts: int | None = None) -> asyncpg.Connectio
     @connect_retrying(attempts=attempts)
     async def _connect() -> asyncpg.Connection:
         conn = await asyncpg.connect(dsn)
-        await _init_connection(conn)
+        try:
+            await _init_connection(conn)
+        except BaseException:
+            conn.terminate()  # failed or cancelled half-way: not left open
+            raise
         return conn
 
     return await _connect()
