@@ -167,19 +167,18 @@ class KeyCache:
                 await conn.close(timeout=1)
 
 
-async def authenticate(pool: asyncpg.Pool, key: str | None,
-                       cache: KeyCache | None = None) -> Principal:
-    """The principal of a key; Unauthorized naming the problem otherwise."""
+async def authenticate(pool: asyncpg.Pool, key: str | None, cache: KeyCache) -> Principal:
+    """The principal of a key (remembered, or looked up); Unauthorized naming the problem
+    otherwise."""
     if not key:
         raise Unauthorized()
     prefix = parse_prefix(key)
     if prefix is None:
         raise Unauthorized("invalid API key")
     digest = hash_key(key)
-    if cache is not None and (who := cache.get(digest)) is not None:
+    if (who := cache.get(digest)) is not None:
         return who
-    generation = cache.generation if cache is not None else 0
-    asked_at = time.monotonic()
+    generation, asked_at = cache.generation, time.monotonic()
     async with pool.acquire() as conn:
         row = await conn.fetchrow(q("find_api_key"), prefix)
         if row is None or not hmac.compare_digest(row["key_hash"], digest):
@@ -191,9 +190,8 @@ async def authenticate(pool: asyncpg.Pool, key: str | None,
         if row["touch_due"]:
             await conn.execute(q("touch_api_key"), row["id"])
     who = Principal(row["id"], row["name"], row["role"])
-    if cache is not None:
-        cache.put(digest, who, generation=generation, expires_in_s=row["expires_in_s"],
-                  asked_at=asked_at)
+    cache.put(digest, who, generation=generation, expires_in_s=row["expires_in_s"],
+              asked_at=asked_at)
     return who
 
 
