@@ -15,10 +15,11 @@ SELECT pg_advisory_xact_lock(hashtextextended('sundial.job:' || $1::bigint, 0));
 -- cancelled, or a later attempt (a stale duplicate message); with $4, only if its job's
 -- concurrency policy is 'allow' (many such claims are pipelined in one transaction).
 -- Here and below, a message in hand proves the run was published, whether or not its
--- publisher lived to mark it.
+-- publisher lived to mark it. Takeovers are counted per message: a claim starts afresh.
 UPDATE runs r
 SET status = 'running',
     published_at = coalesce(r.published_at, now()),
+    takeovers = 0,
     started_at = now(),
     heartbeat_at = now(),
     worker_id = $3,

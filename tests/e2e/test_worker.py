@@ -137,6 +137,18 @@ async def test_a_delivered_run_counts_as_published_though_its_publisher_never_ma
     assert done["published_at"] is not None and done["published_at"] <= done["started_at"]
 
 
+async def test_a_claim_starts_the_takeover_count_afresh(pool, db_url, amqp_url, queue,
+                                                        processes):
+    """Takeovers are counted per message: a run queued again for a fresh message (after
+    waiting in dying workers) must not carry its old count to the next delivery limit."""
+    job = await add_job(pool, queue, "noop")
+    [run_id] = await trigger(pool, amqp_url, job)
+    await pool.execute("UPDATE runs SET takeovers = 2 WHERE id = $1", run_id)
+    processes(["worker"], worker_env(db_url, amqp_url, queue))
+    done = await wait_final(pool, run_id)
+    assert done["status"] == "succeeded" and done["takeovers"] == 0
+
+
 def scheduler_env(db_url: str, amqp_url: str, **extra: object) -> dict[str, str]:
     return service_env(db_url, amqp_url, SCHEDULER_POLL_INTERVAL=0.5, **extra)
 
