@@ -6,7 +6,8 @@ The job's concurrency policy is applied in the same transaction, serialised per 
 
 `Claimer` batches: messages that arrive while a claim is in progress are claimed
 together in one round trip (jobs with policy `allow`, the common case); anything that
-statement does not claim goes through `claim` one at a time, which explains why.
+statement does not claim goes through `claim` in its message's own task, which applies
+the policy or explains why.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import asyncpg
 
 from core.messages import RunMessage
 from core.sql import q
+from worker.executor import RELEASE, Outcome
+from worker.recorder import write_results
 
 
 class Claim(enum.Enum):
@@ -91,14 +94,21 @@ class Claimer:
 
     db: Db
     worker_id: str
-    _pending: list[tuple[RunMessage, asyncio.Future]] = field(default_factory=list)
+    _pending: list[tuple[RunMessage, asyncio.Future[ClaimResult | None]]] = field(
+        default_factory=list)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def claim(self, message: RunMessage) -> ClaimResult:
-        future: asyncio.Future[ClaimResult] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[ClaimResult | None] = asyncio.get_running_loop().create_future()
         self._pending.append((message, future))
         self._wake.set()
-        return await future
+        result = await future
+        if result is None:
+            # Another policy, or not claimable (a second copy of a message in the same
+            # batch included): the full claim, in this message's own task, applies the
+            # policy or says why.
+            result = await self.db(lambda c: claim(c, message, self.worker_id))
+        return result
 
     async def run(self) -> None:
         while True:
@@ -128,23 +138,9 @@ class Claimer:
         if orphans:
             # Their waiters were cancelled meanwhile (shutdown): queue them again at once,
             # the attempt not counted, for the outbox to publish.
-            await self.db(lambda c: c.execute(
-                q("record_results"), self.worker_id, [m.run_id for m in orphans],
-                [m.attempt for m in orphans], ["release"] * len(orphans), [None] * len(orphans),
-                [None] * len(orphans), [None] * len(orphans), [0.0] * len(orphans)))
+            released = [(m.run_id, m.attempt, Outcome(RELEASE)) for m in orphans]
+            await self.db(lambda c: write_results(c, self.worker_id, released))
         for message, future in live:
-            if future.done():
-                continue
-            row = claimed.pop((message.run_id, message.attempt), None)
-            if row is not None:
-                future.set_result(ClaimResult(Claim.CLAIMED, row))
-            else:
-                # Another policy, or not claimable (a second copy of a message in the
-                # same batch included): the full claim applies the policy or says why.
-                result = await self.db(lambda c, m=message: claim(c, m, self.worker_id))
-                _resolve(future, result)
-
-
-def _resolve(future: asyncio.Future, result: ClaimResult) -> None:
-    if not future.done():
-        future.set_result(result)
+            if not future.done():
+                row = claimed.pop((message.run_id, message.attempt), None)
+                future.set_result(None if row is None else ClaimResult(Claim.CLAIMED, row))

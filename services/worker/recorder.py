@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import defaultdict
+from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 
@@ -44,6 +45,23 @@ def _refused(exc: BaseException) -> bool:
         return True
     return isinstance(exc, asyncpg.PostgresError) and not isinstance(
         exc, (*CONNECTION_ERRORS, asyncpg.TransactionRollbackError))
+
+
+async def write_results(conn: asyncpg.Connection, worker_id: str,
+                        outcomes: Sequence[tuple[int, int, Outcome]]) -> list[asyncpg.Record]:
+    """Record (run id, attempt, outcome) of runs this worker holds: one statement, so one
+    transaction. The wake-up for runs queued again follows its commit; if it is lost, the
+    scheduler's once-a-second sweep finds them."""
+    columns: list[list] = [[], [], [], [], [], [], []]
+    for run_id, attempt, o in outcomes:
+        for column, value in zip(columns, (run_id, attempt, o.kind, o.result, o.error,
+                                           o.output, o.retry_in_s), strict=True):
+            column.append(value)
+    written = await conn.fetch(q("record_results"), worker_id, *columns)
+    if any(row["kind"] in ("retry", "release") for row in written):
+        with suppress(*CONNECTION_ERRORS, asyncpg.PostgresError):
+            await wake_scheduler(conn, "retry")
+    return written
 
 
 @dataclass(eq=False)
@@ -171,21 +189,12 @@ class Recorder:
             return await self._commit([f])
 
     async def _commit(self, batch: list[Finished]) -> list[asyncpg.Record]:
-        columns: list[list] = [[], [], [], [], [], [], []]
+        outcomes = []
         for f in batch:
             assert f.held is not None and f.outcome is not None
-            o = f.outcome
-            for column, value in zip(columns, (f.held.run_id, f.held.attempt, o.kind, o.result,
-                                               o.error, o.output, o.retry_in_s), strict=True):
-                column.append(value)
+            outcomes.append((f.held.run_id, f.held.attempt, f.outcome))
         async with self.pool.acquire() as conn:
-            # One statement, so one transaction. The wake-up follows its commit; if it is
-            # lost, the scheduler's once-a-second sweep finds the runs queued again.
-            written = await conn.fetch(q("record_results"), self.worker_id, *columns)
-            if any(row["kind"] in ("retry", "release") for row in written):
-                with suppress(*CONNECTION_ERRORS, asyncpg.PostgresError):
-                    await wake_scheduler(conn, "retry")
-        return written
+            return await write_results(conn, self.worker_id, outcomes)
 
     def _log_written(self, batch: list[Finished], written: list[asyncpg.Record]) -> None:
         kinds = {row["id"]: row["kind"] for row in written}
