@@ -93,6 +93,10 @@ class Outgoing:
     body: bytes
 
 
+# Messages per socket write when publishing many (see _publish_together).
+FRAME_BATCH = 250
+
+
 class Publisher:
     """Publishes with publisher confirms and `mandatory`, many messages in flight at once.
 
@@ -101,11 +105,9 @@ class Publisher:
     blocks on a broker that is down.
     """
 
-    def __init__(self, url: str, delivery_limit: int, *, frame_batch: int = 250,
-                 connect_timeout_s: float = 5.0):
+    def __init__(self, url: str, delivery_limit: int, *, connect_timeout_s: float = 5.0):
         self.url = url
         self.delivery_limit = delivery_limit
-        self.frame_batch = frame_batch  # messages per socket write
         self.connect_timeout_s = connect_timeout_s
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
@@ -167,20 +169,24 @@ class Publisher:
         assert self._channel is not None
         channel = await self._channel.get_underlay_channel()
         confirmations: list[asyncio.Future] = []
-        for start in range(0, len(messages), self.frame_batch):
-            confirmations += await _publish_together(
-                channel, messages[start:start + self.frame_batch])
+        for start in range(0, len(messages), FRAME_BATCH):
+            confirmations += await _publish_together(channel, messages[start:start + FRAME_BATCH])
         if confirmations:
-            await asyncio.wait([confirmations[0]])
-            faults.reached("after_publish")
+            confirmations[0].add_done_callback(lambda _f: faults.reached("after_publish"))
         results = await asyncio.gather(*confirmations, return_exceptions=True)
-        errors: list[BaseException | None] = [
-            r if isinstance(r, BaseException) else None if isinstance(r, Basic.Ack)
-            else PublishNotConfirmed(f"run {m.run_id}: broker answered {r!r}")
-            for m, r in zip(messages, results, strict=True)]
+        errors = [_error(m, r) for m, r in zip(messages, results, strict=True)]
         if any(e is not None for e in errors) and not self.connected:
             await self.close()
         return errors
+
+
+def _error(message: Outgoing, confirmation: object) -> BaseException | None:
+    """None for the broker's ack, else what went wrong."""
+    if isinstance(confirmation, BaseException):
+        return confirmation
+    if isinstance(confirmation, Basic.Ack):
+        return None
+    return PublishNotConfirmed(f"run {message.run_id}: broker answered {confirmation!r}")
 
 
 async def _publish_together(channel: aiormq.Channel,

@@ -14,13 +14,13 @@ import sys
 from collections.abc import Callable, Sequence
 
 from core.errors import SundialError
+from core.health import SERVICES
 
 COMMAND_MODULES = ("core.commands", "scheduler.commands", "worker.commands", "api.commands")
 # The long-running services: SIGTERM stops them with exit 0 at any moment, start-up
 # included. Until core.runtime.serve takes the signal over it is only noted (raising
 # from a signal handler is lost when it lands inside an import's callback), and serve
-# stops the service as soon as it starts.
-SERVICES = frozenset({"scheduler", "worker", "api"})
+# stops the service as soon as it starts (the services: core.health.SERVICES).
 _stop_requested = False
 
 

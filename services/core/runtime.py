@@ -12,16 +12,15 @@ import prometheus_client as prom
 
 from core.cli import stop_requested
 
-
-class _Startup:
-    done = False
+_started = False
 
 
 def started() -> None:
     """The service is up. Before this, SIGTERM abandons start-up (waiting for PostgreSQL
     or RabbitMQ, which may take forever) and exits 0; after it, it asks the service to
     stop cleanly."""
-    _Startup.done = True
+    global _started
+    _started = True
 
 
 async def serve(run: Callable[[], Awaitable[int | None]], stop: Callable[[], None], *,
@@ -29,13 +28,14 @@ async def serve(run: Callable[[], Awaitable[int | None]], stop: Callable[[], Non
     """Run a service until it returns; SIGTERM and SIGINT ask it to stop cleanly.
     `announces_start`: the service calls `started()` once it is up; until then a signal
     cancels it instead."""
+    global _started
     loop = asyncio.get_running_loop()
-    _Startup.done = not announces_start
+    _started = not announces_start
     task = asyncio.ensure_future(run())
 
     def on_signal() -> None:
         stop()
-        if not _Startup.done:
+        if not _started:
             task.cancel()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -47,7 +47,7 @@ async def serve(run: Callable[[], Awaitable[int | None]], stop: Callable[[], Non
     try:
         return int(await task or 0)
     except asyncio.CancelledError:
-        if _Startup.done or not task.cancelled():
+        if _started or not task.cancelled():
             raise
         return 0
 

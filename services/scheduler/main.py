@@ -91,7 +91,6 @@ class Scheduler:
         # Publish failures per schedule, recorded on the schedules after the pass.
         self._pending_failures: tuple[dict[int, int], str] | None = None
         self._publishing: set[asyncio.Task] = set()
-        self._pass_claimed = 0   # schedules the last pass claimed
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -140,9 +139,9 @@ class Scheduler:
                 self._wakeup.clear()
                 try:
                     # Shielded: a stop request lets the pass finish its transaction.
-                    await asyncio.shield(self.run_once())
+                    claimed = await asyncio.shield(self.run_once())
                     failures = 0
-                    delay = await self._sleep_time()
+                    delay = await self._sleep_time(claimed)
                 except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
                     failures += 1
                     delay = min(30.0, 0.5 * 2 ** min(failures, 6)) * self._rng.uniform(0.8, 1.2)
@@ -156,8 +155,8 @@ class Scheduler:
 
     # --- one pass ----------------------------------------------------------------------
 
-    async def run_once(self) -> None:
-        """Tick until nothing is due, publish, relay, reap."""
+    async def run_once(self) -> int:
+        """Tick until nothing is due, publish, relay, reap; the schedules it claimed."""
         assert self._pool is not None
         s = self.settings
         started = time.monotonic()
@@ -171,13 +170,13 @@ class Scheduler:
                 log.info("scheduler.trigger_served", instance=self.name)
 
         full = True
-        self._pass_claimed = 0
+        claimed = 0
         while full and not self.stopping.is_set():
             result = await tick(self._pool, batch_size=s.batch_size,
                                 look_ahead_s=s.look_ahead_s, lease_s=s.publish_lease_s,
                                 rng=self._rng)
             full = result.full
-            self._pass_claimed += result.claimed
+            claimed += result.claimed
             if result.created:
                 self.counters.created += result.created
                 self.counters.last_execution = time.time()
@@ -211,6 +210,7 @@ class Scheduler:
         PASS_SECONDS.observe(time.monotonic() - started)
         await self._record_status()
         health.beat(s.health_dir, "scheduler")
+        return claimed
 
     async def _start_publishing(self, rows: list[dict], run_schedules: dict[int, int]) -> None:
         """Publish a committed batch in the background, once fewer than PUBLISH_IN_FLIGHT
@@ -229,6 +229,11 @@ class Scheduler:
             # relay publishes them (again: a worker claims a run once).
             self._relay_due = True
             log.error("scheduler.publish_unrecorded", runs=len(rows), error=repr(exc))
+        except Exception:
+            # A bug, not an outage: said loudly (a background task's error is otherwise
+            # only seen when it is collected); the relay publishes the runs later.
+            self._relay_due = True
+            log.exception("scheduler.publish_failed", runs=len(rows))
 
     async def _publish(self, rows: list[dict], run_schedules: dict[int, int]) -> None:
         if not rows:
@@ -285,7 +290,8 @@ class Scheduler:
 
     # --- sleeping and waking -------------------------------------------------------------
 
-    async def _sleep_time(self) -> float:
+    async def _sleep_time(self, claimed: int) -> float:
+        """Until the next pass; `claimed`: schedules the pass just ended claimed."""
         assert self._pool is not None
         cap = self.settings.poll_interval_s
         row = await self._pool.fetchrow(q("seconds_until_next_work"))
@@ -297,14 +303,13 @@ class Scheduler:
             # The next thing to do is publishing from the outbox (a retry, jitter).
             self._relay_due = True
         backoff = max(0.0, self._publish_retry_at - time.monotonic())
-        if until <= 0 and self._pass_claimed and not backoff:
-            # Fell due during the pass (at a thousand slots a second, several have): the
-            # next pass follows almost at once, taking what falls due meanwhile with it.
-            return DUE_DURING_PASS_S
         if until <= 0:
-            # Due but not ours to take (another instance holds it, or the broker backs
-            # off): look again shortly.
-            return min(cap, max(BUSY_RETRY_S, backoff))
+            # Fell due during a pass that claimed (at a thousand slots a second, several
+            # have): the next follows almost at once, taking what falls due meanwhile.
+            # Else due but not ours to take (another instance holds it, or the broker
+            # backs off): look again shortly.
+            return (DUE_DURING_PASS_S if claimed and not backoff
+                    else min(cap, max(BUSY_RETRY_S, backoff)))
         return min(cap, until + 0.001)
 
     async def _sleep(self, seconds: float) -> None:
