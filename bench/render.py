@@ -1,7 +1,7 @@
 """Render docs/benchmarks.md and docs/benchmarks.png from a results file.
 
 Everything in the page comes from the JSON; the only hand-written text is the
-methodology and, for a missed target, WHY (what the profile showed).
+methodology and, for a missed target, WHY (where the time goes, with the run's figures).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bench import scale, trigger
 from bench.infra import ROOT
 from bench.stats import ratio
 
@@ -16,9 +17,8 @@ DOC = ROOT / "docs" / "benchmarks.md"
 PLOT = ROOT / "docs" / "benchmarks.png"
 PEERS = (("apscheduler", "APScheduler 4"), ("celery_beat", "Celery beat 5"))
 
-# What the profiles showed where a target is missed (py-spy record --rate 250 --format raw
-# on the process, 10 s, during the same scenario; figures are shares of its samples).
-# Placeholders are filled from the run's own results.
+# Where the time goes when a target is missed: what profiling showed (py-spy, see
+# `python -m bench.profile`), with placeholders filled from the run's own results.
 WHY: dict[str, str] = {
     "dispatch rate": (
         "one `sundial scheduler` is CPU-bound on its core while it clears a backlog "
@@ -28,9 +28,10 @@ WHY: dict[str, str] = {
         "tick's SQL and schedule math, `encode_run`, and the servers' own share."),
     "end-to-end rate": (
         "the machine is CPU-bound: every process shares 2 cores with PostgreSQL and RabbitMQ, "
-        "and going from 1 to 4 workers barely moves the rate. Per 20,000 runs with one worker, "
-        "CPU time split about worker 4.0 s, PostgreSQL 3.8 s, scheduler 1.9 s, RabbitMQ 1.3 s "
-        "(`/proc/<pid>/stat` of each, 2026-11-30). Claims are pipelined per batch of "
+        "and going from 1 to 4 workers barely moves the rate. With one worker, this run's "
+        "Sundial processes used worker {worker_cpu:.1f} s and scheduler {scheduler_cpu:.1f} s "
+        "of CPU (`/proc/<pid>/stat`); the rest of the two cores went to PostgreSQL and "
+        "RabbitMQ. Claims are pipelined per batch of "
         "prefetched messages and results written per batch with `multiple` acks; what remains "
         "per run in the worker is aio-pika's delivery handling, decoding the message and one "
         "task per run."),
@@ -39,9 +40,9 @@ WHY: dict[str, str] = {
         "on the wire -> run inserted p50 {wire_ins:.1f} ms (HTTP, the route, one INSERT of run, "
         "audit row and job lookup), inserted -> worker start p50 {ins_start:.1f} ms, of which "
         "RabbitMQ's own publish -> deliver on a durable quorum queue is {floor:.1f} ms p50 (a "
-        "bare aiormq publisher and consumer, same run). At light load every hop also pays for "
-        "waking an idle process (on the 2026-11-30 machine a `SELECT 1` round trip took "
-        "~0.35 ms after 20 ms idle, 0.05 ms back to back)."),
+        "bare aiormq publisher and consumer on the same broker, measured right after with "
+        "Sundial's processes stopped). At light load every hop also pays for waking an idle "
+        "process."),
     "fire lag (steady)": (
         "{passes_per_s:.0f} passes/s; the lag splits into slot -> tick "
         "(`runs.created_at - scheduled_for`, p50 {tick_p50:.0f} ms, p99 {tick_p99:.0f} ms) and "
@@ -60,10 +61,13 @@ def _why(measure: str, results: dict) -> str | None:
               "tick_p99": _get(steady, "breakdown", "slot_to_tick", "p99_ms") or 0,
               "pub_p50": _get(steady, "breakdown", "tick_to_published", "p50_ms") or 0,
               "pub_p99": _get(steady, "breakdown", "tick_to_published", "p99_ms") or 0}
-    trigger = _get(results, "measures", "trigger", "sundial", "breakdown") or {}
-    fields.update(wire_ins=_get(trigger, "wire_to_inserted", "p50_ms") or 0,
-                  ins_start=_get(trigger, "inserted_to_started", "p50_ms") or 0,
-                  floor=_get(trigger, "broker_publish_to_deliver", "p50_ms") or 0)
+    split = _get(results, "measures", "trigger", "sundial", "breakdown") or {}
+    one_worker = _get(results, "measures", "end_to_end", "sundial", "1") or {}
+    fields.update(wire_ins=_get(split, "wire_to_inserted", "p50_ms") or 0,
+                  ins_start=_get(split, "inserted_to_started", "p50_ms") or 0,
+                  floor=_get(split, "broker_publish_to_deliver", "p50_ms") or 0,
+                  worker_cpu=sum(one_worker.get("worker_cpu_s") or [0]),
+                  scheduler_cpu=one_worker.get("scheduler_cpu_s") or 0)
     return text.format(**fields) if text else None
 
 
@@ -243,7 +247,8 @@ def results_table(results: dict) -> list[str]:
                 continue
             lines.append(f"| tick cost, {n:,} stored (ms: claim + sleep-time query) | "
                          f"{_fmt(s['tick_ms'], 3)} | n/a: not SQL-visible | n/a: in memory | - | - "
-                         f"| `EXPLAIN ANALYZE` x51 after 20 warm-up runs, median |")
+                         f"| `EXPLAIN ANALYZE` x{s.get('explain_runs', scale.REPEAT)} after "
+                         f"{s.get('explain_warm_up', scale.WARM_UP)} warm-up runs, median |")
             for key, unit, name in (("cpu_core_pct", "% of a core", "idle CPU"),
                                     ("rss_mb", "MB", "RSS")):
                 a = (aps[1].get(key) if aps and "error" not in aps[1] and aps[0] == size
@@ -373,10 +378,16 @@ def render(results: dict, source: Path) -> str:
 
 def _method(results: dict) -> list[str]:
     s = results["sizes"]
-    trigger = _get(results, "measures", "trigger", "sundial") or {}
-    call_p50 = _get(trigger, "from_call", "p50_ms")
-    client_ms = ("" if call_p50 is None or trigger.get("p50_ms") is None else
-                 f", {call_p50 - trigger['p50_ms']:.1f} ms more at p50 in this run,")
+    sundial_trigger = _get(results, "measures", "trigger", "sundial") or {}
+    call_p50 = _get(sundial_trigger, "from_call", "p50_ms")
+    client_ms = ("" if call_p50 is None or sundial_trigger.get("p50_ms") is None else
+                 f", {call_p50 - sundial_trigger['p50_ms']:.1f} ms more at p50 in this run,")
+    pause_ms = sundial_trigger.get("pause_s", trigger.PAUSE_S) * 1000
+    floor_n = (_get(sundial_trigger, "breakdown", "broker_publish_to_deliver", "messages")
+               or trigger.BROKER_MESSAGES)
+    sized = next(iter((_get(results, "measures", "scale", "sundial") or {}).values()), {})
+    explain_runs = sized.get("explain_runs", scale.REPEAT)
+    explain_warm_up = sized.get("explain_warm_up", scale.WARM_UP)
     return [
         "## How each figure is measured", "",
         "Reproduce all of it with `make bench` (installs the `bench` extras, then "
@@ -405,13 +416,15 @@ def _method(results: dict) -> list[str]:
         "function, role-`worker` processes plus one role-`scheduler` process). Worker "
         "concurrency 100 on both sides.",
         f"3. **Trigger latency** — {s['triggers']:,} `POST /api/jobs/{{id}}/trigger` one at a "
-        "time, 20 ms apart, after 20 not counted; `runs.started_at` - the instant the request "
+        f"time, {pause_ms:.0f} ms apart, after {trigger.WARM_UP} not counted; "
+        "`runs.started_at` - the instant the request "
         "went on the wire (httpx's trace event `http11.send_request_headers.started`). Also "
         "kept: the same from the instant httpx was called (httpx's own work before the "
         f"first write{client_ms} is the client's, not the API's), the "
         "split at `runs.created_at`, and RabbitMQ's own publish -> deliver on a durable "
-        "quorum queue (a bare aiormq publisher with confirms and a consumer, 300 messages "
-        "20 ms apart). APScheduler 4: `add_job` from a client against one worker process; "
+        f"quorum queue (a bare aiormq publisher with confirms and a consumer, {floor_n} "
+        f"messages {pause_ms:.0f} ms apart, right after). APScheduler 4: `add_job` from a "
+        "client against one worker process; "
         "`job_results.started_at` - the call (its client is its own library).",
         f"4. **Fire lag** — {s['steady']:,} schedules every second, phases spread over the "
         f"second, for {s['steady_s']:.0f} s (the first 2 s not counted): Sundial "
@@ -421,7 +434,8 @@ def _method(results: dict) -> list[str]:
         "the last is published (peers: estimated from their dispatch rate, marked ~).",
         f"5. **Scale and idle** — {', '.join(f'{x:,}' for x in s['scale'])} stored schedules "
         "due in one to two hours, plus 10 due every 10 s, vacuumed and analysed. Tick cost: "
-        "median of 51 `EXPLAIN ANALYZE` (rolled back, after 20 unmeasured warm-up runs) of "
+        f"median of {explain_runs} `EXPLAIN ANALYZE` (rolled back, after {explain_warm_up} "
+        "unmeasured warm-up runs) of "
         "the claim query (`claim_due_schedules`, batch 500) "
         "plus the sleep-time query (`seconds_until_next_work`), the two statements of every "
         f"pass. Idle CPU over {s['idle_window_s']:.0f} s, once start-up is over (a second "

@@ -91,6 +91,7 @@ async def sundial(size: int, window_s: float) -> dict:
                 await conn.close()
     return {"schedules": size, "few_due": f"{FEW_DUE} every {FEW_EVERY_S:g} s",
             "claim_query_ms": claim_ms, "sleep_query_ms": sleep_ms,
+            "explain_runs": REPEAT, "explain_warm_up": WARM_UP,
             "tick_ms": claim_ms + sleep_ms, "cpu_core_pct": cpu * 100,
             "cpu_s_per_min": cpu * 60, "rss_mb": rss, "window_s": window_s,
             "runs_dispatched": runs,

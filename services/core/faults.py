@@ -17,7 +17,7 @@ import signal
 ENV = "SUNDIAL_FAULT_KILL_AT"
 
 POINTS = {
-    "after_claim": "a tick has locked and planned due schedules; no run inserted yet",
+    "after_claim": "a tick has locked due schedules; nothing planned or inserted yet",
     "after_commit": "a tick committed its runs; none published",
     "after_publish": "the first message of a batch is confirmed, the rest in flight",
     "before_mark_published": "every message of a batch is confirmed; published_at not set",

@@ -233,7 +233,7 @@ class Scheduler:
             # A bug, not an outage: said loudly (a background task's error is otherwise
             # only seen when it is collected); the relay publishes the runs later.
             self._relay_due = True
-            log.exception("scheduler.publish_failed", runs=len(rows))
+            log.exception("scheduler.publish_task_failed", runs=len(rows))
 
     async def _publish(self, rows: list[dict], run_schedules: dict[int, int]) -> None:
         if not rows:
