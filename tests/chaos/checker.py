@@ -78,7 +78,7 @@ async def dead_letter_ids(amqp_url: str) -> list[tuple[str, str]]:
 async def check(conn: asyncpg.Connection, amqp_url: str, *, seed: int | str,
                 expected_slots: Mapping[int, Iterable[datetime]] | None = None,
                 expected_dead: Iterable[str] = (), killed: Iterable[int] | None = None,
-                drain_timeout: float = 60) -> dict[str, int]:
+                reruns: bool = False, drain_timeout: float = 60) -> dict[str, int]:
     """Counts of every invariant violation, printed with the seed.
 
     `expected_slots`: schedule id -> the exact slots it must have run (default: every
@@ -86,6 +86,8 @@ async def check(conn: asyncpg.Connection, amqp_url: str, *, seed: int | str,
     `sundial.dead`. `killed`: pids of the workers the scenario killed: a run they were
     executing may legitimately execute again (taken over at the same attempt, or
     rescued at a later one); any other second execution is a double execution.
+    `reruns`: a run may execute again at a later attempt (never twice at one attempt),
+    as after a database cut longer than the lease; implied by `killed`.
     """
     await drain(conn, drain_timeout)
     counts: dict[str, int] = {}
@@ -132,7 +134,7 @@ async def check(conn: asyncpg.Connection, amqp_url: str, *, seed: int | str,
                WHERE r.status = 'succeeded' AND j.payload->>'function' = 'chaos.probe'
                  AND NOT EXISTS (SELECT 1 FROM probe_executions p
                                  WHERE p.run_id = r.id AND p.attempt = r.attempt)""")
-        if killed is None:
+        if killed is None and not reruns:
             counts["double_completions"] = await conn.fetchval(
                 "SELECT count(*) FROM (SELECT run_id FROM probe_executions "
                 "GROUP BY run_id HAVING count(*) > 1) d")

@@ -40,8 +40,12 @@ def target(url: str, default_port: int) -> tuple[str, int]:
     return "127.0.0.1", parts.port or default_port
 
 
+RUN_LEASE_S = 3
+
+
 def scheduler_env(db_url: str, amqp_url: str, **extra: object) -> dict[str, str]:
-    settings = dict(SCHEDULER_POLL_INTERVAL=0.5, SCHEDULER_BATCH_SIZE=200, RUN_LEASE_SECONDS=3,
+    settings = dict(SCHEDULER_POLL_INTERVAL=0.5, SCHEDULER_BATCH_SIZE=200,
+                    RUN_LEASE_SECONDS=RUN_LEASE_S,
                     SCHEDULER_PUBLISH_LEASE=2, HEALTHCHECK_INTERVAL=2)
     return service_env(db_url, amqp_url, **{**settings, **extra})
 

@@ -15,6 +15,7 @@ import pytest
 
 from tests.chaos.checker import check, violations
 from tests.chaos.stack import (
+    RUN_LEASE_S,
     consumers,
     freeze,
     interval_schedules,
@@ -117,10 +118,10 @@ async def test_database_cut_and_backends_terminated_every_process_recovers(
                 await wait_for(lambda: listening(conn), within_s, what="LISTEN re-established")
             assert scheduler.alive() and worker.alive(), "recovered without a restart"
             await freeze(conn)
-            # A cut longer than the lease (RUN_LEASE_SECONDS=3) lets the reaper rescue runs
-            # whose results could not be written: such a run executes again at its next
-            # attempt, by design (at-least-once execution). Never twice at one attempt.
-            counts = await check(conn, amqp_url, seed=seed, killed=[] if down_s > 3 else None)
+            # A cut longer than the lease lets the reaper rescue runs whose results could
+            # not be written: such a run executes again at its next attempt, by design
+            # (at-least-once execution). Never twice at one attempt.
+            counts = await check(conn, amqp_url, seed=seed, reruns=down_s > RUN_LEASE_S)
             again = await conn.fetchval("SELECT count(DISTINCT run_id) FROM probe_executions "
                                         "WHERE attempt > 1")
             print(f"seed={seed} runs executed again at a later attempt={again}")

@@ -77,6 +77,7 @@ async def test_sigkilled_schedulers_lose_and_double_nothing(db_url, amqp_url, qu
         print(f"seed={seed} kills={kills} killed at injected points: {injected}")
         assert not violations(counts), f"seed={seed}: {violations(counts)}"
         assert kills >= 2
+        assert any(injected.values()), f"seed={seed}: no instance died at an injected point"
         if seconds >= 60:
             assert all(injected.values()), f"seed={seed}: a fault point was never reached"
     finally:
