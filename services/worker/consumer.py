@@ -16,6 +16,7 @@ limit it ends 'dead' and its message goes to sundial.dead.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -203,7 +204,7 @@ class Consumer:
             # attempt closed. Wait for that worker to finish it, or take it over if its
             # heartbeat stops (it died, perhaps killed by this very run: so it runs
             # alone here, and a crash it causes takes no bystander with it).
-            outlasted = await self._outlast_holder(message, run)
+            outlasted = await self._outlast_holder(message, run, self._take_over)
             if outlasted is None:
                 return
             if isinstance(outlasted, asyncpg.Record):
@@ -249,7 +250,8 @@ class Consumer:
         if await self._db(lambda c: end_unstarted(c, run, "dead", error)):
             outcome = ENDED
         else:
-            outcome = await self._outlast_holder(message, run, at_limit=error)
+            outcome = await self._outlast_holder(
+                message, run, functools.partial(self._end_abandoned, error=error))
             if outcome is None:
                 return
         if outcome is REQUEUED:
@@ -268,15 +270,14 @@ class Consumer:
         log.error("run.dead", deliveries=deliveries + 1, ended=outcome is ENDED, **fields)
         await self.recorder.acks.reject(message, requeue=False)
 
-    async def _outlast_holder(self, message: AbstractIncomingMessage, run: RunMessage, *,
-                              at_limit: str | None = None) -> asyncpg.Record | object | None:
+    async def _outlast_holder(
+            self, message: AbstractIncomingMessage, run: RunMessage,
+            act: Callable[[RunMessage, float], Awaitable[object | None]]) -> object | None:
         """Hold a redelivered message while its attempt runs elsewhere, checking when the
-        holder's lease would run out. Returns GONE once the attempt is no longer running
-        (finished, or rescued by the reaper), MISSING if there is no such run; else the
-        claimed row after taking the
-        attempt over, with the quarantine held alone (the caller leaves it); or, at the
-        delivery limit (`at_limit`: the error), ENDED after ending it 'dead' or REQUEUED
-        after queueing it for a fresh message. None if the worker is stopping (the
+        holder's lease would run out; then `act(run, lease)`: what it returns ends the
+        wait (None: heard from just now, or rescued meanwhile, so look again shortly).
+        Returns GONE once the attempt is no longer running (finished, or rescued by the
+        reaper), MISSING if there is no such run, None if the worker is stopping (the
         message went back to the queue)."""
         lease = self.settings.run_lease_s
         while not self.stopping:
@@ -288,29 +289,30 @@ class Consumer:
                 return GONE
             stale_in = state["stale_in"] or 0.0
             if stale_in <= 0:
-                if at_limit is not None:
-                    outcome = await self._end_abandoned(run, at_limit, lease)
-                    if outcome is not None:
-                        return outcome
-                else:
-                    await self.quarantine.enter_alone()
-                    try:
-                        row = await self._db(lambda c: c.fetchrow(
-                            q("take_over_run"), run.run_id, run.attempt, self.worker_id, lease))
-                    except BaseException:
-                        await self.quarantine.leave_alone()
-                        raise
-                    if row is not None:
-                        return row
-                    await self.quarantine.leave_alone()
-                # Heard from just now, or rescued meanwhile: look again shortly.
+                outcome = await act(run, lease)
+                if outcome is not None:
+                    return outcome
                 stale_in = HOLDER_RETRY_S
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), stale_in + HOLDER_SLACK_S)
         await self.recorder.acks.reject(message, requeue=True)
         return None
 
-    async def _end_abandoned(self, run: RunMessage, error: str, lease: float) -> object | None:
+    async def _take_over(self, run: RunMessage, lease: float) -> asyncpg.Record | None:
+        """The attempt's worker is gone: run it here, alone (the caller leaves the
+        quarantine), so a crash it causes takes no bystander with it."""
+        await self.quarantine.enter_alone()
+        try:
+            row = await self._db(lambda c: c.fetchrow(
+                q("take_over_run"), run.run_id, run.attempt, self.worker_id, lease))
+        except BaseException:
+            await self.quarantine.leave_alone()
+            raise
+        if row is None:
+            await self.quarantine.leave_alone()
+        return row
+
+    async def _end_abandoned(self, run: RunMessage, lease: float, *, error: str) -> object | None:
         """At the delivery limit, for an attempt whose worker's lease is out: 'dead' if
         it was taken over at every delivery after the first, else queued again."""
         executing_each_time = self.settings.delivery_limit - 1
