@@ -67,7 +67,11 @@ def stop_requested() -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    previous = signal.signal(signal.SIGTERM, _note_stop)
+    # Run as `python -m core.cli`, this file is __main__, a module apart from the
+    # core.cli that core.runtime asks: the note must land in that one.
+    from core import cli
+
+    previous = signal.signal(signal.SIGTERM, cli._note_stop)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command not in SERVICES:

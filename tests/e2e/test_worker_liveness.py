@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
+import pytest
 
 from core.broker import declare_topology, queue_name
 from tests.conftest import ROOT, free_port, service_env, wait_for
@@ -122,3 +124,16 @@ async def test_sigterm_while_waiting_for_the_broker_or_the_database_exits_0(
 
 async def _logged(process, since: int, event: bytes) -> bool:
     return event in process.log_path.read_bytes()[since:]
+
+
+@pytest.mark.parametrize("service", ["scheduler", "worker"])
+async def test_sigterm_while_the_process_is_still_loading_exits_0(
+        db_url, amqp_url, queue, processes, service):
+    """SIGTERM before the event loop runs (the imports take a few hundred ms) is noted
+    and honoured once the service starts; run as `python -m core.cli`, as here."""
+    env = worker_env(db_url, amqp_url, queue) if service == "worker" else \
+        service_env(db_url, amqp_url)
+    for delay_s in (0.15, 0.3):
+        process = processes([service], env)
+        await asyncio.sleep(delay_s)
+        assert process.stop(timeout=10) == 0, f"SIGTERM after {delay_s} s"
