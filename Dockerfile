@@ -20,20 +20,19 @@ RUN apk add --no-cache build-base libffi-dev linux-headers
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY services ./services
+COPY sql ./sql
+# The sundial wheel carries its SQL (the package sundial.sql): nothing else is copied later.
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 # --- runtime: what every service image shares ----------------------------------------------
 FROM python:${PYTHON_VERSION}-alpine AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    SUNDIAL_SQL_DIR=/app/sql \
     HEALTH_DIR=/tmp
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     pip install --no-cache-dir --no-index --find-links=/wheels sundial \
  && addgroup -S -g 1000 sundial \
  && adduser -S -D -H -u 1000 -G sundial -h /app sundial
-# Migrations and named queries: read at run time from $SUNDIAL_SQL_DIR.
-COPY sql /app/sql
 WORKDIR /app
 USER 1000:1000
 # SIGTERM is the clean stop of every service: the scheduler finishes its current pass,

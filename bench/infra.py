@@ -23,7 +23,7 @@ from pathlib import Path
 import aio_pika
 import asyncpg
 
-from core.migrate import migrate
+from sundial.core.migrate import migrate
 
 ROOT = Path(__file__).resolve().parents[1]
 LOGS = ROOT / "bench" / "logs"
@@ -148,7 +148,7 @@ def sundial_env(db_url: str, amqp_url: str, **extra: object) -> dict[str, str]:
 
 
 def sundial(name: str, args: list[str], env: dict[str, str]) -> Proc:
-    return Proc(name, [sys.executable, "-m", "core.cli", *args], env)
+    return Proc(name, [sys.executable, "-m", "sundial", *args], env)
 
 
 def python_module(name: str, module: str, args: list[str], env: dict[str, str] | None = None) -> Proc:

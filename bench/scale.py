@@ -22,7 +22,7 @@ from datetime import timedelta
 import asyncpg
 
 from bench import aps, infra, seed
-from core.sql import q
+from sundial.core.sql import q
 
 FEW_DUE = 10
 FEW_EVERY_S = 10.0

@@ -40,7 +40,7 @@ def _free_port() -> int:
 
 
 def _api_key(env: dict[str, str]) -> str:
-    out = subprocess.run([sys.executable, "-m", "core.cli", "keys", "create", "--name", "bench",
+    out = subprocess.run([sys.executable, "-m", "sundial", "keys", "create", "--name", "bench",
                           "--role", "admin"], env=env, cwd=infra.ROOT, check=True,
                          capture_output=True, text=True).stdout
     return out.strip().splitlines()[-1].strip()

@@ -18,14 +18,15 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
-from core.migrate import migrate
+from sundial.core.migrate import migrate
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -107,7 +108,7 @@ async def db_url(servers: tuple[str, str], template_db: str) -> AsyncIterator[st
 
 @pytest.fixture
 async def pool(db_url: str) -> AsyncIterator[asyncpg.Pool]:
-    from core.db import create_pool
+    from sundial.core.db import create_pool
 
     pool = await create_pool(db_url, min_size=1, max_size=5, attempts=3)
     yield pool
@@ -149,13 +150,14 @@ def service_env(db_url: str, amqp_url: str, **extra: object) -> dict[str, str]:
 class Process:
     """A `sundial ...` process started by a test, its output kept in a log file."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path):
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path,
+                 command: Sequence[str] = (sys.executable, "-m", "sundial"), cwd: Path = ROOT):
         self.args = args
         self.log_path = log_path
         self._log = open(log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "core.cli", *args], env=env,
+        self.proc = subprocess.Popen([*command, *args], env=env,
                                      stdout=self._log, stderr=subprocess.STDOUT,
-                                     cwd=ROOT, start_new_session=True)
+                                     cwd=cwd, start_new_session=True)
 
     @property
     def pid(self) -> int:
@@ -191,14 +193,15 @@ class Process:
 
 @pytest.fixture
 def processes(request: pytest.FixtureRequest) -> Iterator[callable]:
-    """start(args, env) -> Process; every process is stopped at the end of the test."""
+    """start(args, env, **how) -> Process; every process is stopped at the end of the test.
+    `how`: the `command` that runs Sundial (default `python -m sundial`) and the `cwd`."""
     started: list[Process] = []
     folder = ARTIFACTS / "logs"
     folder.mkdir(parents=True, exist_ok=True)
 
-    def start(args: list[str], env: dict[str, str]) -> Process:
+    def start(args: list[str], env: dict[str, str], **how: Any) -> Process:
         name = f"{request.node.name}-{args[0]}-{len(started)}.log".replace("/", "_")
-        p = Process(args, env, folder / name)
+        p = Process(args, env, folder / name, **how)
         started.append(p)
         return p
 
@@ -230,13 +233,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def start_api(processes, db_url: str, amqp_url: str, **extra: object) -> str:
-    """A real `sundial api` process; its base URL once it answers."""
+async def start_api(processes, db_url: str, amqp_url: str, how: dict[str, Any] | None = None,
+                    **extra: object) -> str:
+    """A real `sundial api` process (started as `how` says, see `processes`); its base URL
+    once it answers."""
     import httpx
 
     port = free_port()
     processes(["api"], service_env(db_url, amqp_url, API_HOST="127.0.0.1", API_PORT=port,
-                                   **extra))
+                                   **extra), **(how or {}))
     base = f"http://127.0.0.1:{port}"
 
     async def up() -> bool:

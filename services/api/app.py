@@ -1,14 +1,13 @@
 """The FastAPI application: `create_app(settings)`.
 
 /health, /ready and /metrics (and the dashboard's HTML shells) need no key; everything
-under /api passes the role check of api.auth. Every error is a JSON `{"detail": ...}`
+under /api passes the role check of sundial.api.auth. Every error is a JSON `{"detail": ...}`
 with the status that means it: 401/403, 404, 409, 413, 422 naming field, value and reason.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import time
 from collections.abc import AsyncIterator
@@ -24,18 +23,18 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import probes
-from api.auth import KeyCache, authorize
-from api.errors import Conflict, Forbidden, Unauthorized
-from api.routes import jobs, runs, schedules, system
-from api.service import Service
-from api.settings import ApiSettings
-from core import health
-from core.broker import Publisher
-from core.db import CONNECTION_ERRORS, create_pool
-from core.errors import AlreadyExists, InvalidInput, NotFound, SundialError
-from core.logging import get_logger
-from core.settings import load_settings
+from sundial.api import dashboard, probes
+from sundial.api.auth import KeyCache, authorize
+from sundial.api.errors import Conflict, Forbidden, Unauthorized
+from sundial.api.routes import jobs, runs, schedules, system
+from sundial.api.service import Service
+from sundial.api.settings import ApiSettings
+from sundial.core import health
+from sundial.core.broker import Publisher
+from sundial.core.db import CONNECTION_ERRORS, create_pool
+from sundial.core.errors import AlreadyExists, InvalidInput, NotFound, SundialError
+from sundial.core.logging import get_logger
+from sundial.core.settings import load_settings
 
 log = get_logger("api")
 
@@ -108,18 +107,13 @@ async def _liveness(settings: ApiSettings) -> None:
 
 
 def _include_dashboard(app: FastAPI) -> None:
-    """The dashboard (its own engineer's module), when present."""
-    if importlib.util.find_spec("api.dashboard") is not None:
-        from api import dashboard
-
-        before = set(route_table(app))
-        app.include_router(dashboard.router)
-        app.state.public_paths |= {path for _method, path in route_table(app)} - {
-            path for _method, path in before}
-    static = HERE / "static"
-    if static.is_dir():
-        app.mount("/static", StaticFiles(directory=static), name="static")
-        app.state.public_paths.add("/static")
+    """The dashboard's pages and static files: public (each page asks for a key itself)."""
+    before = set(route_table(app))
+    app.include_router(dashboard.router)
+    app.state.public_paths |= {path for _method, path in route_table(app)} - {
+        path for _method, path in before}
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.state.public_paths.add("/static")
 
 
 def route_table(app: FastAPI) -> list[tuple[str, str]]:

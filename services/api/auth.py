@@ -27,10 +27,10 @@ import asyncpg
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from api.errors import Forbidden, Unauthorized
-from core.db import CONNECTION_ERRORS, connect
-from core.logging import get_logger
-from core.sql import q
+from sundial.api.errors import Forbidden, Unauthorized
+from sundial.core.db import CONNECTION_ERRORS, connect
+from sundial.core.logging import get_logger
+from sundial.core.sql import q
 
 log = get_logger("api.auth")
 

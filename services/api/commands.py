@@ -1,7 +1,7 @@
 """`sundial api` and the admin commands (`keys`, `jobs`, `runs`, `status`).
 
 The admin commands talk to PostgreSQL directly (they work before any API key exists) and
-share every rule with the HTTP API through api.service. Output is a readable table, or
+share every rule with the HTTP API through sundial.api.service. Output is a readable table, or
 JSON with --json. Exit codes: 0 done, 1 database unreachable, 2 invalid input,
 3 not found, 4 already exists or not possible in the current state.
 """
@@ -102,17 +102,17 @@ def _jobs_add_parser(jobs: argparse._SubParsersAction) -> None:
 def _api(_args: argparse.Namespace) -> int:
     import uvicorn
 
-    from api.app import create_app
-    from api.settings import ApiSettings
-    from core import runtime
-    from core.cli import run_async
-    from core.logging import configure_logging
-    from core.settings import load_settings
+    from sundial.api.app import create_app
+    from sundial.api.settings import ApiSettings
+    from sundial.core import runtime
+    from sundial.core.cli import run_async
+    from sundial.core.logging import configure_logging
+    from sundial.core.settings import load_settings
 
     class Server(uvicorn.Server):
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
-            # core.runtime handles SIGTERM/SIGINT like the other services: a clean
+            # sundial.core.runtime handles SIGTERM/SIGINT like the other services: a clean
             # shutdown exits 0 (uvicorn would re-raise the signal after it).
             yield
 
@@ -135,10 +135,10 @@ def _command(action: Callable[..., Awaitable[int | None]]) -> Callable[[argparse
     """Run `action(service, args)` with a pool; map errors to one line and an exit code."""
 
     def run(args: argparse.Namespace) -> int:
-        from api.settings import ApiSettings
-        from core.cli import run_async
-        from core.logging import configure_logging
-        from core.settings import load_settings
+        from sundial.api.settings import ApiSettings
+        from sundial.core.cli import run_async
+        from sundial.core.logging import configure_logging
+        from sundial.core.settings import load_settings
 
         settings = load_settings(ApiSettings)
         configure_logging("ERROR", settings.log_format)
@@ -156,8 +156,8 @@ def _command(action: Callable[..., Awaitable[int | None]]) -> Callable[[argparse
 
 async def _with_service(settings: Any, action: Callable[..., Awaitable[int | None]],
                         args: argparse.Namespace) -> int:
-    from api.service import Service
-    from core.db import create_pool
+    from sundial.api.service import Service
+    from sundial.core.db import create_pool
 
     pool = await create_pool(settings.database_url, min_size=1, max_size=2, attempts=3)
     try:
@@ -170,9 +170,9 @@ def _explain(exc: BaseException) -> tuple[int | None, str]:
     import asyncpg
     from pydantic import ValidationError
 
-    from api.errors import Conflict
-    from core.db import CONNECTION_ERRORS
-    from core.errors import AlreadyExists, InvalidInput, NotFound
+    from sundial.api.errors import Conflict
+    from sundial.core.db import CONNECTION_ERRORS
+    from sundial.core.errors import AlreadyExists, InvalidInput, NotFound
 
     if isinstance(exc, InvalidInput):
         return EXIT_INVALID, f"{exc.field} {_short(exc.value)}: {exc.reason}"
@@ -268,8 +268,8 @@ async def _jobs_list(svc: Any, args: argparse.Namespace) -> None:
 
 
 def _job_body(args: argparse.Namespace) -> Any:
-    from api.schemas import JobCreate
-    from core.errors import InvalidInput
+    from sundial.api.schemas import JobCreate
+    from sundial.core.errors import InvalidInput
 
     try:
         payload = json.loads(args.payload)
@@ -294,7 +294,7 @@ def _job_body(args: argparse.Namespace) -> Any:
 
 
 async def _jobs_add(svc: Any, args: argparse.Namespace) -> None:
-    from core.errors import AlreadyExists
+    from sundial.core.errors import AlreadyExists
 
     body = _job_body(args)
     try:
@@ -331,7 +331,7 @@ RUN_COLUMNS = ("id", "job", "status", "trigger", "attempt", "scheduled_for", "st
 
 
 async def _runs_list(svc: Any, args: argparse.Namespace) -> None:
-    from core.errors import InvalidInput
+    from sundial.core.errors import InvalidInput
 
     if not 1 <= args.limit <= 500:
         raise InvalidInput("--limit", args.limit, "must be between 1 and 500")

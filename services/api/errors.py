@@ -1,8 +1,8 @@
-"""Errors of the control plane, each mapped to one HTTP status by api.app."""
+"""Errors of the control plane, each mapped to one HTTP status by sundial.api.app."""
 
 from __future__ import annotations
 
-from core.errors import SundialError
+from sundial.core.errors import SundialError
 
 
 class Conflict(SundialError):

@@ -7,7 +7,7 @@ execution; these checks mirror their documented payloads.
 Secret fields: an http job's `Authorization` and `Proxy-Authorization` headers, any
 header named in `secret_headers`, and every value under `secrets` (any handler). They
 are stored encrypted in jobs.secret_payload, in the payload's own shape, and their
-places in jobs.payload hold "***"; the worker merges them back (core.secrets).
+places in jobs.payload hold "***"; the worker merges them back (sundial.core.secrets).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from core.errors import InvalidInput
-from core.netguard import check_url
+from sundial.core.errors import InvalidInput
+from sundial.core.netguard import check_url
 
 MASK = "***"
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization"})

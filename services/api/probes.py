@@ -10,9 +10,9 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
-from core.broker import BROKER_ERRORS
-from core.db import CONNECTION_ERRORS
-from core.sql import q
+from sundial.core.broker import BROKER_ERRORS
+from sundial.core.db import CONNECTION_ERRORS
+from sundial.core.sql import q
 
 router = APIRouter(tags=["probes"])
 READY_TIMEOUT_S = 5.0

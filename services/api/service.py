@@ -16,10 +16,10 @@ from typing import Any
 
 import asyncpg
 
-from api import payloads
-from api.auth import ROLES, new_key
-from api.errors import Conflict
-from api.schemas import (
+from sundial.api import payloads
+from sundial.api.auth import ROLES, new_key
+from sundial.api.errors import Conflict
+from sundial.api.schemas import (
     FINAL_STATUSES,
     MAX_ID,
     JobCreate,
@@ -28,14 +28,14 @@ from api.schemas import (
     ScheduleFields,
     ScheduleUpdate,
 )
-from api.settings import ApiSettings
-from core import schedule as sched
-from core.broker import Publisher
-from core.errors import AlreadyExists, ConfigError, InvalidInput, NotFound
-from core.logging import get_logger
-from core.outbox import publish_runs, wake_scheduler
-from core.secrets import decrypt_fields, encrypt_fields
-from core.sql import q
+from sundial.api.settings import ApiSettings
+from sundial.core import schedule as sched
+from sundial.core.broker import Publisher
+from sundial.core.errors import AlreadyExists, ConfigError, InvalidInput, NotFound
+from sundial.core.logging import get_logger
+from sundial.core.outbox import publish_runs, wake_scheduler
+from sundial.core.secrets import decrypt_fields, encrypt_fields
+from sundial.core.sql import q
 
 log = get_logger("api.service")
 

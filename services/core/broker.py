@@ -20,9 +20,9 @@ from aiormq.abc import ChannelFrame
 from pamqp.commands import Basic
 from pamqp.header import ContentHeader
 
-from core import faults
-from core.logging import get_logger
-from core.messages import CONTENT_TYPE
+from sundial.core import faults
+from sundial.core.logging import get_logger
+from sundial.core.messages import CONTENT_TYPE
 
 log = get_logger("core.broker")
 

@@ -13,29 +13,34 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
-from core.errors import SundialError
-from core.health import SERVICES
+from sundial.core.errors import SundialError
+from sundial.core.health import SERVICES
 
-COMMAND_MODULES = ("core.commands", "scheduler.commands", "worker.commands", "api.commands")
+COMMAND_MODULES = ("sundial.core.commands", "sundial.scheduler.commands", "sundial.worker.commands",
+                   "sundial.api.commands")
 # The long-running services: SIGTERM stops them with exit 0 at any moment, start-up
-# included. Until core.runtime.serve takes the signal over it is only noted (raising
+# included. Until sundial.core.runtime.serve takes the signal over it is only noted (raising
 # from a signal handler is lost when it lands inside an import's callback), and serve
-# stops the service as soon as it starts (the services: core.health.SERVICES).
+# stops the service as soon as it starts (the services: sundial.core.health.SERVICES).
 _stop_requested = False
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from sundial import __version__
+
     parser = argparse.ArgumentParser(
         prog="sundial",
         description="Sundial: a database-driven job scheduler (PostgreSQL + RabbitMQ).")
+    parser.add_argument("--version", action="version", version=f"sundial {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
+        # Every service ships in the one package: a module that does not import is a broken
+        # installation, said as such, never a sub-command that silently goes missing.
         try:
             module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue  # a service that is not installed contributes nothing
-            raise
+        except ImportError as exc:
+            raise SundialError(f"cannot load the commands of {name}: {exc} "
+                               "(reinstall sundial, or fix what the message names)") from exc
         module.register(sub)
     return parser
 
@@ -67,12 +72,17 @@ def stop_requested() -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # Run as `python -m core.cli`, this file is __main__, a module apart from the
-    # core.cli that core.runtime asks: the note must land in that one.
-    from core import cli
+    # Run as `python -m sundial.core.cli`, this file is __main__, a module apart from the
+    # sundial.core.cli that sundial.core.runtime asks: the note must land in that one.
+    from sundial.core import cli
 
     previous = signal.signal(signal.SIGTERM, cli._note_stop)
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except SundialError as exc:
+        signal.signal(signal.SIGTERM, previous)
+        print(f"sundial: {exc}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     if args.command not in SERVICES:
         signal.signal(signal.SIGTERM, previous)

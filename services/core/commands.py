@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from core import health
-from core.cli import run_async
-from core.settings import load_settings
+from sundial.core import health
+from sundial.core.cli import run_async
+from sundial.core.settings import load_settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,9 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from core.db import connect
-    from core.logging import configure_logging
-    from core.migrate import ensure_database, migrate
+    from sundial.core.db import connect
+    from sundial.core.logging import configure_logging
+    from sundial.core.migrate import ensure_database, migrate
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format, service="migrate")

@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 import tenacity
 
-from core.logging import get_logger
+from sundial.core.logging import get_logger
 
 log = get_logger("core.db")
 

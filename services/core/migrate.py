@@ -9,14 +9,14 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from importlib.resources.abc import Traversable
 from urllib.parse import unquote, urlsplit
 
 import asyncpg
 
-from core.errors import MigrationError
-from core.logging import get_logger
-from core.sql import sql_dir
+from sundial.core.errors import MigrationError
+from sundial.core.logging import get_logger
+from sundial.core.sql import sql_dir, sql_files
 
 log = get_logger("core.migrate")
 
@@ -36,17 +36,17 @@ class Migration:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
 
-def discover(folder: Path | None = None) -> list[Migration]:
+def discover(folder: Traversable | None = None) -> list[Migration]:
     folder = folder or sql_dir() / "migrations"
     found: dict[int, Migration] = {}
-    for path in sorted(folder.glob("*.sql")):
+    for path in sql_files(folder):
         match = _FILE.match(path.name)
         if not match:
             raise MigrationError(f"{path.name}: migration files are named NNNN_name.sql")
         version = int(match["version"])
         if version in found:
             raise MigrationError(f"{path.name}: version {version:04d} is used twice")
-        found[version] = Migration(version, match["name"], path.read_text())
+        found[version] = Migration(version, match["name"], path.read_text(encoding="utf-8"))
     return [found[v] for v in sorted(found)]
 
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import asyncpg
 
-from core import faults
-from core.broker import BROKER_ERRORS, Outgoing, Publisher
-from core.messages import encode_run
-from core.sql import q
+from sundial.core import faults
+from sundial.core.broker import BROKER_ERRORS, Outgoing, Publisher
+from sundial.core.messages import encode_run
+from sundial.core.sql import q
 
 # Postgres NOTIFY channel the scheduler LISTENs on: schedules changed, a manual run,
 # "trigger now", a retry set back to queued. The payload is a short reason.

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 import prometheus_client as prom
 
-from core.cli import stop_requested
+from sundial.core.cli import stop_requested
 
 _started = False
 

@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from cronsim import CronSim, CronSimError
 
-from core.errors import InvalidSchedule
+from sundial.core.errors import InvalidSchedule
 
 Kind = Literal["interval", "cron", "once"]
 MisfirePolicy = Literal["run_once", "skip", "run_all"]

@@ -12,7 +12,7 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from core.errors import ConfigError, SundialError
+from sundial.core.errors import ConfigError, SundialError
 
 
 class SecretError(SundialError):

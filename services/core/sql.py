@@ -1,5 +1,8 @@
 """Named queries: every `sql/queries/*.sql` file, split on `-- name: <name>` headers.
 
+The sql/ folder is the package `sundial.sql`: it travels inside the wheel and is read
+through importlib.resources, wherever Sundial is installed.
+
     -- name: claim_due_schedules
     -- Lock up to $1 due schedules for this tick.
     WITH due AS (...) ...
@@ -9,20 +12,23 @@ Loaded once into a dict and called by name with asyncpg's $1 placeholders.
 
 from __future__ import annotations
 
-import os
 import re
 from functools import cache
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 
 _HEADER = re.compile(r"^--\s*name:\s*(?P<name>[a-z_][a-z0-9_]*)\s*-*\s*$", re.MULTILINE)
 
 
-def sql_dir() -> Path:
-    """The sql/ folder: $SUNDIAL_SQL_DIR, else the one beside the source tree."""
-    override = os.environ.get("SUNDIAL_SQL_DIR")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[2] / "sql"
+def sql_dir() -> Traversable:
+    """The sql/ folder (migrations/ and queries/), from the installed package."""
+    return files("sundial.sql")
+
+
+def sql_files(folder: Traversable) -> list[Traversable]:
+    """The .sql files directly in `folder`, by name."""
+    return sorted((f for f in folder.iterdir() if f.name.endswith(".sql") and f.is_file()),
+                  key=lambda f: f.name)
 
 
 def parse_queries(text: str, source: str = "<string>") -> dict[str, str]:
@@ -43,8 +49,8 @@ def parse_queries(text: str, source: str = "<string>") -> dict[str, str]:
 @cache
 def queries() -> dict[str, str]:
     found: dict[str, str] = {}
-    for path in sorted((sql_dir() / "queries").glob("*.sql")):
-        for name, body in parse_queries(path.read_text(), str(path)).items():
+    for path in sql_files(sql_dir() / "queries"):
+        for name, body in parse_queries(path.read_text(encoding="utf-8"), str(path)).items():
             if name in found:
                 raise ValueError(f"{path}: query {name!r} is also defined in another file")
             found[name] = body

@@ -11,10 +11,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _scheduler(_args: argparse.Namespace) -> int:
-    from core.cli import run_async
-    from core.logging import configure_logging
-    from core.settings import load_settings
-    from scheduler.main import serve
+    from sundial.core.cli import run_async
+    from sundial.core.logging import configure_logging
+    from sundial.core.settings import load_settings
+    from sundial.scheduler.main import serve
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format, service="scheduler")

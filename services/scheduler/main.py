@@ -23,17 +23,17 @@ from dataclasses import dataclass
 import asyncpg
 import prometheus_client as prom
 
-from core import health, runtime
-from core.broker import Publisher
-from core.db import CONNECTION_ERRORS, connect, create_pool
-from core.logging import get_logger
-from core.outbox import WAKEUP_CHANNEL, PublishResult, publish_runs
-from core.runtime import iso_utc
-from core.settings import Settings, instance_id
-from core.sql import q
-from scheduler.reaper import delete_old_runs, reap
-from scheduler.relay import relay
-from scheduler.tick import tick
+from sundial.core import health, runtime
+from sundial.core.broker import Publisher
+from sundial.core.db import CONNECTION_ERRORS, connect, create_pool
+from sundial.core.logging import get_logger
+from sundial.core.outbox import WAKEUP_CHANNEL, PublishResult, publish_runs
+from sundial.core.runtime import iso_utc
+from sundial.core.settings import Settings, instance_id
+from sundial.core.sql import q
+from sundial.scheduler.reaper import delete_old_runs, reap
+from sundial.scheduler.relay import relay
+from sundial.scheduler.tick import tick
 
 log = get_logger("scheduler")
 

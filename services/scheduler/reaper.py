@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from core.logging import get_logger
-from core.outbox import wake_scheduler
-from core.sql import q
+from sundial.core.logging import get_logger
+from sundial.core.outbox import wake_scheduler
+from sundial.core.sql import q
 
 log = get_logger("scheduler.reaper")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncpg
 
-from core.broker import Publisher
-from core.outbox import PublishResult, publish_runs
-from core.sql import q
+from sundial.core.broker import Publisher
+from sundial.core.outbox import PublishResult, publish_runs
+from sundial.core.sql import q
 
 
 async def relay(pool: asyncpg.Pool, publisher: Publisher, *, batch_size: int,

@@ -10,10 +10,10 @@ from typing import Any
 
 import asyncpg
 
-from core import faults
-from core.logging import get_logger
-from core.schedule import Spec, jittered, plan
-from core.sql import q
+from sundial.core import faults
+from sundial.core.logging import get_logger
+from sundial.core.schedule import Spec, jittered, plan
+from sundial.core.sql import q
 
 log = get_logger("scheduler.tick")
 

@@ -20,10 +20,10 @@ from typing import TypeVar
 
 import asyncpg
 
-from core.messages import RunMessage
-from core.sql import q
-from worker.executor import RELEASE, Outcome
-from worker.recorder import write_results
+from sundial.core.messages import RunMessage
+from sundial.core.sql import q
+from sundial.worker.executor import RELEASE, Outcome
+from sundial.worker.recorder import write_results
 
 
 class Claim(enum.Enum):

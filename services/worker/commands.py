@@ -11,11 +11,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _worker(_args: argparse.Namespace) -> int:
-    from core.cli import run_async
-    from core.logging import configure_logging
-    from core.settings import load_settings
-    from worker.main import serve
-    from worker.settings import WorkerSettings
+    from sundial.core.cli import run_async
+    from sundial.core.logging import configure_logging
+    from sundial.core.settings import load_settings
+    from sundial.worker.main import serve
+    from sundial.worker.settings import WorkerSettings
 
     settings = load_settings(WorkerSettings)
     configure_logging(settings.log_level, settings.log_format, service="worker")

@@ -28,19 +28,19 @@ import asyncpg
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 from pydantic import ValidationError
 
-from core.broker import BROKER_ERRORS, declare_base, declare_queue
-from core.db import CONNECTION_ERRORS
-from core.logging import get_logger
-from core.messages import RunMessage, decode_run
-from core.outbox import wake_scheduler
-from core.secrets import decrypt_fields, merge_secrets
-from core.sql import q
-from worker.claim import Claim, Claimer, end_unstarted
-from worker.executor import MAX_ERROR_CHARS, Held, Outcome, Retry, execute
-from worker.handlers import HINTS, Context, Handler
-from worker.quarantine import Quarantine
-from worker.recorder import Finished, Recorder
-from worker.settings import WorkerSettings
+from sundial.core.broker import BROKER_ERRORS, declare_base, declare_queue
+from sundial.core.db import CONNECTION_ERRORS
+from sundial.core.logging import get_logger
+from sundial.core.messages import RunMessage, decode_run
+from sundial.core.outbox import wake_scheduler
+from sundial.core.secrets import decrypt_fields, merge_secrets
+from sundial.core.sql import q
+from sundial.worker.claim import Claim, Claimer, end_unstarted
+from sundial.worker.executor import MAX_ERROR_CHARS, Held, Outcome, Retry, execute
+from sundial.worker.handlers import HINTS, Handler, RunContext
+from sundial.worker.quarantine import Quarantine
+from sundial.worker.recorder import Finished, Recorder
+from sundial.worker.settings import WorkerSettings
 
 log = get_logger("worker.consumer")
 
@@ -332,7 +332,7 @@ class Consumer:
 
     async def _execute(self, run: RunMessage, row: asyncpg.Record, handler: Handler,
                        held: Held) -> Outcome:
-        ctx = Context(self.settings, run.run_id, run.job_id, run.job, run.attempt,
+        ctx = RunContext(self.settings, run.run_id, run.job_id, run.job, run.attempt,
                       row["max_attempts"])
         retry = Retry(row["max_attempts"], row["retry_backoff_seconds"],
                       row["retry_backoff_max_seconds"], self._rng)

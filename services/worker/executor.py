@@ -12,8 +12,8 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.handlers import Context, Handler, JobError, current
-from worker.retry import backoff_s
+from sundial.worker.handlers import Handler, JobError, RunContext, current
+from sundial.worker.retry import backoff_s
 
 MAX_ERROR_CHARS = 2000
 MAX_OUTPUT_CHARS = 65536
@@ -70,7 +70,7 @@ class Retry:
     rng: random.Random = field(default_factory=random.Random)
 
 
-async def execute(held: Held, handler: Handler, payload: dict[str, Any], ctx: Context,
+async def execute(held: Held, handler: Handler, payload: dict[str, Any], ctx: RunContext,
                   timeout_s: float, retry: Retry) -> Outcome:
     token = current.set(ctx)
     held.task = asyncio.create_task(handler(payload, ctx), name=f"run-{held.run_id}")
@@ -100,7 +100,7 @@ async def execute(held: Held, handler: Handler, payload: dict[str, Any], ctx: Co
         return Outcome("failed", error=_unstorable(exc))
 
 
-def _failure(exc: BaseException, ctx: Context, retry: Retry) -> Outcome:
+def _failure(exc: BaseException, ctx: RunContext, retry: Retry) -> Outcome:
     message = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
     if isinstance(exc, JobError):
         output = exc.output

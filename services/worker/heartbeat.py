@@ -14,12 +14,12 @@ import time
 
 import asyncpg
 
-from core import health
-from core.db import CONNECTION_ERRORS
-from core.logging import get_logger
-from core.sql import q
-from worker.executor import CANCELLED, LOST, Held
-from worker.settings import WorkerSettings
+from sundial.core import health
+from sundial.core.db import CONNECTION_ERRORS
+from sundial.core.logging import get_logger
+from sundial.core.sql import q
+from sundial.worker.executor import CANCELLED, LOST, Held
+from sundial.worker.settings import WorkerSettings
 
 log = get_logger("worker.heartbeat")
 

@@ -18,18 +18,18 @@ from contextlib import suppress
 import asyncpg
 import prometheus_client as prom
 
-from core import runtime
-from core.db import CONNECTION_ERRORS, create_pool
-from core.logging import get_logger
-from core.runtime import iso_utc
-from core.settings import instance_id
-from worker import registry
-from worker.consumer import Consumer
-from worker.executor import RELEASE, Held
-from worker.handlers import available
-from worker.heartbeat import Heartbeat
-from worker.recorder import Acks, Recorder
-from worker.settings import WorkerSettings
+from sundial.core import runtime
+from sundial.core.db import CONNECTION_ERRORS, create_pool
+from sundial.core.logging import get_logger
+from sundial.core.runtime import iso_utc
+from sundial.core.settings import instance_id
+from sundial.worker import registry
+from sundial.worker.consumer import Consumer
+from sundial.worker.executor import RELEASE, Held
+from sundial.worker.handlers import available
+from sundial.worker.heartbeat import Heartbeat
+from sundial.worker.recorder import Acks, Recorder
+from sundial.worker.settings import WorkerSettings
 
 log = get_logger("worker")
 

@@ -21,12 +21,12 @@ import prometheus_client as prom
 from aio_pika.abc import AbstractIncomingMessage
 from asyncpg.exceptions import _base as asyncpg_base
 
-from core.broker import BROKER_ERRORS
-from core.db import CONNECTION_ERRORS
-from core.logging import get_logger
-from core.outbox import wake_scheduler
-from core.sql import q
-from worker.executor import Held, Outcome
+from sundial.core.broker import BROKER_ERRORS
+from sundial.core.db import CONNECTION_ERRORS
+from sundial.core.logging import get_logger
+from sundial.core.outbox import wake_scheduler
+from sundial.core.sql import q
+from sundial.worker.executor import Held, Outcome
 
 log = get_logger("worker.recorder")
 

@@ -1,6 +1,6 @@
 """The Python job registry: user functions registered with `@job("name")`.
 
-    from worker import job
+    from sundial.worker import job
 
     @job("reports.daily")
     async def daily(payload: dict) -> dict: ...
@@ -16,7 +16,7 @@ import inspect
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from core.errors import ConfigError
+from sundial.core.errors import ConfigError
 
 F = TypeVar("F", bound=Callable[..., Any])
 

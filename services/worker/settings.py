@@ -7,8 +7,8 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
-from core.netguard import Network, parse_networks
-from core.settings import Settings, env
+from sundial.core.netguard import Network, parse_networks
+from sundial.core.settings import Settings, env
 
 
 def _names(value: object) -> object:

@@ -19,8 +19,8 @@ from urllib.parse import unquote, urlsplit
 import aio_pika
 import asyncpg
 
-from core.broker import DEAD_LETTER_QUEUE
-from core.schedule import Spec, first_fire, next_fire
+from sundial.core.broker import DEAD_LETTER_QUEUE
+from sundial.core.schedule import Spec, first_fire, next_fire
 
 FINAL = ("succeeded", "failed", "timed_out", "cancelled", "skipped", "dead")
 

@@ -16,8 +16,7 @@ import os
 
 import asyncpg
 
-from worker import job
-from worker.handlers import current
+from sundial import current_run, job
 
 PROBE_TABLE = """
 CREATE TABLE IF NOT EXISTS probe_executions (
@@ -37,7 +36,7 @@ DO UPDATE SET executions = probe_executions.executions + 1"""
 
 @job("chaos.probe")
 async def probe(seconds: float = 0.0) -> dict:
-    run = current.get()
+    run = current_run()
     await asyncio.sleep(seconds)
     conn = await asyncpg.connect(os.environ["DATABASE_URL"], timeout=5)
     try:

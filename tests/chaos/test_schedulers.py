@@ -1,5 +1,5 @@
 """Scenarios 1, 2 and 8: schedulers SIGKILLed at random and at injected points of the
-outbox's path (core.faults), all down then back (misfire policies), and a scheduler
+outbox's path (sundial.core.faults), all down then back (misfire policies), and a scheduler
 whose host clock is 30 s wrong."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from core import faults
-from core.schedule import Spec, plan
+from sundial.core import faults
+from sundial.core.schedule import Spec, plan
 from tests.chaos.checker import check, slots_before, violations
 from tests.chaos.stack import freeze, interval_schedules, probe_job, scheduler_env, seeded, worker_env
 from tests.conftest import Process, wait_for
@@ -84,7 +84,7 @@ async def test_sigkilled_schedulers_lose_and_double_nothing(db_url, amqp_url, qu
         await conn.close()
 
 
-# (policy, grace): each exercises a different rule of core.schedule.plan after downtime.
+# (policy, grace): each exercises a different rule of sundial.core.schedule.plan after downtime.
 POLICIES = [("run_all", 3600.0), ("run_all", 3.0), ("run_once", 1.0), ("skip", 1.0),
             ("skip", 3.0)]
 

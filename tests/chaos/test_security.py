@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import asyncpg
 from cryptography.fernet import Fernet
 
-from core.secrets import encrypt_fields
+from sundial.core.secrets import encrypt_fields
 from tests.chaos.stack import manual_runs, scheduler_env, seeded, worker_env
 from tests.conftest import wait_for
 

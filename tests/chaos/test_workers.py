@@ -11,9 +11,9 @@ import aio_pika
 import asyncpg
 import pytest
 
-from core.broker import Outgoing, Publisher, declare_topology
-from core.messages import encode_run
-from core.settings import Settings
+from sundial.core.broker import Outgoing, Publisher, declare_topology
+from sundial.core.messages import encode_run
+from sundial.core.settings import Settings
 from tests.chaos.checker import check, violations
 from tests.chaos.stack import manual_runs, probe_job, scheduler_env, seeded, worker_env
 from tests.conftest import wait_for

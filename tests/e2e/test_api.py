@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from api.service import Service
-from api.settings import ApiSettings
+from sundial.api.service import Service
+from sundial.api.settings import ApiSettings
 from tests.conftest import service_env, start_api, wait_for
 
 

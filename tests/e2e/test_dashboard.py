@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from playwright.async_api import expect
 
-from api.schemas import JobCreate
-from api.service import Service
-from api.settings import ApiSettings
+from sundial.api.schemas import JobCreate
+from sundial.api.service import Service
+from sundial.api.settings import ApiSettings
 from tests.conftest import ARTIFACTS, service_env, start_api
 
 CHROMIUM = Path("/usr/bin/chromium")

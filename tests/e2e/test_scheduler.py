@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import aio_pika
 import asyncpg
 
-from core.broker import declare_topology, queue_name
+from sundial.core.broker import declare_topology, queue_name
 from tests.conftest import service_env, wait_for
 from tests.faults import tcp_proxy
 

@@ -5,7 +5,7 @@ import asyncio
 
 import asyncpg
 
-from core.outbox import WAKEUP_CHANNEL
+from sundial.core.outbox import WAKEUP_CHANNEL
 from tests.conftest import service_env, wait_for
 
 LONG_POLL = 60  # far longer than any wait below: only a NOTIFY can explain a quick run

@@ -1,6 +1,6 @@
 """Real `sundial worker` processes against the real PostgreSQL and RabbitMQ.
 
-Runs are inserted with SQL and published with core.outbox.publish_runs, as the
+Runs are inserted with SQL and published with sundial.core.outbox.publish_runs, as the
 scheduler's outbox does; one test drives them from a schedule with `sundial scheduler`.
 """
 
@@ -14,9 +14,9 @@ from typing import Any
 import aio_pika
 import asyncpg
 
-from core.broker import DEAD_LETTER_QUEUE, Outgoing, Publisher, declare_topology
-from core.messages import encode_run
-from core.outbox import publish_runs
+from sundial.core.broker import DEAD_LETTER_QUEUE, Outgoing, Publisher, declare_topology
+from sundial.core.messages import encode_run
+from sundial.core.outbox import publish_runs
 from tests.conftest import service_env, wait_for
 
 FINAL = ("succeeded", "failed", "timed_out", "cancelled", "skipped", "dead")

@@ -112,7 +112,7 @@ async def test_secret_fields_are_merged_into_the_payload(pool, db_url, amqp_url,
                                                          http_server):
     from cryptography.fernet import Fernet
 
-    from core.secrets import encrypt_fields
+    from sundial.core.secrets import encrypt_fields
 
     key = Fernet.generate_key().decode()
     env = worker_env(db_url, amqp_url, queue, WORKER_HTTP_ALLOWED_NETWORKS="127.0.0.0/8",
@@ -129,7 +129,7 @@ async def test_credentials_do_not_follow_a_redirect_to_another_origin(
         pool, db_url, amqp_url, queue, processes, recording_server):
     from cryptography.fernet import Fernet
 
-    from core.secrets import encrypt_fields
+    from sundial.core.secrets import encrypt_fields
 
     key = Fernet.generate_key().decode()
     env = worker_env(db_url, amqp_url, queue, WORKER_HTTP_ALLOWED_NETWORKS="127.0.0.1/32",

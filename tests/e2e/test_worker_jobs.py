@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import time
 
-from worker import job
-from worker.handlers import current
+from sundial import current_run, job
 
 
 @job("flaky")
 def flaky(succeed_on_attempt: int) -> dict:
     """Fails until the given attempt, then succeeds (a sync job: runs in a thread)."""
-    attempt = current.get().attempt
+    attempt = current_run().attempt
     if attempt < succeed_on_attempt:
         raise RuntimeError(f"attempt {attempt} fails on purpose")
     return {"attempt": attempt}

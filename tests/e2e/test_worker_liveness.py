@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aio_pika
 import pytest
 
-from core.broker import declare_topology, queue_name
+from sundial.core.broker import declare_topology, queue_name
 from tests.conftest import ROOT, free_port, service_env, wait_for
 from tests.e2e.test_worker import add_job, dead_letters, events, publish, trigger, wait_final, worker_env
 from tests.faults import tcp_proxy
@@ -23,7 +23,7 @@ async def test_health_file_and_healthcheck_events(pool, db_url, amqp_url, queue,
     worker = processes(["worker"], env)
 
     def healthcheck() -> int:
-        return subprocess.run([sys.executable, "-m", "core.cli", "healthcheck", "worker"],
+        return subprocess.run([sys.executable, "-m", "sundial", "healthcheck", "worker"],
                               env=env, cwd=ROOT, capture_output=True).returncode
 
     await wait_for(lambda: healthcheck() == 0, 10, what="a fresh heartbeat")
@@ -130,7 +130,7 @@ async def _logged(process, since: int, event: bytes) -> bool:
 async def test_sigterm_while_the_process_is_still_loading_exits_0(
         db_url, amqp_url, queue, processes, service):
     """SIGTERM before the event loop runs (the imports take a few hundred ms) is noted
-    and honoured once the service starts; run as `python -m core.cli`, as here."""
+    and honoured once the service starts; run as `python -m sundial`, as here."""
     env = worker_env(db_url, amqp_url, queue) if service == "worker" else \
         service_env(db_url, amqp_url)
     for delay_s in (0.15, 0.3):

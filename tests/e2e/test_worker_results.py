@@ -3,11 +3,11 @@ refuse, results JSON cannot encode, a handler only a busy worker has."""
 
 from __future__ import annotations
 
-from core.db import create_pool
+from sundial.core.db import create_pool
+from sundial.worker.executor import Held, Outcome
+from sundial.worker.recorder import Acks, Finished, Recorder
 from tests.conftest import wait_for
 from tests.e2e.test_worker import add_job, events, scheduler_env, trigger, wait_final, worker_env
-from worker.executor import Held, Outcome
-from worker.recorder import Acks, Finished, Recorder
 
 
 def jobs_env(db_url: str, amqp_url: str, queue: str, **extra: object) -> dict[str, str]:

@@ -14,9 +14,9 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 
-from api.app import create_app, route_table
-from api.auth import CHECK_EVERY_S, KEYS_CHANNEL, PING_TIMEOUT_S
-from api.settings import ApiSettings
+from sundial.api.app import create_app, route_table
+from sundial.api.auth import CHECK_EVERY_S, KEYS_CHANNEL, PING_TIMEOUT_S
+from sundial.api.settings import ApiSettings
 from tests.conftest import wait_for
 
 ENCRYPTION_KEY = Fernet.generate_key().decode()
@@ -329,7 +329,7 @@ async def test_secret_fields_are_encrypted_and_never_returned(api: Api) -> None:
     assert payload["headers"] == {"Authorization": "***", "X-Api": "***", "Accept": "text/plain"}
     row = await api.pool.fetchrow("SELECT payload, secret_payload FROM jobs")
     assert "s3cret" not in str(row["payload"]) and "s3cret" not in row["secret_payload"]
-    from core.secrets import decrypt_fields, merge_secrets
+    from sundial.core.secrets import decrypt_fields, merge_secrets
     merged = merge_secrets(row["payload"], decrypt_fields(ENCRYPTION_KEY, row["secret_payload"]))
     assert merged["headers"]["Authorization"] == "Bearer s3cret"
     assert merged["secrets"] == {"token": "t0ken"}
@@ -568,7 +568,7 @@ async def test_scheduler_status_and_stats(api: Api) -> None:
 
 
 async def test_a_secret_that_changes_shape_is_replaced_or_refused_by_name(api: Api) -> None:
-    from core.secrets import decrypt_fields
+    from sundial.core.secrets import decrypt_fields
 
     body = noop_job("shape", payload={"secrets": {"token": "abc"}})
     assert (await api.post("/api/jobs", json=body)).status_code == 201

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from api.service import Service
-from api.settings import ApiSettings
+from sundial.api.service import Service
+from sundial.api.settings import ApiSettings
 from tests.conftest import start_api
 
 EXAMPLES_PER_OPERATION = 12
@@ -21,7 +21,7 @@ EXAMPLES_PER_OPERATION = 12
 @pytest.fixture
 async def seeded(pool, db_url: str, amqp_url: str) -> str:
     """An admin key, and one job with a schedule and a run so ids 1 exist."""
-    from api.schemas import JobCreate
+    from sundial.api.schemas import JobCreate
 
     svc = Service(pool, ApiSettings(DATABASE_URL=db_url, RABBITMQ_URL=amqp_url))
     _, key = await svc.create_key("test", "fuzz", "admin")

@@ -16,7 +16,7 @@ def sundial(db_url: str, amqp_url: str):
     env = service_env(db_url, amqp_url)
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "core.cli", *args], env=env, cwd=ROOT,
+        return subprocess.run([sys.executable, "-m", "sundial", *args], env=env, cwd=ROOT,
                               capture_output=True, text=True, timeout=60)
 
     return run
@@ -96,6 +96,6 @@ def test_errors_are_one_line_with_meaningful_exit_codes(sundial) -> None:
 
 def test_an_unreachable_database_is_exit_1(db_url: str, amqp_url: str) -> None:
     env = service_env("postgresql://postgres@127.0.0.1:1/nothing", amqp_url)
-    done = subprocess.run([sys.executable, "-m", "core.cli", "jobs", "list"], env=env, cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "sundial", "jobs", "list"], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and done.stderr.startswith("sundial: cannot reach the database")

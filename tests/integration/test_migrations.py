@@ -4,7 +4,7 @@ import asyncio
 
 import asyncpg
 
-from core.migrate import discover, migrate
+from sundial.core.migrate import discover, migrate
 
 EXPECTED_TABLES = {"jobs", "schedules", "runs", "workers", "scheduler_instances",
                    "system_settings", "api_keys", "audit_log", "schema_migrations"}

@@ -1,6 +1,6 @@
 """The reaper rescues runs by heartbeat age only, and marks silent workers offline."""
 
-from scheduler.reaper import delete_old_runs, reap
+from sundial.scheduler.reaper import delete_old_runs, reap
 
 
 async def insert_running(pool, *, heartbeat_age_s: float, attempt: int, max_attempts: int) -> int:

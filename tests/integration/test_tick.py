@@ -9,9 +9,9 @@ from urllib.parse import urlsplit
 
 import aio_pika
 
-from core.broker import Publisher, queue_name
-from scheduler.relay import relay
-from scheduler.tick import tick
+from sundial.core.broker import Publisher, queue_name
+from sundial.scheduler.relay import relay
+from sundial.scheduler.tick import tick
 from tests.faults import tcp_proxy
 
 LEASE_S = 30.0
@@ -128,7 +128,7 @@ async def test_failed_publish_still_advances_and_the_relay_publishes_later(pool,
                                    f"127.0.0.1:{proxy.port}")
         publisher = Publisher(proxied, delivery_limit=5, connect_timeout_s=2)
         await proxy.cut()
-        from core.outbox import publish_runs
+        from sundial.core.outbox import publish_runs
 
         result = await tick(pool, batch_size=10, look_ahead_s=0, lease_s=LEASE_S)
         published = await publish_runs(pool, publisher, result.to_publish)
@@ -180,7 +180,7 @@ async def test_a_run_handed_back_to_the_outbox_during_the_publish_is_not_marked(
     """The confirm of attempt 1 arrives after a worker already failed it fast and set it
     back to queued (attempt 2), or after a drain released it: marking it published would
     leave it queued forever, never relayed."""
-    from core.outbox import publish_runs
+    from sundial.core.outbox import publish_runs
 
     job = await make_job(pool, queue)
     await pool.execute(

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from core.netguard import check_url, parse_networks
-from worker.retry import backoff_s
+from sundial.core.netguard import check_url, parse_networks
+from sundial.worker.retry import backoff_s
 
 
 @pytest.mark.parametrize("url, reason", [

@@ -15,10 +15,10 @@ import yaml
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
-from api.settings import ApiSettings
-from core.cli import build_parser
-from core.settings import Settings
-from worker.settings import WorkerSettings
+from sundial.api.settings import ApiSettings
+from sundial.core.cli import build_parser
+from sundial.core.settings import Settings
+from sundial.worker.settings import WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("scheduler", "worker", "api")
@@ -219,12 +219,14 @@ def test_images_are_alpine_multi_stage_non_root_and_stop_on_sigterm() -> None:
         assert stages[service][0][1] == "runtime", service
 
 
-def test_the_image_carries_the_sql_folder_where_sundial_looks_for_it() -> None:
-    runtime = dockerfile_stages()["runtime"]
-    env = " ".join(instructions(runtime, "ENV"))
-    sql_dir = re.search(r"SUNDIAL_SQL_DIR=(\S+)", env)
-    assert sql_dir, "SUNDIAL_SQL_DIR is set in the image"
-    assert f"sql {sql_dir[1]}" in instructions(runtime, "COPY")
+def test_the_image_installs_the_wheel_that_carries_the_sql_and_copies_nothing_else() -> None:
+    stages = dockerfile_stages()
+    builder, runtime = stages["builder"], stages["runtime"]
+    assert "sql ./sql" in instructions(builder, "COPY"), "the wheel is built with sql/ in it"
+    assert any(re.search(r"pip wheel .* \.$", args) for args in instructions(builder, "RUN"))
+    assert instructions(runtime, "COPY") == [], "the runtime takes everything from the wheel"
+    assert "SUNDIAL_SQL_DIR" not in " ".join(instructions(runtime, "ENV"))
+    assert "--no-index --find-links=/wheels sundial" in " ".join(instructions(runtime, "RUN"))
     ignored = (ROOT / ".dockerignore").read_text().splitlines()
     assert "!sql/" in ignored and "!services/" in ignored and "!README.md" in ignored
 

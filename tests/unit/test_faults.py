@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from core import faults
+from sundial.core import faults
 
 
 def test_points_and_probabilities_are_parsed():
@@ -29,7 +29,7 @@ def test_a_bad_entry_is_refused_naming_it(value, message):
 
 
 def test_a_process_reaching_a_point_dies_as_if_sigkilled():
-    code = "from core import faults; faults.reached('after_commit'); print('survived')"
+    code = "from sundial.core import faults; faults.reached('after_commit'); print('survived')"
     env = {faults.ENV: "after_commit"}
     done = subprocess.run([sys.executable, "-c", code], env={**_base_env(), **env},
                           capture_output=True, text=True, timeout=30)

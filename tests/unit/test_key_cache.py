@@ -1,10 +1,10 @@
-"""api.auth.KeyCache: what it remembers, for how long, and what it refuses to keep."""
+"""sundial.api.auth.KeyCache: what it remembers, for how long, and what it refuses to keep."""
 
 from __future__ import annotations
 
 import time
 
-from api.auth import KeyCache, Principal
+from sundial.api.auth import KeyCache, Principal
 
 WHO = Principal(1, "ops", "admin")
 

@@ -11,10 +11,10 @@ import jsonschema_rs
 import pytest
 from pydantic import ValidationError
 
-from core.messages import CONTENT_TYPE, MESSAGE_VERSION, RunMessage, decode_run, encode_run
+from sundial.core.messages import CONTENT_TYPE, MESSAGE_VERSION, RunMessage, decode_run, encode_run
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "docs" / "run-message.schema.json"
-REGENERATE = ('.venv/bin/python -c "import json; from core.messages import RunMessage; '
+REGENERATE = ('.venv/bin/python -c "import json; from sundial.core.messages import RunMessage; '
               'print(json.dumps(RunMessage.model_json_schema(), indent=2))" '
               "> docs/run-message.schema.json")
 
@@ -29,7 +29,7 @@ def validator() -> jsonschema_rs.Validator:
 
 def test_published_schema_matches_the_model() -> None:
     assert published_schema() == RunMessage.model_json_schema(), (
-        f"docs/run-message.schema.json is out of date with core.messages.RunMessage; "
+        f"docs/run-message.schema.json is out of date with sundial.core.messages.RunMessage; "
         f"regenerate it: {REGENERATE}")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from worker.quarantine import Quarantine
+from sundial.worker.quarantine import Quarantine
 
 
 async def test_a_suspect_waits_for_running_runs_and_new_runs_wait_for_it():

@@ -19,8 +19,8 @@ from cronsim import CronSim
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.errors import InvalidSchedule
-from core.schedule import (
+from sundial.core.errors import InvalidSchedule
+from sundial.core.schedule import (
     DEFAULT_GRACE_S,
     MAX_CATCHUP_RUNS,
     MISFIRE_POLICIES,

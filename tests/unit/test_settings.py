@@ -10,8 +10,8 @@ import pytest
 from cryptography.fernet import Fernet
 from pydantic import AliasChoices, Field
 
-from core.errors import ConfigError
-from core.settings import Settings, load_settings, redact_url
+from sundial.core.errors import ConfigError
+from sundial.core.settings import Settings, load_settings, redact_url
 
 ENV_NAMES = sorted({str(name) for info in Settings.model_fields.values()
                     if isinstance(info.validation_alias, AliasChoices)

@@ -1,5 +1,5 @@
 """The JSON API under /api, one module per resource. Every route here passes the role
-check of api.auth (attached to the router in api.app): denied unless a key allows it."""
+check of sundial.api.auth (attached to the router in sundial.api.app): denied unless a key allows it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from api.service import Service
+from sundial.api.service import Service
 
 
 async def _service(request: Request) -> Service:

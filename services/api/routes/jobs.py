@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
 
-from api.auth import Caller
-from api.routes import Svc
-from api.schemas import Deleted, JobCreate, JobDetail, JobSummary, JobUpdate, Queued
+from sundial.api.auth import Caller
+from sundial.api.routes import Svc
+from sundial.api.schemas import Deleted, JobCreate, JobDetail, JobSummary, JobUpdate, Queued
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 JobRef = Annotated[str, Path(min_length=1, max_length=200, description="A job's id or name.")]

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from api.auth import Caller
-from api.routes import Svc
-from api.schemas import MAX_ID, CancelResult, Instant, Queued, Run, RunPage, RunStatus
+from sundial.api.auth import Caller
+from sundial.api.routes import Svc
+from sundial.api.schemas import MAX_ID, CancelResult, Instant, Queued, Run, RunPage, RunStatus
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 RunId = Annotated[int, Path(ge=1, le=MAX_ID)]

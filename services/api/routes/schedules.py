@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
 
-from api.auth import Caller
-from api.routes import Svc
-from api.schemas import MAX_ID, Deleted, Preview, Schedule, ScheduleCreate, ScheduleFields, ScheduleUpdate
+from sundial.api.auth import Caller
+from sundial.api.routes import Svc
+from sundial.api.schemas import MAX_ID, Deleted, Preview, Schedule, ScheduleCreate, ScheduleFields, ScheduleUpdate
 
 router = APIRouter(prefix="/schedules", tags=["schedules"])
 ScheduleId = Annotated[int, Path(ge=1, le=MAX_ID)]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from api.auth import Caller
-from api.routes import Svc
-from api.schemas import Accepted, Me, SchedulerStatus, Stats, Worker
+from sundial.api.auth import Caller
+from sundial.api.routes import Svc
+from sundial.api.schemas import Accepted, Me, SchedulerStatus, Stats, Worker
 
 router = APIRouter(tags=["system"])
 

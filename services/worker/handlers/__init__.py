@@ -1,4 +1,4 @@
-"""Built-in handlers. A handler is `async def run(payload: dict, ctx: Context) -> result`;
+"""Built-in handlers. A handler is `async def run(payload: dict, ctx: RunContext) -> result`;
 the result (JSON-serialisable) is stored in runs.result. Raising fails the attempt;
 raising `PayloadError` fails the run at once (a retry would fail the same way).
 """
@@ -10,12 +10,12 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from worker.settings import WorkerSettings
+from sundial.worker.settings import WorkerSettings
 
 
 @dataclass(frozen=True, slots=True)
-class Context:
-    """What a handler (or a Python job, through `worker.current_run()`) knows of its run."""
+class RunContext:
+    """What a handler (or a Python job, through `sundial.current_run()`) knows of its run."""
 
     settings: WorkerSettings
     run_id: int
@@ -25,13 +25,23 @@ class Context:
     max_attempts: int
 
 
-Handler = Callable[[dict[str, Any], Context], Awaitable[Any]]
+Handler = Callable[[dict[str, Any], RunContext], Awaitable[Any]]
 
-current: ContextVar[Context] = ContextVar("sundial_run")
+current: ContextVar[RunContext] = ContextVar("sundial_run")
+
+
+def current_run() -> RunContext:
+    """The run being executed: call it inside a job (a thread it runs in included)."""
+    try:
+        return current.get()
+    except LookupError:
+        raise RuntimeError("current_run() is called outside a run: only a job that a "
+                           "Sundial worker executes has one") from None
 
 
 class JobError(Exception):
-    """The attempt failed; `output` (e.g. a command's stderr) is kept with the run."""
+    """The attempt failed (and is retried while attempts remain): `output` (e.g. a
+    command's stderr) is kept with the run, and `result` stored as its result."""
 
     retryable = True
 
@@ -74,8 +84,8 @@ HINTS = {
 
 def available(settings: WorkerSettings) -> dict[str, Handler]:
     """The handlers this worker can run, by name (what it advertises in `workers`)."""
-    from worker import registry
-    from worker.handlers import command, http, noop, python, sleep
+    from sundial.worker import registry
+    from sundial.worker.handlers import command, http, noop, python, sleep
 
     handlers: dict[str, Handler] = {"noop": noop.run, "sleep": sleep.run, "http": http.run}
     if settings.allow_commands:

@@ -16,10 +16,10 @@ import signal
 from contextlib import suppress
 from typing import Any
 
-from worker.handlers import Context, JobError, PayloadError, field
+from sundial.worker.handlers import JobError, PayloadError, RunContext, field
 
 
-async def run(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
+async def run(payload: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     settings = ctx.settings
     if not settings.allow_commands:
         raise PayloadError("command jobs are disabled on this worker (WORKER_ALLOW_COMMANDS)")

@@ -6,7 +6,7 @@ Payload: {"url": "https://...", "method": "POST", "headers": {...}, "json": {...
 Result: {"status": 200, "url": final URL, "body": first max_body_bytes, "truncated": bool}.
 
 Only http and https. The target, and every redirect's target, must resolve to public
-addresses unless WORKER_HTTP_ALLOWED_NETWORKS allows them (core.netguard).
+addresses unless WORKER_HTTP_ALLOWED_NETWORKS allows them (sundial.core.netguard).
 
 Credentials stay with the origin they were written for: once a redirect changes the
 scheme, host or port, Authorization, Proxy-Authorization, Cookie and every header named
@@ -20,8 +20,8 @@ from typing import Any
 
 import httpx
 
-from core.netguard import check_url
-from worker.handlers import Context, JobError, PayloadError, field
+from sundial.core.netguard import check_url
+from sundial.worker.handlers import JobError, PayloadError, RunContext, field
 
 MAX_REDIRECTS = 5
 CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
@@ -29,7 +29,7 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
-async def run(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
+async def run(payload: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     url = field(payload, "url", str)
     method = field(payload, "method", str, "GET").upper()
     if method not in METHODS:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from worker.handlers import Context
+from sundial.worker.handlers import RunContext
 
 
-async def run(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
+async def run(payload: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     return {"ok": True}

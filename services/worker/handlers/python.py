@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from worker import registry
-from worker.handlers import Context, PayloadError, field
+from sundial.worker import registry
+from sundial.worker.handlers import PayloadError, RunContext, field
 
 
-async def run(payload: dict[str, Any], ctx: Context) -> Any:
+async def run(payload: dict[str, Any], ctx: RunContext) -> Any:
     name = field(payload, "function", str, ctx.job)
     args = field(payload, "args", list, [])
     kwargs = field(payload, "kwargs", dict, {})
@@ -25,5 +25,5 @@ async def run(payload: dict[str, Any], ctx: Context) -> Any:
         raise PayloadError(str(exc)) from None
     if registry.is_async(fn):
         return await fn(*args, **kwargs)
-    # to_thread copies the context: worker.current_run() works in the thread too.
+    # to_thread copies the context: sundial.current_run() works in the thread too.
     return await asyncio.to_thread(fn, *args, **kwargs)

@@ -8,10 +8,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from worker.handlers import Context, PayloadError, field
+from sundial.worker.handlers import PayloadError, RunContext, field
 
 
-async def run(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
+async def run(payload: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     seconds = float(field(payload, "seconds", (int, float), 1.0))
     if seconds < 0:
         raise PayloadError(f"payload.seconds must be >= 0, not {seconds}")
