@@ -14,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 MESSAGE_VERSION = 1
 CONTENT_TYPE = "application/json"
+# PostgreSQL's bigint and integer: a run id or attempt beyond them names no run.
+MAX_ID = 2**63 - 1
+MAX_ATTEMPT = 2**31 - 1
 
 
 class RunMessage(BaseModel):
@@ -23,14 +26,15 @@ class RunMessage(BaseModel):
                               json_schema_extra={"title": "Sundial run message"})
 
     version: Literal[1] = Field(description="Message format version; consumers reject others.")
-    run_id: int = Field(description="The run's id; also the AMQP message_id.")
-    job_id: int
+    run_id: int = Field(ge=1, le=MAX_ID, description="The run's id; also the AMQP message_id.")
+    job_id: int = Field(ge=1, le=MAX_ID)
     job: str = Field(description="The job's name.")
     handler: str = Field(description="Which handler executes the run, e.g. http or python.")
     payload: dict[str, Any] = Field(description="The job's payload (secret fields excluded).")
     schedule_id: int | None = Field(description="The schedule that planned it; null for manual runs.")
     scheduled_for: datetime = Field(description="The planned slot (ISO 8601, UTC).")
-    attempt: int = Field(ge=1, description="1 for the first attempt; retries count up.")
+    attempt: int = Field(ge=1, le=MAX_ATTEMPT,
+                         description="1 for the first attempt; retries count up.")
     timeout_seconds: float = Field(gt=0)
 
 
@@ -56,3 +60,28 @@ def encode_run(row: Any) -> bytes:
 def decode_run(body: bytes) -> RunMessage:
     """Parse and validate a message body; raises pydantic.ValidationError or ValueError."""
     return RunMessage.model_validate_json(body)
+
+
+class RunRef(BaseModel):
+    """What a Sundial worker takes from a run message: which run, which attempt. Handler,
+    payload, timeout and secrets come from the database (the broker is a doorbell), so a
+    forged or damaged body can change nothing but which stored run is looked at."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    version: Literal[1]
+    run_id: int = Field(ge=1, le=MAX_ID, strict=True)
+    attempt: int = Field(ge=1, le=MAX_ATTEMPT, strict=True)
+
+
+def decode_ref(body: bytes) -> RunRef:
+    """The run and attempt a message names; the rest of the body is not looked at (a
+    payload too deep for the JSON parser included). Raises ValueError when they are
+    missing, not integers or out of range, or the body is no JSON object."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    return RunRef.model_validate(data)

@@ -3,6 +3,8 @@
 The claim names the attempt, so a stale duplicate of an earlier attempt can never
 start a retry early; a run that is taken, finished or cancelled is not claimed again.
 The job's concurrency policy is applied in the same transaction, serialised per job.
+Everything about the run (its job, handler, payload, secrets, timeout) is read from the
+database: a message only says which run and attempt to look at.
 
 `Claimer` batches: messages that arrive while a claim is in progress are claimed
 together in one round trip (jobs with policy `allow`, the common case); anything that
@@ -14,16 +16,19 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 import asyncpg
 
-from sundial.core.messages import RunMessage
+from sundial.core.logging import get_logger
+from sundial.core.messages import RunRef
 from sundial.core.sql import q
 from sundial.worker.executor import RELEASE, Outcome
 from sundial.worker.recorder import write_results
+
+log = get_logger("worker.claim")
 
 
 class Claim(enum.Enum):
@@ -33,6 +38,7 @@ class Claim(enum.Enum):
     RUNNING = "running"        # this attempt is running (on this or another worker)
     DUPLICATE = "duplicate"    # already finished, or another attempt
     UNKNOWN = "unknown"        # no such run
+    NO_HANDLER = "no_handler"  # queued, but its job's handler is not one of this worker's
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,7 @@ class ClaimResult:
     claim: Claim
     run: asyncpg.Record | None = None
     detail: str | None = None
+    handler: str | None = None  # the job's handler, for NO_HANDLER
 
 
 T = TypeVar("T")
@@ -48,17 +55,24 @@ Db = Callable[[Callable[[asyncpg.Connection], Awaitable[T]]], Awaitable[T]]
 BATCH = 500
 
 
-async def claim(conn: asyncpg.Connection, message: RunMessage, worker_id: str) -> ClaimResult:
+async def claim(conn: asyncpg.Connection, message: RunRef, worker_id: str,
+                handlers: Sequence[str]) -> ClaimResult:
     async with conn.transaction():
-        policy = await conn.fetchval(q("job_concurrency_policy"), message.job_id)
+        job = await conn.fetchrow(q("run_job"), message.run_id)
+        if job is None:
+            return ClaimResult(Claim.UNKNOWN)
+        if (job["status"] == "queued" and job["attempt"] == message.attempt
+                and job["handler"] not in handlers):
+            return ClaimResult(Claim.NO_HANDLER, handler=job["handler"])
+        policy = job["concurrency_policy"]
         if policy in ("forbid", "replace"):
-            await conn.execute(q("lock_job_runs"), message.job_id)
+            await conn.execute(q("lock_job_runs"), job["job_id"])
         if policy == "forbid":
             skipped = await conn.fetchrow(q("skip_run_if_job_busy"), message.run_id, message.attempt)
             if skipped is not None:
                 return ClaimResult(Claim.SKIPPED, detail=f"run {skipped['running_id']} is running")
         run = await conn.fetchrow(q("claim_run"), message.run_id, message.attempt, worker_id,
-                                  False)
+                                  False, handlers)
         if run is not None:
             if policy == "replace":
                 replaced = await conn.fetch(q("cancel_other_runs_of_job"), run["job_id"], run["id"])
@@ -78,7 +92,7 @@ async def claim(conn: asyncpg.Connection, message: RunMessage, worker_id: str) -
                            detail=f"run is {state['status']} at attempt {state['attempt']}")
 
 
-async def end_unstarted(conn: asyncpg.Connection, message: RunMessage, status: str,
+async def end_unstarted(conn: asyncpg.Connection, message: RunRef, status: str,
                         error: str) -> bool:
     """End a queued run that will not start ('failed' or 'dead'); False if not queued."""
     ended = await conn.fetchval(q("end_queued_run"), message.run_id, message.attempt, status, error)
@@ -94,11 +108,12 @@ class Claimer:
 
     db: Db
     worker_id: str
-    _pending: list[tuple[RunMessage, asyncio.Future[ClaimResult | None]]] = field(
+    handlers: Sequence[str]
+    _pending: list[tuple[RunRef, asyncio.Future[ClaimResult | None]]] = field(
         default_factory=list)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def claim(self, message: RunMessage) -> ClaimResult:
+    async def claim(self, message: RunRef) -> ClaimResult:
         future: asyncio.Future[ClaimResult | None] = asyncio.get_running_loop().create_future()
         self._pending.append((message, future))
         self._wake.set()
@@ -107,7 +122,7 @@ class Claimer:
             # Another policy, or not claimable (a second copy of a message in the same
             # batch included): the full claim, in this message's own task, applies the
             # policy or says why.
-            result = await self.db(lambda c: claim(c, message, self.worker_id))
+            result = await self.db(lambda c: claim(c, message, self.worker_id, self.handlers))
         return result
 
     async def run(self) -> None:
@@ -119,12 +134,14 @@ class Claimer:
             try:
                 await self._claim_batch(batch)
             except Exception as exc:
-                # Not a lost connection (db waits those out): each message's handler decides.
+                # Not a lost connection (db waits those out). One message must not sink the
+                # others that arrived with it: each gets its own full claim, in its own task.
+                log.warning("worker.batch_claim_failed", runs=len(batch), error=repr(exc))
                 for _, future in batch:
                     if not future.done():
-                        future.set_exception(exc)
+                        future.set_result(None)
 
-    async def _claim_batch(self, batch: list[tuple[RunMessage, asyncio.Future]]) -> None:
+    async def _claim_batch(self, batch: list[tuple[RunRef, asyncio.Future]]) -> None:
         live = [(m, f) for m, f in batch if not f.done()]  # a cancelled waiter needs no claim
         if not live:
             return
@@ -132,15 +149,15 @@ class Claimer:
         # whatever the table's statistics say (a set-based UPDATE ... FROM unnest could
         # be planned as a scan of every queued run while the table is young).
         rows = await self.db(lambda c: c.fetchmany(
-            q("claim_run"), [(m.run_id, m.attempt, self.worker_id, True) for m, _ in live]))
+            q("claim_run"),
+            [(m.run_id, m.attempt, self.worker_id, True, self.handlers) for m, _ in live]))
         claimed: dict[tuple[int, int], asyncpg.Record] = {(r["id"], r["attempt"]): r for r in rows}
-        orphans = [m for m, f in live if f.done() and (m.run_id, m.attempt) in claimed]
-        if orphans:
-            # Their waiters were cancelled meanwhile (shutdown): queue them again at once,
-            # the attempt not counted, for the outbox to publish.
-            released = [(m.run_id, m.attempt, Outcome(RELEASE)) for m in orphans]
-            await self.db(lambda c: write_results(c, self.worker_id, released))
         for message, future in live:
             if not future.done():
                 row = claimed.pop((message.run_id, message.attempt), None)
                 future.set_result(None if row is None else ClaimResult(Claim.CLAIMED, row))
+        if claimed:
+            # Claimed for waiters cancelled meanwhile (shutdown): queue them again at once,
+            # the attempt not counted, for the outbox to publish.
+            released = [(run_id, attempt, Outcome(RELEASE)) for run_id, attempt in claimed]
+            await self.db(lambda c: write_results(c, self.worker_id, released))

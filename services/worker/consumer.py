@@ -26,12 +26,11 @@ from typing import Any, TypeVar
 import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
-from pydantic import ValidationError
 
 from sundial.core.broker import BROKER_ERRORS, declare_base, declare_queue
 from sundial.core.db import CONNECTION_ERRORS
 from sundial.core.logging import get_logger
-from sundial.core.messages import RunMessage, decode_run
+from sundial.core.messages import RunRef, decode_ref
 from sundial.core.outbox import wake_scheduler
 from sundial.core.secrets import decrypt_fields, merge_secrets
 from sundial.core.sql import q
@@ -60,6 +59,13 @@ ENDED = object()
 REQUEUED = object()
 
 
+def delivery_count(message: AbstractIncomingMessage) -> int:
+    """How often the broker delivered this message before (its x-delivery-count header on a
+    redelivery; anything but a whole number counts as none)."""
+    value = (message.headers or {}).get("x-delivery-count")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
 class Consumer:
     def __init__(self, settings: WorkerSettings, pool: asyncpg.Pool, worker_id: str,
                  handlers: dict[str, Handler], recorder: Recorder):
@@ -77,7 +83,7 @@ class Consumer:
         self._connection: AbstractRobustConnection | None = None
         self._consumers: list[tuple[AbstractQueue, str]] = []
         self._connected = False
-        self.claimer = Claimer(self._db, worker_id)
+        self.claimer = Claimer(self._db, worker_id, list(handlers))
         self.quarantine = Quarantine()
 
     @property
@@ -172,30 +178,23 @@ class Consumer:
             await acks.reject(message, requeue=True)
             return
         try:
-            run = decode_run(message.body)
-        except (ValidationError, ValueError) as exc:
+            ref = decode_ref(message.body)
+        except ValueError as exc:
             self.counts["rejected"] += 1
             log.error("message.rejected", reason="undecodable", message_id=message.message_id,
                       error=str(exc)[:500])
             await acks.reject(message, requeue=False)
             return
-        fields = dict(run_id=run.run_id, attempt=run.attempt, job=run.job, handler=run.handler)
+        fields: dict[str, Any] = dict(run_id=ref.run_id, attempt=ref.attempt)
 
-        deliveries = int((message.headers or {}).get("x-delivery-count") or 0)
-        if deliveries >= self.settings.delivery_limit:
-            await self._at_delivery_limit(message, run, deliveries, fields)
-            return
-
-        handler = self.handlers.get(run.handler)
-        if handler is None:
-            await self._handler_missing(message, run, fields)
-            return
-
-        claimed = await self.claimer.claim(run)
+        claimed = await self.claimer.claim(ref)
         if claimed.claim is Claim.UNKNOWN:
             self.counts["rejected"] += 1
             log.error("message.rejected", reason="unknown run", **fields)
             await acks.reject(message, requeue=False)
+            return
+        if claimed.claim is Claim.NO_HANDLER:
+            await self._handler_missing(message, ref, claimed.handler or "", fields)
             return
         row = claimed.run
         alone = False
@@ -204,7 +203,11 @@ class Consumer:
             # attempt closed. Wait for that worker to finish it, or take it over if its
             # heartbeat stops (it died, perhaps killed by this very run: so it runs
             # alone here, and a crash it causes takes no bystander with it).
-            outlasted = await self._outlast_holder(message, run, self._take_over)
+            deliveries = delivery_count(message)
+            if deliveries >= self.settings.delivery_limit:
+                await self._at_delivery_limit(message, ref, deliveries, fields)
+                return
+            outlasted = await self._outlast_holder(message, ref, self._take_over)
             if outlasted is None:
                 return
             if isinstance(outlasted, asyncpg.Record):
@@ -217,10 +220,11 @@ class Consumer:
             self.recorder.add(Finished(message))
             return
 
+        fields.update(job=row["job"], handler=row["handler"])
         self.counts["claimed"] += 1
         self.last_execution = time.time()
         log.debug("run.claimed", detail=claimed.detail, **fields)
-        held = Held(run.run_id, run.attempt)
+        held = Held(ref.run_id, ref.attempt)
         self.held[held.key] = held
         # From here on the run is ours: whatever happens, it gets an outcome (a requeued
         # message would find it running and be dropped as a duplicate).
@@ -228,7 +232,7 @@ class Consumer:
             if not alone:
                 await self.quarantine.enter()
             try:
-                outcome = await self._execute(run, row, handler, held)
+                outcome = await self._execute(row, held)
             finally:
                 await (self.quarantine.leave_alone() if alone else self.quarantine.leave())
         except Exception as exc:
@@ -238,22 +242,18 @@ class Consumer:
         held.finished = True
         self.recorder.add(Finished(message, held, outcome))
 
-    async def _at_delivery_limit(self, message: AbstractIncomingMessage, run: RunMessage,
+    async def _at_delivery_limit(self, message: AbstractIncomingMessage, run: RunRef,
                                  deliveries: int, fields: dict[str, Any]) -> None:
-        """The broker delivered this message `delivery_limit` times before, and a worker
-        died (or its channel closed, or it gave the message back) holding it each time.
-        A run that never started ends 'dead' (the limit stops a message bouncing before
-        its claim). A started one ends 'dead' only if it was executing at every one of
-        those deliveries; a bystander (it waited in a worker another run killed) gets a
-        fresh message instead."""
+        """The broker delivered this message `delivery_limit` times before while its
+        attempt was running: a worker died (or its channel closed) holding it each time.
+        The run ends 'dead' only if the database shows it was executing at every one of
+        those deliveries (taken over each time); a bystander (it waited in a worker
+        another run killed) gets a fresh message instead. The header alone ends nothing."""
         error = f"delivered {deliveries + 1} times without a result; dead-lettered"
-        if await self._db(lambda c: end_unstarted(c, run, "dead", error)):
-            outcome = ENDED
-        else:
-            outcome = await self._outlast_holder(
-                message, run, functools.partial(self._end_abandoned, error=error))
-            if outcome is None:
-                return
+        outcome = await self._outlast_holder(
+            message, run, functools.partial(self._end_abandoned, error=error))
+        if outcome is None:
+            return
         if outcome is REQUEUED:
             log.warning("run.republished", deliveries=deliveries + 1,
                         reason="delivery limit reached while it waited in a dying worker",
@@ -266,13 +266,17 @@ class Consumer:
             log.info("run.duplicate", detail="ended while its message was redelivered", **fields)
             self.recorder.add(Finished(message))
             return
-        self.counts["dead"] += 1
-        log.error("run.dead", deliveries=deliveries + 1, ended=outcome is ENDED, **fields)
+        if outcome is MISSING:
+            self.counts["rejected"] += 1
+            log.error("message.rejected", reason="unknown run", **fields)
+        else:
+            self.counts["dead"] += 1
+            log.error("run.dead", deliveries=deliveries + 1, **fields)
         await self.recorder.acks.reject(message, requeue=False)
 
     async def _outlast_holder(
-            self, message: AbstractIncomingMessage, run: RunMessage,
-            act: Callable[[RunMessage, float], Awaitable[object | None]]) -> object | None:
+            self, message: AbstractIncomingMessage, run: RunRef,
+            act: Callable[[RunRef, float], Awaitable[object | None]]) -> object | None:
         """Hold a redelivered message while its attempt runs elsewhere, checking when the
         holder's lease would run out; then `act(run, lease)`: what it returns ends the
         wait (None: heard from just now, or rescued meanwhile, so look again shortly).
@@ -298,13 +302,14 @@ class Consumer:
         await self.recorder.acks.reject(message, requeue=True)
         return None
 
-    async def _take_over(self, run: RunMessage, lease: float) -> asyncpg.Record | None:
+    async def _take_over(self, run: RunRef, lease: float) -> asyncpg.Record | None:
         """The attempt's worker is gone: run it here, alone (the caller leaves the
         quarantine), so a crash it causes takes no bystander with it."""
         await self.quarantine.enter_alone()
         try:
             row = await self._db(lambda c: c.fetchrow(
-                q("take_over_run"), run.run_id, run.attempt, self.worker_id, lease))
+                q("take_over_run"), run.run_id, run.attempt, self.worker_id, lease,
+                list(self.handlers)))
         except BaseException:
             await self.quarantine.leave_alone()
             raise
@@ -312,7 +317,7 @@ class Consumer:
             await self.quarantine.leave_alone()
         return row
 
-    async def _end_abandoned(self, run: RunMessage, lease: float, *, error: str) -> object | None:
+    async def _end_abandoned(self, run: RunRef, lease: float, *, error: str) -> object | None:
         """At the delivery limit, for an attempt whose worker's lease is out: 'dead' if
         it was taken over at every delivery after the first, else queued again."""
         executing_each_time = self.settings.delivery_limit - 1
@@ -330,42 +335,44 @@ class Consumer:
 
         return await self._db(end)
 
-    async def _execute(self, run: RunMessage, row: asyncpg.Record, handler: Handler,
-                       held: Held) -> Outcome:
-        ctx = RunContext(self.settings, run.run_id, run.job_id, run.job, run.attempt,
-                      row["max_attempts"])
+    async def _execute(self, row: asyncpg.Record, held: Held) -> Outcome:
+        """Run the claimed attempt as the database describes it (the row of the claim)."""
+        ctx = RunContext(self.settings, row["id"], row["job_id"], row["job"], row["attempt"],
+                         row["max_attempts"])
         retry = Retry(row["max_attempts"], row["retry_backoff_seconds"],
                       row["retry_backoff_max_seconds"], self._rng)
         try:
-            payload = self._payload(run, row["secret_payload"])
+            payload = self._payload(row["payload"], row["secret_payload"])
         except Exception as exc:
             return Outcome("failed", error=f"{type(exc).__name__}: {exc}")
-        return await execute(held, handler, payload, ctx, run.timeout_seconds, retry)
+        return await execute(held, self.handlers[row["handler"]], payload, ctx,
+                             row["timeout_seconds"], retry)
 
-    def _payload(self, run: RunMessage, secret: str | None) -> dict[str, Any]:
+    def _payload(self, stored: dict[str, Any], secret: str | None) -> dict[str, Any]:
         if not secret:
-            return dict(run.payload)
-        return merge_secrets(run.payload, decrypt_fields(self.settings.encryption_key, secret))
+            return dict(stored)
+        return merge_secrets(stored, decrypt_fields(self.settings.encryption_key, secret))
 
-    async def _handler_missing(self, message: AbstractIncomingMessage, run: RunMessage,
-                               fields: dict[str, Any]) -> None:
+    async def _handler_missing(self, message: AbstractIncomingMessage, run: RunRef,
+                               handler: str, fields: dict[str, Any]) -> None:
+        fields = {**fields, "handler": handler}
         elsewhere = await self._db(lambda c: c.fetchval(
-            q("handler_advertised"), run.handler, self.worker_id,
+            q("handler_advertised"), handler, self.worker_id,
             self.settings.worker_offline_threshold_s))
         if elsewhere:
             returned = await self._db(lambda c: self._return_to_outbox(c, run))
             log.warning("run.handler_elsewhere", returned_to_outbox=returned, **fields)
             self.recorder.add(Finished(message))
             return
-        hint = HINTS.get(run.handler, f"known handlers: {', '.join(sorted(self.handlers))}")
-        error = f"no online worker runs handler {run.handler!r} ({hint})"
+        hint = HINTS.get(handler, f"known handlers: {', '.join(sorted(self.handlers))}")
+        error = f"no online worker runs handler {handler!r} ({hint})"
         await self._db(lambda c: end_unstarted(c, run, "failed", error))
         self.counts["handler_missing"] += 1
         log.error("run.handler_unavailable", error=error, **fields)
         self.recorder.add(Finished(message))
 
     @staticmethod
-    async def _return_to_outbox(conn: asyncpg.Connection, run: RunMessage) -> bool:
+    async def _return_to_outbox(conn: asyncpg.Connection, run: RunRef) -> bool:
         returned = await conn.fetchval(q("return_run_to_outbox"), run.run_id, run.attempt,
                                        REQUEUE_PAUSE_S)
         if returned is not None:

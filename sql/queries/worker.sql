@@ -1,10 +1,13 @@
 -- Queries of the worker: claim, record, heartbeat, registration.
 
--- name: job_concurrency_policy
--- The job's concurrency policy (allow, forbid, replace), read before a claim.
-SELECT concurrency_policy
-FROM jobs
-WHERE id = $1;
+-- name: run_job
+-- Run $1 as the database knows it, with what its job asks of a claim: the handler that
+-- runs it and the concurrency policy (allow, forbid, replace). Read before a claim.
+SELECT r.status, r.attempt, r.cancel_requested, j.id AS job_id, j.handler,
+       j.concurrency_policy
+FROM runs r
+JOIN jobs j ON j.id = r.job_id
+WHERE r.id = $1;
 
 -- name: lock_job_runs
 -- Serialise claims of one job's runs until commit (forbid and replace policies only).
@@ -12,8 +15,10 @@ SELECT pg_advisory_xact_lock(hashtextextended('sundial.job:' || $1::bigint, 0));
 
 -- name: claim_run
 -- Start attempt $2 of run $1 on worker $3, unless it is already taken, finished,
--- cancelled, or a later attempt (a stale duplicate message); with $4, only if its job's
--- concurrency policy is 'allow' (many such claims are pipelined in one transaction).
+-- cancelled, or a later attempt (a stale duplicate message), or its job's handler is not
+-- one of $5 (this worker's); with $4, only if its job's concurrency policy is 'allow'
+-- (many such claims are pipelined in one transaction). What runs and how long it may
+-- take are returned from the job, never taken from the message.
 -- Here and below, a message in hand proves the run was published, whether or not its
 -- publisher lived to mark it. Takeovers are counted per message: a claim starts afresh.
 UPDATE runs r
@@ -31,8 +36,10 @@ WHERE r.id = $1
   AND NOT r.cancel_requested
   AND j.id = r.job_id
   AND (NOT $4 OR j.concurrency_policy = 'allow')
-RETURNING r.id, r.job_id, r.attempt, r.max_attempts, j.secret_payload,
-          j.retry_backoff_seconds, j.retry_backoff_max_seconds;
+  AND j.handler = ANY($5::text[])
+RETURNING r.id, r.job_id, r.attempt, r.max_attempts, j.name AS job, j.handler, j.payload,
+          j.secret_payload, j.timeout_seconds, j.retry_backoff_seconds,
+          j.retry_backoff_max_seconds;
 
 -- name: skip_run_if_job_busy
 -- forbid policy: attempt $2 of run $1 ends 'skipped' when its job already has a running run.
@@ -105,8 +112,10 @@ WHERE r.id = $1
   AND r.status = 'running'
   AND r.heartbeat_at < now() - make_interval(secs => $4)
   AND j.id = r.job_id
-RETURNING r.id, r.job_id, r.attempt, r.max_attempts, j.secret_payload,
-          j.retry_backoff_seconds, j.retry_backoff_max_seconds;
+  AND j.handler = ANY($5::text[])
+RETURNING r.id, r.job_id, r.attempt, r.max_attempts, j.name AS job, j.handler, j.payload,
+          j.secret_payload, j.timeout_seconds, j.retry_backoff_seconds,
+          j.retry_backoff_max_seconds;
 
 -- name: end_abandoned_run
 -- The delivery limit is reached and attempt $2 of run $1 is running on a worker whose

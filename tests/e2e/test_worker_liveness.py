@@ -8,12 +8,10 @@ import subprocess
 import sys
 from urllib.parse import urlsplit, urlunsplit
 
-import aio_pika
 import pytest
 
-from sundial.core.broker import declare_topology, queue_name
 from tests.conftest import ROOT, free_port, service_env, wait_for
-from tests.e2e.test_worker import add_job, dead_letters, events, publish, trigger, wait_final, worker_env
+from tests.e2e.test_worker import add_job, events, trigger, wait_final, worker_env
 from tests.faults import tcp_proxy
 
 
@@ -58,30 +56,6 @@ async def test_worker_rides_out_a_database_outage(pool, db_url, amqp_url, queue,
             row = await wait_final(pool, run_id, timeout=40)
             assert row["status"] == "succeeded" and row["attempt"] == 1
         assert worker.alive()
-
-
-async def test_run_delivered_too_often_ends_dead(pool, db_url, amqp_url, queue, processes):
-    job = await add_job(pool, queue, "noop")
-    [run] = await pool.fetch("INSERT INTO runs (job_id, scheduled_for, trigger) "
-                             "VALUES ($1, now(), 'manual') RETURNING id", job)
-    run_id = run["id"]
-    # A consumer that keeps giving the message back, up to the last allowed delivery.
-    async with await aio_pika.connect(amqp_url) as conn:
-        channel = await conn.channel()
-        await declare_topology(channel, [queue], delivery_limit=5)
-        await publish(pool, amqp_url, [run_id])
-        q = await channel.get_queue(queue_name(queue))
-        count = 0
-        while count < 5:
-            message = await q.get(timeout=5)
-            count = int((message.headers or {}).get("x-delivery-count") or 0)
-            await message.nack(requeue=True)
-            count += 1
-    worker = processes(["worker"], worker_env(db_url, amqp_url, queue))
-    row = await wait_final(pool, run_id)
-    assert row["status"] == "dead" and "delivered 6 times" in row["error"]
-    assert events(worker, "run.dead")
-    await dead_letters(amqp_url, {str(run_id)})
 
 
 async def test_worker_cut_off_from_the_database_stops_its_runs_before_they_are_rescued(
