@@ -28,6 +28,24 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# SQLSTATE classes and codes that mean "not now" rather than "not this data": connection
+# trouble (08), a transaction rolled back by a deadlock or serialization failure (40),
+# insufficient resources (53), operator intervention such as a statement timeout or a
+# shutdown (57), a system error (58), a read-only database after a failover (25006) and
+# a lock not available (55P03). The same statement can succeed once they pass.
+_TRANSIENT_CLASSES = frozenset({"08", "40", "53", "57", "58"})
+_TRANSIENT_CODES = frozenset({"25006", "55P03"})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether waiting and trying the same statement again is right (the database is
+    away or cannot do it now), as opposed to an error the data or the query causes."""
+    if isinstance(exc, CONNECTION_ERRORS):
+        return True
+    state = getattr(exc, "sqlstate", None) if isinstance(exc, asyncpg.PostgresError) else None
+    return isinstance(state, str) and (state[:2] in _TRANSIENT_CLASSES or state in _TRANSIENT_CODES)
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for name in ("json", "jsonb"):
         await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads,
@@ -55,6 +73,28 @@ def connect_retrying(max_wait_s: float = 30.0, attempts: int | None = None):
         wait=tenacity.wait_exponential_jitter(multiplier=0.2, max=max_wait_s, jitter=0.5),
         stop=stop,
         before_sleep=_log_retry,
+        reraise=True,
+    )
+
+
+def waiting_out(event: str, max_wait_s: float = 10.0) -> tenacity.AsyncRetrying:
+    """Retry while the database cannot do it now (`is_transient`), with exponential
+    backoff and an `event` warning before each wait; any other error is raised at once.
+
+        async for attempt in waiting_out("worker.db_unavailable"):
+            with attempt:
+                return await pool.fetchval(...)
+    """
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning(event, attempt=state.attempt_number, error=repr(exc),
+                    retry_in_s=round(state.next_action.sleep, 2) if state.next_action else None)
+
+    return tenacity.AsyncRetrying(
+        retry=tenacity.retry_if_exception(is_transient),
+        wait=tenacity.wait_exponential_jitter(initial=0.2, max=max_wait_s, jitter=0.2),
+        stop=tenacity.stop_never,
+        before_sleep=before_sleep,
         reraise=True,
     )
 

@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     run_lease_s: float = Field(
         60.0, gt=0, validation_alias=env("RUN_LEASE_SECONDS"),
         description="seconds without a heartbeat before a running run is rescued, > 0")
+    run_republish_after_s: float = Field(
+        300.0, ge=1, validation_alias=env("RUN_REPUBLISH_AFTER_SECONDS"),
+        description="seconds a published run may wait unstarted before the scheduler sends a "
+                    "fresh message (doubling each time), >= 1")
     max_retry_attempts: int = Field(
         3, ge=1, validation_alias=env("MAX_RETRY_ATTEMPTS"),
         description="default attempts per run for new jobs, >= 1")

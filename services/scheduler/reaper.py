@@ -1,5 +1,6 @@
-"""Liveness and retention: rescue runs whose worker stopped heartbeating, mark silent
-workers offline, delete finished runs past the retention period."""
+"""Liveness and retention: rescue runs whose worker stopped heartbeating, give runs whose
+message was lost a fresh one, mark silent workers offline, delete finished runs past the
+retention period."""
 
 from __future__ import annotations
 
@@ -19,12 +20,20 @@ class ReapResult:
     requeued: int = 0
     failed: int = 0
     workers_offline: int = 0
+    republished: int = 0
 
 
 async def reap(pool: asyncpg.Pool, *, lease_s: float, offline_after_s: float,
-               batch_size: int = 500) -> ReapResult:
+               republish_after_s: float, batch_size: int = 500) -> ReapResult:
     result = ReapResult()
     async with pool.acquire() as conn, conn.transaction():
+        unstarted = await conn.fetch(q("republish_unstarted_runs"), republish_after_s,
+                                     batch_size)
+        for run in unstarted:
+            log.warning("run.republished", run_id=run["id"], attempt=run["attempt"],
+                        times=run["republished"],
+                        reason="published but not started; its message may be lost")
+        result.republished = len(unstarted)
         rescued = await conn.fetch(q("rescue_stale_runs"), lease_s, batch_size)
         for run in rescued:
             if run["status"] == "queued":
@@ -33,7 +42,7 @@ async def reap(pool: asyncpg.Pool, *, lease_s: float, offline_after_s: float,
                 result.failed += 1
             log.warning("run.rescued", run_id=run["id"], worker_id=run["worker_id"],
                         status=run["status"], attempt=run["attempt"])
-        if result.requeued:
+        if result.requeued or result.republished:
             await wake_scheduler(conn, "rescued")
         offline = await conn.fetch(q("mark_workers_offline"), offline_after_s)
         for worker in offline:

@@ -28,7 +28,7 @@ import asyncpg
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 
 from sundial.core.broker import BROKER_ERRORS, declare_base, declare_queue
-from sundial.core.db import CONNECTION_ERRORS
+from sundial.core.db import waiting_out
 from sundial.core.logging import get_logger
 from sundial.core.messages import RunRef, decode_ref
 from sundial.core.outbox import wake_scheduler
@@ -380,14 +380,12 @@ class Consumer:
         return returned is not None
 
     async def _db(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        """Run `fn` on a pooled connection, waiting out a database restart."""
-        failures = 0
-        while True:
-            try:
+        """Run `fn` on a pooled connection, waiting out a database restart, a read-only
+        database after a failover, a statement timeout or a deadlock (core.db.is_transient):
+        the message waits here, unacked, instead of being given back to the broker, where
+        each return would count towards its delivery limit."""
+        async for attempt in waiting_out("worker.db_unavailable"):
+            with attempt:
                 async with self.pool.acquire() as conn:
                     return await fn(conn)
-            except CONNECTION_ERRORS as exc:
-                failures += 1
-                delay = min(10.0, 0.2 * 2 ** min(failures, 6)) * self._rng.uniform(0.8, 1.2)
-                log.warning("worker.db_unavailable", error=repr(exc), retry_in_s=round(delay, 2))
-                await asyncio.sleep(delay)
+        raise AssertionError("unreachable: waiting_out retries until it returns or raises")

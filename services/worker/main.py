@@ -19,7 +19,7 @@ import asyncpg
 import prometheus_client as prom
 
 from sundial.core import runtime
-from sundial.core.db import CONNECTION_ERRORS, create_pool
+from sundial.core.db import CONNECTION_ERRORS, create_pool, waiting_out
 from sundial.core.logging import get_logger
 from sundial.core.runtime import iso_utc
 from sundial.core.settings import instance_id
@@ -59,7 +59,11 @@ class Worker:
         recorder = Recorder(pool, self.id, Acks(), held)
         self.heartbeat = Heartbeat(s, pool, self.id, sorted(handlers), held, recorder.counts)
         self.consumer = Consumer(s, pool, self.id, handlers, recorder)
-        await self.heartbeat.run_once()
+        # A database that cannot take writes yet (read-only during a failover) is waited
+        # out here, as the pool waited for one that did not answer.
+        async for attempt in waiting_out("worker.register_retry"):
+            with attempt:
+                await self.heartbeat.run_once()
         log.info("worker.started", worker_id=self.id, handlers=sorted(handlers),
                  python_jobs=registry.names(), concurrency=s.worker_concurrency)
         tasks = [asyncio.create_task(recorder.run(), name="recorder"),

@@ -22,7 +22,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from asyncpg.exceptions import _base as asyncpg_base
 
 from sundial.core.broker import BROKER_ERRORS
-from sundial.core.db import CONNECTION_ERRORS
+from sundial.core.db import CONNECTION_ERRORS, is_transient
 from sundial.core.logging import get_logger
 from sundial.core.outbox import wake_scheduler
 from sundial.core.sql import q
@@ -40,11 +40,11 @@ WRITTEN_KINDS = ("succeeded", "failed", "timed_out", "cancelled", "retry", "rele
 
 def _refused(exc: BaseException) -> bool:
     """The database (or the driver, encoding an argument) refuses the data itself:
-    writing the same rows again cannot succeed."""
+    writing the same rows again cannot succeed. A database that is read-only for now,
+    or a statement timeout, refuses nothing: the batch is written again later."""
     if isinstance(exc, ClientDataError):
         return True
-    return isinstance(exc, asyncpg.PostgresError) and not isinstance(
-        exc, (*CONNECTION_ERRORS, asyncpg.TransactionRollbackError))
+    return isinstance(exc, asyncpg.PostgresError) and not is_transient(exc)
 
 
 async def write_results(conn: asyncpg.Connection, worker_id: str,

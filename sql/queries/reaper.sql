@@ -25,6 +25,31 @@ FROM stale
 WHERE r.id = stale.id
 RETURNING r.id, r.status, r.attempt, r.worker_id;
 
+-- name: republish_unstarted_runs
+-- Queued runs published $1 seconds ago or more (twice that after one fresh message, four
+-- times after two, ...) that no worker started: their message may be lost (a purged
+-- queue, a broker crash, dead-lettered during database trouble). Back to the outbox for
+-- a fresh message; a copy that still waits in the queue is dropped by the claim. Up to $2.
+WITH unstarted AS (
+    SELECT id
+    FROM runs
+    WHERE status = 'queued'
+      AND published_at < now() - make_interval(secs => $1)
+      AND published_at < now() - make_interval(secs => $1 * power(2, least(republished, 16)))
+    ORDER BY published_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE runs r
+SET published_at = NULL,
+    publish_lease_until = NULL,
+    available_at = now(),
+    republished = r.republished + 1,
+    updated_at = now()
+FROM unstarted
+WHERE r.id = unstarted.id
+RETURNING r.id, r.attempt, r.republished;
+
 -- name: mark_workers_offline
 -- Workers silent for $1 seconds.
 UPDATE workers

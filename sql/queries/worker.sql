@@ -20,11 +20,13 @@ SELECT pg_advisory_xact_lock(hashtextextended('sundial.job:' || $1::bigint, 0));
 -- (many such claims are pipelined in one transaction). What runs and how long it may
 -- take are returned from the job, never taken from the message.
 -- Here and below, a message in hand proves the run was published, whether or not its
--- publisher lived to mark it. Takeovers are counted per message: a claim starts afresh.
+-- publisher lived to mark it. Takeovers and fresh messages are counted per message and
+-- attempt: a claim starts afresh.
 UPDATE runs r
 SET status = 'running',
     published_at = coalesce(r.published_at, now()),
     takeovers = 0,
+    republished = 0,
     started_at = now(),
     heartbeat_at = now(),
     worker_id = $3,
