@@ -46,7 +46,8 @@ class ClaimResult:
     claim: Claim
     run: asyncpg.Record | None = None
     detail: str | None = None
-    handler: str | None = None  # the job's handler, for NO_HANDLER
+    handler: str | None = None  # the job's handler and queue, for NO_HANDLER
+    queue: str | None = None
 
 
 T = TypeVar("T")
@@ -63,7 +64,7 @@ async def claim(conn: asyncpg.Connection, message: RunRef, worker_id: str,
             return ClaimResult(Claim.UNKNOWN)
         if (job["status"] == "queued" and job["attempt"] == message.attempt
                 and job["handler"] not in handlers):
-            return ClaimResult(Claim.NO_HANDLER, handler=job["handler"])
+            return ClaimResult(Claim.NO_HANDLER, handler=job["handler"], queue=job["queue"])
         policy = job["concurrency_policy"]
         if policy in ("forbid", "replace"):
             await conn.execute(q("lock_job_runs"), job["job_id"])

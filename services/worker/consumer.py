@@ -34,7 +34,7 @@ from sundial.core.messages import RunRef, decode_ref
 from sundial.core.outbox import wake_scheduler
 from sundial.core.secrets import decrypt_fields, merge_secrets
 from sundial.core.sql import q
-from sundial.worker.claim import Claim, Claimer, end_unstarted
+from sundial.worker.claim import Claim, Claimer, ClaimResult, end_unstarted
 from sundial.worker.executor import MAX_ERROR_CHARS, Held, Outcome, Retry, execute
 from sundial.worker.handlers import HINTS, Handler, RunContext
 from sundial.worker.quarantine import Quarantine
@@ -44,7 +44,8 @@ from sundial.worker.settings import WorkerSettings
 log = get_logger("worker.consumer")
 
 T = TypeVar("T")
-# A run whose handler only another worker has goes back to the outbox for this pause.
+# A run whose handler only another worker of its queue has goes back to the outbox for
+# this pause, doubled each time it comes back (return_run_to_outbox).
 REQUEUE_PAUSE_S = 1.0
 # Shutdown must not hang on a broker that is away.
 BROKER_CALL_TIMEOUT_S = 5.0
@@ -194,7 +195,7 @@ class Consumer:
             await acks.reject(message, requeue=False)
             return
         if claimed.claim is Claim.NO_HANDLER:
-            await self._handler_missing(message, ref, claimed.handler or "", fields)
+            await self._handler_missing(message, ref, claimed, fields)
             return
         row = claimed.run
         alone = False
@@ -354,11 +355,14 @@ class Consumer:
         return merge_secrets(stored, decrypt_fields(self.settings.encryption_key, secret))
 
     async def _handler_missing(self, message: AbstractIncomingMessage, run: RunRef,
-                               handler: str, fields: dict[str, Any]) -> None:
+                               claimed: ClaimResult, fields: dict[str, Any]) -> None:
+        """Another worker of the run's queue has its handler: back to the outbox (the
+        pause doubles each time). None has: the run fails at once, saying how to fix it."""
+        handler = claimed.handler or ""
         fields = {**fields, "handler": handler}
         elsewhere = await self._db(lambda c: c.fetchval(
             q("handler_advertised"), handler, self.worker_id,
-            self.settings.worker_offline_threshold_s))
+            self.settings.worker_offline_threshold_s, claimed.queue))
         if elsewhere:
             returned = await self._db(lambda c: self._return_to_outbox(c, run))
             log.warning("run.handler_elsewhere", returned_to_outbox=returned, **fields)

@@ -3,7 +3,7 @@
 -- name: run_job
 -- Run $1 as the database knows it, with what its job asks of a claim: the handler that
 -- runs it and the concurrency policy (allow, forbid, replace). Read before a claim.
-SELECT r.status, r.attempt, r.cancel_requested, j.id AS job_id, j.handler,
+SELECT r.status, r.attempt, r.cancel_requested, j.id AS job_id, j.handler, j.queue,
        j.concurrency_policy
 FROM runs r
 JOIN jobs j ON j.id = r.job_id
@@ -215,23 +215,28 @@ SET queues = excluded.queues,
     runs_failed = excluded.runs_failed;
 
 -- name: handler_advertised
--- Does another online worker ($2 excepted), heard from within $3 seconds, run handler $1?
+-- Does another online worker ($2 excepted), heard from within $3 seconds, consuming queue
+-- $4, run handler $1? (A worker of another queue never gets the run's message.)
 SELECT EXISTS (
     SELECT 1
     FROM workers
     WHERE status = 'online'
       AND $1 = ANY(handlers)
+      AND $4 = ANY(queues)
       AND id <> $2
       AND last_heartbeat > now() - make_interval(secs => $3)
 );
 
 -- name: return_run_to_outbox
--- A queued attempt $2 of run $1 whose handler only a busy worker has: the outbox
--- publishes it again after $3 seconds (a requeue would count towards the delivery limit).
+-- A queued attempt $2 of run $1 whose handler only another worker of its queue has: the
+-- outbox publishes it again after $3 seconds, doubled each time it comes back (up to 16
+-- times), so a run that keeps reaching workers without its handler costs a few messages,
+-- not one a second. A requeue would count towards the delivery limit.
 UPDATE runs
 SET published_at = NULL,
     publish_lease_until = NULL,
-    available_at = now() + make_interval(secs => $3),
+    available_at = now() + make_interval(secs => $3 * power(2, least(republished, 4))),
+    republished = republished + 1,
     updated_at = now()
 WHERE id = $1
   AND attempt = $2

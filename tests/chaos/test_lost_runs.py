@@ -25,14 +25,12 @@ from tests.chaos.checker import check, violations
 from tests.chaos.stack import (
     RUN_LEASE_S,
     freeze,
-    interval_schedules,
     manual_runs,
-    probe_job,
     scheduler_env,
     seeded,
     worker_env,
 )
-from tests.chaos.test_outages import flowing, terminate_backends
+from tests.chaos.test_outages import flowing, steady, terminate_backends
 from tests.conftest import wait_for
 
 
@@ -54,8 +52,7 @@ async def test_database_read_only_for_a_while_every_run_still_ends_once(
     seed, _ = seeded()
     conn = await asyncpg.connect(db_url)
     try:
-        job = await probe_job(conn, queue)
-        await interval_schedules(conn, job, 5, every_s=1)
+        job = await steady(conn, queue)
         scheduler = processes(["scheduler"], scheduler_env(db_url, amqp_url))
         worker = processes(["worker"], worker_env(db_url, amqp_url, queue))
         await flowing(conn, await conn.fetchval("SELECT now()"), 30, "start")
@@ -94,8 +91,7 @@ async def test_purged_queue_every_published_run_gets_a_fresh_message(
     seed, _ = seeded()
     conn = await asyncpg.connect(db_url)
     try:
-        job = await probe_job(conn, queue)
-        await interval_schedules(conn, job, 5, every_s=1)
+        await steady(conn, queue)
         env = scheduler_env(db_url, amqp_url, RUN_REPUBLISH_AFTER_SECONDS=1)
         scheduler = processes(["scheduler"], env)
         worker = processes(["worker"], worker_env(db_url, amqp_url, queue))

@@ -30,9 +30,11 @@ from tests.conftest import wait_for
 from tests.faults import tcp_proxy
 
 
-async def steady(conn: asyncpg.Connection, queue: str) -> None:
+async def steady(conn: asyncpg.Connection, queue: str) -> int:
+    """A probe job with five schedules every second; its id."""
     job = await probe_job(conn, queue)
     await interval_schedules(conn, job, 5, every_s=1)
+    return job
 
 
 async def flowing(conn: asyncpg.Connection, since, timeout: float, what: str) -> None:

@@ -85,9 +85,29 @@ async def test_a_run_waits_for_the_busy_worker_with_its_handler_instead_of_dying
                    what="the second worker to register")
     processes(["scheduler"], scheduler_env(db_url, amqp_url))  # its relay publishes again
     [run_id] = await trigger(pool, amqp_url, command)
-    # Far more than the delivery limit's worth of hand-backs while the able worker sleeps.
-    row = await wait_final(pool, run_id, timeout=40)
+    # Hand-backs while the able worker sleeps (their pause doubling from 1 s, capped at 16 s)
+    # never count towards the delivery limit.
+    row = await wait_final(pool, run_id, timeout=60)
     assert row["status"] == "succeeded", row["error"]
     assert row["worker_id"].endswith(f":{able.pid}")
     assert events(unable, "run.handler_elsewhere")
     assert (await wait_final(pool, sleeping))["status"] == "succeeded"
+
+
+async def test_a_run_no_worker_of_its_queue_can_take_fails_at_once_instead_of_bouncing(
+        pool, db_url, amqp_url, queue, processes):
+    """A worker of another queue has the handler: it never gets this run's message, so the
+    run fails with the fix in its error rather than going back to the outbox forever."""
+    other = f"{queue}-other"
+    processes(["worker"], jobs_env(db_url, amqp_url, other))   # commands allowed, other queue
+    unable = processes(["worker"], worker_env(db_url, amqp_url, queue))
+    await wait_for(lambda: pool.fetchval("SELECT count(*) = 2 FROM workers"), 20,
+                   what="both workers to register")
+    processes(["scheduler"], scheduler_env(db_url, amqp_url))
+    command = await add_job(pool, queue, "command", {"argv": ["true"]})
+    [run_id] = await trigger(pool, amqp_url, command)
+    row = await wait_final(pool, run_id, timeout=15)
+    assert row["status"] == "failed" and row["started_at"] is None
+    assert "no online worker runs handler 'command'" in row["error"]
+    assert "WORKER_ALLOW_COMMANDS" in row["error"]
+    assert not events(unable, "run.handler_elsewhere")
