@@ -1,6 +1,6 @@
 """Liveness and retention: rescue runs whose worker stopped heartbeating, give runs whose
 message was lost a fresh one, mark silent workers offline, delete finished runs past the
-retention period."""
+retention period, and forget workers long offline."""
 
 from __future__ import annotations
 
@@ -21,10 +21,12 @@ class ReapResult:
     failed: int = 0
     workers_offline: int = 0
     republished: int = 0
+    workers_forgotten: int = 0
 
 
 async def reap(pool: asyncpg.Pool, *, lease_s: float, offline_after_s: float,
-               republish_after_s: float, batch_size: int = 500) -> ReapResult:
+               republish_after_s: float, forget_after_s: float = 86400.0,
+               batch_size: int = 500) -> ReapResult:
     result = ReapResult()
     async with pool.acquire() as conn, conn.transaction():
         unstarted = await conn.fetch(q("republish_unstarted_runs"), republish_after_s,
@@ -48,6 +50,10 @@ async def reap(pool: asyncpg.Pool, *, lease_s: float, offline_after_s: float,
         for worker in offline:
             log.warning("worker.offline", worker_id=worker["id"])
         result.workers_offline = len(offline)
+        forgotten = await conn.fetch(q("forget_workers"), forget_after_s)
+        if forgotten:
+            log.info("workers.forgotten", workers=[w["id"] for w in forgotten])
+        result.workers_forgotten = len(forgotten)
     return result
 
 

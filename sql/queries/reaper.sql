@@ -58,6 +58,14 @@ WHERE status <> 'offline'
   AND last_heartbeat < now() - make_interval(secs => $1)
 RETURNING id;
 
+-- name: forget_workers
+-- Offline workers not heard from for $1 seconds: long-gone processes (every restart of a
+-- container is a new worker id) leave the list. Their runs keep their worker_id.
+DELETE FROM workers
+WHERE status = 'offline'
+  AND last_heartbeat < now() - make_interval(secs => $1)
+RETURNING id;
+
 -- name: delete_old_runs
 -- Retention: up to $2 finished runs older than $1 days, oldest first.
 WITH old AS (

@@ -32,14 +32,18 @@ async def test_stale_runs_are_requeued_or_failed_and_fresh_ones_left_alone(pool)
     assert rows[last]["finished_at"] is not None
 
 
-async def test_silent_workers_go_offline(pool):
+async def test_silent_workers_go_offline_and_long_gone_ones_are_forgotten(pool):
     await pool.execute(
-        """INSERT INTO workers (id, host, pid, last_heartbeat) VALUES
-           ('alive', 'h', 1, now()), ('silent', 'h', 2, now() - interval '5 minutes')""")
-    result = await reap(pool, lease_s=60, offline_after_s=60, republish_after_s=300)
-    assert result.workers_offline == 1
+        """INSERT INTO workers (id, host, pid, last_heartbeat, status) VALUES
+           ('alive', 'h', 1, now(), 'online'),
+           ('silent', 'h', 2, now() - interval '5 minutes', 'online'),
+           ('gone', 'h', 3, now() - interval '2 days', 'offline'),
+           ('stopped', 'h', 4, now() - interval '1 hour', 'offline')""")
+    result = await reap(pool, lease_s=60, offline_after_s=60, republish_after_s=300,
+                        forget_after_s=86400)
+    assert result.workers_offline == 1 and result.workers_forgotten == 1
     status = dict(await pool.fetch("SELECT id, status FROM workers"))
-    assert status == {"alive": "online", "silent": "offline"}
+    assert status == {"alive": "online", "silent": "offline", "stopped": "offline"}
 
 
 async def test_retention_deletes_only_old_finished_runs(pool):
