@@ -361,9 +361,11 @@ async def _status(svc: Any, args: argparse.Namespace) -> int:
     ex = stats["executions"]
     rate = "-" if ex["success_rate"] is None else f"{ex['success_rate']:.1%}"
     online = sum(1 for w in workers if w["online"])
+    instances = scheduler["instances"]
+    running = sum(1 for i in instances if i["status"] == "running")
     text = "\n".join([
         f"scheduler: {scheduler['status']} (last pass {_cell(scheduler['last_run'])}, "
-        f"{len(scheduler['instances'])} instance(s))",
+        f"{running} of {len(instances)} instance(s) running)",
         f"workers:   {online} online of {len(workers)}",
         f"jobs:      {stats['jobs']['total']} ({stats['jobs']['enabled']} enabled)",
         f"runs:      {ex['total']} total, {ex['running']} running, {ex['queued']} queued, "

@@ -264,7 +264,8 @@ class SchedulerInstance(BaseModel):
     ticks: int
     dispatched: int
     failures: int
-    status: str
+    status: Literal["running", "stale", "stopped"] = Field(
+        description="stale: it has not passed for SCHEDULER_STALE_AFTER (killed or cut off)")
 
 
 class SchedulerStatus(BaseModel):

@@ -362,7 +362,8 @@ class Service:
     async def scheduler_status(self) -> dict[str, Any]:
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow(q("scheduler_status"))
-            instances = [dict(r) for r in await conn.fetch(q("scheduler_instances"))]
+            instances = [dict(r) for r in await conn.fetch(
+                q("scheduler_instances"), self.settings.scheduler_stale_after_s)]
         last_run, next_run = _instant(row["last_run"]), _instant(row["next_run"])
         age = (row["db_now"] - last_run).total_seconds() if last_run else None
         if age is None:

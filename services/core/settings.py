@@ -107,9 +107,10 @@ class Settings(BaseSettings):
         60.0, gt=0, validation_alias=env("WORKER_OFFLINE_THRESHOLD"),
         description="seconds without a heartbeat before a worker is marked offline, > 0")
 
-    worker_forget_after_s: float = Field(
-        86400.0, gt=0, validation_alias=env("WORKER_FORGET_AFTER"),
-        description="seconds an offline worker stays listed before its row is deleted, > 0")
+    forget_after_s: float = Field(
+        86400.0, gt=0, validation_alias=env("FORGET_AFTER"),
+        description="seconds a worker or scheduler instance not heard from stays listed "
+                    "before its row is deleted, > 0")
 
     # --- operations -------------------------------------------------------------
     healthcheck_interval_s: float = Field(

@@ -201,7 +201,7 @@ class Scheduler:
             await reap(self._pool, lease_s=s.run_lease_s,
                        offline_after_s=s.worker_offline_threshold_s,
                        republish_after_s=s.run_republish_after_s,
-                       forget_after_s=s.worker_forget_after_s)
+                       forget_after_s=s.forget_after_s)
         if now - self._last_retention >= RETENTION_EVERY_S:
             self._last_retention = now
             await delete_old_runs(self._pool, retention_days=s.cleanup_retention_days)

@@ -21,7 +21,7 @@ class ReapResult:
     failed: int = 0
     workers_offline: int = 0
     republished: int = 0
-    workers_forgotten: int = 0
+    forgotten: int = 0  # workers and scheduler instances
 
 
 async def reap(pool: asyncpg.Pool, *, lease_s: float, offline_after_s: float,
@@ -51,9 +51,10 @@ async def reap(pool: asyncpg.Pool, *, lease_s: float, offline_after_s: float,
             log.warning("worker.offline", worker_id=worker["id"])
         result.workers_offline = len(offline)
         forgotten = await conn.fetch(q("forget_workers"), forget_after_s)
+        forgotten += await conn.fetch(q("forget_scheduler_instances"), forget_after_s)
         if forgotten:
-            log.info("workers.forgotten", workers=[w["id"] for w in forgotten])
-        result.workers_forgotten = len(forgotten)
+            log.info("instances.forgotten", ids=[row["id"] for row in forgotten])
+        result.forgotten = len(forgotten)
     return result
 
 

@@ -231,9 +231,12 @@ SELECT now() AS db_now,
        (SELECT value FROM system_settings WHERE key = 'scheduler_trigger_requested') AS trigger_requested;
 
 -- name: scheduler_instances
--- Every scheduler process known, most recently ticking first.
+-- Every scheduler process known, most recently ticking first; one that says it runs but
+-- has not passed for $1 seconds (killed, frozen, cut off) is 'stale'.
 SELECT id, host, pid, started_at, last_tick_at, next_tick_at, ticks, dispatched, failures,
-       status
+       CASE WHEN status = 'running'
+                 AND coalesce(last_tick_at, started_at) < now() - make_interval(secs => $1)
+            THEN 'stale' ELSE status END AS status
 FROM scheduler_instances
 ORDER BY last_tick_at DESC NULLS LAST, id;
 

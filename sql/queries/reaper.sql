@@ -66,6 +66,12 @@ WHERE status = 'offline'
   AND last_heartbeat < now() - make_interval(secs => $1)
 RETURNING id;
 
+-- name: forget_scheduler_instances
+-- Scheduler instances that have not passed for $1 seconds, stopped or killed.
+DELETE FROM scheduler_instances
+WHERE coalesce(last_tick_at, started_at) < now() - make_interval(secs => $1)
+RETURNING id;
+
 -- name: delete_old_runs
 -- Retention: up to $2 finished runs older than $1 days, oldest first.
 WITH old AS (

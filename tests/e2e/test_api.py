@@ -4,6 +4,7 @@ starts a run at once; cancel and retry do what they say."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -105,3 +106,36 @@ async def test_trigger_starts_a_run_then_cancel_and_retry(stack: Client, queue: 
     await stack.call("POST", f"/api/runs/{retry['run_id']}/retry", 409)  # still running
     await stack.call("POST", f"/api/runs/{retry['run_id']}/cancel", 200)
 
+
+
+async def test_a_killed_scheduler_shows_stale_within_the_stale_time(
+        processes, pool, db_url: str, amqp_url: str, tmp_path) -> None:
+    _, key = await Service(pool, ApiSettings(DATABASE_URL=db_url, RABBITMQ_URL=amqp_url)
+                           ).create_key("test", "e2e", "viewer")
+    common = {"HEALTH_DIR": tmp_path, "SCHEDULER_STALE_AFTER": 2, "SCHEDULER_POLL_INTERVAL": 0.5}
+    survivor = processes(["scheduler"], service_env(db_url, amqp_url, **common))
+    victim = processes(["scheduler"], service_env(db_url, amqp_url, **common))
+    client = Client(await start_api(processes, db_url, amqp_url, **common), key)
+    try:
+        async def statuses() -> dict[int, str]:
+            status = await client.call("GET", "/api/scheduler/status", 200)
+            return {i["pid"]: i["status"] for i in status["instances"]}
+
+        await wait_for(lambda: _is(statuses, {survivor.pid: "running", victim.pid: "running"}),
+                       30, what="both schedulers running")
+        victim.kill()
+        killed_at = time.monotonic()
+        await wait_for(lambda: _is(statuses, {survivor.pid: "running", victim.pid: "stale"}),
+                       10, what="the killed scheduler shown stale")
+        assert time.monotonic() - killed_at < 2 + 3, "within SCHEDULER_STALE_AFTER and a pass"
+        status = await client.call("GET", "/api/scheduler/status", 200)
+        assert status["status"] == "running"
+        assert survivor.stop() == 0
+        await wait_for(lambda: _is(statuses, {survivor.pid: "stopped", victim.pid: "stale"}),
+                       10, what="the stopped scheduler shown stopped")
+    finally:
+        await client.http.aclose()
+
+
+async def _is(statuses, expected: dict[int, str]) -> bool:
+    return await statuses() == expected

@@ -32,18 +32,24 @@ async def test_stale_runs_are_requeued_or_failed_and_fresh_ones_left_alone(pool)
     assert rows[last]["finished_at"] is not None
 
 
-async def test_silent_workers_go_offline_and_long_gone_ones_are_forgotten(pool):
+async def test_silent_workers_go_offline_and_long_gone_workers_and_schedulers_are_forgotten(pool):
     await pool.execute(
         """INSERT INTO workers (id, host, pid, last_heartbeat, status) VALUES
            ('alive', 'h', 1, now(), 'online'),
            ('silent', 'h', 2, now() - interval '5 minutes', 'online'),
            ('gone', 'h', 3, now() - interval '2 days', 'offline'),
            ('stopped', 'h', 4, now() - interval '1 hour', 'offline')""")
+    await pool.execute(
+        """INSERT INTO scheduler_instances (id, host, pid, started_at, last_tick_at, status)
+           VALUES ('ticking', 'h', 5, now() - interval '3 days', now(), 'running'),
+                  ('killed', 'h', 6, now() - interval '3 days', now() - interval '2 days',
+                   'running')""")
     result = await reap(pool, lease_s=60, offline_after_s=60, republish_after_s=300,
                         forget_after_s=86400)
-    assert result.workers_offline == 1 and result.workers_forgotten == 1
+    assert result.workers_offline == 1 and result.forgotten == 2
     status = dict(await pool.fetch("SELECT id, status FROM workers"))
     assert status == {"alive": "online", "silent": "offline", "stopped": "offline"}
+    assert [r["id"] for r in await pool.fetch("SELECT id FROM scheduler_instances")] == ["ticking"]
 
 
 async def test_retention_deletes_only_old_finished_runs(pool):

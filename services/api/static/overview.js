@@ -25,7 +25,7 @@ Sundial.page(() => {
     badge.title = s.status === "stale" ? "No scheduler pass for more than " + s.stale_after_s + " s" : "";
     fill($("#scheduler-last"), when(s.last_run));
     fill($("#scheduler-next"), when(s.next_run), s.trigger_requested ? " (a pass was requested)" : "");
-    const live = s.instances.filter((i) => i.status !== "stopped");
+    const live = s.instances.filter((i) => i.status === "running");
     fill($("#scheduler-instances"), s.instances.length
       ? live.length + " of " + s.instances.length + " " + (s.instances.length === 1 ? "instance" : "instances")
         + " (" + s.instances.map((i) => i.host + ":" + i.pid + " " + i.status).join(", ") + ")"
