@@ -29,10 +29,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+from zoneinfo import ZoneInfo
 
 from cronsim import CronSim, CronSimError
 
+from sundial.core import zones
 from sundial.core.errors import InvalidSchedule
 
 Kind = Literal["interval", "cron", "once"]
@@ -131,13 +132,12 @@ def _cron_reason(message: str, fields: list[str]) -> str:
 
 
 def zone(name: str) -> ZoneInfo:
-    try:
-        if not name or name != name.strip() or name.startswith("/") or ".." in name:
-            raise ValueError
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
+    """The zone's rules, from the tzdata package; only its zone names are accepted (not
+    a folder of it such as `Europe`, nor a host file such as `localtime`)."""
+    if not isinstance(name, str) or name not in zones.names():
         raise InvalidSchedule("timezone", name, "unknown time zone; use an IANA name like "
-                              "'Europe/Paris' or 'UTC'") from None
+                              "'Europe/Paris' or 'UTC'")
+    return ZoneInfo(name)
 
 
 def validate(spec: Spec, now: datetime | None = None) -> Spec:
@@ -197,10 +197,6 @@ def validate(spec: Spec, now: datetime | None = None) -> Spec:
 
 def _finite(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def known_timezones() -> set[str]:
-    return available_timezones()
 
 
 # --- fire times ----------------------------------------------------------------------
