@@ -51,7 +51,7 @@ class Strict(BaseModel):
 class ScheduleFields(Strict):
     kind: Kind
     interval_seconds: Annotated[Seconds, Field(le=10 * YEAR_S)] | None = Field(
-        None, description="For kind=interval: seconds between slots, > 0.")
+        None, description="For kind=interval: seconds between slots, at least 1.")
     cron: Annotated[Text, Field(max_length=200)] | None = Field(
         None, description="For kind=cron: 5 fields or an alias like @hourly.")
     run_at: Instant | None = Field(None, description="For kind=once: when, with a UTC offset.")

@@ -44,7 +44,6 @@ JOB_FIELDS = ("name", "description", "handler", "payload", "secret_payload", "qu
               "retry_backoff_max_seconds", "concurrency_policy", "enabled")
 SCHEDULE_FIELDS = ("kind", "interval_seconds", "cron", "run_at", "timezone", "jitter_seconds",
                    "start_at", "end_at", "misfire_policy", "misfire_grace_seconds", "is_active")
-KIND_FIELDS = {"interval": "interval_seconds", "cron": "cron", "once": "run_at"}
 SCHEDULE_NULLABLE = frozenset({"interval_seconds", "cron", "run_at", "start_at", "end_at",
                                "misfire_grace_seconds"})
 
@@ -264,7 +263,7 @@ class Service:
                 raise NotFound(f"no schedule {schedule_id}")
             fields = {f: row[f] for f in SCHEDULE_FIELDS}
             if change.get("kind", row["kind"]) != row["kind"]:
-                for other in KIND_FIELDS.values():
+                for other in sched.KIND_FIELDS.values():
                     fields[other] = None
             fields.update(change)
             now = await conn.fetchval(q("db_now"))
@@ -456,16 +455,9 @@ def _plan_schedule(fields: dict[str, Any], *, created_at: datetime, now: datetim
     fields = {f: fields.get(f, ScheduleFields.model_fields[f].default) for f in SCHEDULE_FIELDS}
     spec = sched.Spec.from_row({**fields, "created_at": created_at})
     active = fields["is_active"]
-    try:
-        spec = sched.validate(spec, now if active else None)
-        next_run_at = sched.first_fire(spec, now) if active else None
-    except OverflowError:
-        raise InvalidInput("start_at", fields["start_at"], "puts the schedule's slots beyond "
-                      "the calendar's end") from None
-    if active and next_run_at is None:
-        field = "end_at" if spec.end_at else KIND_FIELDS[spec.kind]
-        raise InvalidInput(field, fields[field], "the schedule would never fire; "
-                      "nothing is left to run after now")
+    # With `now`, validation also refuses a schedule that would never fire after now.
+    spec = sched.validate(spec, now if active else None)
+    next_run_at = sched.first_fire(spec, now) if active else None
     fields["cron"] = spec.cron if spec.kind == "cron" else None
     return fields, next_run_at
 

@@ -466,6 +466,33 @@ async def test_schedule_create_pause_resume_preview_update_delete(api: Api) -> N
     assert r.status_code == 404
 
 
+# The scheduler's own validation (sundial.core.schedule.validate), as the API reports it.
+SCHEDULER_REFUSES = [
+    pytest.param({"kind": "interval", "interval_seconds": 1e-6}, "interval_seconds", 1e-6,
+                 "from 1 to 316224000 (ten years); for work more often than once a second, "
+                 "loop inside one run", id="interval-below-the-minimum"),
+    pytest.param({"kind": "cron", "cron": "* * * * *", "timezone": "Europe"}, "timezone",
+                 "Europe", "unknown time zone; use an IANA name", id="zone-a-folder-of-zones"),
+    pytest.param({"kind": "cron", "cron": "0 0 30 2 *"}, "cron", "0 0 30 2 *",
+                 "a day that exists", id="cron-on-a-day-that-never-exists"),
+    pytest.param({"kind": "cron", "cron": "0 0 1 1 *", "start_at": "2030-02-01T00:00:00Z",
+                  "end_at": "2030-03-01T00:00:00Z"}, "end_at", "2030-03-01T00:00:00+00:00",
+                 "the schedule would never fire", id="cron-with-no-slot-within-its-bounds"),
+]
+
+
+@pytest.mark.parametrize(("fields", "field", "value", "reason"), SCHEDULER_REFUSES)
+async def test_a_schedule_the_scheduler_could_not_plan_is_refused_with_the_fix(
+        api: Api, fields: dict, field: str, value: Any, reason: str) -> None:
+    job = (await api.post("/api/jobs", json=noop_job())).json()
+    r = await api.post("/api/schedules", json={"job_id": job["id"], **fields})
+    assert r.status_code == 422, r.text
+    [problem] = r.json()["detail"]
+    assert (problem["field"], problem["value"]) == (field, value), problem
+    assert reason in problem["reason"], problem
+    assert await api.count("schedules") == 0
+
+
 async def test_me_and_the_preview_of_an_unsaved_schedule(api: Api) -> None:
     assert (await api.get("/api/me", "viewer")).json()["role"] == "viewer"
     assert (await api.get("/api/me")).json()["role"] == "admin"
