@@ -106,6 +106,11 @@ class Schedule(BaseModel):
     run_count: int
     failure_count: int
     last_error: str | None
+    set_aside_at: datetime | None = Field(
+        description="When the scheduler set this schedule aside because it cannot be "
+                    "planned (is_active is then false; last_error says what to fix). A "
+                    "change that passes validation clears it and makes the schedule "
+                    "active again.")
     created_at: datetime
     updated_at: datetime
 

@@ -262,6 +262,10 @@ class Service:
             if row is None:
                 raise NotFound(f"no schedule {schedule_id}")
             fields = {f: row[f] for f in SCHEDULE_FIELDS}
+            if row["set_aside_at"] is not None and "is_active" not in change:
+                # Set aside by the scheduler, not paused by a person: a change that
+                # passes validation puts it back.
+                fields["is_active"] = True
             if change.get("kind", row["kind"]) != row["kind"]:
                 for other in sched.KIND_FIELDS.values():
                     fields[other] = None
@@ -296,7 +300,8 @@ class Service:
     async def preview(self, schedule_id: int, count: int) -> dict[str, Any]:
         row = await self.get_schedule(schedule_id)
         now = await self.pool.fetchval(q("db_now"))
-        spec = sched.Spec.from_row(row)
+        # A row written with SQL may be one the scheduler set aside: say what is wrong.
+        spec = sched.validate(sched.Spec.from_row(row))
         try:
             times = sched.preview(spec, count, now)
         except OverflowError:

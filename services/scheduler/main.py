@@ -183,7 +183,8 @@ class Scheduler:
                 CREATED.inc(result.created)
             if result.claimed:
                 log.debug("scheduler.tick", claimed=result.claimed, created=result.created,
-                          missed=result.missed, deactivated=result.deactivated)
+                          missed=result.missed, deactivated=result.deactivated,
+                          set_aside=result.set_aside)
             if result.to_publish:
                 await self._start_publishing(result.to_publish, result.run_schedules)
 

@@ -60,6 +60,18 @@ FROM unnest($1::bigint[], $2::timestamptz[], $3::boolean[], $4::timestamptz[], $
      AS t(id, next_run_at, is_active, last_run_at, runs)
 WHERE s.id = t.id;
 
+-- name: set_aside_schedules
+-- Schedules that cannot be planned stop being claimed until a person fixes them through
+-- the API or the CLI: inactive, no next slot, last_error ($2) saying what to fix.
+UPDATE schedules s
+SET is_active = false,
+    next_run_at = NULL,
+    set_aside_at = now(),
+    last_error = t.error,
+    updated_at = now()
+FROM unnest($1::bigint[], $2::text[]) AS t(id, error)
+WHERE s.id = t.id;
+
 -- name: record_publish_failures
 -- The broker refused or could not be reached: count it on each schedule concerned.
 UPDATE schedules s

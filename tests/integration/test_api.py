@@ -493,6 +493,34 @@ async def test_a_schedule_the_scheduler_could_not_plan_is_refused_with_the_fix(
     assert await api.count("schedules") == 0
 
 
+async def test_a_schedule_set_aside_by_the_scheduler_shows_why_and_a_fix_puts_it_back(
+        api: Api) -> None:
+    from sundial.scheduler.tick import tick
+
+    job = (await api.post("/api/jobs", json=noop_job())).json()
+    sid = await api.pool.fetchval(
+        "INSERT INTO schedules (job_id, kind, cron, next_run_at) "
+        "VALUES ($1, 'cron', '61 * * * *', now() - interval '1 s') RETURNING id", job["id"])
+    assert (await tick(api.pool, batch_size=10, look_ahead_s=0, lease_s=30)).set_aside == 1
+
+    shown = (await api.get(f"/api/schedules/{sid}", "viewer")).json()
+    assert shown["set_aside_at"] and shown["is_active"] is False
+    assert shown["last_error"].startswith(
+        f"schedule {sid}: cron '61 * * * *': minute '61' must be 0-59")
+    listed = (await api.get(f"/api/jobs/{job['id']}", "viewer")).json()["schedules"]
+    assert [s["set_aside_at"] for s in listed] == [shown["set_aside_at"]]
+    preview = await api.get(f"/api/schedules/{sid}/preview?count=3", "viewer")
+    assert preview.status_code == 422 and preview.json()["detail"][0]["field"] == "cron"
+    resumed = await api.post(f"/api/schedules/{sid}/resume")
+    assert resumed.status_code == 422, "resuming without a fix says what is wrong"
+
+    fixed = await api.call("PATCH", f"/api/schedules/{sid}", json={"cron": "1 * * * *"})
+    assert fixed.status_code == 200, fixed.text
+    back = fixed.json()
+    assert (back["is_active"], back["set_aside_at"], back["last_error"]) == (True, None, None)
+    assert back["next_run_at"]
+
+
 async def test_me_and_the_preview_of_an_unsaved_schedule(api: Api) -> None:
     assert (await api.get("/api/me", "viewer")).json()["role"] == "viewer"
     assert (await api.get("/api/me")).json()["role"] == "admin"

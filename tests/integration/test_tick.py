@@ -203,3 +203,55 @@ async def test_a_run_handed_back_to_the_outbox_during_the_publish_is_not_marked(
     marked = {r["id"]: r["published_at"] is not None
               for r in await pool.fetch("SELECT id, published_at FROM runs")}
     assert marked == {retried: False, released: False, running: True}
+
+
+# Rows the CHECK constraints let through and the scheduler cannot plan: (columns, values
+# as SQL, the start of the last_error after "schedule <id>: ").
+POISON = [
+    ("kind, cron", "'cron', '61 * * * *'", "cron '61 * * * *': minute '61' must be 0-59"),
+    ("kind, cron", "'cron', '0 0 30 2 *'", "cron '0 0 30 2 *': day-of-month '30' must be"),
+    ("kind, cron, timezone", "'cron', '* * * * *', 'Europe'",
+     "timezone 'Europe': unknown time zone"),
+    ("kind, interval_seconds, start_at, misfire_policy",
+     "'interval', 1e-6, now() - interval '1 hour', 'run_all'",
+     "interval_seconds 1e-06: must be a number of seconds from 1"),
+    ("kind, interval_seconds, jitter_seconds", "'interval', 60, 1e300",
+     "jitter_seconds 1e+300: must be a number of seconds from 0 to 86400"),
+]
+
+
+async def test_a_schedule_that_cannot_be_planned_is_set_aside_and_the_others_go_on(pool, queue):
+    job = await make_job(pool, queue)
+    healthy = [await make_interval_schedule(pool, job, 3600, behind_s=1) for _ in range(3)]
+    poison = {}
+    for columns, values, error in POISON:
+        for due in ("now() - interval '1 s'", "NULL"):   # due, and never planned
+            sid = await pool.fetchval(
+                f"INSERT INTO schedules (job_id, {columns}, next_run_at) "
+                f"VALUES ($1, {values}, {due}) RETURNING id", job)
+            poison[sid] = error
+    healthy.append(await make_interval_schedule(pool, job, 3600, behind_s=1))
+
+    started = asyncio.get_running_loop().time()
+    result = await tick(pool, batch_size=100, look_ahead_s=0, lease_s=LEASE_S)
+    took_s = asyncio.get_running_loop().time() - started
+
+    assert (result.claimed, result.set_aside) == (len(healthy) + len(poison), len(poison))
+    assert took_s < 2, f"one tick took {took_s:.1f} s"
+    runs = await pool.fetch("SELECT schedule_id FROM runs")
+    assert sorted(r["schedule_id"] for r in runs) == sorted(healthy)
+    assert len(result.to_publish) == len(healthy)
+    for sid, error in poison.items():
+        row = await pool.fetchrow("SELECT * FROM schedules WHERE id = $1", sid)
+        assert (row["is_active"], row["next_run_at"]) == (False, None), dict(row)
+        assert row["set_aside_at"] is not None
+        assert row["last_error"].startswith(f"schedule {sid}: {error}"), row["last_error"]
+        assert row["last_error"].endswith(f"(PATCH /api/schedules/{sid}, or edit it in the "
+                                          "dashboard)")
+    ahead = await pool.fetchval("SELECT bool_and(next_run_at > now() AND is_active "
+                                "AND set_aside_at IS NULL) FROM schedules WHERE id = ANY($1)",
+                                healthy)
+    assert ahead, "every healthy schedule advanced"
+    # Set aside: no later tick claims the rows again.
+    again = await tick(pool, batch_size=100, look_ahead_s=0, lease_s=LEASE_S)
+    assert (again.claimed, again.set_aside) == (0, 0)
