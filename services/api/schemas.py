@@ -270,6 +270,8 @@ class SchedulerInstance(BaseModel):
     dispatched: int
     failures: int
     status: str
+    tzdata: str | None = Field(description="The IANA release of the time-zone rules this "
+                                           "instance computes fire times with, e.g. 2026a.")
 
 
 class SchedulerStatus(BaseModel):
@@ -279,6 +281,9 @@ class SchedulerStatus(BaseModel):
     seconds_since_last_run: float | None
     stale_after_s: float
     trigger_requested: bool
+    tzdata: str = Field(description="The IANA release of the time-zone rules (the pinned "
+                                    "tzdata package) this API computes first slots and "
+                                    "previews with, e.g. 2026a.")
     instances: list[SchedulerInstance]
 
 

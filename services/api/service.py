@@ -36,6 +36,7 @@ from sundial.core.logging import get_logger
 from sundial.core.outbox import publish_runs, wake_scheduler
 from sundial.core.secrets import decrypt_fields, encrypt_fields
 from sundial.core.sql import q
+from sundial.core.zones import TZDATA_VERSION
 
 log = get_logger("api.service")
 
@@ -379,7 +380,7 @@ class Service:
                 "seconds_since_last_run": age,
                 "stale_after_s": self.settings.scheduler_stale_after_s,
                 "trigger_requested": row["trigger_requested"] == "true",
-                "instances": instances}
+                "tzdata": TZDATA_VERSION, "instances": instances}
 
     async def trigger_scheduler(self, actor: str) -> None:
         """Ask for a scheduler pass now: one scheduler takes the flag."""

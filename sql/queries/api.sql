@@ -237,7 +237,7 @@ SELECT now() AS db_now,
 -- name: scheduler_instances
 -- Every scheduler process known, most recently ticking first.
 SELECT id, host, pid, started_at, last_tick_at, next_tick_at, ticks, dispatched, failures,
-       status
+       status, tzdata
 FROM scheduler_instances
 ORDER BY last_tick_at DESC NULLS LAST, id;
 

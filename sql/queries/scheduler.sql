@@ -95,12 +95,13 @@ SELECT EXTRACT(EPOCH FROM (LEAST(
        - now()))::float8 AS outbox;
 
 -- name: register_instance
--- This process, in scheduler_instances (a restart with the same name starts afresh).
-INSERT INTO scheduler_instances (id, host, pid, started_at, status)
-VALUES ($1, $2, $3, now(), 'running')
+-- This process, in scheduler_instances (a restart with the same name starts afresh),
+-- with the tzdata release it computes fire times with ($4).
+INSERT INTO scheduler_instances (id, host, pid, started_at, status, tzdata)
+VALUES ($1, $2, $3, now(), 'running', $4)
 ON CONFLICT (id) DO UPDATE
 SET host = EXCLUDED.host, pid = EXCLUDED.pid, started_at = now(), status = 'running',
-    ticks = 0, dispatched = 0, failures = 0;
+    tzdata = EXCLUDED.tzdata, ticks = 0, dispatched = 0, failures = 0;
 
 -- name: record_status
 -- After a pass: this instance's counters and the keys the API reads

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
+import tzdata
 from playwright.async_api import expect
 
 from sundial.api.schemas import JobCreate
@@ -250,7 +251,7 @@ async def test_a_schedule_the_scheduler_set_aside_shows_why(browser, processes, 
         "INSERT INTO schedules (job_id, kind, cron, next_run_at) "
         "VALUES ($1, 'cron', '61 * * * *', now()) RETURNING id", job["id"])
     base = await start_api(processes, db_url, amqp_url)
-    processes(["scheduler"], service_env(db_url, amqp_url, SCHEDULER_POLL_INTERVAL=1))
+    scheduler = processes(["scheduler"], service_env(db_url, amqp_url, SCHEDULER_POLL_INTERVAL=1))
     await wait_for(lambda: pool.fetchval("SELECT set_aside_at IS NOT NULL FROM schedules "
                                          "WHERE id = $1", poison), what="the row set aside")
 
@@ -265,3 +266,9 @@ async def test_a_schedule_the_scheduler_set_aside_shows_why(browser, processes, 
     await page.goto("/jobs")
     await expect(page.locator("#jobs tr[data-job='nightly'] .schedule")).to_contain_text(
         "(set aside: cannot be planned)")
+
+    # The zone rules in use: logged at the scheduler's start, shown on the overview.
+    assert f'"tzdata": "{tzdata.IANA_VERSION}"' in scheduler.output()
+    assert await pool.fetchval("SELECT tzdata FROM scheduler_instances") == tzdata.IANA_VERSION
+    await page.goto("/")
+    await expect(page.locator("#scheduler-tzdata")).to_have_text(f"tzdata {tzdata.IANA_VERSION}")

@@ -602,6 +602,20 @@ async def test_cancel_a_queued_run_at_once_and_refuse_final_ones(api: Api) -> No
     assert (await api.post(f"/api/runs/{new['id']}/retry")).status_code == 409
 
 
+async def test_scheduler_status_reports_the_zone_rules_in_use(api: Api) -> None:
+    import tzdata
+
+    from sundial.core.sql import q
+
+    await api.pool.execute(q("register_instance"), "old-image", "h", 1, "2020a")
+    status = (await api.get("/api/scheduler/status", "viewer")).json()
+    assert status["tzdata"] == tzdata.IANA_VERSION
+    assert [i["tzdata"] for i in status["instances"]] == ["2020a"]
+    schemas = (await api.get("/openapi.json", None)).json()["components"]["schemas"]
+    assert "tzdata" in schemas["SchedulerStatus"]["required"]
+    assert "tzdata" in schemas["SchedulerInstance"]["properties"]
+
+
 async def test_scheduler_status_and_stats(api: Api) -> None:
     status = (await api.get("/api/scheduler/status", "viewer")).json()
     assert status["status"] == "unknown" and status["last_run"] is None
