@@ -13,6 +13,7 @@ from sundial.core.broker import Publisher, queue_name
 from sundial.scheduler.relay import relay
 from sundial.scheduler.tick import tick
 from tests.faults import tcp_proxy
+from tests.poison import insert_poison_schedules
 
 LEASE_S = 30.0
 
@@ -205,31 +206,10 @@ async def test_a_run_handed_back_to_the_outbox_during_the_publish_is_not_marked(
     assert marked == {retried: False, released: False, running: True}
 
 
-# Rows the CHECK constraints let through and the scheduler cannot plan: (columns, values
-# as SQL, the start of the last_error after "schedule <id>: ").
-POISON = [
-    ("kind, cron", "'cron', '61 * * * *'", "cron '61 * * * *': minute '61' must be 0-59"),
-    ("kind, cron", "'cron', '0 0 30 2 *'", "cron '0 0 30 2 *': day-of-month '30' must be"),
-    ("kind, cron, timezone", "'cron', '* * * * *', 'Europe'",
-     "timezone 'Europe': unknown time zone"),
-    ("kind, interval_seconds, start_at, misfire_policy",
-     "'interval', 1e-6, now() - interval '1 hour', 'run_all'",
-     "interval_seconds 1e-06: must be a number of seconds from 1"),
-    ("kind, interval_seconds, jitter_seconds", "'interval', 60, 1e300",
-     "jitter_seconds 1e+300: must be a number of seconds from 0 to 86400"),
-]
-
-
 async def test_a_schedule_that_cannot_be_planned_is_set_aside_and_the_others_go_on(pool, queue):
     job = await make_job(pool, queue)
     healthy = [await make_interval_schedule(pool, job, 3600, behind_s=1) for _ in range(3)]
-    poison = {}
-    for columns, values, error in POISON:
-        for due in ("now() - interval '1 s'", "NULL"):   # due, and never planned
-            sid = await pool.fetchval(
-                f"INSERT INTO schedules (job_id, {columns}, next_run_at) "
-                f"VALUES ($1, {values}, {due}) RETURNING id", job)
-            poison[sid] = error
+    poison = await insert_poison_schedules(pool, job)
     healthy.append(await make_interval_schedule(pool, job, 3600, behind_s=1))
 
     started = asyncio.get_running_loop().time()
