@@ -51,7 +51,7 @@ class Strict(BaseModel):
 class ScheduleFields(Strict):
     kind: Kind
     interval_seconds: Annotated[Seconds, Field(le=10 * YEAR_S)] | None = Field(
-        None, description="For kind=interval: seconds between slots, > 0.")
+        None, description="For kind=interval: seconds between slots, at least 1.")
     cron: Annotated[Text, Field(max_length=200)] | None = Field(
         None, description="For kind=cron: 5 fields or an alias like @hourly.")
     run_at: Instant | None = Field(None, description="For kind=once: when, with a UTC offset.")
@@ -106,6 +106,11 @@ class Schedule(BaseModel):
     run_count: int
     failure_count: int
     last_error: str | None
+    set_aside_at: datetime | None = Field(
+        description="When the scheduler set this schedule aside because it cannot be "
+                    "planned (is_active is then false; last_error says what to fix). A "
+                    "change that passes validation clears it and makes the schedule "
+                    "active again.")
     created_at: datetime
     updated_at: datetime
 
@@ -266,6 +271,8 @@ class SchedulerInstance(BaseModel):
     failures: int
     status: Literal["running", "stale", "stopped"] = Field(
         description="stale: it has not passed for SCHEDULER_STALE_AFTER (killed or cut off)")
+    tzdata: str | None = Field(description="The IANA release of the time-zone rules this "
+                                           "instance computes fire times with, e.g. 2026a.")
 
 
 class SchedulerStatus(BaseModel):
@@ -275,6 +282,9 @@ class SchedulerStatus(BaseModel):
     seconds_since_last_run: float | None
     stale_after_s: float
     trigger_requested: bool
+    tzdata: str = Field(description="The IANA release of the time-zone rules (the pinned "
+                                    "tzdata package) this API computes first slots and "
+                                    "previews with, e.g. 2026a.")
     instances: list[SchedulerInstance]
 
 

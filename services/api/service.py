@@ -36,6 +36,7 @@ from sundial.core.logging import get_logger
 from sundial.core.outbox import publish_runs, wake_scheduler
 from sundial.core.secrets import decrypt_fields, encrypt_fields
 from sundial.core.sql import q
+from sundial.core.zones import TZDATA_VERSION
 
 log = get_logger("api.service")
 
@@ -44,7 +45,6 @@ JOB_FIELDS = ("name", "description", "handler", "payload", "secret_payload", "qu
               "retry_backoff_max_seconds", "concurrency_policy", "enabled")
 SCHEDULE_FIELDS = ("kind", "interval_seconds", "cron", "run_at", "timezone", "jitter_seconds",
                    "start_at", "end_at", "misfire_policy", "misfire_grace_seconds", "is_active")
-KIND_FIELDS = {"interval": "interval_seconds", "cron": "cron", "once": "run_at"}
 SCHEDULE_NULLABLE = frozenset({"interval_seconds", "cron", "run_at", "start_at", "end_at",
                                "misfire_grace_seconds"})
 
@@ -263,8 +263,12 @@ class Service:
             if row is None:
                 raise NotFound(f"no schedule {schedule_id}")
             fields = {f: row[f] for f in SCHEDULE_FIELDS}
+            if row["set_aside_at"] is not None and "is_active" not in change:
+                # Set aside by the scheduler, not paused by a person: a change that
+                # passes validation puts it back.
+                fields["is_active"] = True
             if change.get("kind", row["kind"]) != row["kind"]:
-                for other in KIND_FIELDS.values():
+                for other in sched.KIND_FIELDS.values():
                     fields[other] = None
             fields.update(change)
             now = await conn.fetchval(q("db_now"))
@@ -297,7 +301,8 @@ class Service:
     async def preview(self, schedule_id: int, count: int) -> dict[str, Any]:
         row = await self.get_schedule(schedule_id)
         now = await self.pool.fetchval(q("db_now"))
-        spec = sched.Spec.from_row(row)
+        # A row written with SQL may be one the scheduler set aside: say what is wrong.
+        spec = sched.validate(sched.Spec.from_row(row))
         try:
             times = sched.preview(spec, count, now)
         except OverflowError:
@@ -376,7 +381,7 @@ class Service:
                 "seconds_since_last_run": age,
                 "stale_after_s": self.settings.scheduler_stale_after_s,
                 "trigger_requested": row["trigger_requested"] == "true",
-                "instances": instances}
+                "tzdata": TZDATA_VERSION, "instances": instances}
 
     async def trigger_scheduler(self, actor: str) -> None:
         """Ask for a scheduler pass now: one scheduler takes the flag."""
@@ -457,16 +462,9 @@ def _plan_schedule(fields: dict[str, Any], *, created_at: datetime, now: datetim
     fields = {f: fields.get(f, ScheduleFields.model_fields[f].default) for f in SCHEDULE_FIELDS}
     spec = sched.Spec.from_row({**fields, "created_at": created_at})
     active = fields["is_active"]
-    try:
-        spec = sched.validate(spec, now if active else None)
-        next_run_at = sched.first_fire(spec, now) if active else None
-    except OverflowError:
-        raise InvalidInput("start_at", fields["start_at"], "puts the schedule's slots beyond "
-                      "the calendar's end") from None
-    if active and next_run_at is None:
-        field = "end_at" if spec.end_at else KIND_FIELDS[spec.kind]
-        raise InvalidInput(field, fields[field], "the schedule would never fire; "
-                      "nothing is left to run after now")
+    # With `now`, validation also refuses a schedule that would never fire after now.
+    spec = sched.validate(spec, now if active else None)
+    next_run_at = sched.first_fire(spec, now) if active else None
     fields["cron"] = spec.cron if spec.kind == "cron" else None
     return fields, next_run_at
 

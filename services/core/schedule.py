@@ -16,33 +16,50 @@ the grace always run, under every policy. Missed slots: `run_once` makes one run
 latest missed slot (unless an on-time slot runs in the same tick); `skip` and `run_all`
 make none. The policies differ in their default grace (DEFAULT_GRACE_S): `run_all`
 catches up every slot of the last day, so its grace says how far back a catch-up goes.
-One tick plans at most MAX_CATCHUP_RUNS runs per schedule, the latest.
+One tick plans at most MAX_CATCHUP_RUNS runs per schedule, the latest, and walks only
+about that many slots to find them, whatever the downtime and the grace.
+
+Validation (`validate`) is the one gate for the API, the CLI and the scheduler's tick:
+a row the tick cannot plan is set aside with the message it raises.
 
 All instants are aware datetimes; "now" is always the database's clock.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+from zoneinfo import ZoneInfo
 
 from cronsim import CronSim, CronSimError
 
+from sundial.core import zones
 from sundial.core.errors import InvalidSchedule
 
 Kind = Literal["interval", "cron", "once"]
 MisfirePolicy = Literal["run_once", "skip", "run_all"]
 KINDS: tuple[str, ...] = ("interval", "cron", "once")
+# The field that says when each kind fires.
+KIND_FIELDS = {"interval": "interval_seconds", "cron": "cron", "once": "run_at"}
 MISFIRE_POLICIES: tuple[str, ...] = ("run_once", "skip", "run_all")
 
 DEFAULT_GRACE_S: dict[str, float] = {"run_once": 60.0, "skip": 60.0, "run_all": 86400.0}
 # A single tick never plans more than this many runs for one schedule; the latest win.
 MAX_CATCHUP_RUNS = 1000
+# Every slot is a row in `runs` and a message on the broker: more than one a second per
+# schedule is work for a loop inside one run, not for a schedule. Cron's own step is
+# a minute. Below this, one tick after an hour's downtime would weigh millions of slots.
+MIN_INTERVAL_S = 1.0
+_YEAR_S = 366 * 86400.0
+# Upper bounds keep every slot, jitter and grace within the calendar (no overflow).
+MAX_INTERVAL_S = 10 * _YEAR_S
+MAX_JITTER_S = 86400.0
+MAX_GRACE_S = _YEAR_S
 
 CRON_ALIASES = {
     "@yearly": "0 0 1 1 *",
@@ -131,19 +148,19 @@ def _cron_reason(message: str, fields: list[str]) -> str:
 
 
 def zone(name: str) -> ZoneInfo:
-    try:
-        if not name or name != name.strip() or name.startswith("/") or ".." in name:
-            raise ValueError
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
+    """The zone's rules, from the tzdata package; only its zone names are accepted (not
+    a folder of it such as `Europe`, nor a host file such as `localtime`)."""
+    if not isinstance(name, str) or name not in zones.names():
         raise InvalidSchedule("timezone", name, "unknown time zone; use an IANA name like "
-                              "'Europe/Paris' or 'UTC'") from None
+                              "'Europe/Paris' or 'UTC'")
+    return ZoneInfo(name)
 
 
 def validate(spec: Spec, now: datetime | None = None) -> Spec:
     """Check every field; return the spec with the cron expression normalised.
 
-    `now` (if given) refuses a `once` schedule whose run_at has already passed.
+    `now` (if given, for a schedule being written) also refuses a schedule that would
+    never fire after now: a `once` whose run_at has passed, bounds with no slot left.
     """
     if spec.kind not in KINDS:
         raise InvalidSchedule("kind", spec.kind, "must be one of " + ", ".join(KINDS))
@@ -156,21 +173,23 @@ def validate(spec: Spec, now: datetime | None = None) -> Spec:
         if value is not None and value.tzinfo is None:
             raise InvalidSchedule(name, value.isoformat(), "needs a UTC offset, "
                                   "e.g. 2030-01-01T09:00:00+00:00")
-    if not _finite(spec.jitter_seconds) or spec.jitter_seconds < 0:
+    if not _finite(spec.jitter_seconds) or not 0 <= spec.jitter_seconds <= MAX_JITTER_S:
         raise InvalidSchedule("jitter_seconds", spec.jitter_seconds,
-                              "must be a number of seconds >= 0")
+                              f"must be a number of seconds from 0 to {MAX_JITTER_S:.0f} (a day)")
     grace = spec.misfire_grace_seconds
-    if grace is not None and (not _finite(grace) or grace < 0):
+    if grace is not None and (not _finite(grace) or not 0 <= grace <= MAX_GRACE_S):
         raise InvalidSchedule("misfire_grace_seconds", grace, "must be a number of seconds "
-                              ">= 0, or null for the policy's default")
+                              f"from 0 to {MAX_GRACE_S:.0f} (a year), or null for the policy's default")
     if spec.start_at and spec.end_at and spec.end_at <= spec.start_at:
         raise InvalidSchedule("end_at", spec.end_at.isoformat(), "must be after start_at "
                               f"({spec.start_at.isoformat()})")
     if spec.kind == "interval":
-        if not _finite(spec.interval_seconds) or not spec.interval_seconds >= 1e-6:  # type: ignore[operator]
+        if (not _finite(spec.interval_seconds)
+                or not MIN_INTERVAL_S <= spec.interval_seconds <= MAX_INTERVAL_S):  # type: ignore[operator]
             raise InvalidSchedule("interval_seconds", spec.interval_seconds,
-                                  "must be a number of seconds greater than 0 "
-                                  "(at least 0.000001)")
+                                  f"must be a number of seconds from {MIN_INTERVAL_S:g} to "
+                                  f"{MAX_INTERVAL_S:.0f} (ten years); for work more often "
+                                  "than once a second, loop inside one run")
         if spec.cron is not None or spec.run_at is not None:
             raise InvalidSchedule("kind", spec.kind, "an interval schedule takes "
                                   "interval_seconds, not cron or run_at")
@@ -192,15 +211,27 @@ def validate(spec: Spec, now: datetime | None = None) -> Spec:
         if now is not None and spec.run_at <= now:
             raise InvalidSchedule("run_at", spec.run_at.isoformat(), "is in the past; "
                                   "pick a time after " + now.isoformat())
+    if now is not None:
+        _check_fires_after(spec, now)
     return spec
+
+
+def _check_fires_after(spec: Spec, now: datetime) -> None:
+    try:
+        first = first_fire(spec, now)
+    except OverflowError:
+        raise InvalidSchedule("start_at", spec.start_at, "puts the schedule's slots beyond "
+                              "the calendar's end") from None
+    if first is None:
+        field = "end_at" if spec.end_at else KIND_FIELDS[spec.kind]
+        value = getattr(spec, field)
+        raise InvalidSchedule(field, value.isoformat() if isinstance(value, datetime) else value,
+                              "the schedule would never fire; nothing is left to run after "
+                              + now.isoformat())
 
 
 def _finite(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def known_timezones() -> set[str]:
-    return available_timezones()
 
 
 # --- fire times ----------------------------------------------------------------------
@@ -254,15 +285,21 @@ def _interval_anchor(spec: Spec) -> datetime:
     return _utc(anchor)
 
 
+def _interval_step(spec: Spec) -> timedelta:
+    return timedelta(microseconds=round(spec.interval_seconds * 1_000_000))  # type: ignore[operator]
+
+
+def _interval_steps(spec: Spec, since: datetime, until: datetime) -> int:
+    """How many whole steps of the interval fit from `since` to `until`."""
+    return (until - since) // _interval_step(spec)
+
+
 def _next_interval(spec: Spec, after: datetime) -> datetime:
     anchor = _interval_anchor(spec)
     after = _utc(after)
     if after < anchor:
         return anchor
-    step_us = round(spec.interval_seconds * 1_000_000)  # type: ignore[operator]
-    elapsed_us = (after - anchor) // timedelta(microseconds=1)
-    k = elapsed_us // step_us + 1
-    return anchor + timedelta(microseconds=k * step_us)
+    return anchor + (_interval_steps(spec, anchor, after) + 1) * _interval_step(spec)
 
 
 def _latest_interval_at_or_before(spec: Spec, t: datetime) -> datetime | None:
@@ -270,9 +307,7 @@ def _latest_interval_at_or_before(spec: Spec, t: datetime) -> datetime | None:
     t = _utc(t)
     if t < anchor:
         return None
-    step_us = round(spec.interval_seconds * 1_000_000)  # type: ignore[operator]
-    k = ((t - anchor) // timedelta(microseconds=1)) // step_us
-    return anchor + timedelta(microseconds=k * step_us)
+    return anchor + _interval_steps(spec, anchor, t) * _interval_step(spec)
 
 
 def next_fire(spec: Spec, after: datetime) -> datetime | None:
@@ -320,7 +355,7 @@ class Plan:
     slots: list[datetime]          # one run per slot (nominal times, UTC)
     next_run_at: datetime | None   # None: nothing left; the schedule deactivates
     missed: int                    # due slots that get no run (a lower bound after
-                                   # downtime of more than two days on a cron schedule)
+                                   # long downtime on a cron schedule)
 
     @property
     def is_active(self) -> bool:
@@ -381,8 +416,7 @@ def _due_slots(spec: Spec, first: datetime, horizon: datetime,
         until = earliest_wanted if spec.end_at is None else min(earliest_wanted, spec.end_at)
         latest_old = _latest_interval_at_or_before(spec, until)
         if latest_old is not None and latest_old > first:
-            step_us = round(spec.interval_seconds * 1_000_000)  # type: ignore[operator]
-            skipped = ((latest_old - first) // timedelta(microseconds=1)) // step_us
+            skipped = _interval_steps(spec, first, latest_old)
             start = latest_old
     elif spec.kind == "cron":
         # Widen the window back from earliest_wanted until it holds a slot, so the
@@ -395,6 +429,16 @@ def _due_slots(spec: Spec, first: datetime, horizon: datetime,
                 start = restart
                 break
             window *= 2
+    # Only the latest MAX_CATCHUP_RUNS slots up to the horizon can run, and a slot past
+    # the grace matters only when none of those is on time: a run_all grace of a year
+    # on a one-second interval must not walk 31 million slots inside the tick.
+    floor = _latest_slots_start(spec, start, min(horizon, spec.end_at or horizon))
+    if floor is not None and floor > start:
+        if spec.kind == "interval":
+            skipped += _interval_steps(spec, start, floor)
+        else:
+            skipped = max(skipped, 1)
+        start = floor
 
     def walk() -> Iterator[datetime]:
         slot: datetime | None = start
@@ -403,6 +447,33 @@ def _due_slots(spec: Spec, first: datetime, horizon: datetime,
             slot = next_fire(spec, slot)
 
     return walk(), skipped
+
+
+def _latest_slots_start(spec: Spec, start: datetime, until: datetime) -> datetime | None:
+    """A slot with at least MAX_CATCHUP_RUNS slots from it up to `until`, as late as
+    can be found cheaply; None when there are fewer slots than that after `start`."""
+    if spec.kind == "interval":
+        latest = _latest_interval_at_or_before(spec, until)
+        if latest is None:
+            return None
+        return latest - MAX_CATCHUP_RUNS * _interval_step(spec)
+    if spec.kind != "cron":
+        return None
+    tz = zone(spec.timezone)
+    wall_until = _utc(until).astimezone(tz).replace(tzinfo=None) + timedelta(microseconds=1)
+    # Walking wall times back: the skipped wall times of one DST gap (at most a day's
+    # minutes) share one instant, so that many more candidates still leave enough slots.
+    # Wall times map to instants in order, so one before the wall time of `start` is a
+    # slot at or before it.
+    wall_start = _utc(start).astimezone(tz).replace(tzinfo=None)
+    candidates = CronSim(expand_cron(spec.cron or ""), wall_until, reverse=True)
+    wall = None
+    for wall in itertools.islice(candidates, MAX_CATCHUP_RUNS + _MAX_GAP_MINUTES):
+        if wall < wall_start:
+            return None
+    if wall is None:
+        return None
+    return next_fire(spec, _wall_to_instant(wall, tz) - timedelta(microseconds=1))
 
 
 def jittered(slot: datetime, jitter_seconds: float, rng: random.Random | None = None) -> datetime:

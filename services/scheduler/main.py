@@ -31,6 +31,7 @@ from sundial.core.outbox import WAKEUP_CHANNEL, PublishResult, publish_runs
 from sundial.core.runtime import iso_utc
 from sundial.core.settings import Settings, instance_id
 from sundial.core.sql import q
+from sundial.core.zones import TZDATA_VERSION
 from sundial.scheduler.reaper import delete_old_runs, reap
 from sundial.scheduler.relay import relay
 from sundial.scheduler.tick import tick
@@ -100,10 +101,10 @@ class Scheduler:
                                        max_size=s.db_pool_max)
         async with self._pool.acquire() as conn:
             await conn.execute(q("register_instance"), self.name, socket.gethostname(),
-                               os.getpid())
+                               os.getpid(), TZDATA_VERSION)
         await self._ensure_listener()
         log.info("scheduler.started", instance=self.name, poll_interval_s=s.poll_interval_s,
-                 batch_size=s.batch_size)
+                 batch_size=s.batch_size, tzdata=TZDATA_VERSION)
 
     async def close(self) -> None:
         if self._publishing:
@@ -183,7 +184,8 @@ class Scheduler:
                 CREATED.inc(result.created)
             if result.claimed:
                 log.debug("scheduler.tick", claimed=result.claimed, created=result.created,
-                          missed=result.missed, deactivated=result.deactivated)
+                          missed=result.missed, deactivated=result.deactivated,
+                          set_aside=result.set_aside)
             if result.to_publish:
                 await self._start_publishing(result.to_publish, result.run_schedules)
 

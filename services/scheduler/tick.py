@@ -1,5 +1,8 @@
 """A tick: claim due schedules, record one run per due slot, advance every schedule —
-in one transaction, set-based — and return the runs to publish after the commit."""
+in one transaction, set-based — and return the runs to publish after the commit.
+
+A claimed schedule that cannot be planned (a bad cron, zone or interval written with
+SQL) is set aside with its error, in the same transaction; the others go on."""
 
 from __future__ import annotations
 
@@ -11,8 +14,9 @@ from typing import Any
 import asyncpg
 
 from sundial.core import faults
+from sundial.core.errors import InvalidSchedule
 from sundial.core.logging import get_logger
-from sundial.core.schedule import Spec, jittered, plan
+from sundial.core.schedule import Plan, Spec, jittered, plan, validate
 from sundial.core.sql import q
 
 log = get_logger("scheduler.tick")
@@ -24,6 +28,7 @@ class TickResult:
     created: int = 0
     missed: int = 0
     deactivated: int = 0
+    set_aside: int = 0
     full: bool = False              # the batch was full: more may be due right now
     to_publish: list[dict[str, Any]] = field(default_factory=list)
     run_schedules: dict[int, int] = field(default_factory=dict)  # run id -> schedule id
@@ -49,21 +54,29 @@ async def tick(pool: asyncpg.Pool, *, batch_size: int, look_ahead_s: float, leas
         slot_available: list[datetime] = []
         slot_attempts: list[int] = []
         advance: list[tuple[int, datetime | None, bool]] = []
+        set_aside: dict[int, str] = {}
         by_schedule: dict[int, asyncpg.Record] = {}
         for row in claimed:
             by_schedule[row["id"]] = row
-            p = plan(Spec.from_row(row), row["next_run_at"], now, look_ahead,
-                     enabled=row["enabled"])
+            try:
+                p, available = _plan_row(row, now, look_ahead, rng)
+            except Exception as exc:
+                set_aside[row["id"]] = _set_aside_reason(row["id"], exc)
+                continue
             result.missed += p.missed
             if not p.is_active:
                 result.deactivated += 1
             advance.append((row["id"], p.next_run_at, p.is_active))
-            for slot in p.slots:
+            for slot, at in zip(p.slots, available, strict=True):
                 slot_schedule.append(row["id"])
                 slot_job.append(row["job_id"])
                 slot_at.append(slot)
-                slot_available.append(jittered(slot, row["jitter_seconds"], rng))
+                slot_available.append(at)
                 slot_attempts.append(row["max_attempts"])
+        if set_aside:
+            await conn.execute(q("set_aside_schedules"), list(set_aside),
+                               list(set_aside.values()))
+            result.set_aside = len(set_aside)
 
         inserted = []
         if slot_schedule:
@@ -86,9 +99,33 @@ async def tick(pool: asyncpg.Pool, *, batch_size: int, look_ahead_s: float, leas
                 })
         result.created = len(inserted)
 
-        ids, nexts, actives = zip(*advance, strict=True)
-        await conn.execute(q("advance_schedules"), list(ids), list(nexts), list(actives),
-                           [last_slot.get(i) for i in ids],
-                           [runs_per_schedule.get(i, 0) for i in ids])
+        if advance:
+            ids, nexts, actives = zip(*advance, strict=True)
+            await conn.execute(q("advance_schedules"), list(ids), list(nexts), list(actives),
+                               [last_slot.get(i) for i in ids],
+                               [runs_per_schedule.get(i, 0) for i in ids])
     faults.reached("after_commit")
+    for sid, reason in set_aside.items():
+        log.error("schedule.set_aside", schedule_id=sid, error=reason)
     return result
+
+
+def _plan_row(row: asyncpg.Record, now: datetime, look_ahead: timedelta,
+              rng: random.Random | None) -> tuple[Plan, list[datetime]]:
+    """The plan of a claimed schedule and when each of its runs becomes available;
+    raises (InvalidSchedule, or whatever the row's values make the math raise) for a
+    schedule that cannot be planned."""
+    spec = validate(Spec.from_row(row))
+    p = plan(spec, row["next_run_at"], now, look_ahead, enabled=row["enabled"])
+    return p, [jittered(slot, spec.jitter_seconds, rng) for slot in p.slots]
+
+
+def _set_aside_reason(schedule_id: int, exc: Exception) -> str:
+    if isinstance(exc, InvalidSchedule):
+        return (f"schedule {schedule_id}: {exc}; set aside until fixed "
+                f"(PATCH /api/schedules/{schedule_id}, or edit it in the dashboard)")
+    # Not a value validation knows to refuse: a bug as much as a bad row, so the
+    # traceback goes to the log; the row is set aside all the same.
+    log.exception("schedule.unplannable", schedule_id=schedule_id)
+    return (f"schedule {schedule_id}: cannot be planned ({type(exc).__name__}: {exc}); "
+            f"set aside until its fields are corrected (PATCH /api/schedules/{schedule_id})")

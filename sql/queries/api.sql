@@ -136,11 +136,15 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, now(), now())
 RETURNING id;
 
 -- name: update_schedule
--- Every field of a schedule at once, with its recomputed next slot.
+-- Every field of a schedule at once, with its recomputed next slot. The fields passed
+-- validation: a schedule the scheduler had set aside is back, its error cleared.
 UPDATE schedules
 SET kind = $2, interval_seconds = $3, cron = $4, run_at = $5, timezone = $6,
     jitter_seconds = $7, start_at = $8, end_at = $9, misfire_policy = $10,
-    misfire_grace_seconds = $11, is_active = $12, next_run_at = $13, updated_at = now()
+    misfire_grace_seconds = $11, is_active = $12, next_run_at = $13,
+    last_error = CASE WHEN set_aside_at IS NULL THEN last_error END,
+    set_aside_at = NULL,
+    updated_at = now()
 WHERE id = $1;
 
 -- name: delete_schedule
@@ -236,7 +240,8 @@ SELECT now() AS db_now,
 SELECT id, host, pid, started_at, last_tick_at, next_tick_at, ticks, dispatched, failures,
        CASE WHEN status = 'running'
                  AND coalesce(last_tick_at, started_at) < now() - make_interval(secs => $1)
-            THEN 'stale' ELSE status END AS status
+            THEN 'stale' ELSE status END AS status,
+       tzdata
 FROM scheduler_instances
 ORDER BY last_tick_at DESC NULLS LAST, id;
 

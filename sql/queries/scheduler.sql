@@ -60,6 +60,18 @@ FROM unnest($1::bigint[], $2::timestamptz[], $3::boolean[], $4::timestamptz[], $
      AS t(id, next_run_at, is_active, last_run_at, runs)
 WHERE s.id = t.id;
 
+-- name: set_aside_schedules
+-- Schedules that cannot be planned stop being claimed until a person fixes them through
+-- the API or the CLI: inactive, no next slot, last_error ($2) saying what to fix.
+UPDATE schedules s
+SET is_active = false,
+    next_run_at = NULL,
+    set_aside_at = now(),
+    last_error = t.error,
+    updated_at = now()
+FROM unnest($1::bigint[], $2::text[]) AS t(id, error)
+WHERE s.id = t.id;
+
 -- name: record_publish_failures
 -- The broker refused or could not be reached: count it on each schedule concerned.
 UPDATE schedules s
@@ -83,12 +95,13 @@ SELECT EXTRACT(EPOCH FROM (LEAST(
        - now()))::float8 AS outbox;
 
 -- name: register_instance
--- This process, in scheduler_instances (a restart with the same name starts afresh).
-INSERT INTO scheduler_instances (id, host, pid, started_at, status)
-VALUES ($1, $2, $3, now(), 'running')
+-- This process, in scheduler_instances (a restart with the same name starts afresh),
+-- with the tzdata release it computes fire times with ($4).
+INSERT INTO scheduler_instances (id, host, pid, started_at, status, tzdata)
+VALUES ($1, $2, $3, now(), 'running', $4)
 ON CONFLICT (id) DO UPDATE
 SET host = EXCLUDED.host, pid = EXCLUDED.pid, started_at = now(), status = 'running',
-    ticks = 0, dispatched = 0, failures = 0;
+    tzdata = EXCLUDED.tzdata, ticks = 0, dispatched = 0, failures = 0;
 
 -- name: record_status
 -- After a pass: this instance's counters and the keys the API reads

@@ -10,12 +10,13 @@ import re
 from pathlib import Path
 
 import pytest
+import tzdata
 from playwright.async_api import expect
 
 from sundial.api.schemas import JobCreate
 from sundial.api.service import Service
 from sundial.api.settings import ApiSettings
-from tests.conftest import ARTIFACTS, service_env, start_api
+from tests.conftest import ARTIFACTS, service_env, start_api, wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -238,3 +239,36 @@ async def test_operator_creates_runs_and_inspects_a_job(browser, processes, pool
     await page.click("#cancel")
     await page.locator("#run-status .status-cancelled").wait_for()
     assert await pool.fetchval("SELECT status FROM runs WHERE id = $1", stuck) == "cancelled"
+
+
+@pytest.mark.timeout(180)
+async def test_a_schedule_the_scheduler_set_aside_shows_why(browser, processes, pool, db_url,
+                                                            amqp_url, queue) -> None:
+    svc = Service(pool, ApiSettings(DATABASE_URL=db_url, RABBITMQ_URL=amqp_url))
+    _, key = await svc.create_key("test", "ops", "admin")
+    job = await svc.create_job("test", JobCreate(name="nightly", handler="noop", queue=queue))
+    poison = await pool.fetchval(
+        "INSERT INTO schedules (job_id, kind, cron, next_run_at) "
+        "VALUES ($1, 'cron', '61 * * * *', now()) RETURNING id", job["id"])
+    base = await start_api(processes, db_url, amqp_url)
+    scheduler = processes(["scheduler"], service_env(db_url, amqp_url, SCHEDULER_POLL_INTERVAL=1))
+    await wait_for(lambda: pool.fetchval("SELECT set_aside_at IS NOT NULL FROM schedules "
+                                         "WHERE id = $1", poison), what="the row set aside")
+
+    page = await new_page(browser, base)
+    await sign_in(page, key)
+    await page.goto(f"/jobs/{job['id']}")
+    card = page.locator(f".schedule-card[data-schedule='{poison}']")
+    await expect(card.locator(".pill")).to_have_text("set aside")
+    await expect(card.locator("[data-set-aside]")).to_contain_text(
+        f"schedule {poison}: cron '61 * * * *': minute '61' must be 0-59")
+    await shot(page, "14-job-schedule-set-aside")
+    await page.goto("/jobs")
+    await expect(page.locator("#jobs tr[data-job='nightly'] .schedule")).to_contain_text(
+        "(set aside: cannot be planned)")
+
+    # The zone rules in use: logged at the scheduler's start, shown on the overview.
+    assert f'"tzdata": "{tzdata.IANA_VERSION}"' in scheduler.output()
+    assert await pool.fetchval("SELECT tzdata FROM scheduler_instances") == tzdata.IANA_VERSION
+    await page.goto("/")
+    await expect(page.locator("#scheduler-tzdata")).to_have_text(f"tzdata {tzdata.IANA_VERSION}")

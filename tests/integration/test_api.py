@@ -466,6 +466,61 @@ async def test_schedule_create_pause_resume_preview_update_delete(api: Api) -> N
     assert r.status_code == 404
 
 
+# The scheduler's own validation (sundial.core.schedule.validate), as the API reports it.
+SCHEDULER_REFUSES = [
+    pytest.param({"kind": "interval", "interval_seconds": 1e-6}, "interval_seconds", 1e-6,
+                 "from 1 to 316224000 (ten years); for work more often than once a second, "
+                 "loop inside one run", id="interval-below-the-minimum"),
+    pytest.param({"kind": "cron", "cron": "* * * * *", "timezone": "Europe"}, "timezone",
+                 "Europe", "unknown time zone; use an IANA name", id="zone-a-folder-of-zones"),
+    pytest.param({"kind": "cron", "cron": "0 0 30 2 *"}, "cron", "0 0 30 2 *",
+                 "a day that exists", id="cron-on-a-day-that-never-exists"),
+    pytest.param({"kind": "cron", "cron": "0 0 1 1 *", "start_at": "2030-02-01T00:00:00Z",
+                  "end_at": "2030-03-01T00:00:00Z"}, "end_at", "2030-03-01T00:00:00+00:00",
+                 "the schedule would never fire", id="cron-with-no-slot-within-its-bounds"),
+]
+
+
+@pytest.mark.parametrize(("fields", "field", "value", "reason"), SCHEDULER_REFUSES)
+async def test_a_schedule_the_scheduler_could_not_plan_is_refused_with_the_fix(
+        api: Api, fields: dict, field: str, value: Any, reason: str) -> None:
+    job = (await api.post("/api/jobs", json=noop_job())).json()
+    r = await api.post("/api/schedules", json={"job_id": job["id"], **fields})
+    assert r.status_code == 422, r.text
+    [problem] = r.json()["detail"]
+    assert (problem["field"], problem["value"]) == (field, value), problem
+    assert reason in problem["reason"], problem
+    assert await api.count("schedules") == 0
+
+
+async def test_a_schedule_set_aside_by_the_scheduler_shows_why_and_a_fix_puts_it_back(
+        api: Api) -> None:
+    from sundial.scheduler.tick import tick
+
+    job = (await api.post("/api/jobs", json=noop_job())).json()
+    sid = await api.pool.fetchval(
+        "INSERT INTO schedules (job_id, kind, cron, next_run_at) "
+        "VALUES ($1, 'cron', '61 * * * *', now() - interval '1 s') RETURNING id", job["id"])
+    assert (await tick(api.pool, batch_size=10, look_ahead_s=0, lease_s=30)).set_aside == 1
+
+    shown = (await api.get(f"/api/schedules/{sid}", "viewer")).json()
+    assert shown["set_aside_at"] and shown["is_active"] is False
+    assert shown["last_error"].startswith(
+        f"schedule {sid}: cron '61 * * * *': minute '61' must be 0-59")
+    listed = (await api.get(f"/api/jobs/{job['id']}", "viewer")).json()["schedules"]
+    assert [s["set_aside_at"] for s in listed] == [shown["set_aside_at"]]
+    preview = await api.get(f"/api/schedules/{sid}/preview?count=3", "viewer")
+    assert preview.status_code == 422 and preview.json()["detail"][0]["field"] == "cron"
+    resumed = await api.post(f"/api/schedules/{sid}/resume")
+    assert resumed.status_code == 422, "resuming without a fix says what is wrong"
+
+    fixed = await api.call("PATCH", f"/api/schedules/{sid}", json={"cron": "1 * * * *"})
+    assert fixed.status_code == 200, fixed.text
+    back = fixed.json()
+    assert (back["is_active"], back["set_aside_at"], back["last_error"]) == (True, None, None)
+    assert back["next_run_at"]
+
+
 async def test_me_and_the_preview_of_an_unsaved_schedule(api: Api) -> None:
     assert (await api.get("/api/me", "viewer")).json()["role"] == "viewer"
     assert (await api.get("/api/me")).json()["role"] == "admin"
@@ -545,6 +600,20 @@ async def test_cancel_a_queued_run_at_once_and_refuse_final_ones(api: Api) -> No
     new = (await api.get(f"/api/runs/{retry.json()['run_id']}")).json()
     assert new["status"] == "queued" and new["trigger"] == "manual"
     assert (await api.post(f"/api/runs/{new['id']}/retry")).status_code == 409
+
+
+async def test_scheduler_status_reports_the_zone_rules_in_use(api: Api) -> None:
+    import tzdata
+
+    from sundial.core.sql import q
+
+    await api.pool.execute(q("register_instance"), "old-image", "h", 1, "2020a")
+    status = (await api.get("/api/scheduler/status", "viewer")).json()
+    assert status["tzdata"] == tzdata.IANA_VERSION
+    assert [i["tzdata"] for i in status["instances"]] == ["2020a"]
+    schemas = (await api.get("/openapi.json", None)).json()["components"]["schemas"]
+    assert "tzdata" in schemas["SchedulerStatus"]["required"]
+    assert "tzdata" in schemas["SchedulerInstance"]["properties"]
 
 
 async def test_scheduler_status_and_stats(api: Api) -> None:

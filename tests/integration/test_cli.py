@@ -89,6 +89,9 @@ def test_errors_are_one_line_with_meaningful_exit_codes(sundial) -> None:
     assert "cron" in invalid.stderr and "61 * * * *" in invalid.stderr
     zone = sundial("jobs", "add", "--name", "z", "--cron", "* * * * *", "--timezone", "Mars/X")
     assert zone.returncode == 2 and "Mars/X" in zone.stderr
+    tiny = sundial("jobs", "add", "--name", "t", "--every", "0.000001")
+    assert tiny.returncode == 2 and len(tiny.stderr.splitlines()) == 1
+    assert "interval_seconds 1e-06: must be a number of seconds from 1" in tiny.stderr
     payload = sundial("jobs", "add", "--name", "p", "--payload", "{oops")
     assert payload.returncode == 2 and "--payload" in payload.stderr
     assert sundial("runs", "show", "12345").returncode == 3

@@ -13,6 +13,7 @@ from sundial.core.broker import Publisher, queue_name
 from sundial.scheduler.relay import relay
 from sundial.scheduler.tick import tick
 from tests.faults import tcp_proxy
+from tests.poison import insert_poison_schedules
 
 LEASE_S = 30.0
 
@@ -203,3 +204,34 @@ async def test_a_run_handed_back_to_the_outbox_during_the_publish_is_not_marked(
     marked = {r["id"]: r["published_at"] is not None
               for r in await pool.fetch("SELECT id, published_at FROM runs")}
     assert marked == {retried: False, released: False, running: True}
+
+
+async def test_a_schedule_that_cannot_be_planned_is_set_aside_and_the_others_go_on(pool, queue):
+    job = await make_job(pool, queue)
+    healthy = [await make_interval_schedule(pool, job, 3600, behind_s=1) for _ in range(3)]
+    poison = await insert_poison_schedules(pool, job)
+    healthy.append(await make_interval_schedule(pool, job, 3600, behind_s=1))
+
+    started = asyncio.get_running_loop().time()
+    result = await tick(pool, batch_size=100, look_ahead_s=0, lease_s=LEASE_S)
+    took_s = asyncio.get_running_loop().time() - started
+
+    assert (result.claimed, result.set_aside) == (len(healthy) + len(poison), len(poison))
+    assert took_s < 2, f"one tick took {took_s:.1f} s"
+    runs = await pool.fetch("SELECT schedule_id FROM runs")
+    assert sorted(r["schedule_id"] for r in runs) == sorted(healthy)
+    assert len(result.to_publish) == len(healthy)
+    for sid, error in poison.items():
+        row = await pool.fetchrow("SELECT * FROM schedules WHERE id = $1", sid)
+        assert (row["is_active"], row["next_run_at"]) == (False, None), dict(row)
+        assert row["set_aside_at"] is not None
+        assert row["last_error"].startswith(f"schedule {sid}: {error}"), row["last_error"]
+        assert row["last_error"].endswith(f"(PATCH /api/schedules/{sid}, or edit it in the "
+                                          "dashboard)")
+    ahead = await pool.fetchval("SELECT bool_and(next_run_at > now() AND is_active "
+                                "AND set_aside_at IS NULL) FROM schedules WHERE id = ANY($1)",
+                                healthy)
+    assert ahead, "every healthy schedule advanced"
+    # Set aside: no later tick claims the rows again.
+    again = await tick(pool, batch_size=100, look_ahead_s=0, lease_s=LEASE_S)
+    assert (again.claimed, again.set_aside) == (0, 0)

@@ -23,6 +23,8 @@ from sundial.core.errors import InvalidSchedule
 from sundial.core.schedule import (
     DEFAULT_GRACE_S,
     MAX_CATCHUP_RUNS,
+    MAX_INTERVAL_S,
+    MIN_INTERVAL_S,
     MISFIRE_POLICIES,
     Plan,
     Spec,
@@ -515,6 +517,51 @@ def test_run_all_caps_one_tick_at_the_latest_slots() -> None:
     assert got.next_run_at == now + timedelta(seconds=1)
 
 
+@pytest.mark.parametrize(("spec", "down"), [
+    pytest.param(interval(MIN_INTERVAL_S, start_at=t(T0), misfire_policy="run_all",
+                          misfire_grace_seconds=366 * 86400), timedelta(days=365),
+                 id="interval-at-the-minimum-a-year-down"),
+    pytest.param(cron("* * * * *", "Europe/Paris", misfire_policy="run_all",
+                      misfire_grace_seconds=366 * 86400), timedelta(days=365),
+                 id="every-minute-cron-a-year-down-across-dst"),
+    pytest.param(cron("* * * * *", "Pacific/Apia", misfire_policy="run_all",
+                      misfire_grace_seconds=3 * 86400), timedelta(days=2),
+                 id="every-minute-cron-over-the-day-samoa-skipped"),
+    pytest.param(cron("* * * * *", "America/New_York", misfire_policy="run_once"),
+                 timedelta(days=300), id="run-once-after-months"),
+])
+def test_one_plan_walks_about_max_catchup_slots_whatever_the_downtime(
+        spec: Spec, down: timedelta, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sundial.core import schedule
+    stored = t("2011-12-29T00:00Z") if spec.timezone == "Pacific/Apia" else t(T0)
+    now = stored + down
+    calls = 0
+    real_next_fire = schedule.next_fire
+
+    def counting(*args: object) -> datetime | None:
+        nonlocal calls
+        calls += 1
+        return real_next_fire(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(schedule, "next_fire", counting)
+    got = plan(spec, stored, now)
+    assert calls < 3 * MAX_CATCHUP_RUNS, f"{calls} slots computed for one plan"
+    monkeypatch.undo()
+    # The same runs as walking every slot: the latest on-time ones, up to the cap (they
+    # lie within the last MAX_CATCHUP_RUNS steps, plus a day for Samoa's skipped one).
+    step = timedelta(seconds=spec.interval_seconds or 60)
+    reach = MAX_CATCHUP_RUNS * step + (timedelta(days=1) if spec.kind == "cron" else step)
+    walk_from = max(stored, now - spec.grace, now - reach)
+    on_time: deque[datetime] = deque(maxlen=MAX_CATCHUP_RUNS)
+    slot = next_fire(spec, walk_from - timedelta(microseconds=1))
+    while slot is not None and slot <= now:
+        on_time.append(slot)
+        slot = next_fire(spec, slot)
+    assert got.slots == list(on_time)
+    assert got.next_run_at == next_fire(spec, now)
+    assert got.missed >= 1
+
+
 # After long downtime a cron schedule's missed count is a lower bound (not every old
 # slot is enumerated), so these cases check the runs and the next slot only.
 @pytest.mark.parametrize(("spec", "next_run_at", "now", "slots", "following"), [
@@ -635,16 +682,30 @@ INVALID = [
                  "use an IANA name like 'Europe/Paris'", id="unknown-zone"),
     pytest.param(cron("0 9 * * *", "../etc/passwd"), "timezone", "'../etc/passwd'",
                  "IANA name", id="zone-path-traversal"),
-    pytest.param(interval(0, start_at=NOW), "interval_seconds", "0", "greater than 0",
+    pytest.param(cron("0 9 * * *", "Europe"), "timezone", "'Europe'", "IANA name like",
+                 id="zone-a-folder-of-zones"),
+    pytest.param(cron("0 9 * * *", "localtime"), "timezone", "'localtime'", "IANA name like",
+                 id="zone-a-host-file"),
+    pytest.param(cron("0 9 * * *", "right/UTC"), "timezone", "'right/UTC'", "IANA name like",
+                 id="zone-with-leap-seconds-not-in-tzdata"),
+    pytest.param(cron("0 9 * * *", "europe/paris"), "timezone", "'europe/paris'",
+                 "'Europe/Paris'", id="zone-wrong-case"),
+    pytest.param(cron("0 9 * * *", "Europe/Paris\x00"), "timezone", "'Europe/Paris\\x00'",
+                 "IANA name", id="zone-with-nul"),
+    pytest.param(interval(0, start_at=NOW), "interval_seconds", "0", "from 1 to 316224000",
                  id="interval-zero"),
-    pytest.param(interval(-5, start_at=NOW), "interval_seconds", "-5", "greater than 0",
+    pytest.param(interval(-5, start_at=NOW), "interval_seconds", "-5", "from 1 to",
                  id="interval-negative"),
-    pytest.param(interval(float("inf"), start_at=NOW), "interval_seconds", "inf", "greater than 0",
+    pytest.param(interval(float("inf"), start_at=NOW), "interval_seconds", "inf", "from 1 to",
                  id="interval-infinite"),
-    pytest.param(interval(1e-9, start_at=NOW), "interval_seconds", "1e-09", "at least 0.000001",
-                 id="interval-below-a-microsecond"),
-    pytest.param(Spec("interval"), "interval_seconds", "None", "greater than 0",
-                 id="interval-missing"),
+    pytest.param(interval(1e-6, start_at=NOW), "interval_seconds", "1e-06",
+                 "from 1 to 316224000 (ten years); for work more often than once a second, "
+                 "loop inside one run", id="interval-a-microsecond"),
+    pytest.param(interval(0.999, start_at=NOW), "interval_seconds", "0.999", "from 1 to",
+                 id="interval-just-below-the-minimum"),
+    pytest.param(interval(MAX_INTERVAL_S * 1.01, start_at=NOW), "interval_seconds", "319386240.0",
+                 "from 1 to 316224000", id="interval-beyond-ten-years"),
+    pytest.param(Spec("interval"), "interval_seconds", "None", "from 1 to", id="interval-missing"),
     pytest.param(once("2024-06-01T11:59Z"), "run_at", "'2024-06-01T11:59:00+00:00'",
                  "is in the past; pick a time after 2024-06-01T12:00:00+00:00", id="once-in-the-past"),
     pytest.param(Spec("once"), "run_at", "None", "a once schedule needs run_at", id="once-no-run-at"),
@@ -662,13 +723,25 @@ INVALID = [
     pytest.param(cron("0 9 * * *", start_at=t("2030-01-02T00:00Z"), end_at=t("2030-01-01T00:00Z")),
                  "end_at", "'2030-01-01T00:00:00+00:00'", "must be after start_at",
                  id="end-at-before-start-at"),
+    pytest.param(cron("0 0 1 1 *", start_at=t("2030-02-01T00:00Z"), end_at=t("2030-03-01T00:00Z")),
+                 "end_at", "'2030-03-01T00:00:00+00:00'",
+                 "would never fire; nothing is left to run after 2024-06-01T12:00:00+00:00",
+                 id="cron-with-no-slot-within-its-bounds"),
+    pytest.param(interval(60, start_at=t("2024-01-01T00:00Z"), end_at=t("2024-02-01T00:00Z")),
+                 "end_at", "'2024-02-01T00:00:00+00:00'", "would never fire",
+                 id="interval-whose-end-has-passed"),
     pytest.param(Spec("hourly"), "kind", "'hourly'", "must be one of interval, cron, once",  # type: ignore[arg-type]
                  id="unknown-kind"),
     pytest.param(cron("0 9 * * *", misfire_policy="later"), "misfire_policy", "'later'",
                  "must be one of run_once, skip, run_all", id="unknown-policy"),
-    pytest.param(cron("0 9 * * *", jitter_seconds=-1), "jitter_seconds", "-1", ">= 0", id="negative-jitter"),
-    pytest.param(cron("0 9 * * *", jitter_seconds=float("nan")), "jitter_seconds", "nan", ">= 0",
-                 id="nan-jitter"),
+    pytest.param(cron("0 9 * * *", jitter_seconds=-1), "jitter_seconds", "-1", "from 0 to 86400",
+                 id="negative-jitter"),
+    pytest.param(cron("0 9 * * *", jitter_seconds=float("nan")), "jitter_seconds", "nan",
+                 "from 0 to 86400", id="nan-jitter"),
+    pytest.param(cron("0 9 * * *", jitter_seconds=1e300), "jitter_seconds", "1e+300",
+                 "from 0 to 86400 (a day)", id="jitter-beyond-a-day"),
+    pytest.param(cron("0 9 * * *", misfire_grace_seconds=1e300), "misfire_grace_seconds",
+                 "1e+300", "from 0 to 31622400 (a year)", id="grace-beyond-a-year"),
     pytest.param(cron("0 9 * * *", misfire_grace_seconds=-1), "misfire_grace_seconds", "-1",
                  "or null for the policy's default", id="negative-grace"),
     pytest.param(Spec("cron", cron="0 9 * * *", interval_seconds=60), "kind", "'cron'",
@@ -698,7 +771,8 @@ def test_validate_normalises_cron(spec: Spec, normalised: str) -> None:
 
 
 @pytest.mark.parametrize("spec", [
-    pytest.param(interval(0.5, start_at=NOW, jitter_seconds=10), id="interval"),
+    pytest.param(interval(1, start_at=NOW, jitter_seconds=10), id="interval-at-the-minimum"),
+    pytest.param(interval(MAX_INTERVAL_S, start_at=NOW), id="interval-at-the-maximum"),
     pytest.param(once("2024-06-01T12:00:01Z", start_at=NOW), id="once-in-bounds"),
     pytest.param(cron("*/5 * * * *", "America/New_York", end_at=t("2030-01-01T00:00-05:00")),
                  id="cron-with-end"),

@@ -309,12 +309,15 @@ Sundial.page(() => {
     return el("div", { class: "schedule-card", dataset: { schedule: s.id } },
       el("div", { class: "head" },
         el("strong", { class: "words" }, describeSchedule(s)),
-        el("span", { class: "pill " + (s.is_active ? "on" : "off") }, s.is_active ? "active" : "paused")),
+        el("span", { class: "pill " + (s.is_active ? "on" : "off") },
+          s.set_aside_at ? "set aside" : s.is_active ? "active" : "paused")),
       el("dl", { class: "facts", "data-spaced": "" },
         el("dt", {}, "Next run"), el("dd", {}, s.is_active ? when(s.next_run_at) : "—"),
         el("dt", {}, "Last run"), el("dd", {}, when(s.last_run_at)),
         el("dt", {}, "Runs"), el("dd", {}, s.run_count + (s.failure_count ? `, ${s.failure_count} dispatch failures` : "")),
-        s.last_error ? [el("dt", {}, "Last error"), el("dd", {}, s.last_error)] : null),
+        // Set aside by the scheduler: it cannot be planned until edited; the error says why.
+        s.set_aside_at ? [el("dt", {}, "Set aside"), el("dd", { "data-set-aside": "" }, when(s.set_aside_at), ": ", s.last_error)]
+          : s.last_error ? [el("dt", {}, "Last error"), el("dd", {}, s.last_error)] : null),
       el("div", { class: "muted", "data-spaced": "" }, "Next fire times:"), preview,
       isAdmin() ? el("div", { class: "actions", dataset: { write: "" } },
         Sundial.action(s.is_active ? "Pause" : "Resume", async () => {

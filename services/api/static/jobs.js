@@ -6,8 +6,8 @@ Sundial.page(() => {
 
   function scheduleCell(schedules) {
     if (!schedules.length) return el("span", { class: "muted" }, "only when run by hand");
-    return schedules.map((s) => el("div", { class: s.is_active ? "" : "muted" },
-      describeSchedule(s), s.is_active ? null : " (paused)"));
+    return schedules.map((s) => el("div", { class: s.is_active ? "" : "muted", title: s.set_aside_at ? s.last_error : null },
+      describeSchedule(s), s.set_aside_at ? " (set aside: cannot be planned)" : s.is_active ? null : " (paused)"));
   }
 
   function actions(job) {

@@ -30,6 +30,9 @@ Sundial.page(() => {
       ? live.length + " of " + s.instances.length + " " + (s.instances.length === 1 ? "instance" : "instances")
         + " (" + s.instances.map((i) => i.host + ":" + i.pid + " " + i.status).join(", ") + ")"
       : "none seen yet");
+    // The API's tzdata release, and any running instance's that differs from it.
+    const other = [...new Set(live.map((i) => i.tzdata).filter((v) => v && v !== s.tzdata))];
+    fill($("#scheduler-tzdata"), "tzdata " + s.tzdata + (other.length ? " (schedulers: " + other.join(", ") + ")" : ""));
   }
 
   function showStats(s, workers) {
