@@ -22,6 +22,7 @@ class ReapResult:
     workers_offline: int = 0
     republished: int = 0
     forgotten: int = 0  # workers and scheduler instances
+    schedules_recovered: int = 0
 
 
 async def reap(pool: asyncpg.Pool, *, lease_s: float, offline_after_s: float,
@@ -46,6 +47,10 @@ async def reap(pool: asyncpg.Pool, *, lease_s: float, offline_after_s: float,
                         status=run["status"], attempt=run["attempt"])
         if result.requeued or result.republished:
             await wake_scheduler(conn, "rescued")
+        recovered = await conn.fetch(q("clear_recovered_schedules"))
+        if recovered:
+            log.info("schedule.dispatch_recovered", schedules=[r["id"] for r in recovered])
+        result.schedules_recovered = len(recovered)
         offline = await conn.fetch(q("mark_workers_offline"), offline_after_s)
         for worker in offline:
             log.warning("worker.offline", worker_id=worker["id"])

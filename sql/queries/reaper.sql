@@ -50,6 +50,23 @@ FROM unstarted
 WHERE r.id = unstarted.id
 RETURNING r.id, r.attempt, r.republished;
 
+-- name: clear_recovered_schedules
+-- Schedules with dispatch failures (failure_count, last_error) whose runs publish again:
+-- none of their runs waits unpublished and one was published after the failure was
+-- recorded. The trouble stays in the scheduler's log (scheduler.publish_failed); the row
+-- shows the present. A set-aside schedule keeps its error.
+UPDATE schedules s
+SET failure_count = 0,
+    last_error = NULL,
+    updated_at = now()
+WHERE s.failure_count > 0
+  AND s.set_aside_at IS NULL
+  AND NOT EXISTS (SELECT 1 FROM runs r
+                  WHERE r.schedule_id = s.id AND r.status = 'queued' AND r.published_at IS NULL)
+  AND EXISTS (SELECT 1 FROM runs r
+              WHERE r.schedule_id = s.id AND r.published_at > s.updated_at)
+RETURNING s.id;
+
 -- name: mark_workers_offline
 -- Workers silent for $1 seconds.
 UPDATE workers
