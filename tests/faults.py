@@ -1,7 +1,9 @@
-"""Fault injection helpers for tests: a TCP proxy that can cut a server off.
+"""Fault injection helpers for tests: a TCP proxy that can cut a server off or stall it.
 
 Cutting the proxy drops every connection through it and refuses new ones, as a dead
 or unreachable server would, without touching the real server other tests share.
+Stalling it keeps every connection open and accepts new ones, but forwards nothing in
+either direction: a server that hangs, or a network that black-holes its packets.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task] = set()
         self._writers: set[asyncio.StreamWriter] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     async def start(self) -> TcpProxy:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
@@ -41,6 +45,11 @@ class TcpProxy:
     async def restore(self) -> None:
         if self._server is None:
             await self.start()
+        self._flowing.set()
+
+    def stall(self) -> None:
+        """Keep the connections, forward nothing until `restore`."""
+        self._flowing.clear()
 
     async def close(self) -> None:
         await self.cut()
@@ -60,6 +69,7 @@ class TcpProxy:
     async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         try:
             while data := await src.read(65536):
+                await self._flowing.wait()
                 dst.write(data)
                 await dst.drain()
         except (OSError, asyncio.CancelledError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from functools import partial
 
@@ -31,7 +32,7 @@ DEAD_LETTER_EXCHANGE = "sundial.dlx"
 DEAD_LETTER_QUEUE = "sundial.dead"
 
 class PublishNotConfirmed(Exception):
-    """The broker nacked a message instead of confirming it."""
+    """The broker nacked a message instead of confirming it, or did not answer in time."""
 
 
 BROKER_ERRORS: tuple[type[BaseException], ...] = (
@@ -95,6 +96,9 @@ class Outgoing:
 
 # Messages per socket write when publishing many (see _publish_together).
 FRAME_BATCH = 250
+# How long a batch may take from connect to its last confirm (a healthy broker confirms
+# a batch in milliseconds); past it the broker counts as unresponsive.
+CONFIRM_TIMEOUT_S = 10.0
 
 
 class Publisher:
@@ -105,10 +109,12 @@ class Publisher:
     blocks on a broker that is down.
     """
 
-    def __init__(self, url: str, delivery_limit: int, *, connect_timeout_s: float = 5.0):
+    def __init__(self, url: str, delivery_limit: int, *, connect_timeout_s: float = 5.0,
+                 confirm_timeout_s: float = CONFIRM_TIMEOUT_S):
         self.url = url
         self.delivery_limit = delivery_limit
         self.connect_timeout_s = connect_timeout_s
+        self.confirm_timeout_s = confirm_timeout_s
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
@@ -158,26 +164,60 @@ class Publisher:
     async def publish_many(self, messages: Sequence[Outgoing]) -> list[BaseException | None]:
         """Publish all; for each message, None once confirmed, else the error.
 
-        Connects first if needed (raising if the broker cannot be reached).
+        Connects first if needed (raising if the broker cannot be reached). Everything,
+        confirms included, ends within `confirm_timeout_s`: a broker that keeps the socket
+        open but stops answering, or blocks publishers (a memory or disk alarm), fails the
+        messages it has not confirmed by then, and the connection is dropped so that the
+        next call starts afresh. A message that fails so may still arrive: publishing it
+        again is harmless (a worker claims a run once).
         """
         if not messages:
             return []
-        if not self.connected:
-            await self.connect()
-        for queue in {m.queue for m in messages}:
-            await self._ensure_queue(queue)
-        assert self._channel is not None
-        channel = await self._channel.get_underlay_channel()
-        confirmations: list[asyncio.Future] = []
-        for start in range(0, len(messages), FRAME_BATCH):
-            confirmations += await _publish_together(channel, messages[start:start + FRAME_BATCH])
-        if confirmations:
-            confirmations[0].add_done_callback(lambda _f: faults.reached("after_publish"))
-        results = await asyncio.gather(*confirmations, return_exceptions=True)
-        errors = [_error(m, r) for m, r in zip(messages, results, strict=True)]
-        if any(e is not None for e in errors) and not self.connected:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.confirm_timeout_s
+        try:
+            async with asyncio.timeout_at(deadline):
+                if not self.connected:
+                    await self.connect()
+                for queue in {m.queue for m in messages}:
+                    await self._ensure_queue(queue)
+                assert self._channel is not None
+                channel = await self._channel.get_underlay_channel()
+                confirmations: list[asyncio.Future] = []
+                for start in range(0, len(messages), FRAME_BATCH):
+                    confirmations += await _publish_together(
+                        channel, messages[start:start + FRAME_BATCH])
+        except TimeoutError:
+            await self._abandon()
+            return [self._unanswered()] * len(messages)
+        confirmations[0].add_done_callback(lambda _f: faults.reached("after_publish"))
+        _, pending = await asyncio.wait(confirmations, timeout=max(0.0, deadline - loop.time()))
+        errors = [_error(m, _outcome(c)) if c.done() else self._unanswered()
+                  for m, c in zip(messages, confirmations, strict=True)]
+        if pending:
+            await self._abandon()
+        elif any(e is not None for e in errors) and not self.connected:
             await self.close()
         return errors
+
+    def _unanswered(self) -> PublishNotConfirmed:
+        return PublishNotConfirmed(
+            f"no confirm within {self.confirm_timeout_s:g} s: the broker does not answer, or "
+            "blocks publishers (a memory or disk alarm)")
+
+    async def _abandon(self) -> None:
+        """Drop a connection that stopped answering: its close handshake gets a second
+        at most (a stalled socket would never answer it)."""
+        log.warning("broker.unresponsive", timeout_s=self.confirm_timeout_s)
+        with suppress(TimeoutError, *BROKER_ERRORS):
+            async with asyncio.timeout(1.0):
+                await self._close_quietly()
+
+
+def _outcome(confirmation: asyncio.Future) -> object:
+    if confirmation.cancelled():
+        return PublishNotConfirmed("the confirmation was cancelled")
+    return confirmation.exception() or confirmation.result()
 
 
 def _error(message: Outgoing, confirmation: object) -> BaseException | None:

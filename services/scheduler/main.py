@@ -1,10 +1,11 @@
 """The scheduler daemon: tick, publish, relay, reap — then sleep until the next slot.
 
 One pass (`run_once`) ticks batch after batch until nothing more is due, hands the new
-runs to publishing, relays what is pending, and every few seconds reaps stale runs.
-Publishing (with confirms, then `published_at`) runs in tasks of its own, up to
-PUBLISH_IN_FLIGHT batches at a time: a pass never waits for the broker unless that many
-are unconfirmed, so a slot falling due while the broker confirms is claimed at once.
+runs to publishing, starts the relay when runs are pending, and every few seconds reaps
+stale runs. Publishing (with confirms, then `published_at`) and the relay run in tasks
+of their own, up to PUBLISH_IN_FLIGHT at a time, each bounded by the publisher's confirm
+deadline: a pass never waits for the broker (with that many unconfirmed, a new batch is
+left to the relay), so slots keep being recorded while the broker stalls or blocks.
 Between passes the loop sleeps until the earliest next slot (capped by the poll
 interval) and wakes at once on NOTIFY. A failure is logged and retried with backoff;
 the process never needs a restart to recover from a database or broker restart.
@@ -24,7 +25,7 @@ import asyncpg
 import prometheus_client as prom
 
 from sundial.core import health, runtime
-from sundial.core.broker import Publisher
+from sundial.core.broker import CONFIRM_TIMEOUT_S, Publisher
 from sundial.core.db import CONNECTION_ERRORS, connect, create_pool
 from sundial.core.logging import get_logger
 from sundial.core.outbox import WAKEUP_CHANNEL, PublishResult, publish_runs
@@ -76,7 +77,11 @@ class Scheduler:
         self._wakeup = asyncio.Event()
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
-        self._publisher = Publisher(settings.rabbitmq_url, settings.delivery_limit)
+        # A confirm must come well before the publish lease runs out, or another
+        # instance's relay would publish the runs again meanwhile.
+        self._publisher = Publisher(settings.rabbitmq_url, settings.delivery_limit,
+                                    confirm_timeout_s=min(CONFIRM_TIMEOUT_S,
+                                                          settings.publish_lease_s / 2))
         self._publish_retry_at = 0.0
         self._publish_backoff_s = 0.0
         self._last_reap = 0.0
@@ -91,7 +96,8 @@ class Scheduler:
         self._last_sweep = 0.0
         # Publish failures per schedule, recorded on the schedules after the pass.
         self._pending_failures: tuple[dict[int, int], str] | None = None
-        self._publishing: set[asyncio.Task] = set()
+        self._publishing: set[asyncio.Task] = set()   # publish and relay tasks
+        self._relaying: asyncio.Task | None = None
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -189,13 +195,9 @@ class Scheduler:
             if result.to_publish:
                 await self._start_publishing(result.to_publish, result.run_schedules)
 
-        if self._relay_due and self._may_publish():
+        if self._relay_due and self._may_publish() and not self._relaying:
             self._relay_due = False
-            relayed = await relay(self._pool, self._publisher, batch_size=s.batch_size,
-                                  lease_s=s.publish_lease_s)
-            self._account(relayed, {})
-            if relayed.published:
-                log.info("scheduler.relayed", runs=len(relayed.published))
+            self._track(asyncio.create_task(self._relay(), name="relay"), relaying=True)
 
         now = time.monotonic()
         if now - self._last_reap >= REAP_EVERY_S:
@@ -217,13 +219,42 @@ class Scheduler:
         return claimed
 
     async def _start_publishing(self, rows: list[dict], run_schedules: dict[int, int]) -> None:
-        """Publish a committed batch in the background, once fewer than PUBLISH_IN_FLIGHT
-        batches await their confirms (the pass waits here only when the broker lags)."""
-        while len(self._publishing) >= PUBLISH_IN_FLIGHT:
-            await asyncio.wait(set(self._publishing), return_when=asyncio.FIRST_COMPLETED)
-        task = asyncio.create_task(self._publish_batch(rows, run_schedules), name="publish")
+        """Publish a committed batch in the background. With PUBLISH_IN_FLIGHT batches
+        already waiting for their confirms (a broker that lags, stalls or blocks
+        publishers), the batch is left to the relay instead: a pass never waits for the
+        broker, so slots keep being recorded and schedules keep advancing."""
+        if len(self._publishing) >= PUBLISH_IN_FLIGHT:
+            assert self._pool is not None
+            self._relay_due = True
+            await self._pool.execute(q("release_publish_lease"), [r["run_id"] for r in rows])
+            return
+        self._track(asyncio.create_task(self._publish_batch(rows, run_schedules), name="publish"))
+
+    def _track(self, task: asyncio.Task, *, relaying: bool = False) -> None:
         self._publishing.add(task)
         task.add_done_callback(self._publishing.discard)
+        if relaying:
+            self._relaying = task
+            task.add_done_callback(lambda _t: setattr(self, "_relaying", None))
+
+    async def _relay(self) -> None:
+        """The relay, in the background like any publish: the pass does not wait for it."""
+        assert self._pool is not None
+        s = self.settings
+        try:
+            relayed = await relay(self._pool, self._publisher, batch_size=s.batch_size,
+                                  lease_s=s.publish_lease_s)
+        except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+            self._relay_due = True
+            log.error("scheduler.relay_failed", error=repr(exc))
+            return
+        except Exception:
+            self._relay_due = True
+            log.exception("scheduler.publish_task_failed", runs=None)
+            return
+        self._account(relayed, {})
+        if relayed.published:
+            log.info("scheduler.relayed", runs=len(relayed.published))
 
     async def _publish_batch(self, rows: list[dict], run_schedules: dict[int, int]) -> None:
         try:

@@ -39,10 +39,3 @@ UPDATE runs
 SET publish_lease_until = NULL
 WHERE id = ANY($1::bigint[])
   AND published_at IS NULL;
-
--- name: next_outbox_at
--- When the earliest unpublished run becomes available (the relay's next wake-up).
-SELECT min(available_at)
-FROM runs
-WHERE status = 'queued'
-  AND published_at IS NULL;

@@ -83,15 +83,23 @@ WHERE s.id = t.id;
 
 -- name: seconds_until_next_work
 -- How long the scheduler may sleep: until the earliest active schedule's next slot
--- (`schedules`) and until the earliest unpublished run becomes available or its lease
--- expires (`outbox`), in seconds from now; NULL where there is nothing.
+-- (`schedules`) and until the earliest unpublished run not held by a publisher becomes
+-- available (`outbox`), in seconds from now; NULL where there is nothing. The outbox part
+-- walks the runs_outbox index from its start, past the runs publishers hold (at most the
+-- batches in flight), whatever the outbox's size; held runs whose lease runs out are
+-- found by the relay's once-a-second sweep.
 SELECT EXTRACT(EPOCH FROM (LEAST(
            (SELECT min(next_run_at) FROM schedules WHERE is_active),
            (SELECT now() FROM schedules WHERE is_active AND next_run_at IS NULL LIMIT 1)
        ) - now()))::float8 AS schedules,
        EXTRACT(EPOCH FROM (
-           (SELECT min(GREATEST(available_at, COALESCE(publish_lease_until, available_at)))
-            FROM runs WHERE status = 'queued' AND published_at IS NULL)
+           (SELECT available_at
+            FROM runs
+            WHERE status = 'queued'
+              AND published_at IS NULL
+              AND (publish_lease_until IS NULL OR publish_lease_until < now())
+            ORDER BY available_at
+            LIMIT 1)
        - now()))::float8 AS outbox;
 
 -- name: register_instance

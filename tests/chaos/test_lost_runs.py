@@ -1,4 +1,4 @@
-"""Every run ends: database errors that are not a lost connection, and messages that are
+"""Scenarios 11 and 12. Every run ends: database errors that are not a lost connection, and messages that are
 lost, under steady dispatch.
 
 - The database goes read-only (as after a failover to a standby that is not promoted yet:

@@ -1,5 +1,6 @@
-"""Scenarios 3 and 4: the broker and the database cut off (through a TCP proxy) during
-steady dispatch, and database backends terminated.
+"""Scenarios 3, 4 and 13: the broker and the database cut off (through a TCP proxy) during
+steady dispatch, database backends terminated, and a broker that stops confirming (a
+stalled proxy, a real memory alarm).
 
 The servers are shared with other tests on this machine, so a restart is simulated by
 the proxy in front of them: every connection through it is dropped and new ones are
@@ -9,6 +10,9 @@ refused until it is restored, which is what a process sees of a server restart.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import subprocess
+from collections.abc import Iterator
 
 import asyncpg
 import pytest
@@ -73,6 +77,71 @@ async def test_broker_cut_and_restored_publishing_and_consuming_resume(
             await freeze(conn)
             counts = await check(conn, amqp_url, seed=seed)
             assert scheduler.alive() and worker.alive(), "recovered without a restart"
+        assert not violations(counts), f"seed={seed}: {violations(counts)}"
+    finally:
+        await conn.close()
+
+
+@contextlib.contextmanager
+def memory_alarm() -> Iterator[None]:
+    """A real RabbitMQ memory alarm: the high watermark set far below what the node uses,
+    so it blocks every publishing connection, and set back however the test ends."""
+    before = subprocess.run(["rabbitmqctl", "eval",
+                             "vm_memory_monitor:get_vm_memory_high_watermark()."],
+                            capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+    float(before)  # a plain fraction, e.g. 0.4, that set_vm_memory_high_watermark takes back
+    subprocess.run(["rabbitmqctl", "set_vm_memory_high_watermark", "0.0001"],
+                   capture_output=True, timeout=30, check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["rabbitmqctl", "set_vm_memory_high_watermark", before],
+                       capture_output=True, timeout=30, check=True)
+
+
+@pytest.mark.parametrize("fault, seconds", [
+    pytest.param("stall", 6, id="stall-short"),
+    pytest.param("stall", 20, id="stall-long", marks=pytest.mark.slow),
+    pytest.param("alarm", 6, id="alarm-short"),
+    pytest.param("alarm", 20, id="alarm-long", marks=pytest.mark.slow),
+])
+async def test_a_broker_that_stops_taking_messages_holds_up_no_slot(
+        db_url, amqp_url, queue, processes, fault, seconds):
+    """The scheduler's broker stops confirming: its connection stays open but nothing
+    passes (`stall`: a hung broker, a black-holed network), or RabbitMQ raises a real
+    memory alarm and blocks every publisher (`alarm`). Ticking goes on: every slot gets
+    its run and next_run_at keeps advancing; the runs wait in the outbox and go out once
+    the broker takes messages again."""
+    seed, _ = seeded()
+    conn = await asyncpg.connect(db_url)
+    try:
+        await steady(conn, queue)
+        async with tcp_proxy(*target(amqp_url, 5672)) as proxy:
+            scheduler = processes(["scheduler"], scheduler_env(
+                db_url, via_proxy(amqp_url, proxy.port), SCHEDULER_PUBLISH_LEASE=4))
+            worker = processes(["worker"], worker_env(db_url, amqp_url, queue))
+            await flowing(conn, await conn.fetchval("SELECT now()"), 30, "start")
+            stopped_at = await conn.fetchval("SELECT now()")
+            if fault == "stall":
+                proxy.stall()
+                await asyncio.sleep(seconds)
+                await proxy.restore()
+            else:
+                with memory_alarm():
+                    await asyncio.sleep(seconds)
+            recorded = await conn.fetchval(
+                "SELECT count(*) FROM runs WHERE created_at > $1::timestamptz + interval '1 s' "
+                "AND created_at < $1::timestamptz + make_interval(secs => $2)",
+                stopped_at, seconds)
+            behind = await conn.fetchval(
+                "SELECT count(*) FROM schedules WHERE next_run_at < now() - interval '2 s'")
+            await flowing(conn, await conn.fetchval("SELECT now()"), 30, f"the {fault}")
+            assert scheduler.alive() and worker.alive(), "recovered without a restart"
+            await freeze(conn)
+            counts = await check(conn, amqp_url, seed=seed)
+        print(f"seed={seed} {fault}: runs recorded meanwhile={recorded} schedules behind={behind}")
+        assert recorded >= 5 * (seconds - 2), "ticking went on while the broker took nothing"
+        assert behind == 0, "schedules kept advancing"
         assert not violations(counts), f"seed={seed}: {violations(counts)}"
     finally:
         await conn.close()

@@ -4,6 +4,7 @@ claimed schedule advanced, publish failures left to the relay."""
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -148,6 +149,38 @@ async def test_failed_publish_still_advances_and_the_relay_publishes_later(pool,
     assert relayed.published == [run["id"]]
     assert await pool.fetchval("SELECT published_at IS NOT NULL FROM runs") is True
     assert await consume_ids(amqp_url, queue, 1) == [run["id"]]
+
+
+async def test_a_broker_that_stops_answering_fails_the_publish_by_its_deadline(
+        pool, queue, amqp_url):
+    """Connected, then stalled (sockets open, nothing forwarded): the confirms never come.
+    The publish fails within the deadline, the runs go back to the relay, and once the
+    broker answers again a fresh connection publishes them."""
+    from sundial.core.outbox import publish_runs
+
+    job = await make_job(pool, queue)
+    await make_interval_schedule(pool, job, 3600, behind_s=1)
+    parts = urlsplit(amqp_url)
+    async with tcp_proxy(parts.hostname, parts.port or 5672) as proxy:
+        proxied = amqp_url.replace(f"{parts.hostname}:{parts.port or 5672}",
+                                   f"127.0.0.1:{proxy.port}")
+        publisher = Publisher(proxied, delivery_limit=5, connect_timeout_s=2,
+                              confirm_timeout_s=1.5)
+        await publisher.connect()
+        proxy.stall()
+        result = await tick(pool, batch_size=10, look_ahead_s=0, lease_s=LEASE_S)
+        started = time.monotonic()
+        published = await publish_runs(pool, publisher, result.to_publish)
+        took = time.monotonic() - started
+        assert published.published == [] and len(published.failed) == 1
+        assert "no confirm within 1.5 s" in str(published.first_error)
+        assert took < 1.5 + 1.5, f"the publish took {took:.1f} s"
+        assert await pool.fetchval("SELECT publish_lease_until IS NULL FROM runs")
+        await proxy.restore()
+        relayed = await relay(pool, publisher, batch_size=10, lease_s=LEASE_S)
+        await publisher.close()
+    assert relayed.published == [result.to_publish[0]["run_id"]]
+    assert await consume_ids(amqp_url, queue, 1) == [result.to_publish[0]["run_id"]]
 
 
 async def test_relay_leaves_runs_leased_by_a_live_publisher_alone(pool, queue, amqp_url):
