@@ -135,7 +135,8 @@ def zone(name: str) -> ZoneInfo:
         if not name or name != name.strip() or name.startswith("/") or ".." in name:
             raise ValueError
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
+    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):
+        # OSError: a directory of the zone data ("Europe") is no zone.
         raise InvalidSchedule("timezone", name, "unknown time zone; use an IANA name like "
                               "'Europe/Paris' or 'UTC'") from None
 
