@@ -160,7 +160,10 @@ class Service:
     async def delete_job(self, actor: str, ref: str | int) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
             row = await self._job_row(conn, ref)
-            await conn.execute(q("delete_job"), row["id"])
+            # A concurrent DELETE of the same job waits for this one, then deletes nothing:
+            # it is a 404 with no audit row of its own.
+            if await conn.fetchval(q("delete_job"), row["id"]) is None:
+                raise NotFound(f"no job {ref!r}")
             await wake_scheduler(conn, "schedules")
             await self._audit(conn, actor, "job.delete", "job", row["id"], {"name": row["name"]})
         return row["id"]

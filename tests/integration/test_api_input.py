@@ -262,3 +262,28 @@ async def test_only_the_queues_an_operator_allows(db_url: str, amqp_url: str) ->
         # A job already on a queue since dropped from the list can still be changed.
         await api.pool.execute("UPDATE jobs SET queue = 'old'")
         assert (await api.call("PATCH", "/api/jobs/hb", json={"priority": 5})).status_code == 200
+
+
+# --- concurrency ------------------------------------------------------------------------------
+
+
+async def test_two_concurrent_deletes_of_a_job_delete_and_audit_once(api: Api) -> None:
+    import asyncio
+
+    from tests.conftest import wait_for
+
+    job_id = (await api.post("/api/jobs", json=noop_job("twice"))).json()["id"]
+    async with api.pool.acquire() as holder, holder.transaction():
+        # Both requests find the job, then wait on its row until this lock is let go.
+        await holder.execute("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE", job_id)
+        deletes = [asyncio.create_task(api.call("DELETE", "/api/jobs/twice")) for _ in range(2)]
+
+        async def both_waiting() -> bool:
+            await holder.execute("SELECT pg_stat_clear_snapshot()")  # fresh within a transaction
+            return await holder.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE '%DELETE FROM jobs WHERE%'") == 2
+        await wait_for(both_waiting, 10, what="both deletes to wait on the row")
+    statuses = sorted(r.status_code for r in await asyncio.gather(*deletes))
+    assert statuses == [200, 404], statuses
+    assert await api.pool.fetchval("SELECT count(*) FROM audit_log WHERE action = 'job.delete'") == 1
