@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 from playwright.async_api import expect
@@ -92,6 +93,48 @@ async def test_schedules_read_as_words(browser) -> None:
     said = await page.evaluate("specs => specs.map(s => Sundial.describeSchedule(s))",
                                [spec for spec, _ in WORDS])
     assert said == [words for _, words in WORDS]
+
+
+# Where sign-in may go next: a path on this site, never another origin however spelled.
+NEXT = [
+    ("/runs?status=failed#top", "/runs?status=failed#top"),
+    ("/jobs/7", "/jobs/7"),
+    ("/\\evil.example/", "/"),
+    ("//evil.example/", "/"),
+    ("/\t/evil.example/", "/"),
+    ("/\\/evil.example/", "/"),
+    ("https://evil.example/", "/"),
+    ("javascript:alert(1)", "/"),
+    ("evil.example", "/"),
+    ("", "/"),
+    (None, "/"),
+]
+
+
+async def test_sign_in_returns_only_to_this_site_and_shows_only_known_reasons(
+        browser, processes, pool, db_url, amqp_url) -> None:
+    svc = Service(pool, ApiSettings(DATABASE_URL=db_url, RABBITMQ_URL=amqp_url))
+    _, key = await svc.create_key("test", "ops", "viewer")
+    base = await start_api(processes, db_url, amqp_url)
+    page = await new_page(browser, base)
+    await page.goto("/login")
+    went = await page.evaluate("cases => cases.map(n => Sundial.safeNext(n))", [n for n, _ in NEXT])
+    assert went == [path for _, path in NEXT]
+
+    # A reason is only the name of one the page knows; other text is never shown.
+    for text in ("Your session ended. Call +1 555 0100 to restore it", "constructor",
+                 "__proto__", "<b>hi</b>"):
+        await page.goto("/login?" + urlencode({"reason": text}))
+        await expect(page.locator("#reason")).to_be_hidden()
+    await page.goto("/login?" + urlencode({"reason": "revoked", "next": "/\\evil.example/"}))
+    await expect(page.locator("#reason")).to_have_text("This API key was revoked. Paste another one.")
+    await page.fill("#key", key)
+    await page.click("button[type=submit]")
+    await page.wait_for_url(f"{base}/")
+    await page.goto("/login?" + urlencode({"next": "/runs?status=failed"}))
+    await page.fill("#key", key)
+    await page.click("button[type=submit]")
+    await page.wait_for_url(f"{base}/runs?status=failed")
 
 
 @pytest.mark.timeout(300)
