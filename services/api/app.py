@@ -25,6 +25,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sundial.api import dashboard, payloads, probes
+from sundial.api.apidocs import include_docs
 from sundial.api.auth import KeyCache, authorize
 from sundial.api.errors import Conflict, Forbidden, Unauthorized
 from sundial.api.routes import jobs, runs, schedules, system
@@ -42,8 +43,8 @@ log = get_logger("api")
 HERE = Path(__file__).resolve().parent
 # Routes that answer without a key: probes, docs, and the dashboard's HTML shells (their
 # data comes from the JSON API, with the user's key).
-PUBLIC_PATHS = frozenset({"/health", "/ready", "/metrics", "/docs", "/docs/oauth2-redirect",
-                          "/redoc", "/openapi.json"})
+PUBLIC_PATHS = frozenset({"/health", "/ready", "/metrics", "/docs", "/docs-assets",
+                          "/openapi.json"})
 _SECRET_FIELD = ("authorization", "secret", "password", "token", "cookie")
 _MAX_SHOWN = 200
 _MAX_SHOWN_DEPTH = 8
@@ -78,7 +79,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             await pool.close()
             log.info("api.stopped")
 
-    app = FastAPI(title="Sundial", version="1", lifespan=lifespan,
+    app = FastAPI(title="Sundial", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="A database-driven job scheduler. Send `Authorization: Bearer "
                               "<key>` (from `sundial keys create`) to every /api route: "
                               "`viewer` keys read, `admin` keys also write.")
@@ -91,6 +92,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(api)
     app.include_router(probes.router)
     _include_dashboard(app)
+    include_docs(app)
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
     return app

@@ -281,3 +281,23 @@ async def test_operator_creates_runs_and_inspects_a_job(browser, processes, pool
     await page.click("#cancel")
     await page.locator("#run-status .status-cancelled").wait_for()
     assert await pool.fetchval("SELECT status FROM runs WHERE id = $1", stuck) == "cancelled"
+
+
+async def test_api_docs_load_nothing_from_another_site_and_obey_the_csp(
+        browser, processes, db_url, amqp_url) -> None:
+    base = await start_api(processes, db_url, amqp_url)
+    page = await new_page(browser, base)
+    requested: list[str] = []
+    complaints: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.on("console", lambda message: complaints.append(message.text)
+            if message.type in ("error", "warning") else None)
+    response = await page.goto("/docs")
+    assert "script-src 'self' 'sha256-" in response.headers["content-security-policy"]
+    # Swagger UI rendered the schema: every operation is listed.
+    await expect(page.locator(".opblock").first).to_be_visible()
+    assert await page.locator(".opblock").count() > 20
+    await expect(page.locator(".swagger-ui .info .title")).to_contain_text("Sundial")
+    await shot(page, "11-api-docs")
+    assert requested and all(url.startswith(base + "/") for url in requested), requested
+    assert not [c for c in complaints if "Content Security Policy" in c], complaints

@@ -287,3 +287,17 @@ async def test_two_concurrent_deletes_of_a_job_delete_and_audit_once(api: Api) -
     statuses = sorted(r.status_code for r in await asyncio.gather(*deletes))
     assert statuses == [200, 404], statuses
     assert await api.pool.fetchval("SELECT count(*) FROM audit_log WHERE action = 'job.delete'") == 1
+
+
+# --- docs -----------------------------------------------------------------------------------
+
+
+async def test_docs_page_and_its_assets_are_served_from_this_api(api: Api) -> None:
+    page = await api.get("/docs", None)
+    assert page.status_code == 200 and "cdn" not in page.text.lower()
+    assert "script-src 'self' 'sha256-" in page.headers["content-security-policy"]
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon.png"):
+        assert f"/docs-assets/{asset}" in page.text
+        r = await api.get(f"/docs-assets/{asset}", None)
+        assert r.status_code == 200 and len(r.content) > 100, asset
+    assert (await api.get("/redoc", None)).status_code == 404
