@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,7 +24,8 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sundial.api import dashboard, probes
+from sundial.api import dashboard, payloads, probes
+from sundial.api.apidocs import include_docs
 from sundial.api.auth import KeyCache, authorize
 from sundial.api.errors import Conflict, Forbidden, Unauthorized
 from sundial.api.routes import jobs, runs, schedules, system
@@ -41,10 +43,11 @@ log = get_logger("api")
 HERE = Path(__file__).resolve().parent
 # Routes that answer without a key: probes, docs, and the dashboard's HTML shells (their
 # data comes from the JSON API, with the user's key).
-PUBLIC_PATHS = frozenset({"/health", "/ready", "/metrics", "/docs", "/docs/oauth2-redirect",
-                          "/redoc", "/openapi.json"})
-_SECRET_FIELD = ("authorization", "secret", "password", "token")
+PUBLIC_PATHS = frozenset({"/health", "/ready", "/metrics", "/docs", "/docs-assets",
+                          "/openapi.json"})
+_SECRET_FIELD = ("authorization", "secret", "password", "token", "cookie")
 _MAX_SHOWN = 200
+_MAX_SHOWN_DEPTH = 8
 
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
@@ -76,7 +79,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             await pool.close()
             log.info("api.stopped")
 
-    app = FastAPI(title="Sundial", version="1", lifespan=lifespan,
+    app = FastAPI(title="Sundial", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="A database-driven job scheduler. Send `Authorization: Bearer "
                               "<key>` (from `sundial keys create`) to every /api route: "
                               "`viewer` keys read, `admin` keys also write.")
@@ -89,6 +92,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(api)
     app.include_router(probes.router)
     _include_dashboard(app)
+    include_docs(app)
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
     return app
@@ -137,20 +141,52 @@ def route_table(app: FastAPI) -> list[tuple[str, str]]:
 
 
 def _shown(field: str, value: Any) -> Any:
-    """A value fit to echo back: secrets masked, long values cut, always JSON."""
-    if any(s in field.lower() for s in _SECRET_FIELD):
+    """A value fit to echo back: secrets masked, long values cut, always valid JSON."""
+    if _is_secret(field):
         return "***"
+    value = _json_safe(value)
     try:
-        value = jsonable_encoder(value)
         text = json.dumps(value)
-    except (TypeError, ValueError):
-        value = text = repr(value)
+    except (TypeError, ValueError, RecursionError):
+        value = text = _printable(repr(value))
     if len(text) > _MAX_SHOWN:
         return text[:_MAX_SHOWN] + "…"
     return value
 
 
+def _is_secret(field: str) -> bool:
+    return any(s in field.lower() for s in _SECRET_FIELD)
+
+
+def _json_safe(value: Any, depth: int = 0) -> Any:
+    """`value` as JSON that any client can read: NaN and infinities as the strings "NaN",
+    "Infinity", a lone surrogate as its escape, nesting beyond a few levels as "…"."""
+    if isinstance(value, str):
+        return _printable(payloads.masked_url(value))
+    if isinstance(value, float) and not math.isfinite(value):
+        return json.dumps(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if depth >= _MAX_SHOWN_DEPTH:
+        return "…"
+    if isinstance(value, dict):
+        return {_printable(str(k)): _shown(str(k), v) if _is_secret(str(k))
+                else _json_safe(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v, depth + 1) for v in value]
+    try:
+        return _json_safe(jsonable_encoder(value), depth + 1)
+    except (TypeError, ValueError, RecursionError):  # not JSON-like: its repr will do
+        return _printable(repr(value))
+
+
+def _printable(text: str) -> str:
+    # A lone surrogate ("\ud800" in the request's JSON) cannot be encoded as UTF-8.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _problem(field: str, value: Any, reason: str) -> dict[str, Any]:
+    field, reason = _printable(field), _printable(reason)
     shown = _shown(field, value)
     return {"field": field, "value": shown, "reason": reason,
             "loc": field.split("."), "msg": f"{field}: {reason}"}
@@ -168,7 +204,9 @@ def _request_invalid(_request: Request, exc: Exception) -> JSONResponse:
         if loc and loc[0] in ("body", "query", "path", "header"):
             loc = loc[1:] or loc
         reason = str(err.get("msg", "is invalid")).removeprefix("Value error, ")
-        problems.append(_problem(".".join(loc) or "body", err.get("input"), reason))
+        # A missing field's "input" is the whole object around it: nothing to show.
+        value = None if err.get("type") == "missing" else err.get("input")
+        problems.append(_problem(".".join(loc) or "body", value, reason))
     return JSONResponse({"detail": problems}, status_code=422)
 
 
@@ -188,13 +226,35 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Conflict, _status(409))
     app.add_exception_handler(SundialError, _status(400))
     # A safety net: input the checks above missed still gets a 4xx, never a 500.
-    app.add_exception_handler(asyncpg.DataError, _status(422))
-    app.add_exception_handler(asyncpg.IntegrityConstraintViolationError, _status(409))
+    app.add_exception_handler(asyncpg.DataError, _database_refused)
+    app.add_exception_handler(asyncpg.IntegrityConstraintViolationError, _database_refused)
     # The database or the broker is down: the caller may retry.
     app.add_exception_handler(asyncpg.PostgresConnectionError, _unavailable)
     for error in CONNECTION_ERRORS:
         if error not in (OSError, TimeoutError):
             app.add_exception_handler(error, _unavailable)
+
+
+# What PostgreSQL refused, in Sundial's words; its own text goes to the log only.
+_DATA_REASONS = {
+    "22003": "has a number out of the range the database can store",
+    "22021": "has text with a character the database cannot store",
+    "22P05": "has text with a character the database cannot store",
+    "22P02": "has a value that is not in the form its field needs",
+}
+
+
+def _database_refused(request: Request, exc: Exception) -> JSONResponse:
+    sqlstate = getattr(exc, "sqlstate", None)
+    log.warning("api.database_refused", method=request.method, path=request.url.path,
+                sqlstate=sqlstate, error=str(exc))
+    if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
+        return JSONResponse({"detail": "the change conflicts with the stored data (another "
+                                       "change may have come first); reload and try again"},
+                            status_code=409)
+    reason = _DATA_REASONS.get(sqlstate, "has a value the database cannot store; check the "
+                                         "fields against the limits in docs/api.md")
+    return JSONResponse({"detail": [_problem("body", None, reason)]}, status_code=422)
 
 
 def _unavailable(_request: Request, exc: Exception) -> JSONResponse:

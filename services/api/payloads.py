@@ -4,24 +4,35 @@ Checked when a job is written, so a job that cannot work is refused with a 422 n
 the field instead of failing at every run. The worker's handlers stay the authority on
 execution; these checks mirror their documented payloads.
 
-Secret fields: an http job's `Authorization` and `Proxy-Authorization` headers, any
-header named in `secret_headers`, and every value under `secrets` (any handler). They
-are stored encrypted in jobs.secret_payload, in the payload's own shape, and their
-places in jobs.payload hold "***"; the worker merges them back (sundial.core.secrets).
+Limits (any handler): at most MAX_DEPTH levels of nested objects and lists, and
+API_MAX_PAYLOAD_BYTES as JSON; text is valid Unicode without NUL, numbers are finite
+(PostgreSQL's jsonb can hold nothing else).
+
+Secret fields: an http job's `Authorization`, `Proxy-Authorization` and `Cookie` headers,
+any header named in `secret_headers`, the password of its `url` (`https://user:pw@host/`),
+and every value under `secrets` (any handler). They are stored encrypted in
+jobs.secret_payload, in the payload's own shape, and their places in jobs.payload hold
+"***"; the worker merges them back (sundial.core.secrets).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from sundial.core.errors import InvalidInput
 from sundial.core.netguard import check_url
 
 MASK = "***"
-SECRET_HEADERS = frozenset({"authorization", "proxy-authorization"})
+SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+MAX_DEPTH = 32
+TOO_DEEP = f"… (nested deeper than {MAX_DEPTH} levels; not shown)"
+MAX_HTTP_BODY_BYTES = 1024 * 1024
+MAX_HTTP_TIMEOUT_S = 7 * 86400
 
 
 def validate(handler: str, payload: dict[str, Any], *, max_bytes: int,
@@ -30,10 +41,10 @@ def validate(handler: str, payload: dict[str, Any], *, max_bytes: int,
 
     Blocking for http (the SSRF guard resolves the host): call it in a thread.
     """
+    _check_values(payload, "payload", 1)
     size = len(json.dumps(payload, separators=(",", ":")).encode())
     if size > max_bytes:
         raise InvalidInput("payload", f"{size} bytes", f"is too large; at most {max_bytes} bytes")
-    _refuse_nul(payload, "payload")
     check = _CHECKS.get(handler)
     if check is not None:
         check(payload, tuple(allowed_networks))
@@ -42,17 +53,51 @@ def validate(handler: str, payload: dict[str, Any], *, max_bytes: int,
         raise InvalidInput("payload.secrets", secrets, "must be an object of secret values")
 
 
-def _refuse_nul(value: Any, where: str) -> None:
-    # PostgreSQL's jsonb cannot hold U+0000.
-    if isinstance(value, str) and "\x00" in value:
-        raise InvalidInput(where, value, "must not contain NUL characters")
+def _check_values(value: Any, where: str, depth: int) -> None:
+    """Refuse what jsonb cannot hold (NUL, a lone surrogate, NaN, infinities) and nesting
+    deeper than MAX_DEPTH (a response could not show it)."""
+    if isinstance(value, str):
+        reason = unstorable_text(value)
+        if reason:
+            raise InvalidInput(where, value, reason)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise InvalidInput(where, value, "must be a finite number (JSON has no NaN or Infinity)")
+    elif isinstance(value, dict | list):
+        if depth > MAX_DEPTH:
+            raise InvalidInput("payload", f"more than {MAX_DEPTH} levels",
+                               f"is nested too deeply (at {where[:120]}); at most {MAX_DEPTH} "
+                               "levels of objects and lists")
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            if isinstance(key, str):
+                _check_values(key, f"{where}.{key}", depth)
+                _check_values(item, f"{where}.{key}", depth + 1)
+            else:
+                _check_values(item, f"{where}[{key}]", depth + 1)
+
+
+def shown(value: Any, depth: int = 1) -> Any:
+    """A stored payload or result as a response can carry it: what lies deeper than
+    MAX_DEPTH (a row written before the limit, or by SQL) is replaced by TOO_DEEP."""
+    if not isinstance(value, dict | list):
+        return value
+    if depth > MAX_DEPTH:
+        return TOO_DEEP
     if isinstance(value, dict):
-        for k, v in value.items():
-            _refuse_nul(k, where)
-            _refuse_nul(v, f"{where}.{k}")
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            _refuse_nul(v, f"{where}[{i}]")
+        return {k: shown(v, depth + 1) for k, v in value.items()}
+    return [shown(v, depth + 1) for v in value]
+
+
+def unstorable_text(text: str) -> str | None:
+    """Why PostgreSQL cannot store `text`, if it cannot."""
+    if "\x00" in text:
+        return "must not contain NUL characters"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "must be valid Unicode text (it has a lone surrogate such as \\ud800)"
+    return None
 
 
 def _typed(payload: dict[str, Any], name: str, kinds: tuple[type, ...], what: str,
@@ -93,8 +138,14 @@ def _http(payload: dict[str, Any], allowed: tuple) -> None:
     if isinstance(expected, list) and not all(isinstance(s, int) for s in expected):
         raise InvalidInput("payload.expected_status", expected, "must be a list of status codes")
     timeout = _typed(payload, "timeout_seconds", (int, float), "a number of seconds > 0")
-    if timeout is not None and not timeout > 0:
-        raise InvalidInput("payload.timeout_seconds", timeout, "must be greater than 0")
+    if timeout is not None and not 0 < timeout <= MAX_HTTP_TIMEOUT_S:
+        raise InvalidInput("payload.timeout_seconds", timeout,
+                           f"must be greater than 0 and at most {MAX_HTTP_TIMEOUT_S}")
+    limit = _typed(payload, "max_body_bytes", (int,), "a whole number of bytes")
+    if limit is not None and not 0 <= limit <= MAX_HTTP_BODY_BYTES:
+        raise InvalidInput("payload.max_body_bytes", limit,
+                           f"must be between 0 and {MAX_HTTP_BODY_BYTES} (1 MiB)")
+    _typed(payload, "follow_redirects", (bool,), "true or false")
 
 
 def _reason(message: str, url: str) -> str:
@@ -131,15 +182,39 @@ def split_secrets(handler: str, payload: dict[str, Any]) -> tuple[dict[str, Any]
         if hidden:
             secret["headers"] = hidden
             public["headers"] = {k: (MASK if k in hidden else v) for k, v in headers.items()}
+    if handler == "http" and isinstance(payload.get("url"), str) and _url_password(payload["url"]):
+        secret["url"] = payload["url"]
+        public["url"] = masked_url(payload["url"])
     if isinstance(payload.get("secrets"), dict) and payload["secrets"]:
         secret["secrets"] = dict(payload["secrets"])
         public["secrets"] = dict.fromkeys(payload["secrets"], MASK)
     return public, secret
 
 
+def masked_url(url: str) -> str:
+    """The URL with the password in its user info shown as "***" (else unchanged)."""
+    return url if _url_password(url) is None else _set_password(url, MASK)
+
+
+def _set_password(url: str, password: str) -> str:
+    parts = urlsplit(url)
+    userinfo, _, host = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{userinfo.partition(':')[0]}:{password}@{host}"))
+
+
+def _url_password(url: str) -> str | None:
+    if "@" not in url:
+        return None
+    try:
+        return urlsplit(url).password or None
+    except ValueError:  # a malformed port or IPv6 literal: no URL to take a password from
+        return None
+
+
 def keep_masked(secret: dict[str, Any], stored: dict[str, Any], where: str = "payload"
                 ) -> dict[str, Any]:
-    """The new secret values, where a "***" sent back means "keep the stored value"."""
+    """The new secret values, where a "***" sent back means "keep the stored value" (for a
+    URL: its stored password)."""
     kept: dict[str, Any] = {}
     for name, value in secret.items():
         if isinstance(value, dict):
@@ -147,10 +222,16 @@ def keep_masked(secret: dict[str, Any], stored: dict[str, Any], where: str = "pa
             inner = stored.get(name)
             kept[name] = keep_masked(value, inner if isinstance(inner, dict) else {},
                                      f"{where}.{name}")
-        elif value == MASK:
-            if name not in stored:
-                raise InvalidInput(f"{where}.{name}", MASK, "no stored secret to keep; send the value")
-            kept[name] = stored[name]
+        elif value == MASK or (isinstance(value, str) and _url_password(value) == MASK):
+            old = stored.get(name)
+            if value != MASK:  # a URL sent back with its password masked
+                password = _url_password(old) if isinstance(old, str) else None
+                old = None if password is None else _set_password(value, password)
+            if old is None:
+                raise InvalidInput(f"{where}.{name}", masked_url(value),
+                                   "no stored secret to keep; send the value")
+            kept[name] = old
         else:
             kept[name] = value
     return kept
+

@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
+from sundial.api.payloads import unstorable_text
+
 HANDLERS: tuple[str, ...] = ("noop", "sleep", "http", "command", "python")
 Handler = Literal["noop", "sleep", "http", "command", "python"]
 ConcurrencyPolicy = Literal["allow", "forbid", "replace"]
@@ -21,9 +23,10 @@ MAX_ID = 2**63 - 1
 YEAR_S = 366 * 86400
 
 
-def _no_nul(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
+def _storable(value: str) -> str:
+    reason = unstorable_text(value)
+    if reason:
+        raise ValueError(reason)
     return value
 
 
@@ -34,7 +37,7 @@ def _sane_instant(value: datetime) -> datetime:
     return value
 
 
-Text = Annotated[str, AfterValidator(_no_nul)]
+Text = Annotated[str, AfterValidator(_storable)]
 Instant = Annotated[AwareDatetime, AfterValidator(_sane_instant)]
 JobName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")]
 QueueName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")]
@@ -128,9 +131,11 @@ class JobFields(Strict):
     description: Annotated[Text, Field(max_length=2000)] = ""
     payload: dict[str, Any] = Field(
         default_factory=dict,
-        description="Handler arguments. Secret values (http `Authorization` header, headers "
-                    "named in `secret_headers`, and everything under `secrets`) are encrypted "
-                    "at rest and shown as \"***\".")
+        description="Handler arguments: at most API_MAX_PAYLOAD_BYTES as JSON and 32 levels "
+                    "deep. Secret values (http `Authorization`, `Proxy-Authorization` and "
+                    "`Cookie` headers, headers named in `secret_headers`, the password in the "
+                    "http `url`, and everything under `secrets`) are encrypted at rest and "
+                    "shown as \"***\".")
     queue: QueueName = "default"
     priority: int = Field(0, ge=0, le=9)
     timeout_seconds: Annotated[Seconds, Field(gt=0, le=7 * 86400)] = 300.0

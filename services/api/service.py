@@ -87,7 +87,7 @@ class Service:
     async def list_jobs(self, *, enabled: bool | None = None, limit: int = 100,
                         offset: int = 0) -> list[dict[str, Any]]:
         rows = await self.pool.fetch(q("list_jobs"), enabled, limit, offset)
-        return [dict(r) for r in rows]
+        return [_public_job(r) for r in rows]
 
     async def _job_row(self, conn: asyncpg.Connection, ref: str | int) -> asyncpg.Record:
         row = await conn.fetchrow(q("get_job"), parse_id(ref), str(ref))
@@ -104,6 +104,7 @@ class Service:
 
     async def create_job(self, actor: str, body: JobCreate) -> dict[str, Any]:
         values = body.model_dump(exclude={"schedules"})
+        self._check_queue(body.queue)
         if values["max_attempts"] is None:
             values["max_attempts"] = self.settings.max_retry_attempts
         values = await self._prepare_job(values, stored_secret={})
@@ -129,6 +130,8 @@ class Service:
         for name, value in change.items():
             if value is None:
                 raise InvalidInput(name, None, "must not be null; leave it out to keep the value")
+        if "queue" in change:
+            self._check_queue(change["queue"])
         async with self.pool.acquire() as conn, conn.transaction():
             row = await self._job_row(conn, ref)
             values = {f: row[f] for f in JOB_FIELDS}
@@ -157,7 +160,10 @@ class Service:
     async def delete_job(self, actor: str, ref: str | int) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
             row = await self._job_row(conn, ref)
-            await conn.execute(q("delete_job"), row["id"])
+            # A concurrent DELETE of the same job waits for this one, then deletes nothing:
+            # it is a 404 with no audit row of its own.
+            if await conn.fetchval(q("delete_job"), row["id"]) is None:
+                raise NotFound(f"no job {ref!r}")
             await wake_scheduler(conn, "schedules")
             await self._audit(conn, actor, "job.delete", "job", row["id"], {"name": row["name"]})
         return row["id"]
@@ -181,6 +187,13 @@ class Service:
                               "has secret fields but ENCRYPTION_KEY is not set on the API; "
                               "set it (on the workers too) or leave the secrets out") from None
         return values
+
+    def _check_queue(self, queue: str) -> None:
+        allowed = self.settings.api_allowed_queues
+        if allowed and queue not in allowed:
+            raise InvalidInput("queue", queue, "is not one of the queues this API allows ("
+                               + ", ".join(allowed) + "); ask the operator to add it to "
+                               "API_ALLOWED_QUEUES")
 
     def _decrypt(self, token: str) -> dict[str, Any]:
         try:
@@ -339,7 +352,7 @@ class Service:
         row = await self.pool.fetchrow(q("get_run"), run_id)
         if row is None:
             raise NotFound(f"no run {run_id}")
-        return dict(row)
+        return dict(row, result=payloads.shown(row["result"]))
 
     async def cancel_run(self, actor: str, run_id: int) -> dict[str, Any]:
         """A queued run is cancelled at once; a running one is asked to stop."""
@@ -447,6 +460,9 @@ class Service:
 def _public_job(row: Mapping[str, Any]) -> dict[str, Any]:
     job = dict(row)
     job.pop("secret_payload", None)
+    payload = job["payload"]
+    # A row written by SQL may break the limits a write through the API keeps.
+    job["payload"] = payloads.shown(payload if isinstance(payload, dict) else {"value": payload})
     return job
 
 

@@ -8,7 +8,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
 from sundial.core.netguard import Network, parse_networks
-from sundial.core.settings import Settings, env
+from sundial.core.settings import QUEUE_NAME, Settings, env
 
 
 class ApiSettings(Settings):
@@ -32,6 +32,22 @@ class ApiSettings(Settings):
         (), validation_alias=env("WORKER_HTTP_ALLOWED_NETWORKS"),
         description="comma-separated CIDRs http jobs may call although not public, "
                     "e.g. 10.0.0.0/8,127.0.0.1/32; empty by default")
+
+    # Each new queue name is a durable quorum queue in RabbitMQ: an operator may list them.
+    api_allowed_queues: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), validation_alias=env("API_ALLOWED_QUEUES"),
+        description="comma-separated queue names jobs may use, e.g. default,reports; empty "
+                    "(the default): any name of letters, digits, '_', '.', '-'")
+
+    @field_validator("api_allowed_queues", mode="before")
+    @classmethod
+    def _queues(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(q.strip() for q in value.split(",") if q.strip())
+        for q in value or ():
+            if not QUEUE_NAME.fullmatch(q):
+                raise ValueError(f"queue name {q!r} must be letters, digits, '_', '.', '-'")
+        return value
 
     @field_validator("http_allowed_networks", mode="before")
     @classmethod

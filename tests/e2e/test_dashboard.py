@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 import tzdata
@@ -93,6 +94,48 @@ async def test_schedules_read_as_words(browser) -> None:
     said = await page.evaluate("specs => specs.map(s => Sundial.describeSchedule(s))",
                                [spec for spec, _ in WORDS])
     assert said == [words for _, words in WORDS]
+
+
+# Where sign-in may go next: a path on this site, never another origin however spelled.
+NEXT = [
+    ("/runs?status=failed#top", "/runs?status=failed#top"),
+    ("/jobs/7", "/jobs/7"),
+    ("/\\evil.example/", "/"),
+    ("//evil.example/", "/"),
+    ("/\t/evil.example/", "/"),
+    ("/\\/evil.example/", "/"),
+    ("https://evil.example/", "/"),
+    ("javascript:alert(1)", "/"),
+    ("evil.example", "/"),
+    ("", "/"),
+    (None, "/"),
+]
+
+
+async def test_sign_in_returns_only_to_this_site_and_shows_only_known_reasons(
+        browser, processes, pool, db_url, amqp_url) -> None:
+    svc = Service(pool, ApiSettings(DATABASE_URL=db_url, RABBITMQ_URL=amqp_url))
+    _, key = await svc.create_key("test", "ops", "viewer")
+    base = await start_api(processes, db_url, amqp_url)
+    page = await new_page(browser, base)
+    await page.goto("/login")
+    went = await page.evaluate("cases => cases.map(n => Sundial.safeNext(n))", [n for n, _ in NEXT])
+    assert went == [path for _, path in NEXT]
+
+    # A reason is only the name of one the page knows; other text is never shown.
+    for text in ("Your session ended. Call +1 555 0100 to restore it", "constructor",
+                 "__proto__", "<b>hi</b>"):
+        await page.goto("/login?" + urlencode({"reason": text}))
+        await expect(page.locator("#reason")).to_be_hidden()
+    await page.goto("/login?" + urlencode({"reason": "revoked", "next": "/\\evil.example/"}))
+    await expect(page.locator("#reason")).to_have_text("This API key was revoked. Paste another one.")
+    await page.fill("#key", key)
+    await page.click("button[type=submit]")
+    await page.wait_for_url(f"{base}/")
+    await page.goto("/login?" + urlencode({"next": "/runs?status=failed"}))
+    await page.fill("#key", key)
+    await page.click("button[type=submit]")
+    await page.wait_for_url(f"{base}/runs?status=failed")
 
 
 @pytest.mark.timeout(300)
@@ -272,3 +315,23 @@ async def test_a_schedule_the_scheduler_set_aside_shows_why(browser, processes, 
     assert await pool.fetchval("SELECT tzdata FROM scheduler_instances") == tzdata.IANA_VERSION
     await page.goto("/")
     await expect(page.locator("#scheduler-tzdata")).to_have_text(f"tzdata {tzdata.IANA_VERSION}")
+
+
+async def test_api_docs_load_nothing_from_another_site_and_obey_the_csp(
+        browser, processes, db_url, amqp_url) -> None:
+    base = await start_api(processes, db_url, amqp_url)
+    page = await new_page(browser, base)
+    requested: list[str] = []
+    complaints: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.on("console", lambda message: complaints.append(message.text)
+            if message.type in ("error", "warning") else None)
+    response = await page.goto("/docs")
+    assert "script-src 'self' 'sha256-" in response.headers["content-security-policy"]
+    # Swagger UI rendered the schema: every operation is listed.
+    await expect(page.locator(".opblock").first).to_be_visible()
+    assert await page.locator(".opblock").count() > 20
+    await expect(page.locator(".swagger-ui .info .title")).to_contain_text("Sundial")
+    await shot(page, "11-api-docs")
+    assert requested and all(url.startswith(base + "/") for url in requested), requested
+    assert not [c for c in complaints if "Content Security Policy" in c], complaints

@@ -33,6 +33,27 @@ const Sundial = (() => {
   const role = () => sessionStorage.getItem(ROLE);
   const isAdmin = () => role() === "admin";
 
+  /* Why the sign-in page is shown. The URL carries only the name of a reason, so a link
+     cannot put words of its own on the page. */
+  const SIGN_IN_REASONS = {
+    refused: "Your key was refused. Paste a valid one.",
+    revoked: "This API key was revoked. Paste another one.",
+    expired: "This API key has expired. Paste another one.",
+  };
+
+  const signInReason = (name) => (Object.hasOwn(SIGN_IN_REASONS, name) ? SIGN_IN_REASONS[name] : null);
+
+  /* Where to go after signing in: a path on this site, else "/". Resolved the way the
+     browser would, so no spelling of another origin (//host, /\host, a tab inside, a
+     scheme) gets through. */
+  function safeNext(next) {
+    if (typeof next !== "string" || !next.startsWith("/")) return "/";
+    let url;
+    try { url = new URL(next, location.origin); } catch { return "/"; }
+    return url.origin === location.origin ? url.pathname + url.search + url.hash : "/";
+  }
+
+  /* reason: a key of SIGN_IN_REASONS, or none. */
   function signOut(reason) {
     sessionStorage.removeItem(KEY);
     sessionStorage.removeItem(ROLE);
@@ -41,6 +62,12 @@ const Sundial = (() => {
     const query = new URLSearchParams({ next });
     if (reason) query.set("reason", reason);
     location.assign("/login?" + query.toString());
+  }
+
+  /* The reason a 401's detail gives, as a key of SIGN_IN_REASONS. */
+  function refusal(detail) {
+    const text = typeof detail === "string" ? detail : "";
+    return ["revoked", "expired"].find((word) => text.includes(word)) || "refused";
   }
 
   async function request(method, path, body, apiKey) {
@@ -63,7 +90,7 @@ const Sundial = (() => {
   async function api(method, path, body) {
     const r = await request(method, path, body);
     if (r.status === 401) {
-      signOut((r.data && r.data.detail) || "your key was refused");
+      signOut(refusal(r.data && r.data.detail));
       throw new ApiError(401, "signed out");
     }
     if (!r.ok) throw new ApiError(r.status, r.data ? r.data.detail : "HTTP " + r.status);
@@ -322,7 +349,8 @@ const Sundial = (() => {
   }
 
   return {
-    FINAL, STATUS, ApiError, api, signIn, signOut, key, role, isAdmin, el, fill, append, $, $$,
+    FINAL, STATUS, ApiError, api, signIn, signOut, signInReason, safeNext, key, role, isAdmin,
+    el, fill, append, $, $$,
     flash, action, time, relative, when, duration, statusBadge, every, describeCron,
     describeSchedule, poll, page,
   };

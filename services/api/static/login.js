@@ -4,7 +4,7 @@
 Sundial.page(() => {
   const { $ } = Sundial;
   const params = new URLSearchParams(location.search);
-  const reason = params.get("reason");
+  const reason = Sundial.signInReason(params.get("reason"));
   if (reason) { $("#reason").textContent = reason; $("#reason").hidden = false; }
   const field = $('[data-field="key"]');
   const error = $(".error", field);
@@ -22,7 +22,6 @@ Sundial.page(() => {
       field.classList.add("invalid");
       return;
     }
-    const next = params.get("next") || "/";
-    location.assign(next.startsWith("/") && !next.startsWith("//") ? next : "/");
+    location.assign(Sundial.safeNext(params.get("next")));
   });
 });
