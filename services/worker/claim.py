@@ -39,6 +39,7 @@ class Claim(enum.Enum):
     DUPLICATE = "duplicate"    # already finished, or another attempt
     UNKNOWN = "unknown"        # no such run
     NO_HANDLER = "no_handler"  # queued, but its job's handler is not one of this worker's
+    NOT_HERE = "not_here"      # queued, but not available yet or not of this worker's queues
 
 
 @dataclass(frozen=True)
@@ -57,14 +58,20 @@ BATCH = 500
 
 
 async def claim(conn: asyncpg.Connection, message: RunRef, worker_id: str,
-                handlers: Sequence[str]) -> ClaimResult:
+                handlers: Sequence[str], queues: Sequence[str]) -> ClaimResult:
     async with conn.transaction():
         job = await conn.fetchrow(q("run_job"), message.run_id)
         if job is None:
             return ClaimResult(Claim.UNKNOWN)
-        if (job["status"] == "queued" and job["attempt"] == message.attempt
-                and job["handler"] not in handlers):
-            return ClaimResult(Claim.NO_HANDLER, handler=job["handler"], queue=job["queue"])
+        if job["status"] == "queued" and job["attempt"] == message.attempt:
+            # A message for a run that is not due yet, or of another queue, decides nothing
+            # (it is forged, or the job moved queue since: the relay's sweep sends a fresh
+            # message where it belongs).
+            if not job["available"] or job["queue"] not in queues:
+                return ClaimResult(Claim.NOT_HERE, detail=f"queue {job['queue']!r}, available "
+                                                          f"{'now' if job['available'] else 'later'}")
+            if job["handler"] not in handlers:
+                return ClaimResult(Claim.NO_HANDLER, handler=job["handler"], queue=job["queue"])
         policy = job["concurrency_policy"]
         if policy in ("forbid", "replace"):
             await conn.execute(q("lock_job_runs"), job["job_id"])
@@ -73,7 +80,7 @@ async def claim(conn: asyncpg.Connection, message: RunRef, worker_id: str,
             if skipped is not None:
                 return ClaimResult(Claim.SKIPPED, detail=f"run {skipped['running_id']} is running")
         run = await conn.fetchrow(q("claim_run"), message.run_id, message.attempt, worker_id,
-                                  False, handlers)
+                                  False, handlers, queues)
         if run is not None:
             if policy == "replace":
                 replaced = await conn.fetch(q("cancel_other_runs_of_job"), run["job_id"], run["id"])
@@ -110,6 +117,7 @@ class Claimer:
     db: Db
     worker_id: str
     handlers: Sequence[str]
+    queues: Sequence[str]
     _pending: list[tuple[RunRef, asyncio.Future[ClaimResult | None]]] = field(
         default_factory=list)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -123,7 +131,8 @@ class Claimer:
             # Another policy, or not claimable (a second copy of a message in the same
             # batch included): the full claim, in this message's own task, applies the
             # policy or says why.
-            result = await self.db(lambda c: claim(c, message, self.worker_id, self.handlers))
+            result = await self.db(lambda c: claim(c, message, self.worker_id, self.handlers,
+                                                   self.queues))
         return result
 
     async def run(self) -> None:
@@ -151,7 +160,8 @@ class Claimer:
         # be planned as a scan of every queued run while the table is young).
         rows = await self.db(lambda c: c.fetchmany(
             q("claim_run"),
-            [(m.run_id, m.attempt, self.worker_id, True, self.handlers) for m, _ in live]))
+            [(m.run_id, m.attempt, self.worker_id, True, self.handlers, self.queues)
+             for m, _ in live]))
         claimed: dict[tuple[int, int], asyncpg.Record] = {(r["id"], r["attempt"]): r for r in rows}
         for message, future in live:
             if not future.done():

@@ -84,7 +84,7 @@ class Consumer:
         self._connection: AbstractRobustConnection | None = None
         self._consumers: list[tuple[AbstractQueue, str]] = []
         self._connected = False
-        self.claimer = Claimer(self._db, worker_id, list(handlers))
+        self.claimer = Claimer(self._db, worker_id, list(handlers), list(settings.worker_queues))
         self.quarantine = Quarantine()
 
     @property
@@ -310,7 +310,7 @@ class Consumer:
         try:
             row = await self._db(lambda c: c.fetchrow(
                 q("take_over_run"), run.run_id, run.attempt, self.worker_id, lease,
-                list(self.handlers)))
+                self.claimer.handlers, self.claimer.queues))
         except BaseException:
             await self.quarantine.leave_alone()
             raise

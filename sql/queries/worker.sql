@@ -3,8 +3,8 @@
 -- name: run_job
 -- Run $1 as the database knows it, with what its job asks of a claim: the handler that
 -- runs it and the concurrency policy (allow, forbid, replace). Read before a claim.
-SELECT r.status, r.attempt, r.cancel_requested, j.id AS job_id, j.handler, j.queue,
-       j.concurrency_policy
+SELECT r.status, r.attempt, r.cancel_requested, r.available_at <= now() AS available,
+       j.id AS job_id, j.handler, j.queue, j.concurrency_policy
 FROM runs r
 JOIN jobs j ON j.id = r.job_id
 WHERE r.id = $1;
@@ -15,10 +15,11 @@ SELECT pg_advisory_xact_lock(hashtextextended('sundial.job:' || $1::bigint, 0));
 
 -- name: claim_run
 -- Start attempt $2 of run $1 on worker $3, unless it is already taken, finished,
--- cancelled, or a later attempt (a stale duplicate message), or its job's handler is not
--- one of $5 (this worker's); with $4, only if its job's concurrency policy is 'allow'
--- (many such claims are pipelined in one transaction). What runs and how long it may
--- take are returned from the job, never taken from the message.
+-- cancelled, or a later attempt (a stale duplicate message), not available yet (backoff,
+-- jitter), or its job's handler is not one of $5 or its queue not one of $6 (this
+-- worker's); with $4, only if its job's concurrency policy is 'allow' (many such claims
+-- are pipelined in one transaction). What runs and how long it may take are returned
+-- from the job, never taken from the message.
 -- Here and below, a message in hand proves the run was published, whether or not its
 -- publisher lived to mark it. Takeovers and fresh messages are counted per message and
 -- attempt: a claim starts afresh.
@@ -37,8 +38,10 @@ WHERE r.id = $1
   AND r.status = 'queued'
   AND NOT r.cancel_requested
   AND j.id = r.job_id
+  AND r.available_at <= now()
   AND (NOT $4 OR j.concurrency_policy = 'allow')
   AND j.handler = ANY($5::text[])
+  AND j.queue = ANY($6::text[])
 RETURNING r.id, r.job_id, r.attempt, r.max_attempts, j.name AS job, j.handler, j.payload,
           j.secret_payload, j.timeout_seconds, j.retry_backoff_seconds,
           j.retry_backoff_max_seconds;
@@ -115,6 +118,7 @@ WHERE r.id = $1
   AND r.heartbeat_at < now() - make_interval(secs => $4)
   AND j.id = r.job_id
   AND j.handler = ANY($5::text[])
+  AND j.queue = ANY($6::text[])
 RETURNING r.id, r.job_id, r.attempt, r.max_attempts, j.name AS job, j.handler, j.payload,
           j.secret_payload, j.timeout_seconds, j.retry_backoff_seconds,
           j.retry_backoff_max_seconds;

@@ -171,3 +171,25 @@ async def test_a_queued_run_whose_message_was_given_back_to_the_limit_still_runs
     processes(["worker"], worker_env(db_url, amqp_url, queue))
     row = await wait_final(pool, run_id)
     assert row["status"] == "succeeded" and row["attempt"] == 1
+
+
+async def test_a_forged_message_starts_no_run_before_its_time_or_off_its_queue(
+        pool, db_url, amqp_url, queue, processes):
+    job = await add_job(pool, queue, "noop")
+    later = await pool.fetchval(
+        "INSERT INTO runs (job_id, scheduled_for, trigger, available_at) "
+        "VALUES ($1, now(), 'manual', now() + interval '1 hour') RETURNING id", job)
+    elsewhere = await queued_run(pool, job)
+    other = f"{queue}-other"
+    worker = processes(["worker"], worker_env(db_url, amqp_url, queue))
+    bystander = processes(["worker"], worker_env(db_url, amqp_url, other))
+    await forge(amqp_url, queue, (f"early-{queue}", body(later), None))
+    await forge(amqp_url, other, (f"moved-{queue}", body(elsewhere), None))
+    await wait_for(lambda: events(worker, "run.not_here") and events(bystander, "run.not_here"),
+                   20, what="both workers to drop the forgeries")
+    for run_id in (later, elsewhere):
+        row = await run_row(pool, run_id)
+        assert row["status"] == "queued" and row["started_at"] is None, run_id
+    # Its own message, on its own queue, runs it.
+    await publish(pool, amqp_url, [elsewhere])
+    assert (await wait_final(pool, elsewhere))["status"] == "succeeded"
