@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sundial.api import dashboard, payloads, probes
+from sundial.api import dashboard, probes
 from sundial.api.apidocs import include_docs
 from sundial.api.auth import KeyCache, authorize
 from sundial.api.errors import Conflict, Forbidden, Unauthorized
@@ -36,6 +36,7 @@ from sundial.core.broker import Publisher
 from sundial.core.db import CONNECTION_ERRORS, create_pool
 from sundial.core.errors import AlreadyExists, InvalidInput, NotFound, SundialError
 from sundial.core.logging import get_logger
+from sundial.core.secrets import masked_url
 from sundial.core.settings import load_settings
 
 log = get_logger("api")
@@ -162,7 +163,7 @@ def _json_safe(value: Any, depth: int = 0) -> Any:
     """`value` as JSON that any client can read: NaN and infinities as the strings "NaN",
     "Infinity", a lone surrogate as its escape, nesting beyond a few levels as "…"."""
     if isinstance(value, str):
-        return _printable(payloads.masked_url(value))
+        return _printable(masked_url(value))
     if isinstance(value, float) and not math.isfinite(value):
         return json.dumps(value)
     if value is None or isinstance(value, bool | int | float):

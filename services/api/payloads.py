@@ -21,12 +21,11 @@ import json
 import math
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from sundial.core.errors import InvalidInput
 from sundial.core.netguard import check_url
+from sundial.core.secrets import MASK, masked_url, same_origin, url_password, with_password
 
-MASK = "***"
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 MAX_DEPTH = 32
@@ -182,33 +181,13 @@ def split_secrets(handler: str, payload: dict[str, Any]) -> tuple[dict[str, Any]
         if hidden:
             secret["headers"] = hidden
             public["headers"] = {k: (MASK if k in hidden else v) for k, v in headers.items()}
-    if handler == "http" and isinstance(payload.get("url"), str) and _url_password(payload["url"]):
+    if handler == "http" and isinstance(payload.get("url"), str) and url_password(payload["url"]):
         secret["url"] = payload["url"]
         public["url"] = masked_url(payload["url"])
     if isinstance(payload.get("secrets"), dict) and payload["secrets"]:
         secret["secrets"] = dict(payload["secrets"])
         public["secrets"] = dict.fromkeys(payload["secrets"], MASK)
     return public, secret
-
-
-def masked_url(url: str) -> str:
-    """The URL with the password in its user info shown as "***" (else unchanged)."""
-    return url if _url_password(url) is None else _set_password(url, MASK)
-
-
-def _set_password(url: str, password: str) -> str:
-    parts = urlsplit(url)
-    userinfo, _, host = parts.netloc.rpartition("@")
-    return urlunsplit(parts._replace(netloc=f"{userinfo.partition(':')[0]}:{password}@{host}"))
-
-
-def _url_password(url: str) -> str | None:
-    if "@" not in url:
-        return None
-    try:
-        return urlsplit(url).password or None
-    except ValueError:  # a malformed port or IPv6 literal: no URL to take a password from
-        return None
 
 
 def keep_masked(secret: dict[str, Any], stored: dict[str, Any], where: str = "payload"
@@ -222,11 +201,15 @@ def keep_masked(secret: dict[str, Any], stored: dict[str, Any], where: str = "pa
             inner = stored.get(name)
             kept[name] = keep_masked(value, inner if isinstance(inner, dict) else {},
                                      f"{where}.{name}")
-        elif value == MASK or (isinstance(value, str) and _url_password(value) == MASK):
+        elif value == MASK or (isinstance(value, str) and url_password(value) == MASK):
             old = stored.get(name)
             if value != MASK:  # a URL sent back with its password masked
-                password = _url_password(old) if isinstance(old, str) else None
-                old = None if password is None else _set_password(value, password)
+                password = url_password(old) if isinstance(old, str) else None
+                if password is not None and not same_origin(old, value):
+                    raise InvalidInput(f"{where}.{name}", masked_url(value),
+                                       "the stored password belongs to another scheme, host "
+                                       "or port; send the password with the new URL")
+                old = None if password is None else with_password(value, password)
             if old is None:
                 raise InvalidInput(f"{where}.{name}", masked_url(value),
                                    "no stored secret to keep; send the value")

@@ -22,6 +22,8 @@ import socket
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
+from sundial.core.secrets import masked_url
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -95,18 +97,19 @@ def check_url(url: str, allowed_networks: Iterable[Network | str] = ()) -> None:
     Resolves the host (blocking: call it in a thread from async code).
     """
     allowed = tuple(n if not isinstance(n, str) else parse_networks(n)[0] for n in allowed_networks)
+    shown = masked_url(url)
     try:
         parts = urlsplit(url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError as exc:
-        raise ValueError(f"url {url!r}: {exc}") from None
+        raise ValueError(f"url {shown!r}: {exc}") from None
     if parts.scheme not in ALLOWED_SCHEMES:
-        raise ValueError(f"url {url!r}: only http and https are allowed")
+        raise ValueError(f"url {shown!r}: only http and https are allowed")
     host = parts.hostname
     if not host:
-        raise ValueError(f"url {url!r}: has no host")
+        raise ValueError(f"url {shown!r}: has no host")
     if _NUMERIC_HOST.match(host) and not _DOTTED_QUAD.match(host):
-        raise ValueError(f"url {url!r}: host {host!r} is an encoded IP address; "
+        raise ValueError(f"url {shown!r}: host {host!r} is an encoded IP address; "
                          "write it as a dotted quad")
     try:
         addresses = [ipaddress.ip_address(host)]
@@ -114,9 +117,9 @@ def check_url(url: str, allowed_networks: Iterable[Network | str] = ()) -> None:
         try:
             addresses = resolve(host, port)
         except (OSError, UnicodeError) as exc:
-            raise ValueError(f"url {url!r}: host {host!r} does not resolve ({exc})") from None
+            raise ValueError(f"url {shown!r}: host {host!r} does not resolve ({exc})") from None
     for address in addresses:
         why = refusal(address, allowed)
         if why:
-            raise ValueError(f"url {url!r}: {host} resolves to {address}, {why}; allow it with "
+            raise ValueError(f"url {shown!r}: {host} resolves to {address}, {why}; allow it with "
                              "WORKER_HTTP_ALLOWED_NETWORKS if this is intended")

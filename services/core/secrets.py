@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from cryptography.fernet import Fernet, InvalidToken
 
@@ -54,3 +55,38 @@ def merge_secrets(payload: dict[str, Any], secrets: dict[str, Any]) -> dict[str,
         else:
             merged[name] = value
     return merged
+
+
+# --- a password in a URL's user info ---------------------------------------------------
+
+MASK = "***"  # what a secret value is shown as
+
+
+def masked_url(url: str) -> str:
+    """The URL with the password in its user info shown as "***" (else unchanged): what
+    may be stored in plain text, shown, logged or put in an error."""
+    return url if url_password(url) is None else with_password(url, MASK)
+
+
+def with_password(url: str, password: str) -> str:
+    parts = urlsplit(url)
+    userinfo, _, host = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{userinfo.partition(':')[0]}:{password}@{host}"))
+
+
+def url_password(url: str) -> str | None:
+    if "@" not in url:
+        return None
+    try:
+        return urlsplit(url).password or None
+    except ValueError:  # a malformed port or IPv6 literal: no URL to take a password from
+        return None
+
+
+def same_origin(a: str, b: str) -> bool:
+    """Scheme, host and port alike: where a credential written for one may go."""
+    try:
+        pa, pb = urlsplit(a), urlsplit(b)
+        return (pa.scheme, pa.hostname, pa.port) == (pb.scheme, pb.hostname, pb.port)
+    except ValueError:
+        return False

@@ -125,6 +125,33 @@ async def test_secret_fields_are_merged_into_the_payload(pool, db_url, amqp_url,
     assert row["status"] == "succeeded" and row["result"]["body"] == "hello s3cret"
 
 
+async def test_a_password_in_the_url_reaches_the_server_but_not_the_result_or_error(
+        pool, db_url, amqp_url, queue, processes, recording_server):
+    from cryptography.fernet import Fernet
+
+    from sundial.core.secrets import encrypt_fields
+
+    key = Fernet.generate_key().decode()
+    server = recording_server()
+    host = server.url.removeprefix("http://")
+    processes(["worker"], worker_env(db_url, amqp_url, queue, ENCRYPTION_KEY=key,
+                                     WORKER_HTTP_ALLOWED_NETWORKS="127.0.0.0/8"))
+    jobs = {}
+    for path, expected in (("/ok", 200), ("/ok", 201)):   # 201 expected: the run fails
+        jobs[expected] = await add_job(
+            pool, queue, "http", {"url": f"http://robot:***@{host}{path}",
+                                  "expected_status": expected},
+            max_attempts=1, secret_payload=encrypt_fields(
+                key, {"url": f"http://robot:Pa55word@{host}{path}"}))
+    succeeded = await wait_final(pool, (await trigger(pool, amqp_url, jobs[200]))[0])
+    failed = await wait_final(pool, (await trigger(pool, amqp_url, jobs[201]))[0])
+    assert succeeded["status"] == "succeeded" and failed["status"] == "failed"
+    assert all(seen[1]["authorization"].startswith("Basic ") for seen in server.seen)
+    for row in (succeeded, failed):
+        stored = f"{row['result']} {row['error']} {row['output']}"
+        assert "Pa55word" not in stored and f"robot:***@{host}/ok" in stored, stored
+
+
 async def test_credentials_do_not_follow_a_redirect_to_another_origin(
         pool, db_url, amqp_url, queue, processes, recording_server):
     from cryptography.fernet import Fernet

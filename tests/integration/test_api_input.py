@@ -202,6 +202,10 @@ async def test_a_cookie_and_a_password_in_the_url_are_secrets(api: Api) -> None:
     merged = merge_secrets(row["payload"], decrypt_fields(ENCRYPTION_KEY, row["secret_payload"]))
     assert merged["url"] == "https://robot:Pa55word@1.1.1.1/other"
     assert merged["headers"]["Cookie"] == "session=c00kie"
+    # ... but not to another host: the password belongs to the one it was written for.
+    payload["url"] = "https://robot:***@8.8.8.8/other"
+    p = problem(await api.call("PATCH", "/api/jobs/hook", json={"payload": payload}))
+    assert p["field"] == "payload.url" and "another scheme, host or port" in p["reason"]
     # A masked password with none stored is refused by name.
     p = problem(await api.post("/api/jobs", json={"name": "new", "handler": "http", "payload": {
         "url": "https://robot:***@1.1.1.1/"}}))

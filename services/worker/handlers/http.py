@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from sundial.core.netguard import check_url
+from sundial.core.secrets import masked_url
 from sundial.worker.handlers import JobError, PayloadError, RunContext, field
 
 MAX_REDIRECTS = 5
@@ -67,11 +68,14 @@ async def run(payload: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
                 await response.aclose()
             break
         else:
-            raise JobError(f"more than {MAX_REDIRECTS} redirects, last to {url}")
+            raise JobError(f"more than {MAX_REDIRECTS} redirects, last to {masked_url(url)}")
 
-    result = {"status": response.status_code, "url": url, "body": body, "truncated": truncated}
+    # The URL as stored and shown: a password in it is a secret (runs.result and
+    # runs.error are readable by viewers).
+    shown = masked_url(url)
+    result = {"status": response.status_code, "url": shown, "body": body, "truncated": truncated}
     if not _status_ok(response.status_code, expected):
-        raise JobError(f"{method} {url} answered {response.status_code}, expected "
+        raise JobError(f"{method} {shown} answered {response.status_code}, expected "
                        f"{expected if expected is not None else '2xx'}", output=body, result=result)
     return result
 
