@@ -175,10 +175,12 @@ class Publisher:
             return []
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.confirm_timeout_s
+        connection = self._connection
         try:
             async with asyncio.timeout_at(deadline):
                 if not self.connected:
                     await self.connect()
+                connection = self._connection
                 for queue in {m.queue for m in messages}:
                     await self._ensure_queue(queue)
                 assert self._channel is not None
@@ -188,14 +190,14 @@ class Publisher:
                     confirmations += await _publish_together(
                         channel, messages[start:start + FRAME_BATCH])
         except TimeoutError:
-            await self._abandon()
+            await self._abandon(connection)
             return [self._unanswered()] * len(messages)
         confirmations[0].add_done_callback(lambda _f: faults.reached("after_publish"))
         _, pending = await asyncio.wait(confirmations, timeout=max(0.0, deadline - loop.time()))
         errors = [_error(m, _outcome(c)) if c.done() else self._unanswered()
                   for m, c in zip(messages, confirmations, strict=True)]
         if pending:
-            await self._abandon()
+            await self._abandon(connection)
         elif any(e is not None for e in errors) and not self.connected:
             await self.close()
         return errors
@@ -205,13 +207,18 @@ class Publisher:
             f"no confirm within {self.confirm_timeout_s:g} s: the broker does not answer, or "
             "blocks publishers (a memory or disk alarm)")
 
-    async def _abandon(self) -> None:
-        """Drop a connection that stopped answering: its close handshake gets a second
-        at most (a stalled socket would never answer it)."""
+    async def _abandon(self, connection: AbstractRobustConnection | None) -> None:
+        """Drop the connection this publish used, which stopped answering (not one made
+        since by another publish): its close handshake gets a second at most, a stalled
+        socket would never answer it."""
         log.warning("broker.unresponsive", timeout_s=self.confirm_timeout_s)
+        if connection is None:
+            return
+        if connection is self._connection:
+            self._connection, self._channel = None, None
         with suppress(TimeoutError, *BROKER_ERRORS):
             async with asyncio.timeout(1.0):
-                await self._close_quietly()
+                await connection.close()
 
 
 def _outcome(confirmation: asyncio.Future) -> object:

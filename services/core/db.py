@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import asyncpg
+import asyncpg.exceptions._base as asyncpg_base
 import tenacity
 
 from sundial.core.logging import get_logger
@@ -28,6 +29,9 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# asyncpg's refusal to encode an argument: an InterfaceError, yet no connection trouble.
+CLIENT_DATA_ERROR = asyncpg_base.DataError
+
 # SQLSTATE classes and codes that mean "not now" rather than "not this data": connection
 # trouble (08), a transaction rolled back by a deadlock or serialization failure (40),
 # insufficient resources (53), operator intervention such as a statement timeout or a
@@ -40,6 +44,8 @@ _TRANSIENT_CODES = frozenset({"25006", "55P03"})
 def is_transient(exc: BaseException) -> bool:
     """Whether waiting and trying the same statement again is right (the database is
     away or cannot do it now), as opposed to an error the data or the query causes."""
+    if isinstance(exc, CLIENT_DATA_ERROR):
+        return False  # a value the driver cannot encode (an InterfaceError): never passes
     if isinstance(exc, CONNECTION_ERRORS):
         return True
     state = getattr(exc, "sqlstate", None) if isinstance(exc, asyncpg.PostgresError) else None

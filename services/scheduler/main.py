@@ -306,6 +306,10 @@ class Scheduler:
             if sid is not None:
                 per_schedule[sid] = per_schedule.get(sid, 0) + 1
         if per_schedule:
+            # Several background batches may fail before the pass records them: add up.
+            earlier = self._pending_failures[0] if self._pending_failures else {}
+            for sid, n in earlier.items():
+                per_schedule[sid] = per_schedule.get(sid, 0) + n
             self._pending_failures = (per_schedule, error)
 
     async def _record_status(self) -> None:

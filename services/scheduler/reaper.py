@@ -22,12 +22,14 @@ class ReapResult:
     workers_offline: int = 0
     republished: int = 0
     forgotten: int = 0  # workers and scheduler instances
-    schedules_recovered: int = 0
 
 
 async def reap(pool: asyncpg.Pool, *, lease_s: float, offline_after_s: float,
                republish_after_s: float, forget_after_s: float = 86400.0,
                batch_size: int = 500) -> ReapResult:
+    """Runs first, in one transaction (its wake-up on commit); the bookkeeping of workers
+    and instances after it, each its own statement, so trouble there never undoes a
+    rescue."""
     result = ReapResult()
     async with pool.acquire() as conn, conn.transaction():
         unstarted = await conn.fetch(q("republish_unstarted_runs"), republish_after_s,
@@ -47,19 +49,15 @@ async def reap(pool: asyncpg.Pool, *, lease_s: float, offline_after_s: float,
                         status=run["status"], attempt=run["attempt"])
         if result.requeued or result.republished:
             await wake_scheduler(conn, "rescued")
-        recovered = await conn.fetch(q("clear_recovered_schedules"))
-        if recovered:
-            log.info("schedule.dispatch_recovered", schedules=[r["id"] for r in recovered])
-        result.schedules_recovered = len(recovered)
-        offline = await conn.fetch(q("mark_workers_offline"), offline_after_s)
-        for worker in offline:
-            log.warning("worker.offline", worker_id=worker["id"])
-        result.workers_offline = len(offline)
-        forgotten = await conn.fetch(q("forget_workers"), forget_after_s)
-        forgotten += await conn.fetch(q("forget_scheduler_instances"), forget_after_s)
-        if forgotten:
-            log.info("instances.forgotten", ids=[row["id"] for row in forgotten])
-        result.forgotten = len(forgotten)
+    offline = await pool.fetch(q("mark_workers_offline"), offline_after_s)
+    for worker in offline:
+        log.warning("worker.offline", worker_id=worker["id"])
+    result.workers_offline = len(offline)
+    forgotten = await pool.fetch(q("forget_workers"), forget_after_s)
+    forgotten += await pool.fetch(q("forget_scheduler_instances"), forget_after_s)
+    if forgotten:
+        log.info("instances.forgotten", ids=[row["id"] for row in forgotten])
+    result.forgotten = len(forgotten)
     return result
 
 

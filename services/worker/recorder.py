@@ -19,10 +19,9 @@ from dataclasses import dataclass, field
 import asyncpg
 import prometheus_client as prom
 from aio_pika.abc import AbstractIncomingMessage
-from asyncpg.exceptions import _base as asyncpg_base
 
 from sundial.core.broker import BROKER_ERRORS
-from sundial.core.db import CONNECTION_ERRORS, is_transient
+from sundial.core.db import CLIENT_DATA_ERROR, CONNECTION_ERRORS, is_transient
 from sundial.core.logging import get_logger
 from sundial.core.outbox import wake_scheduler
 from sundial.core.sql import q
@@ -32,7 +31,6 @@ log = get_logger("worker.recorder")
 
 RECORDED = prom.Counter("sundial_worker_runs_recorded_total", "Run outcomes recorded", ["outcome"])
 
-ClientDataError = asyncpg_base.DataError  # an InterfaceError: not a lost connection here
 
 BATCH = 500
 WRITTEN_KINDS = ("succeeded", "failed", "timed_out", "cancelled", "retry", "release")
@@ -42,7 +40,7 @@ def _refused(exc: BaseException) -> bool:
     """The database (or the driver, encoding an argument) refuses the data itself:
     writing the same rows again cannot succeed. A database that is read-only for now,
     or a statement timeout, refuses nothing: the batch is written again later."""
-    if isinstance(exc, ClientDataError):
+    if isinstance(exc, CLIENT_DATA_ERROR):
         return True
     return isinstance(exc, asyncpg.PostgresError) and not is_transient(exc)
 

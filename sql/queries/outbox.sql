@@ -2,14 +2,27 @@
 -- After the broker's confirms: these runs ($1 ids, $2 the attempts published) are on
 -- the broker. A run handed back to the outbox meanwhile (a fast retry or a drain's
 -- release: queued again, lease cleared, perhaps a new attempt) is left for the relay.
-UPDATE runs r
-SET published_at = now(),
-    publish_lease_until = NULL
-FROM unnest($1::bigint[], $2::integer[]) AS d(id, attempt)
-WHERE r.id = d.id
-  AND r.attempt = d.attempt
-  AND r.published_at IS NULL
-  AND (r.publish_lease_until IS NOT NULL OR r.status <> 'queued');
+-- A schedule whose runs publish again loses its dispatch trouble (failure_count,
+-- last_error; the history stays in the log); set-aside schedules keep their error. The
+-- join meets the schedules_failing index, which holds only the failing schedules.
+WITH marked AS (
+    UPDATE runs r
+    SET published_at = now(),
+        publish_lease_until = NULL
+    FROM unnest($1::bigint[], $2::integer[]) AS d(id, attempt)
+    WHERE r.id = d.id
+      AND r.attempt = d.attempt
+      AND r.published_at IS NULL
+      AND (r.publish_lease_until IS NOT NULL OR r.status <> 'queued')
+    RETURNING r.schedule_id
+)
+UPDATE schedules s
+SET failure_count = 0,
+    last_error = NULL,
+    updated_at = now()
+WHERE s.failure_count > 0
+  AND s.set_aside_at IS NULL
+  AND s.id IN (SELECT schedule_id FROM marked);
 
 -- name: claim_unpublished
 -- The relay: lease up to $1 queued, unpublished, available runs for $2 seconds

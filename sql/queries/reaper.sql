@@ -27,7 +27,7 @@ RETURNING r.id, r.status, r.attempt, r.worker_id;
 
 -- name: republish_unstarted_runs
 -- Queued runs published $1 seconds ago or more (twice that after one fresh message, four
--- times after two, ...) that no worker started: their message may be lost (a purged
+-- times after two, ... 16 times at most) that no worker started: their message may be lost (a purged
 -- queue, a broker crash, dead-lettered during database trouble). Back to the outbox for
 -- a fresh message; a copy that still waits in the queue is dropped by the claim. Up to $2.
 WITH unstarted AS (
@@ -35,7 +35,7 @@ WITH unstarted AS (
     FROM runs
     WHERE status = 'queued'
       AND published_at < now() - make_interval(secs => $1)
-      AND published_at < now() - make_interval(secs => $1 * power(2, least(republished, 16)))
+      AND published_at < now() - make_interval(secs => $1 * power(2, least(republished, 4)))
     ORDER BY published_at
     LIMIT $2
     FOR UPDATE SKIP LOCKED
@@ -49,23 +49,6 @@ SET published_at = NULL,
 FROM unstarted
 WHERE r.id = unstarted.id
 RETURNING r.id, r.attempt, r.republished;
-
--- name: clear_recovered_schedules
--- Schedules with dispatch failures (failure_count, last_error) whose runs publish again:
--- none of their runs waits unpublished and one was published after the failure was
--- recorded. The trouble stays in the scheduler's log (scheduler.publish_failed); the row
--- shows the present. A set-aside schedule keeps its error.
-UPDATE schedules s
-SET failure_count = 0,
-    last_error = NULL,
-    updated_at = now()
-WHERE s.failure_count > 0
-  AND s.set_aside_at IS NULL
-  AND NOT EXISTS (SELECT 1 FROM runs r
-                  WHERE r.schedule_id = s.id AND r.status = 'queued' AND r.published_at IS NULL)
-  AND EXISTS (SELECT 1 FROM runs r
-              WHERE r.schedule_id = s.id AND r.published_at > s.updated_at)
-RETURNING s.id;
 
 -- name: mark_workers_offline
 -- Workers silent for $1 seconds.

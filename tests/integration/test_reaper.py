@@ -93,38 +93,3 @@ async def test_runs_published_long_ago_and_never_started_get_fresh_messages_less
         assert rows[run_id]["published_at"] is not None
     assert rows[unpublished]["published_at"] is None and rows[unpublished]["republished"] == 0
     assert rows[running]["status"] == "running"
-
-
-async def test_dispatch_trouble_clears_once_a_schedules_runs_publish_again(pool):
-    job = await pool.fetchval("INSERT INTO jobs (name, handler) VALUES ('f', 'noop') RETURNING id")
-
-    async def failing() -> int:
-        return await pool.fetchval(
-            """INSERT INTO schedules (job_id, kind, interval_seconds, next_run_at, failure_count,
-                                      last_error, updated_at)
-               VALUES ($1, 'interval', 60, now() + interval '1 minute', 3,
-                       'PublishNotConfirmed(...)', now() - interval '1 minute')
-               RETURNING id""", job)
-
-    async def run(sid: int, published_s_ago: float | None, slot_s_ago: int) -> None:
-        await pool.execute(
-            """INSERT INTO runs (job_id, schedule_id, scheduled_for, trigger, published_at)
-               VALUES ($1, $2, now() - make_interval(secs => $4), 'schedule',
-                       now() - make_interval(secs => $3))""", job, sid, published_s_ago, slot_s_ago)
-
-    recovered, waiting, before, set_aside = (await failing(), await failing(), await failing(),
-                                             await failing())
-    await run(recovered, 5, 10)               # published after the failure was recorded
-    await run(waiting, 5, 10)
-    await run(waiting, None, 20)              # still one in the outbox
-    await run(before, 120, 10)                # published only before the failure
-    await run(set_aside, 5, 10)
-    await pool.execute("UPDATE schedules SET set_aside_at = now(), is_active = false, "
-                       "next_run_at = NULL, updated_at = now() - interval '1 minute' WHERE id = $1",
-                       set_aside)
-    result = await reap(pool, lease_s=60, offline_after_s=60, republish_after_s=300)
-    assert result.schedules_recovered == 1
-    rows = {r["id"]: r for r in await pool.fetch("SELECT * FROM schedules")}
-    assert rows[recovered]["failure_count"] == 0 and rows[recovered]["last_error"] is None
-    for sid in (waiting, before, set_aside):
-        assert rows[sid]["failure_count"] == 3 and rows[sid]["last_error"], sid

@@ -151,6 +151,29 @@ async def test_failed_publish_still_advances_and_the_relay_publishes_later(pool,
     assert await consume_ids(amqp_url, queue, 1) == [run["id"]]
 
 
+async def test_a_schedules_dispatch_trouble_clears_when_its_runs_publish_again(
+        pool, queue, amqp_url):
+    from sundial.core.outbox import publish_runs
+
+    job = await make_job(pool, queue)
+    healed = await make_interval_schedule(pool, job, 3600, behind_s=1)
+    set_aside = await make_interval_schedule(pool, job, 3600, behind_s=1)
+    untouched = await make_interval_schedule(pool, job, 3600, behind_s=1)
+    result = await tick(pool, batch_size=10, look_ahead_s=0, lease_s=LEASE_S)
+    await pool.execute("UPDATE schedules SET failure_count = 3, last_error = 'broker away'")
+    await pool.execute("UPDATE schedules SET set_aside_at = now(), last_error = 'bad cron' "
+                       "WHERE id = $1", set_aside)
+    rows = [r for r in result.to_publish if r["schedule_id"] in (healed, set_aside)]
+    publisher = Publisher(amqp_url, delivery_limit=5)
+    try:
+        assert len((await publish_runs(pool, publisher, rows)).published) == 2
+    finally:
+        await publisher.close()
+    state = {r["id"]: (r["failure_count"], r["last_error"])
+             for r in await pool.fetch("SELECT id, failure_count, last_error FROM schedules")}
+    assert state == {healed: (0, None), set_aside: (3, "bad cron"), untouched: (3, "broker away")}
+
+
 async def test_a_broker_that_stops_answering_fails_the_publish_by_its_deadline(
         pool, queue, amqp_url):
     """Connected, then stalled (sockets open, nothing forwarded): the confirms never come.
