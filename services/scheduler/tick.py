@@ -20,6 +20,9 @@ from sundial.core.schedule import Plan, Spec, jittered, plan, validate
 from sundial.core.sql import q
 
 log = get_logger("scheduler.tick")
+# A schedule whose planning failed for a reason validation does not know is tried again
+# this many seconds later.
+POSTPONE_S = 60.0
 
 
 @dataclass
@@ -55,13 +58,25 @@ async def tick(pool: asyncpg.Pool, *, batch_size: int, look_ahead_s: float, leas
         slot_attempts: list[int] = []
         advance: list[tuple[int, datetime | None, bool]] = []
         set_aside: dict[int, str] = {}
+        postponed: dict[int, str] = {}
         by_schedule: dict[int, asyncpg.Record] = {}
         for row in claimed:
             by_schedule[row["id"]] = row
             try:
                 p, available = _plan_row(row, now, look_ahead, rng)
+            except InvalidSchedule as exc:
+                set_aside[row["id"]] = (f"schedule {row['id']}: {exc}; set aside until fixed "
+                                        f"(PATCH /api/schedules/{row['id']}, or edit it in "
+                                        "the dashboard)")
+                continue
             except Exception as exc:
-                set_aside[row["id"]] = _set_aside_reason(row["id"], exc)
+                # Not a value validation knows to refuse: a fault as likely as a bad row (a
+                # bug, a broken zone database), so the row is not set aside for good but
+                # tried again later, and the traceback goes to the log.
+                log.exception("schedule.unplannable", schedule_id=row["id"])
+                postponed[row["id"]] = (f"schedule {row['id']}: could not be planned "
+                                        f"({type(exc).__name__}: {exc}); tried again in "
+                                        f"{POSTPONE_S:g} s")
                 continue
             result.missed += p.missed
             if not p.is_active:
@@ -77,6 +92,9 @@ async def tick(pool: asyncpg.Pool, *, batch_size: int, look_ahead_s: float, leas
             await conn.execute(q("set_aside_schedules"), list(set_aside),
                                list(set_aside.values()))
             result.set_aside = len(set_aside)
+        if postponed:
+            await conn.execute(q("postpone_schedules"), list(postponed),
+                               list(postponed.values()), POSTPONE_S)
 
         inserted = []
         if slot_schedule:
@@ -118,14 +136,3 @@ def _plan_row(row: asyncpg.Record, now: datetime, look_ahead: timedelta,
     spec = validate(Spec.from_row(row))
     p = plan(spec, row["next_run_at"], now, look_ahead, enabled=row["enabled"])
     return p, [jittered(slot, spec.jitter_seconds, rng) for slot in p.slots]
-
-
-def _set_aside_reason(schedule_id: int, exc: Exception) -> str:
-    if isinstance(exc, InvalidSchedule):
-        return (f"schedule {schedule_id}: {exc}; set aside until fixed "
-                f"(PATCH /api/schedules/{schedule_id}, or edit it in the dashboard)")
-    # Not a value validation knows to refuse: a bug as much as a bad row, so the
-    # traceback goes to the log; the row is set aside all the same.
-    log.exception("schedule.unplannable", schedule_id=schedule_id)
-    return (f"schedule {schedule_id}: cannot be planned ({type(exc).__name__}: {exc}); "
-            f"set aside until its fields are corrected (PATCH /api/schedules/{schedule_id})")

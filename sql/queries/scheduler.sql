@@ -55,6 +55,9 @@ SET next_run_at = t.next_run_at,
     is_active = t.is_active,
     last_run_at = COALESCE(t.last_run_at, s.last_run_at),
     run_count = s.run_count + t.runs,
+    -- Planned again: an error of a postponed tick is over (dispatch trouble stays with
+    -- its failure_count until a run publishes).
+    last_error = CASE WHEN s.failure_count = 0 THEN NULL ELSE s.last_error END,
     updated_at = now()
 FROM unnest($1::bigint[], $2::timestamptz[], $3::boolean[], $4::timestamptz[], $5::integer[])
      AS t(id, next_run_at, is_active, last_run_at, runs)
@@ -67,6 +70,16 @@ UPDATE schedules s
 SET is_active = false,
     next_run_at = NULL,
     set_aside_at = now(),
+    last_error = t.error,
+    updated_at = now()
+FROM unnest($1::bigint[], $2::text[]) AS t(id, error)
+WHERE s.id = t.id;
+
+-- name: postpone_schedules
+-- Schedules whose planning failed in a way validation does not know (a fault, not a bad
+-- value): they stay active and are tried again in $3 seconds, last_error ($2) saying why.
+UPDATE schedules s
+SET next_run_at = now() + make_interval(secs => $3),
     last_error = t.error,
     updated_at = now()
 FROM unnest($1::bigint[], $2::text[]) AS t(id, error)

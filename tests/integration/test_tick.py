@@ -121,6 +121,39 @@ async def test_once_schedule_fires_then_deactivates_and_disabled_jobs_skip(pool,
     assert skipped["ahead"] and skipped["run_count"] == 0
 
 
+async def test_a_fault_while_planning_postpones_the_schedule_instead_of_setting_it_aside(
+        pool, queue, monkeypatch):
+    """A fault that is not a bad value (here the planning of one schedule raises) leaves
+    that schedule active, retried a minute later; the others fire."""
+    from sundial.scheduler import tick as tick_module
+
+    job = await make_job(pool, queue)
+    faulty = await make_interval_schedule(pool, job, 60, behind_s=1)
+    healthy = await make_interval_schedule(pool, job, 60, behind_s=1)
+    real_plan = tick_module._plan_row
+
+    def plan(row, *args, **kwargs):
+        if row["id"] == faulty:
+            raise RuntimeError("zone database unreadable")
+        return real_plan(row, *args, **kwargs)
+
+    monkeypatch.setattr(tick_module, "_plan_row", plan)
+    result = await tick(pool, batch_size=10, look_ahead_s=0, lease_s=LEASE_S)
+    assert result.created == 1 and result.set_aside == 0
+    row = await pool.fetchrow("SELECT is_active, set_aside_at, last_error, "
+                              "next_run_at - now() AS wait FROM schedules WHERE id = $1", faulty)
+    assert row["is_active"] and row["set_aside_at"] is None
+    assert "RuntimeError: zone database unreadable" in row["last_error"]
+    assert timedelta(seconds=55) < row["wait"] <= timedelta(seconds=60)
+    assert await pool.fetchval("SELECT count(*) FROM runs WHERE schedule_id = $1", healthy) == 1
+
+    monkeypatch.setattr(tick_module, "_plan_row", real_plan)
+    await pool.execute("UPDATE schedules SET next_run_at = now() - interval '1 s' WHERE id = $1",
+                       faulty)
+    assert (await tick(pool, batch_size=10, look_ahead_s=0, lease_s=LEASE_S)).created == 1
+    assert await pool.fetchval("SELECT last_error FROM schedules WHERE id = $1", faulty) is None
+
+
 async def test_failed_publish_still_advances_and_the_relay_publishes_later(pool, queue, amqp_url):
     job = await make_job(pool, queue)
     sid = await make_interval_schedule(pool, job, 3600, behind_s=1)
