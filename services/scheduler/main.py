@@ -46,7 +46,7 @@ PUBLISH_FAILURES = prom.Counter("sundial_scheduler_publish_failures_total", "Run
 PASS_SECONDS = prom.Histogram("sundial_scheduler_pass_seconds", "Duration of a scheduler pass")
 
 REAP_EVERY_S = 5.0
-RETENTION_EVERY_S = 3600.0
+RETENTION_EVERY_S = 60.0
 STATUS_EVERY_S = 1.0
 PUBLISH_IN_FLIGHT = 16
 # On shutdown, how long batches being published may take to be confirmed and marked.
@@ -85,7 +85,8 @@ class Scheduler:
         self._publish_retry_at = 0.0
         self._publish_backoff_s = 0.0
         self._last_reap = 0.0
-        self._last_retention = 0.0
+        self._last_retention = float("-inf")   # from start-up on
+        self._retaining: asyncio.Task | None = None
         self._last_status = 0.0
         self._rng = random.Random()
         # Reasons for a pass to look beyond due schedules: the outbox has runs to relay
@@ -120,6 +121,11 @@ class Scheduler:
                 log.warning("scheduler.publish_unfinished", batches=len(late))
                 for task in late:
                     task.cancel()
+        retaining = self._retaining
+        if retaining is not None:
+            retaining.cancel()   # a delete batch is one statement: cut off, nothing is half-done
+            with suppress(asyncio.CancelledError):
+                await retaining
         if self._pool is not None:
             with suppress(*CONNECTION_ERRORS, asyncpg.PostgresError):
                 await self._pool.execute(q("stop_instance"), self.name)
@@ -206,9 +212,9 @@ class Scheduler:
                        offline_after_s=s.worker_offline_threshold_s,
                        republish_after_s=s.run_republish_after_s,
                        forget_after_s=s.forget_after_s)
-        if now - self._last_retention >= RETENTION_EVERY_S:
+        if now - self._last_retention >= RETENTION_EVERY_S and not self._retaining:
             self._last_retention = now
-            await delete_old_runs(self._pool, retention_days=s.cleanup_retention_days)
+            self._retaining = asyncio.create_task(self._retention(), name="retention")
 
         self.counters.passes += 1
         self.counters.last_check = time.time()
@@ -236,6 +242,19 @@ class Scheduler:
         if relaying:
             self._relaying = task
             task.add_done_callback(lambda _t: setattr(self, "_relaying", None))
+
+    async def _retention(self) -> None:
+        """A round of retention in the background: batches for up to its budget, so a
+        large first clean-up never delays a pass."""
+        assert self._pool is not None
+        try:
+            await delete_old_runs(self._pool, retention_days=self.settings.cleanup_retention_days)
+        except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+            log.error("scheduler.retention_failed", error=repr(exc))
+        except Exception:
+            log.exception("scheduler.retention_failed")
+        finally:
+            self._retaining = None
 
     async def _relay(self) -> None:
         """The relay, in the background like any publish: the pass does not wait for it."""

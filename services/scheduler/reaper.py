@@ -4,6 +4,7 @@ retention period, and forget workers long offline."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import asyncpg
@@ -13,6 +14,10 @@ from sundial.core.outbox import wake_scheduler
 from sundial.core.sql import q
 
 log = get_logger("scheduler.reaper")
+
+# Retention deletes this many runs per statement, for at most this long per round.
+RETENTION_BATCH = 5000
+RETENTION_BUDGET_S = 10.0
 
 
 @dataclass
@@ -62,14 +67,17 @@ async def reap(pool: asyncpg.Pool, *, lease_s: float, offline_after_s: float,
 
 
 async def delete_old_runs(pool: asyncpg.Pool, *, retention_days: float,
-                          batch_size: int = 5000, max_batches: int = 20) -> int:
-    """Delete in batches (short transactions); returns how many runs went."""
+                          batch_size: int = RETENTION_BATCH,
+                          budget_s: float = RETENTION_BUDGET_S) -> int:
+    """Delete in batches (short transactions, one instance at a time) until fewer than a
+    batch are left or `budget_s` has passed; returns how many runs went."""
     deleted = 0
-    for _ in range(max_batches):
+    started = time.monotonic()
+    while True:
         status = await pool.execute(q("delete_old_runs"), retention_days, batch_size)
         n = int(status.split()[-1])
         deleted += n
-        if n < batch_size:
+        if n < batch_size or time.monotonic() - started >= budget_s:
             break
     if deleted:
         log.info("runs.retention_deleted", runs=deleted, retention_days=retention_days)

@@ -73,11 +73,16 @@ WHERE coalesce(last_tick_at, started_at) < now() - make_interval(secs => $1)
 RETURNING id;
 
 -- name: delete_old_runs
--- Retention: up to $2 finished runs older than $1 days, oldest first.
-WITH old AS (
+-- Retention: up to $2 finished runs older than $1 days, oldest first, by one scheduler
+-- at a time (a transaction-level advisory lock; another instance deletes nothing then).
+WITH turn AS (
+    SELECT pg_try_advisory_xact_lock(hashtextextended('sundial.retention', 0)) AS mine
+),
+old AS (
     SELECT id
-    FROM runs
-    WHERE created_at < now() - $1::float8 * interval '1 day'
+    FROM runs, turn
+    WHERE turn.mine
+      AND created_at < now() - $1::float8 * interval '1 day'
       AND status IN ('succeeded', 'failed', 'timed_out', 'cancelled', 'skipped', 'dead')
     ORDER BY created_at
     LIMIT $2

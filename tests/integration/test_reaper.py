@@ -93,3 +93,18 @@ async def test_runs_published_long_ago_and_never_started_get_fresh_messages_less
         assert rows[run_id]["published_at"] is not None
     assert rows[unpublished]["published_at"] is None and rows[unpublished]["republished"] == 0
     assert rows[running]["status"] == "running"
+
+
+async def test_retention_runs_in_one_scheduler_at_a_time(pool):
+    job = await pool.fetchval("INSERT INTO jobs (name, handler) VALUES ('o', 'noop') RETURNING id")
+    await pool.execute(
+        """INSERT INTO runs (job_id, scheduled_for, trigger, status, created_at)
+           SELECT $1, now(), 'manual', 'succeeded', now() - interval '40 days'
+           FROM generate_series(1, 25)""", job)
+    async with pool.acquire() as other, other.transaction():
+        # Another instance is deleting: this one leaves it alone.
+        assert await other.fetchval(
+            "SELECT pg_try_advisory_xact_lock(hashtextextended('sundial.retention', 0))")
+        assert await delete_old_runs(pool, retention_days=30, batch_size=10) == 0
+    assert await delete_old_runs(pool, retention_days=30, batch_size=10) == 25
+    assert await pool.fetchval("SELECT count(*) FROM runs") == 0
