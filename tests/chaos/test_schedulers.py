@@ -53,18 +53,29 @@ async def test_sigkilled_schedulers_lose_and_double_nothing(db_url, amqp_url, qu
         schedulers = [start_scheduler() for _ in range(3)]
         kills = 0
         injected: dict[str, int] = dict.fromkeys(faults.POINTS, 0)
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            await asyncio.sleep(rng.uniform(0.5, 3.0))
+
+        def collect() -> None:
+            """Count the instances that died at their point, and start others instead."""
             for i, (process, point) in enumerate(schedulers):
                 if point and not process.alive():
                     assert process.proc.returncode == -signal.SIGKILL, process.proc.returncode
                     injected[point] += 1
                     schedulers[i] = start_scheduler()
+
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            await asyncio.sleep(rng.uniform(0.5, 3.0))
+            collect()
             i = rng.randrange(3)
             schedulers[i][0].kill()
             kills += 1
             schedulers[i] = start_scheduler()
+        # The instances still carrying a point get a few more seconds to reach it (a short
+        # run may otherwise end before any got there: the random kills come first).
+        settle = time.monotonic() + 6
+        while time.monotonic() < settle and not any(injected.values()):
+            await asyncio.sleep(0.25)
+            collect()
         # The survivors relay whatever the killed instances left unpublished.
         await wait_for(lambda: conn.fetchval(
             "SELECT count(*) = 0 FROM runs WHERE published_at IS NULL"), timeout=30,
