@@ -141,7 +141,7 @@ def _command(action: Callable[..., Awaitable[int | None]]) -> Callable[[argparse
         from sundial.core.settings import load_settings
 
         settings = load_settings(ApiSettings)
-        configure_logging("ERROR", settings.log_format)
+        configure_logging("ERROR", settings.log_format, stream=sys.stderr)
         try:
             return run_async(_with_service, settings, action, args)
         except Exception as exc:

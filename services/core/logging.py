@@ -1,11 +1,12 @@
-"""structlog set-up: one JSON line per event on stdout (errors also on stderr)."""
+"""structlog set-up: one line per event on one stream (stdout for the services, so a
+container's log holds each event once), libraries' own log records included."""
 
 from __future__ import annotations
 
 import logging
 import re
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -24,43 +25,38 @@ def redact(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-class _StdLogger:
-    """Writes each rendered event to stdout, and errors to stderr as well."""
-
-    def _out(self, message: str) -> None:
-        print(message, file=sys.stdout, flush=True)
-
-    def _both(self, message: str) -> None:
-        self._out(message)
-        print(message, file=sys.stderr, flush=True)
-
-    debug = info = warning = warn = msg = _out
-    error = critical = exception = fatal = _both
-
-
-def configure_logging(level: str = "INFO", fmt: str = "json", service: str | None = None) -> None:
+def configure_logging(level: str = "INFO", fmt: str = "json", service: str | None = None,
+                      stream: TextIO | None = None) -> None:
+    """Events at `level` and above as JSON (or console) lines on `stream` (default stdout;
+    the admin CLI passes stderr so that its own output stays clean). Records that
+    libraries log through the standard library go the same way, rendered alike, from
+    WARNING up."""
+    out = stream or sys.stdout
     renderer: Any = (structlog.processors.JSONRenderer() if fmt == "json"
-                     else structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty()))
-    processors: list[Any] = [
+                     else structlog.dev.ConsoleRenderer(colors=out.isatty()))
+    shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact,
         structlog.processors.format_exc_info if fmt == "json" else structlog.dev.set_exc_info,
-        renderer,
     ]
     structlog.configure(
-        processors=processors,
+        processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level)),
-        logger_factory=lambda *_: _StdLogger(),
+        logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.clear_contextvars()
     if service:
         structlog.contextvars.bind_contextvars(service=service)
-    # Libraries log through the standard library: keep their warnings, in one line.
-    logging.basicConfig(level=max(logging.WARNING, getattr(logging, level)), stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer]))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(max(logging.WARNING, getattr(logging, level)))
 
 
 def get_logger(name: str | None = None) -> Any:
