@@ -212,6 +212,22 @@ async def test_a_cookie_and_a_password_in_the_url_are_secrets(api: Api) -> None:
     assert p["field"] == "payload.url" and "no stored secret" in p["reason"]
 
 
+async def test_a_secret_stored_in_plain_text_is_never_shown(api: Api) -> None:
+    """A row written by SQL, or before Cookie and URL passwords became secrets, keeps them
+    in the plain payload: a viewer sees them masked all the same."""
+    await api.post("/api/jobs", json=noop_job("old"))
+    await api.pool.execute(
+        "UPDATE jobs SET handler = 'http', payload = $1 WHERE name = 'old'",
+        {"url": "https://u:pl4in@example.com/x", "headers": {"Cookie": "s=c00kie", "X-A": "1"},
+         "secrets": {"token": "t0ken"}})
+    for r in (await api.get("/api/jobs/old"), await api.get("/api/jobs")):
+        assert r.status_code == 200, r.text
+        assert "pl4in" not in r.text and "c00kie" not in r.text and "t0ken" not in r.text
+    shown = (await api.get("/api/jobs/old")).json()["payload"]
+    assert shown == {"url": "https://u:***@example.com/x", "headers": {"Cookie": "***", "X-A": "1"},
+                     "secrets": {"token": "***"}}
+
+
 async def test_a_422_never_echoes_a_secret(api: Api) -> None:
     bodies = [
         # the URL refused (a private address), its password in the value
