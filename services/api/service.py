@@ -34,7 +34,7 @@ from sundial.core.broker import Publisher
 from sundial.core.errors import AlreadyExists, ConfigError, InvalidInput, NotFound
 from sundial.core.logging import get_logger
 from sundial.core.outbox import publish_runs, wake_scheduler
-from sundial.core.secrets import decrypt_fields, encrypt_fields
+from sundial.core.secrets import decrypt_fields, encrypt_fields, merge_secrets
 from sundial.core.sql import q
 from sundial.core.zones import TZDATA_VERSION
 
@@ -135,10 +135,8 @@ class Service:
         async with self.pool.acquire() as conn, conn.transaction():
             row = await self._job_row(conn, ref)
             values = {f: row[f] for f in JOB_FIELDS}
-            stored = {}
-            if row["secret_payload"] and ("payload" in change or "handler" in change):
-                stored = self._decrypt(row["secret_payload"])
             if "payload" in change or "handler" in change:
+                stored = self._stored_secrets(row)
                 values.update(change)
                 values["payload"] = change.get("payload", row["payload"])
                 values = await self._prepare_job(values, stored_secret=stored)
@@ -167,6 +165,16 @@ class Service:
             await wake_scheduler(conn, "schedules")
             await self._audit(conn, actor, "job.delete", "job", row["id"], {"name": row["name"]})
         return row["id"]
+
+    def _stored_secrets(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """The job's secret values: those in secret_payload, and any still kept in its
+        plain payload (a row written by SQL or saved before the field was a secret), so
+        that a payload sent back as shown, "***" and all, keeps them."""
+        plain = row["payload"] if isinstance(row["payload"], dict) else {}
+        stored = payloads.split_secrets(row["handler"], plain)[1]
+        if row["secret_payload"]:
+            stored = merge_secrets(stored, self._decrypt(row["secret_payload"]))
+        return stored
 
     async def _prepare_job(self, values: dict[str, Any], *, stored_secret: dict[str, Any]
                            ) -> dict[str, Any]:

@@ -215,17 +215,28 @@ async def test_a_cookie_and_a_password_in_the_url_are_secrets(api: Api) -> None:
 async def test_a_secret_stored_in_plain_text_is_never_shown(api: Api) -> None:
     """A row written by SQL, or before Cookie and URL passwords became secrets, keeps them
     in the plain payload: a viewer sees them masked all the same."""
+    from sundial.core.secrets import decrypt_fields, merge_secrets
+    from tests.integration.test_api import ENCRYPTION_KEY
+
     await api.post("/api/jobs", json=noop_job("old"))
     await api.pool.execute(
         "UPDATE jobs SET handler = 'http', payload = $1 WHERE name = 'old'",
-        {"url": "https://u:pl4in@example.com/x", "headers": {"Cookie": "s=c00kie", "X-A": "1"},
+        {"url": "https://u:pl4in@1.1.1.1/x", "headers": {"Cookie": "s=c00kie", "X-A": "1"},
          "secrets": {"token": "t0ken"}})
     for r in (await api.get("/api/jobs/old"), await api.get("/api/jobs")):
         assert r.status_code == 200, r.text
         assert "pl4in" not in r.text and "c00kie" not in r.text and "t0ken" not in r.text
     shown = (await api.get("/api/jobs/old")).json()["payload"]
-    assert shown == {"url": "https://u:***@example.com/x", "headers": {"Cookie": "***", "X-A": "1"},
+    assert shown == {"url": "https://u:***@1.1.1.1/x", "headers": {"Cookie": "***", "X-A": "1"},
                      "secrets": {"token": "***"}}
+    # Saved back as shown, the secrets move out of the plain payload, their values kept.
+    r = await api.call("PATCH", "/api/jobs/old", json={"payload": shown})
+    assert r.status_code == 200, r.text
+    row = await api.pool.fetchrow("SELECT payload, secret_payload FROM jobs WHERE name = 'old'")
+    assert row["payload"] == shown and row["secret_payload"]
+    assert merge_secrets(row["payload"], decrypt_fields(ENCRYPTION_KEY, row["secret_payload"])) == {
+        "url": "https://u:pl4in@1.1.1.1/x", "headers": {"Cookie": "s=c00kie", "X-A": "1"},
+        "secrets": {"token": "t0ken"}}
 
 
 async def test_a_422_never_echoes_a_secret(api: Api) -> None:
