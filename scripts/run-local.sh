@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # `make run`: the whole of Sundial on this machine, in the foreground, with a demo.
 #
+#   0. stop at once, touching nothing, if a `make run` on the same database is running
+#      or something listens on API_PORT (and say where)
 #   1. migrate (creating the database if needed)
 #   2. create the admin key "demo-admin" and print it (a fresh one on every run; the
 #      previous demo-admin key is revoked, so only the key printed last works)
 #   3. load the demo jobs (left as they are when they exist already)
 #   4. start the API, the worker and the scheduler, each log line prefixed with its service
 #   5. Ctrl-C (SIGINT) or SIGTERM: SIGTERM to all three, wait for them, exit 0
-#      (a second Ctrl-C kills them at once)
+#      (a second Ctrl-C kills them at once); each service runs in a session of its own, so
+#      the terminal's Ctrl-C reaches this script only
 #
 # PostgreSQL and RabbitMQ must be reachable (`make services`, or `make up` with Docker).
 # Every variable of docs/operations.md can be set in the environment; the demo's own
@@ -37,6 +40,24 @@ PYTHON="$(dirname "$SUNDIAL")/python"
 [ -x "$PYTHON" ] || PYTHON=python3
 
 say() { printf 'run-local | %s\n' "$*"; }
+
+# --- 0. one `make run` per database and port ---------------------------------------------------
+# A second one would revoke the first one's admin key, then fail on the busy port: it says
+# where the first one is and leaves it alone. The lock is held while this script runs.
+database="${DATABASE_URL:-postgresql://${POSTGRES_USER:-}@${POSTGRES_HOST:-}:${POSTGRES_PORT:-}/${POSTGRES_DB:-}}"
+lock="${TMPDIR:-/tmp}/sundial-run-$(printf '%s' "$database" | cksum | cut -d' ' -f1).lock"
+exec {lockfd}<>"$lock"
+if ! flock -n "$lockfd"; then
+  say "Sundial is already running on this database under \`make run\` (pid $(head -n 1 "$lock"), $(sed -n 2p "$lock")); it is left alone."
+  say "Stop it with Ctrl-C in its terminal, or start a second one with another DATABASE_URL and API_PORT."
+  exit 1
+fi
+if (exec 3<>"/dev/tcp/${API_HOST}/${API_PORT}") 2>/dev/null; then
+  say "something already listens on ${API_HOST}:${API_PORT} (another Sundial API?); it is left alone."
+  say "Stop it, or choose another port: API_PORT=8001 make run"
+  exit 1
+fi
+printf '%s\ndashboard http://%s:%s/\n' "$$" "$API_HOST" "$API_PORT" >"$lock"
 
 # --- 1. database -----------------------------------------------------------------------------
 say "migrating the database"
@@ -71,12 +92,9 @@ names=() pids=() prefixers=()
 # a prefixer keeps reading until its service has written its last line.
 prefix() {
   trap '' INT TERM
+  exec {lockfd}>&-
   local line
   while IFS= read -r line || [ -n "$line" ]; do
-    # Log events at error level are written to both streams; show them once.
-    if [ "$2" = err ] && [[ $line =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z\ \[ ]]; then
-      continue
-    fi
     printf '%-9s | %s\n' "$1" "$line"
   done
 }
@@ -88,7 +106,9 @@ start() {
   prefixers+=($!)
   exec {err}> >(prefix "$name" err)
   prefixers+=($!)
-  "$SUNDIAL" "$@" >&"$out" 2>&"$err" &
+  # A session of its own: Ctrl-C reaches this script only, which stops the services in
+  # order (SIGTERM) and can tell a stop it asked for from a service that ended by itself.
+  setsid "$SUNDIAL" "$@" >&"$out" 2>&"$err" {lockfd}>&- &
   pids+=($!)
   names+=("$name")
   exec {out}>&- {err}>&-
@@ -97,17 +117,18 @@ start() {
 alive() { kill -0 "$1" 2>/dev/null; }
 
 stopping=""
-stop() {
+stop() {  # $1: why
   if [ -n "$stopping" ]; then
-    say "stopping now (SIGKILL)"
+    say "$1 again: stopping now (SIGKILL)"
     kill -KILL "${pids[@]}" 2>/dev/null || true
     return
   fi
   stopping=1
-  say "stopping scheduler, worker and API (SIGTERM; Ctrl-C again to kill them)"
+  say "$1: stopping scheduler, worker and API (SIGTERM; Ctrl-C again to kill them)"
   kill -TERM "${pids[@]}" 2>/dev/null || true
 }
-trap stop INT TERM
+trap 'stop Ctrl-C' INT
+trap 'stop SIGTERM' TERM
 # Whatever ends this script, it leaves no service behind.
 trap 'kill -KILL "${pids[@]}" 2>/dev/null || true' EXIT
 
@@ -146,8 +167,7 @@ fi
 while [ -z "$stopping" ]; do
   for i in "${!pids[@]}"; do
     if ! alive "${pids[$i]}"; then
-      say "${names[$i]} exited on its own; stopping the others"
-      stop
+      stop "${names[$i]} exited on its own"
       break
     fi
   done

@@ -1,8 +1,9 @@
 """`make run` as a newcomer uses it: scripts/run-local.sh (what `make run` executes after
 installing) against a database of its own brings up API, worker and scheduler with the
 demo jobs and a printed admin key; the demo heartbeat and the http check of the API's
-own /health succeed; the container healthchecks pass; Ctrl-C stops everything with exit
-code 0 and leaves no process behind; a second run works on the same database."""
+own /health succeed; the container healthchecks pass; a second `make run` meanwhile
+leaves the first alone; Ctrl-C stops everything with exit code 0, says so, and leaves no
+process behind; a second run works on the same database."""
 
 from __future__ import annotations
 
@@ -126,12 +127,23 @@ async def test_make_run_brings_up_the_demo_and_ctrl_c_stops_everything(
             health = {}
             for service in ("scheduler", "worker", "api"):
                 health[service] = await healthy_within(env, service, seconds=30)
+            # A second `make run` meanwhile says where the first is and leaves it alone.
+            again = subprocess.run(["bash", "scripts/run-local.sh"], cwd=ROOT, env=env,
+                                   capture_output=True, text=True, timeout=60)
+            assert again.returncode == 1, again.stdout + again.stderr
+            assert "already running" in again.stdout and f"127.0.0.1:{port}" in again.stdout
+            assert str(run.proc.pid) in again.stdout
+            async with httpx.AsyncClient(base_url=base, timeout=15) as http:
+                response = await http.get("/api/jobs", headers={"Authorization": f"Bearer {key}"})
+            assert response.status_code == 200, "the first run's admin key still works"
         except BaseException:
             run.proc.kill()
             raise
         code = run.ctrl_c(timeout=60)
         output = run.output()
         assert code == 0, output[-3000:]
+        assert "Ctrl-C: stopping scheduler, worker and API" in output, output[-3000:]
+        assert "exited on its own" not in output, output[-3000:]
         for service in ("scheduler", "worker", "api"):
             assert re.search(rf"^{service} +\| ", output, re.MULTILINE), (
                 f"{service}'s log lines are prefixed with its name")
