@@ -23,7 +23,7 @@ run: install services
 	@bash scripts/run-local.sh
 
 test: install services
-	$(BIN)/pytest -q -p no:cacheprovider -m "not slow"
+	$(BIN)/pytest -q -rs -p no:cacheprovider -m "not slow"
 
 test-fast: install
 	$(BIN)/pytest -q tests/unit
@@ -36,7 +36,7 @@ bench: install services
 	$(BIN)/python -m bench
 
 chaos: install services
-	$(BIN)/pytest -q -m slow tests/chaos tests/e2e
+	$(BIN)/pytest -q -rs -m slow tests/chaos tests/e2e
 
 # Docker instead of local servers: PostgreSQL, RabbitMQ, migrate, 2 schedulers, worker, API.
 up:
