@@ -30,6 +30,9 @@ export API_HOST="${API_HOST:-127.0.0.1}"
 export API_PORT="${API_PORT:-8000}"
 export WORKER_HTTP_ALLOWED_NETWORKS="${WORKER_HTTP_ALLOWED_NETWORKS-127.0.0.0/8}"
 export WORKER_SHUTDOWN_GRACE="${WORKER_SHUTDOWN_GRACE:-10}"
+# The README's python job (reports.daily) lives in examples/reports.py.
+export WORKER_IMPORTS="${WORKER_IMPORTS-reports}"
+export PYTHONPATH="$PWD/examples${PYTHONPATH:+:$PYTHONPATH}"
 
 SUNDIAL="${SUNDIAL:-.venv/bin/sundial}"
 if [ ! -x "$SUNDIAL" ]; then
@@ -156,7 +159,8 @@ if [ -z "$stopping" ] && alive "${pids[0]}"; then
   │               (name demo-admin; shown once: the next \`make run\` replaces it)
   │   demo jobs   demo-heartbeat (noop, every 10 s), demo-api-health (http, every 30 s),
   │               demo-cron (sleep, every minute, Europe/Paris)
-  │   try         .venv/bin/sundial status   ·   .venv/bin/sundial runs list
+  │   python jobs examples/reports.py (reports.daily), imported by the worker
+  │   try         source .venv/bin/activate; sundial status; sundial runs list
   │ Ctrl-C stops everything.
   └──────────────────────────────────────────────────────────────────────────────
 

@@ -1,7 +1,7 @@
 """`make run` as a newcomer uses it: scripts/run-local.sh (what `make run` executes after
 installing) against a database of its own brings up API, worker and scheduler with the
 demo jobs and a printed admin key; the demo heartbeat and the http check of the API's
-own /health succeed; the container healthchecks pass; a second `make run` meanwhile
+own /health succeed; the README's examples succeed as written; the container healthchecks pass; a second `make run` meanwhile
 leaves the first alone; Ctrl-C stops everything with exit code 0, says so, and leaves no
 process behind; a second run works on the same database."""
 
@@ -127,6 +127,16 @@ async def test_make_run_brings_up_the_demo_and_ctrl_c_stops_everything(
             health = {}
             for service in ("scheduler", "worker", "api"):
                 health[service] = await healthy_within(env, service, seconds=30)
+            # The README's examples, as written (but the port), succeed.
+            for block in readme_examples():
+                done = subprocess.run(
+                    ["bash", "-euo", "pipefail", "-c", block.replace("127.0.0.1:8000", f"127.0.0.1:{port}")],
+                    cwd=ROOT, env={**env, "PATH": f"{SUNDIAL.parent}:{os.environ['PATH']}"},
+                    capture_output=True, text=True, timeout=120)
+                assert done.returncode == 0, f"{block}\n{done.stdout}\n{done.stderr}"
+            for job in ("nightly-report", "ping"):
+                await wait_for(lambda job=job: succeeded_runs(db_url, job), timeout=60, interval=1,
+                               what=f"a succeeded run of the README's job {job}")
             # A second `make run` meanwhile says where the first is and leaves it alone.
             again = subprocess.run(["bash", "scripts/run-local.sh"], cwd=ROOT, env=env,
                                    capture_output=True, text=True, timeout=60)
@@ -162,7 +172,7 @@ async def test_make_run_brings_up_the_demo_and_ctrl_c_stops_everything(
                 new = await http.get("/api/jobs", headers={"Authorization": f"Bearer {new_key}"})
             assert old.status_code == 401
             assert new.status_code == 200, new.text
-            assert {j["name"] for j in new.json()} == DEMO_JOBS
+            assert {j["name"] for j in new.json()} == DEMO_JOBS | {"nightly-report", "ping"}
         except BaseException:
             run.proc.kill()
             raise
@@ -179,6 +189,15 @@ async def test_make_run_brings_up_the_demo_and_ctrl_c_stops_everything(
             await admin.execute(f'DROP DATABASE IF EXISTS "{db_url.rsplit("/", 1)[1]}" WITH (FORCE)')
         finally:
             await admin.close()
+
+
+def readme_examples() -> list[str]:
+    """The shell blocks of the README's "Adding a job"."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Adding a job"):text.index("## Running the services")]
+    blocks = re.findall(r"^```sh\n(.*?)^```", section, re.MULTILINE | re.DOTALL)
+    assert len(blocks) == 2, "the README's CLI and HTTP examples"
+    return blocks
 
 
 async def _answers(http: httpx.AsyncClient) -> bool:
