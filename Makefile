@@ -29,7 +29,7 @@ test-fast: install
 	$(BIN)/pytest -q tests/unit
 
 lint: install
-	$(BIN)/ruff check services tests bench
+	$(BIN)/ruff check services tests bench examples
 
 bench: install services
 	$(BIN)/pip install -q -e '.[test,bench]'

@@ -1,9 +1,10 @@
 """`make run` as a newcomer uses it: scripts/run-local.sh (what `make run` executes after
 installing) against a database of its own brings up API, worker and scheduler with the
 demo jobs and a printed admin key; the demo heartbeat and the http check of the API's
-own /health succeed; the README's examples succeed as written; the container healthchecks pass; a second `make run` meanwhile
-leaves the first alone; Ctrl-C stops everything with exit code 0, says so, and leaves no
-process behind; a second run works on the same database."""
+own /health succeed; the README's examples succeed as written; the container healthchecks
+pass; a second `make run` meanwhile leaves the first alone; Ctrl-C stops everything with
+exit code 0, says so, and leaves no process behind; a second run works on the same
+database."""
 
 from __future__ import annotations
 
@@ -129,7 +130,8 @@ async def test_make_run_brings_up_the_demo_and_ctrl_c_stops_everything(
                 health[service] = await healthy_within(env, service, seconds=30)
             # The README's examples, as written (but the port), succeed.
             for block in readme_examples():
-                done = subprocess.run(
+                done = await asyncio.to_thread(
+                    subprocess.run,
                     ["bash", "-euo", "pipefail", "-c", block.replace("127.0.0.1:8000", f"127.0.0.1:{port}")],
                     cwd=ROOT, env={**env, "PATH": f"{SUNDIAL.parent}:{os.environ['PATH']}"},
                     capture_output=True, text=True, timeout=120)
@@ -138,8 +140,9 @@ async def test_make_run_brings_up_the_demo_and_ctrl_c_stops_everything(
                 await wait_for(lambda job=job: succeeded_runs(db_url, job), timeout=60, interval=1,
                                what=f"a succeeded run of the README's job {job}")
             # A second `make run` meanwhile says where the first is and leaves it alone.
-            again = subprocess.run(["bash", "scripts/run-local.sh"], cwd=ROOT, env=env,
-                                   capture_output=True, text=True, timeout=60)
+            again = await asyncio.to_thread(
+                subprocess.run, ["bash", "scripts/run-local.sh"], cwd=ROOT, env=env,
+                capture_output=True, text=True, timeout=60)
             assert again.returncode == 1, again.stdout + again.stderr
             assert "already running" in again.stdout and f"127.0.0.1:{port}" in again.stdout
             assert str(run.proc.pid) in again.stdout
