@@ -22,6 +22,8 @@ EXIT_UNREACHABLE, EXIT_INVALID, EXIT_NOT_FOUND, EXIT_CONFLICT = 1, 2, 3, 4
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("api", help="run the HTTP API (and the dashboard)")
+    p.add_argument("--host", help="the address to listen on (default API_HOST, else 0.0.0.0)")
+    p.add_argument("--port", type=_port, help="the TCP port (default API_PORT, else 8000)")
     p.set_defaults(func=_api)
 
     keys = _group(sub, "keys", "API keys: create, list, revoke")
@@ -99,7 +101,17 @@ def _jobs_add_parser(jobs: argparse._SubParsersAction) -> None:
 # --- `sundial api` -----------------------------------------------------------------------------
 
 
-def _api(_args: argparse.Namespace) -> int:
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port: give a number from 1 to 65535")
+    return port
+
+
+def _api(args: argparse.Namespace) -> int:
     import uvicorn
 
     from sundial.api.app import create_app
@@ -117,6 +129,8 @@ def _api(_args: argparse.Namespace) -> int:
             yield
 
     settings = load_settings(ApiSettings)
+    settings = settings.model_copy(update={"api_host": args.host or settings.api_host,
+                                           "api_port": args.port or settings.api_port})
     configure_logging(settings.log_level, settings.log_format, service="api")
     server = Server(uvicorn.Config(create_app(settings), host=settings.api_host,
                                    port=settings.api_port, log_config=None, access_log=False,

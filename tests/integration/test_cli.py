@@ -102,3 +102,36 @@ def test_an_unreachable_database_is_exit_1(db_url: str, amqp_url: str) -> None:
     done = subprocess.run([sys.executable, "-m", "sundial", "jobs", "list"], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and done.stderr.startswith("sundial: cannot reach the database")
+
+
+async def test_api_listens_where_host_and_port_say(db_url: str, amqp_url: str) -> None:
+    """`sundial api --host --port` wins over API_HOST/API_PORT; a bad port is refused by name."""
+    import asyncio
+
+    import httpx
+
+    from tests.conftest import free_port, wait_for
+
+    port, other = free_port(), free_port()
+    env = service_env(db_url, amqp_url, API_HOST="0.0.0.0", API_PORT=other)
+    bad = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "sundial", "api", "--port", "70000"], env=env,
+        cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--port: '70000' is not a TCP port" in bad.stderr
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sundial", "api", "--host", "127.0.0.1", "--port", str(port),
+        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        async with httpx.AsyncClient(timeout=2) as http:
+            async def answers() -> bool:
+                try:
+                    return (await http.get(f"http://127.0.0.1:{port}/health")).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            await wait_for(answers, timeout=60, interval=0.2, what="the API on --port")
+            with pytest.raises(httpx.ConnectError):
+                await http.get(f"http://127.0.0.1:{other}/health")
+    finally:
+        proc.terminate()
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
