@@ -36,6 +36,7 @@ from sundial.core.broker import Publisher
 from sundial.core.db import CONNECTION_ERRORS, create_pool
 from sundial.core.errors import AlreadyExists, InvalidInput, NotFound, SundialError
 from sundial.core.logging import get_logger
+from sundial.core.migrate import wait_until_migrated
 from sundial.core.secrets import masked_url
 from sundial.core.settings import load_settings
 
@@ -58,6 +59,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await create_pool(settings.database_url, min_size=settings.db_pool_min,
                                  max_size=settings.db_pool_max)
+        await wait_until_migrated(pool)
         publisher = Publisher(settings.rabbitmq_url, settings.delivery_limit)
         app.state.pool = pool
         app.state.publisher = publisher

@@ -2,7 +2,7 @@
 
 The admin commands talk to PostgreSQL directly (they work before any API key exists) and
 share every rule with the HTTP API through sundial.api.service. Output is a readable table, or
-JSON with --json. Exit codes: 0 done, 1 database unreachable, 2 invalid input,
+JSON with --json. Exit codes: 0 done, 1 database unreachable or not migrated, 2 invalid input,
 3 not found, 4 already exists or not possible in the current state.
 """
 
@@ -172,9 +172,11 @@ async def _with_service(settings: Any, action: Callable[..., Awaitable[int | Non
                         args: argparse.Namespace) -> int:
     from sundial.api.service import Service
     from sundial.core.db import create_pool
+    from sundial.core.migrate import check_migrated
 
     pool = await create_pool(settings.database_url, min_size=1, max_size=2, attempts=3)
     try:
+        await check_migrated(pool)
         return int(await action(Service(pool, settings), args) or 0)
     finally:
         await pool.close()
@@ -186,7 +188,7 @@ def _explain(exc: BaseException) -> tuple[int | None, str]:
 
     from sundial.api.errors import Conflict
     from sundial.core.db import CONNECTION_ERRORS
-    from sundial.core.errors import AlreadyExists, InvalidInput, NotFound
+    from sundial.core.errors import AlreadyExists, InvalidInput, MigrationError, NotFound
 
     if isinstance(exc, InvalidInput):
         return EXIT_INVALID, f"{exc.field} {_short(exc.value)}: {exc.reason}"
@@ -200,6 +202,8 @@ def _explain(exc: BaseException) -> tuple[int | None, str]:
         return EXIT_CONFLICT, str(exc)
     if isinstance(exc, (*CONNECTION_ERRORS, asyncpg.PostgresConnectionError)):
         return EXIT_UNREACHABLE, f"cannot reach the database: {exc}"
+    if isinstance(exc, MigrationError):
+        return EXIT_UNREACHABLE, str(exc)
     return None, ""
 
 

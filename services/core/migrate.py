@@ -1,7 +1,9 @@
 """`sundial migrate`: apply pending sql/migrations/NNNN_name.sql in order, once each.
 
 Safe to run twice or from two processes at once: a session advisory lock serialises
-runners, and each migration is applied and recorded in one transaction.
+runners, and each migration is applied and recorded in one transaction. The services wait
+at start-up until every migration of their release is applied (`wait_until_migrated`), so
+they may start before the migration (a Kubernetes Job, the compose `migrate` service).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from importlib.resources.abc import Traversable
 from urllib.parse import unquote, urlsplit
 
 import asyncpg
+import tenacity
 
 from sundial.core.errors import MigrationError
 from sundial.core.logging import get_logger
@@ -115,3 +118,44 @@ async def ensure_database(dsn: str) -> bool:
         await admin.close()
     log.info("database.created", database=name)
     return True
+
+
+async def pending(conn: asyncpg.Connection | asyncpg.Pool,
+                  migrations: list[Migration] | None = None) -> list[Migration]:
+    """The migrations of this release that the database has not applied."""
+    migrations = discover() if migrations is None else migrations
+    try:
+        rows = await conn.fetch("SELECT version FROM schema_migrations")
+    except asyncpg.UndefinedTableError:
+        return migrations
+    applied = {r["version"] for r in rows}
+    return [m for m in migrations if m.version not in applied]
+
+
+def describe(missing: list[Migration]) -> str:
+    names = ", ".join(f"{m.version:04d}_{m.name}" for m in missing)
+    return f"the database lacks migration(s) {names}: run `sundial migrate`"
+
+
+async def check_migrated(conn: asyncpg.Connection | asyncpg.Pool) -> None:
+    """MigrationError naming what is missing (for commands that must not wait)."""
+    missing = await pending(conn)
+    if missing:
+        raise MigrationError(describe(missing))
+
+
+def _log_waiting(state: tenacity.RetryCallState) -> None:
+    missing = state.outcome.result() if state.outcome else []
+    log.warning("database.not_migrated", missing=[f"{m.version:04d}_{m.name}" for m in missing],
+                fix="run `sundial migrate` (the migrate Job or compose service)",
+                wait_s=round(state.next_action.sleep, 1) if state.next_action else None)
+
+
+async def wait_until_migrated(pool: asyncpg.Pool, max_wait_s: float = 15.0) -> None:
+    """Return once every migration of this release is applied; until then, log
+    `database.not_migrated` (what is missing) and look again with backoff."""
+    retrying = tenacity.AsyncRetrying(
+        retry=tenacity.retry_if_result(bool),
+        wait=tenacity.wait_exponential(multiplier=0.5, max=max_wait_s),
+        before_sleep=_log_waiting)
+    await retrying(pending, pool)

@@ -28,6 +28,7 @@ from sundial.core import health, runtime
 from sundial.core.broker import CONFIRM_TIMEOUT_S, Publisher
 from sundial.core.db import CONNECTION_ERRORS, connect, create_pool
 from sundial.core.logging import get_logger
+from sundial.core.migrate import wait_until_migrated
 from sundial.core.outbox import WAKEUP_CHANNEL, PublishResult, publish_runs
 from sundial.core.runtime import iso_utc
 from sundial.core.settings import Settings, instance_id
@@ -106,6 +107,7 @@ class Scheduler:
         s = self.settings
         self._pool = await create_pool(s.database_url, min_size=s.db_pool_min,
                                        max_size=s.db_pool_max)
+        await wait_until_migrated(self._pool)
         async with self._pool.acquire() as conn:
             await conn.execute(q("register_instance"), self.name, socket.gethostname(),
                                os.getpid(), TZDATA_VERSION)

@@ -21,6 +21,7 @@ import prometheus_client as prom
 from sundial.core import runtime
 from sundial.core.db import CONNECTION_ERRORS, create_pool, waiting_out
 from sundial.core.logging import get_logger
+from sundial.core.migrate import wait_until_migrated
 from sundial.core.runtime import iso_utc
 from sundial.core.settings import instance_id
 from sundial.worker import registry
@@ -55,6 +56,7 @@ class Worker:
         registry.import_modules(s.imports)
         handlers = available(s)
         pool = await create_pool(s.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max)
+        await wait_until_migrated(pool)
         held: dict[tuple[int, int], Held] = {}
         recorder = Recorder(pool, self.id, Acks(), held)
         self.heartbeat = Heartbeat(s, pool, self.id, sorted(handlers), held, recorder.counts)

@@ -45,3 +45,46 @@ async def test_migrate_twice_and_concurrently_applies_nothing_more(servers):
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+async def test_services_wait_for_migrations_and_commands_say_what_is_missing(
+        servers, amqp_url, processes):
+    """A service started before `sundial migrate` (a Kubernetes Job, the compose migrate
+    service) logs what is missing and starts once it is applied; an admin command exits 1
+    naming the missing migrations instead of a traceback."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, service_env, wait_for
+
+    admin = await asyncpg.connect(servers[0])
+    name = "sundial_t_not_migrated"
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = servers[0].rsplit("/", 1)[0] + "/" + name
+    env = service_env(url, amqp_url, WORKER_QUEUES=f"nm{name}")
+    try:
+        listing = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "sundial", "jobs", "list"], env=env,
+            cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert listing.returncode == 1
+        assert listing.stderr.strip().startswith("sundial: the database lacks migration(s) 0001_init")
+        assert "run `sundial migrate`" in listing.stderr and "Traceback" not in listing.stderr
+        services = [processes([service], env) for service in ("scheduler", "worker")]
+        for p in services:
+            await wait_for(lambda p=p: '"database.not_migrated"' in p.output(), timeout=60,
+                           what=f"{p.args[0]} to say the database is not migrated")
+            assert p.alive()
+        conn = await asyncpg.connect(url)
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+        for p, started in zip(services, ('"scheduler.started"', '"worker.consuming"'), strict=True):
+            await wait_for(lambda p=p, started=started: started in p.output(), timeout=60,
+                           what=f"{p.args[0]} to start once migrated")
+            assert "Traceback" not in p.output()
+        assert [p.stop() for p in services] == [0, 0]
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
