@@ -25,6 +25,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sundial.api import dashboard, probes
+from sundial.api.access import AccessLog
 from sundial.api.apidocs import include_docs
 from sundial.api.auth import KeyCache, authorize
 from sundial.api.errors import Conflict, Forbidden, Unauthorized
@@ -98,6 +99,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     include_docs(app)
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(AccessLog)  # outermost: every answer is logged, a 413 included
     return app
 
 

@@ -27,6 +27,7 @@ import asyncpg
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from sundial.api.access import KEY_NAME
 from sundial.api.errors import Forbidden, Unauthorized
 from sundial.core.db import CONNECTION_ERRORS, connect
 from sundial.core.logging import get_logger
@@ -203,7 +204,9 @@ async def principal(request: Request,
                     ) -> Principal:
     """The caller, from `Authorization: Bearer <key>` (401 without a valid key)."""
     key = credentials.credentials if credentials else None
-    return await authenticate(request.app.state.pool, key, request.app.state.key_cache)
+    who = await authenticate(request.app.state.pool, key, request.app.state.key_cache)
+    request.scope.setdefault("state", {})[KEY_NAME] = who.name  # for the access log
+    return who
 
 
 async def authorize(request: Request, who: Annotated[Principal, Depends(principal)]) -> None:

@@ -656,3 +656,22 @@ async def test_a_secret_that_changes_shape_is_replaced_or_refused_by_name(api: A
     assert "abc" not in r.text and r.json()["payload"]["secrets"] == {"token": "***"}
     stored = await api.pool.fetchval("SELECT secret_payload FROM jobs WHERE name = 'shape'")
     assert decrypt_fields(ENCRYPTION_KEY, stored) == {"secrets": {"token": {"a": {"b": 1}}}}
+
+
+async def test_every_request_is_logged_with_its_key_name_never_the_key(api: Api) -> None:
+    from structlog.testing import capture_logs
+
+    with capture_logs() as events:
+        assert (await api.get("/api/jobs", "viewer")).status_code == 200
+        assert (await api.get("/api/jobs?limit=1", None)).status_code == 401
+        assert (await api.post("/api/jobs", json={"name": "x", "handler": "nope"})).status_code == 422
+        assert (await api.get("/health", None)).status_code == 200
+    requests = [e for e in events if e["event"] == "http.request"]
+    assert [(e["method"], e["path"], e["status"], e["key"], e["log_level"]) for e in requests] == [
+        ("GET", "/api/jobs", 200, "viewer-key", "info"),
+        ("GET", "/api/jobs", 401, None, "info"),
+        ("POST", "/api/jobs", 422, "admin-key", "info"),
+        ("GET", "/health", 200, None, "debug"),
+    ]
+    assert all(e["duration_ms"] >= 0 for e in requests)
+    assert not any(key in repr(events) for key in api.keys.values())
