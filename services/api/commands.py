@@ -3,7 +3,8 @@
 The admin commands talk to PostgreSQL directly (they work before any API key exists) and
 share every rule with the HTTP API through sundial.api.service. Output is a readable table, or
 JSON with --json. Exit codes: 0 done, 1 database unreachable or not migrated, 2 invalid input,
-3 not found, 4 already exists or not possible in the current state.
+3 not found, 4 already exists or not possible in the current state; `runs follow`: 5 the
+run ended other than succeeded, 6 --timeout passed first.
 """
 
 from __future__ import annotations
@@ -38,26 +39,58 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("key", help="the key's id or prefix")
     _json_flag(p).set_defaults(func=_command(_keys_revoke))
 
-    jobs = _group(sub, "jobs", "jobs: list, add, trigger, pause, resume")
+    jobs = _group(sub, "jobs", "jobs: list, show, add, edit, delete, trigger, pause, resume")
     p = jobs.add_parser("list", help="every job with its next slot and latest run")
     _json_flag(p).set_defaults(func=_command(_jobs_list))
     _jobs_add_parser(jobs)
-    for name, helptext, func in (("trigger", "run a job now", _jobs_trigger),
+    _jobs_edit_parser(jobs)
+    for name, helptext, func in (("show", "one job with its schedules", _jobs_show),
+                                 ("trigger", "run a job now", _jobs_trigger),
                                  ("pause", "disable a job: its slots pass without runs", _jobs_pause),
                                  ("resume", "enable a job again", _jobs_resume)):
         p = jobs.add_parser(name, help=helptext)
         p.add_argument("job", help="the job's id or name")
         _json_flag(p).set_defaults(func=_command(func))
+    p = jobs.add_parser("delete", help="delete a job with its schedules and run history")
+    p.add_argument("job", help="the job's id or name")
+    p.add_argument("--yes", action="store_true", help="confirm: the history goes too")
+    _json_flag(p).set_defaults(func=_command(_jobs_delete))
 
-    runs = _group(sub, "runs", "run history: list, show")
+    runs = _group(sub, "runs", "run history: list, show, follow, cancel, retry")
     p = runs.add_parser("list", help="runs, newest first")
     p.add_argument("--job", help="only this job (id or name)")
     p.add_argument("--status", action="append", help="only this status (repeatable)")
     p.add_argument("--limit", type=int, default=20)
     _json_flag(p).set_defaults(func=_command(_runs_list))
-    p = runs.add_parser("show", help="one run with its result, error and output")
+    for name, helptext, func in (
+            ("show", "one run with its result, error and output", _runs_show),
+            ("cancel", "cancel a queued or running run", _runs_cancel),
+            ("retry", "run a finished run's job again, as a new run", _runs_retry)):
+        p = runs.add_parser(name, help=helptext)
+        p.add_argument("run_id", type=int)
+        _json_flag(p).set_defaults(func=_command(func))
+    p = runs.add_parser("follow", help="print a run's status as it changes until it ends; "
+                                       "exit 0 if it succeeded, 5 if it ended otherwise")
     p.add_argument("run_id", type=int)
-    _json_flag(p).set_defaults(func=_command(_runs_show))
+    p.add_argument("--timeout", type=float, default=None, help="give up after this many seconds "
+                                                               "(exit 6)")
+    _json_flag(p).set_defaults(func=_command(_runs_follow))
+
+    schedules = _group(sub, "schedules", "schedules: list, add, pause, resume, delete")
+    p = schedules.add_parser("list", help="schedules with their next slot")
+    p.add_argument("--job", help="only this job's (id or name)")
+    _json_flag(p).set_defaults(func=_command(_schedules_list))
+    p = schedules.add_parser("add", help="add a schedule to a job",
+                             description="e.g. sundial schedules add nightly --cron '0 2 * * *'")
+    p.add_argument("job", help="the job's id or name")
+    _schedule_options(p, required=True)
+    _json_flag(p).set_defaults(func=_command(_schedules_add))
+    for name, helptext, func in (("pause", "stop a schedule firing", _schedules_pause),
+                                 ("resume", "let a schedule fire again", _schedules_resume),
+                                 ("delete", "delete a schedule (its runs stay)", _schedules_delete)):
+        p = schedules.add_parser(name, help=helptext)
+        p.add_argument("schedule_id", type=int)
+        _json_flag(p).set_defaults(func=_command(func))
 
     p = sub.add_parser("status", help="scheduler, workers and totals at a glance")
     _json_flag(p).set_defaults(func=_command(_status))
@@ -86,16 +119,36 @@ def _jobs_add_parser(jobs: argparse._SubParsersAction) -> None:
     p.add_argument("--max-attempts", type=int, default=None)
     p.add_argument("--concurrency-policy", default="allow", choices=("allow", "forbid", "replace"))
     p.add_argument("--disabled", action="store_true", help="create it paused")
-    when = p.add_mutually_exclusive_group()
+    _schedule_options(p, required=False)
+    p.add_argument("--exists-ok", action="store_true",
+                   help="exit 0 without changes if a job with this name exists")
+    _json_flag(p).set_defaults(func=_command(_jobs_add))
+
+
+def _schedule_options(p: argparse.ArgumentParser, *, required: bool) -> None:
+    when = p.add_mutually_exclusive_group(required=required)
     when.add_argument("--every", type=float, metavar="SECONDS", help="an interval schedule")
     when.add_argument("--cron", help="a cron schedule, e.g. '*/5 * * * *'")
     when.add_argument("--at", metavar="ISO_TIME", help="a one-off schedule, with a UTC offset")
     p.add_argument("--timezone", default="UTC", help="IANA zone of --cron, e.g. Europe/Paris")
     p.add_argument("--jitter", type=float, default=0.0, help="seconds")
     p.add_argument("--misfire-policy", default="run_once", choices=("run_once", "skip", "run_all"))
-    p.add_argument("--exists-ok", action="store_true",
-                   help="exit 0 without changes if a job with this name exists")
-    _json_flag(p).set_defaults(func=_command(_jobs_add))
+
+
+def _jobs_edit_parser(jobs: argparse._SubParsersAction) -> None:
+    p = jobs.add_parser("edit", help="change a job's fields (the others keep their values)",
+                        description="e.g. sundial jobs edit nightly --timeout 600 --queue reports")
+    p.add_argument("job", help="the job's id or name")
+    p.add_argument("--name", help="a new name")
+    p.add_argument("--handler", help="noop, sleep, http, command or python")
+    p.add_argument("--payload", help="the handler's arguments as a JSON object (replaces it)")
+    p.add_argument("--description")
+    p.add_argument("--queue")
+    p.add_argument("--priority", type=int)
+    p.add_argument("--timeout", type=float, help="seconds")
+    p.add_argument("--max-attempts", type=int)
+    p.add_argument("--concurrency-policy", choices=("allow", "forbid", "replace"))
+    _json_flag(p).set_defaults(func=_command(_jobs_edit))
 
 
 # --- `sundial api` -----------------------------------------------------------------------------
@@ -191,7 +244,8 @@ def _explain(exc: BaseException) -> tuple[int | None, str]:
     from sundial.core.errors import AlreadyExists, InvalidInput, MigrationError, NotFound
 
     if isinstance(exc, InvalidInput):
-        return EXIT_INVALID, f"{exc.field} {_short(exc.value)}: {exc.reason}"
+        shown = "" if exc.value is None else f" {_short(exc.value)}"
+        return EXIT_INVALID, f"{exc.field}{shown}: {exc.reason}"
     if isinstance(exc, ValidationError):
         return EXIT_INVALID, "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])} {_short(e.get('input'))}: "
@@ -287,28 +341,37 @@ async def _jobs_list(svc: Any, args: argparse.Namespace) -> None:
 
 def _job_body(args: argparse.Namespace) -> Any:
     from sundial.api.schemas import JobCreate
-    from sundial.core.errors import InvalidInput
 
-    try:
-        payload = json.loads(args.payload)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput("--payload", args.payload, f"is not JSON ({exc.msg})") from None
-    schedule: dict[str, Any] = {"timezone": args.timezone, "jitter_seconds": args.jitter,
-                                "misfire_policy": args.misfire_policy}
-    if args.every is not None:
-        schedule.update(kind="interval", interval_seconds=args.every)
-    elif args.cron is not None:
-        schedule.update(kind="cron", cron=args.cron)
-    elif args.at is not None:
-        schedule.update(kind="once", run_at=args.at)
-    else:
-        schedule = {}
+    payload = _payload(args.payload)
+    schedule = _schedule_fields(args)
     return JobCreate.model_validate({
         "name": args.name, "handler": args.handler, "payload": payload,
         "description": args.description, "queue": args.queue, "priority": args.priority,
         "timeout_seconds": args.timeout, "max_attempts": args.max_attempts,
         "concurrency_policy": args.concurrency_policy, "enabled": not args.disabled,
         "schedules": [schedule] if schedule else []})
+
+
+def _payload(text: str) -> Any:
+    from sundial.core.errors import InvalidInput
+
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput("--payload", text, f"is not JSON ({exc.msg})") from None
+
+
+def _schedule_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The schedule that --every, --cron or --at describe ({} for none)."""
+    schedule: dict[str, Any] = {"timezone": args.timezone, "jitter_seconds": args.jitter,
+                                "misfire_policy": args.misfire_policy}
+    if args.every is not None:
+        return {**schedule, "kind": "interval", "interval_seconds": args.every}
+    if args.cron is not None:
+        return {**schedule, "kind": "cron", "cron": args.cron}
+    if args.at is not None:
+        return {**schedule, "kind": "once", "run_at": args.at}
+    return {}
 
 
 async def _jobs_add(svc: Any, args: argparse.Namespace) -> None:
@@ -325,6 +388,45 @@ async def _jobs_add(svc: Any, args: argparse.Namespace) -> None:
         return
     when = ", ".join(f"next run {_cell(s['next_run_at'])}" for s in job["schedules"])
     _print(args, job, f"created job {job['id']} {job['name']!r}" + (f" ({when})" if when else ""))
+
+
+SCHEDULE_COLUMNS = ("id", "job", "kind", "interval_seconds", "cron", "run_at", "timezone",
+                    "is_active", "next_run_at", "last_error")
+
+
+async def _jobs_show(svc: Any, args: argparse.Namespace) -> None:
+    job = await svc.get_job(args.job)
+    width = max(len(k) for k in job) + 2
+    lines = [f"{k + ':':<{width}}{json.dumps(v) if k == 'payload' else _cell(v)}"
+             for k, v in job.items() if k != "schedules"]
+    lines += ["", table(job["schedules"], SCHEDULE_COLUMNS) if job["schedules"] else "no schedules"]
+    _print(args, job, "\n".join(lines))
+
+
+async def _jobs_edit(svc: Any, args: argparse.Namespace) -> None:
+    from sundial.api.schemas import JobUpdate
+    from sundial.core.errors import InvalidInput
+
+    given = {"name": args.name, "handler": args.handler, "description": args.description,
+             "queue": args.queue, "priority": args.priority, "timeout_seconds": args.timeout,
+             "max_attempts": args.max_attempts, "concurrency_policy": args.concurrency_policy}
+    change = {k: v for k, v in given.items() if v is not None}
+    if args.payload is not None:
+        change["payload"] = _payload(args.payload)
+    if not change:
+        raise InvalidInput("options", None, "name at least one field to change, e.g. --timeout 600")
+    job = await svc.update_job(_actor(), args.job, JobUpdate.model_validate(change))
+    _print(args, job, f"changed job {job['id']} {job['name']!r}: {', '.join(sorted(change))}")
+
+
+async def _jobs_delete(svc: Any, args: argparse.Namespace) -> None:
+    from sundial.core.errors import InvalidInput
+
+    if not args.yes:
+        raise InvalidInput("--yes", None, f"deleting job {args.job!r} deletes its schedules and "
+                                          "run history too; add --yes to confirm")
+    job_id = await svc.delete_job(_actor(), args.job)
+    _print(args, {"id": job_id, "deleted": True}, f"deleted job {job_id} ({args.job!r})")
 
 
 async def _jobs_trigger(svc: Any, args: argparse.Namespace) -> None:
@@ -367,6 +469,85 @@ async def _runs_show(svc: Any, args: argparse.Namespace) -> None:
     if run["output"]:
         lines += ["output:", run["output"]]
     _print(args, run, "\n".join(lines))
+
+
+async def _runs_cancel(svc: Any, args: argparse.Namespace) -> None:
+    done = await svc.cancel_run(_actor(), args.run_id)
+    text = (f"cancelled run {args.run_id}" if done["status"] == "cancelled"
+            else f"asked run {args.run_id} to stop (it is {done['status']})")
+    _print(args, done, text)
+
+
+async def _runs_retry(svc: Any, args: argparse.Namespace) -> None:
+    run_id = await svc.retry_run(_actor(), args.run_id)
+    _print(args, {"run_id": run_id, "status": "queued", "retry_of": args.run_id},
+           f"queued run {run_id} (a retry of run {args.run_id})")
+
+
+EXIT_RUN_UNSUCCESSFUL, EXIT_TIMEOUT = 5, 6
+
+
+async def _runs_follow(svc: Any, args: argparse.Namespace) -> int:
+    import asyncio
+    import time
+
+    from sundial.api.schemas import FINAL_STATUSES
+
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    seen = None
+    while True:
+        run = await svc.get_run(args.run_id)
+        state = (run["status"], run["attempt"])
+        if state != seen and not args.json:
+            where = f" on {run['worker_id']}" if run["status"] == "running" else ""
+            print(f"run {run['id']} ({run['job']}): {run['status']}{where}, attempt {run['attempt']}",
+                  flush=True)
+        seen = state
+        if run["status"] in FINAL_STATUSES:
+            if args.json:
+                _print(args, run, "")
+            elif run["error"]:
+                print(f"error: {run['error']}")
+            return 0 if run["status"] == "succeeded" else EXIT_RUN_UNSUCCESSFUL
+        if deadline is not None and time.monotonic() >= deadline:
+            print(f"sundial: run {args.run_id} is still {run['status']} after {args.timeout:g} s",
+                  file=sys.stderr)
+            return EXIT_TIMEOUT
+        await asyncio.sleep(0.5)
+
+
+# --- schedules -------------------------------------------------------------------------------------
+
+
+async def _schedules_list(svc: Any, args: argparse.Namespace) -> None:
+    rows = await svc.list_schedules(job=args.job, limit=1000)
+    _print(args, rows, table(rows, SCHEDULE_COLUMNS))
+
+
+async def _schedules_add(svc: Any, args: argparse.Namespace) -> None:
+    from sundial.api.schemas import ScheduleCreate
+
+    job = await svc.get_job(args.job)
+    body = ScheduleCreate.model_validate({**_schedule_fields(args), "job_id": job["id"]})
+    row = await svc.create_schedule(_actor(), body)
+    _print(args, row, f"added schedule {row['id']} to job {job['name']!r} "
+                      f"(next run {_cell(row['next_run_at'])})")
+
+
+async def _schedules_pause(svc: Any, args: argparse.Namespace) -> None:
+    row = await svc.pause_schedule(_actor(), args.schedule_id)
+    _print(args, row, f"paused schedule {row['id']} of job {row['job']!r}")
+
+
+async def _schedules_resume(svc: Any, args: argparse.Namespace) -> None:
+    row = await svc.resume_schedule(_actor(), args.schedule_id)
+    _print(args, row, f"resumed schedule {row['id']} of job {row['job']!r} "
+                      f"(next run {_cell(row['next_run_at'])})")
+
+
+async def _schedules_delete(svc: Any, args: argparse.Namespace) -> None:
+    schedule_id = await svc.delete_schedule(_actor(), args.schedule_id)
+    _print(args, {"id": schedule_id, "deleted": True}, f"deleted schedule {schedule_id}")
 
 
 # --- status ----------------------------------------------------------------------------------------

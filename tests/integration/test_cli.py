@@ -135,3 +135,70 @@ async def test_api_listens_where_host_and_port_say(db_url: str, amqp_url: str) -
     finally:
         proc.terminate()
         assert await asyncio.wait_for(proc.wait(), 30) == 0
+
+
+def test_jobs_show_edit_delete_and_schedules(sundial) -> None:
+    assert sundial("jobs", "add", "--name", "nightly", "--cron", "0 2 * * *", "--timezone",
+                   "Europe/Paris").returncode == 0
+    shown = json.loads(sundial("jobs", "show", "nightly", "--json").stdout)
+    assert shown["name"] == "nightly" and len(shown["schedules"]) == 1
+    assert "Europe/Paris" in sundial("jobs", "show", "nightly").stdout
+
+    edited = sundial("jobs", "edit", "nightly", "--timeout", "600", "--queue", "reports",
+                     "--payload", '{"a": 1}', "--json")
+    assert edited.returncode == 0, edited.stderr
+    job = json.loads(edited.stdout)
+    assert (job["timeout_seconds"], job["queue"], job["payload"]) == (600, "reports", {"a": 1})
+    nothing = sundial("jobs", "edit", "nightly")
+    assert nothing.returncode == 2 and "name at least one field" in nothing.stderr
+    bad = sundial("jobs", "edit", "nightly", "--timeout", "-1")
+    assert bad.returncode == 2 and "timeout_seconds" in bad.stderr
+
+    added = sundial("schedules", "add", "nightly", "--every", "3600", "--json")
+    assert added.returncode == 0, added.stderr
+    schedule_id = json.loads(added.stdout)["id"]
+    listed = json.loads(sundial("schedules", "list", "--job", "nightly", "--json").stdout)
+    assert sorted(s["kind"] for s in listed) == ["cron", "interval"]
+    assert sundial("schedules", "pause", str(schedule_id)).returncode == 0
+    assert json.loads(sundial("schedules", "list", "--json").stdout)[-1]["is_active"] is False
+    assert sundial("schedules", "resume", str(schedule_id)).returncode == 0
+    assert sundial("schedules", "delete", str(schedule_id)).returncode == 0
+    assert sundial("schedules", "pause", str(schedule_id)).returncode == 3
+
+    refused = sundial("jobs", "delete", "nightly")
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    assert sundial("jobs", "show", "nightly").returncode == 0
+    assert sundial("jobs", "delete", "nightly", "--yes").returncode == 0
+    assert sundial("jobs", "show", "nightly").returncode == 3
+
+
+async def test_runs_cancel_retry_and_follow(sundial, db_url, amqp_url, processes) -> None:
+    import asyncio
+
+    from tests.conftest import wait_for
+
+    def cli(*args: str):
+        return asyncio.to_thread(sundial, *args)
+
+    assert (await cli("jobs", "add", "--name", "hb", "--queue", f"cli{id(db_url)}")).returncode == 0
+    queued = json.loads((await cli("jobs", "trigger", "hb", "--json")).stdout)["run_id"]
+    waited = await cli("runs", "follow", str(queued), "--timeout", "1")
+    assert waited.returncode == 6 and "still queued" in waited.stderr
+    cancelled = await cli("runs", "cancel", str(queued))
+    assert cancelled.returncode == 0 and f"cancelled run {queued}" in cancelled.stdout
+    again = await cli("runs", "cancel", str(queued))
+    assert again.returncode == 4 and "already cancelled" in again.stderr
+    ended = await cli("runs", "follow", str(queued))
+    assert ended.returncode == 5 and "cancelled" in ended.stdout
+
+    # With a scheduler and a worker, a retry runs and `follow` sees it succeed.
+    env = service_env(db_url, amqp_url, WORKER_QUEUES=f"cli{id(db_url)}")
+    processes(["scheduler"], env)
+    worker = processes(["worker"], env)
+    await wait_for(lambda: '"worker.consuming"' in worker.output(), timeout=60, what="the worker")
+    retried = await cli("runs", "retry", str(queued), "--json")
+    assert retried.returncode == 0, retried.stderr
+    new_id = json.loads(retried.stdout)["run_id"]
+    followed = await cli("runs", "follow", str(new_id), "--timeout", "60")
+    assert followed.returncode == 0, followed.stdout + followed.stderr
+    assert followed.stdout.splitlines()[-1].endswith("succeeded, attempt 1")
