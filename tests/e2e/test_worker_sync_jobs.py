@@ -155,3 +155,27 @@ async def test_errors_raised_in_a_sync_job_keep_their_meaning(pool, db_url, amqp
     row = await wait_final(pool, run_id)
     assert row["error"] == "RuntimeError: attempt 1 fails on purpose"
     assert "Traceback" in row["output"] and "in flaky" in row["output"]
+
+
+async def test_a_sync_job_dies_with_its_killed_worker(pool, db_url, amqp_url, queue, processes,
+                                                     tmp_path):
+    """A worker killed by SIGKILL cannot stop its children: the kernel does (Linux), so the
+    job never runs on beside the retry another worker starts."""
+    worker = processes(["worker"], jobs_env(db_url, amqp_url, queue))
+    pid_file = tmp_path / "pid"
+    job = await add_job(pool, queue, "python", {"function": "sleeps_with_pid",
+                                                "args": [str(pid_file), 300]})
+    await trigger(pool, amqp_url, job)
+    pid = await job_pid(pid_file)
+    assert pid != worker.pid, "the job ran in a process of its own"
+    worker.kill()
+    await wait_for(lambda: not exists(pid), 10, what=f"the job's process {pid} to be gone")
+
+
+async def test_sync_jobs_run_in_threads_when_asked(pool, db_url, amqp_url, queue, processes):
+    worker = processes(["worker"], jobs_env(db_url, amqp_url, queue, WORKER_SYNC_PROCESSES=0))
+    job = await add_job(pool, queue, "python", {"function": "whoami", "args": [{}]})
+    [run_id] = await trigger(pool, amqp_url, job)
+    row = await wait_final(pool, run_id)
+    assert row["status"] == "succeeded", row["error"]
+    assert (row["result"]["run_id"], row["result"]["pid"]) == (run_id, worker.pid)
