@@ -62,6 +62,11 @@ class Held:
             self.task.cancel()
 
 
+class UnstorableResult(Exception):
+    """The result cannot be stored as JSON, found where the handler made it (a child
+    process): the run fails without a retry, with this message as its error."""
+
+
 @dataclass(frozen=True)
 class Retry:
     max_attempts: int
@@ -90,6 +95,8 @@ async def execute(held: Held, handler: Handler, payload: dict[str, Any], ctx: Ru
         if not deadline.expired():
             return _failure(TimeoutError("the handler raised TimeoutError"), ctx, retry)
         return Outcome("timed_out", error=f"timed out after {timeout_s:g}s")
+    except UnstorableResult as exc:  # the same value every attempt: no retry
+        return Outcome("failed", error=str(exc))
     except Exception as exc:
         return _failure(exc, ctx, retry)
     finally:

@@ -7,7 +7,8 @@
     health-log a `healthcheck` event every HEALTHCHECK_INTERVAL
 
 SIGTERM sets `stopping`: consuming stops, in-flight runs get WORKER_SHUTDOWN_GRACE to
-finish, the rest are queued again without counting an attempt, and the process exits 0.
+finish, the rest are queued again without counting an attempt (their sync jobs'
+processes killed), and the process exits 0.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from sundial.worker.consumer import Consumer
 from sundial.worker.executor import RELEASE, Held
 from sundial.worker.handlers import available
 from sundial.worker.heartbeat import Heartbeat
+from sundial.worker.processes import SyncPool
 from sundial.worker.recorder import Acks, Recorder
 from sundial.worker.settings import WorkerSettings
 
@@ -54,7 +56,10 @@ class Worker:
     async def run(self) -> int:
         s = self.settings
         registry.import_modules(s.imports)
-        handlers = available(s)
+        sync = SyncPool(s) if s.sync_processes else None
+        if sync is not None:
+            await sync.start()
+        handlers = available(s, sync)
         pool = await create_pool(s.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max)
         await wait_until_migrated(pool)
         held: dict[tuple[int, int], Held] = {}
@@ -67,7 +72,8 @@ class Worker:
             with attempt:
                 await self.heartbeat.run_once()
         log.info("worker.started", worker_id=self.id, handlers=sorted(handlers),
-                 python_jobs=registry.names(), concurrency=s.worker_concurrency)
+                 python_jobs=registry.names(), concurrency=s.worker_concurrency,
+                 sync_processes=s.sync_processes)
         tasks = [asyncio.create_task(recorder.run(), name="recorder"),
                  asyncio.create_task(self.consumer.claimer.run(), name="claimer"),
                  asyncio.create_task(self.heartbeat.run(), name="heartbeat"),
@@ -90,6 +96,8 @@ class Worker:
             with suppress(asyncio.CancelledError):
                 await asyncio.gather(*tasks, return_exceptions=True)
             await self.consumer.close()
+            if sync is not None:
+                await sync.close()
             with suppress(*CONNECTION_ERRORS, asyncpg.PostgresError):
                 await self.heartbeat.register("offline")
             await pool.close()

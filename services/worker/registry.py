@@ -6,7 +6,8 @@
     async def daily(payload: dict) -> dict: ...
 
 Modules named in WORKER_IMPORTS are imported at start-up, which runs the decorators.
-A sync function runs in a thread so it never blocks the worker's event loop.
+A sync function runs in a child process (sundial.worker.processes) so it never blocks
+the worker's event loop, and a timeout can stop it.
 """
 
 from __future__ import annotations

@@ -33,9 +33,20 @@ class WorkerSettings(Settings):
     imports: Annotated[tuple[str, ...], NoDecode] = Field(
         (), validation_alias=env("WORKER_IMPORTS"),
         description="comma-separated Python modules whose @job functions this worker runs")
+    sync_processes_raw: int | None = Field(
+        None, ge=0, le=10000, validation_alias=env("WORKER_SYNC_PROCESSES"),
+        description="child processes for sync Python jobs, 0-10000; default "
+                    "WORKER_CONCURRENCY; 0 runs them in threads, which no timeout can stop")
     shutdown_grace_s: float = Field(
         30.0, ge=0, validation_alias=env("WORKER_SHUTDOWN_GRACE"),
         description="seconds in-flight runs may take to finish after SIGTERM, >= 0")
+
+    @property
+    def sync_processes(self) -> int:
+        """How many sync Python jobs run at once, each in a process of its own (0: threads)."""
+        if self.sync_processes_raw is None:
+            return self.worker_concurrency
+        return self.sync_processes_raw
 
     @field_validator("http_allowed_networks", mode="before")
     @classmethod

@@ -47,6 +47,7 @@ async def probe(seconds: float = 0.0) -> dict:
 
 
 @job("chaos.suicide")
-def suicide() -> None:
-    """A job that kills its own worker process, as a segfaulting extension would."""
+async def suicide() -> None:
+    """A job that kills its own worker process, as a segfaulting extension would (async: a
+    sync job runs in a child process, whose death fails only its run)."""
     os._exit(17)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
+from pathlib import Path
 
-from sundial import current_run, job
+from sundial import PayloadError, current_run, job
 
 
 @job("flaky")
@@ -37,3 +40,35 @@ def unstorable_values() -> dict:
 def not_json() -> dict:
     """A result JSON cannot encode at all: a tuple as a key."""
     return {(1, 2): 3}
+
+
+@job("sleeps_with_pid")
+def sleeps_with_pid(pid_file: str, seconds: float) -> dict:
+    """Writes the pid of the process it runs in, then sleeps."""
+    Path(pid_file).write_text(str(os.getpid()))
+    time.sleep(seconds)
+    return {"slept_s": seconds}
+
+
+@job("exits")
+def exits(code: int) -> None:
+    """Ends its process at once, as a C extension calling exit() would."""
+    os._exit(code)
+
+
+@job("kills_itself")
+def kills_itself() -> None:
+    """Dies by SIGKILL, as the out-of-memory killer would kill it."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@job("whoami")
+def whoami(echo: dict) -> dict:
+    run = current_run()
+    return {"run_id": run.run_id, "job": run.job, "attempt": run.attempt, "pid": os.getpid(),
+            "echo": echo}
+
+
+@job("refuses_payload")
+def refuses_payload() -> None:
+    raise PayloadError("day must not be empty", output="checked the payload", result={"day": ""})

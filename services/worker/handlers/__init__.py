@@ -8,9 +8,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sundial.worker.settings import WorkerSettings
+
+if TYPE_CHECKING:
+    from sundial.worker.processes import SyncPool
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +34,7 @@ current: ContextVar[RunContext] = ContextVar("sundial_run")
 
 
 def current_run() -> RunContext:
-    """The run being executed: call it inside a job (a thread it runs in included)."""
+    """The run being executed: call it inside a job (in a sync job's process or thread too)."""
     try:
         return current.get()
     except LookupError:
@@ -82,8 +85,9 @@ HINTS = {
 }
 
 
-def available(settings: WorkerSettings) -> dict[str, Handler]:
-    """The handlers this worker can run, by name (what it advertises in `workers`)."""
+def available(settings: WorkerSettings, sync: SyncPool | None = None) -> dict[str, Handler]:
+    """The handlers this worker can run, by name (what it advertises in `workers`); sync
+    Python jobs run in `sync`'s processes, or in threads without a pool."""
     from sundial.worker import registry
     from sundial.worker.handlers import command, http, noop, python, sleep
 
@@ -91,5 +95,5 @@ def available(settings: WorkerSettings) -> dict[str, Handler]:
     if settings.allow_commands:
         handlers["command"] = command.run
     if registry.names():
-        handlers["python"] = python.run
+        handlers["python"] = python.handler(sync)
     return handlers
