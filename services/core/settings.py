@@ -97,6 +97,10 @@ class Settings(BaseSettings):
         300.0, ge=1, validation_alias=env("RUN_REPUBLISH_AFTER_SECONDS"),
         description="seconds a published run may wait unstarted before the scheduler sends a "
                     "fresh message (doubling each time), >= 1")
+    run_expire_without_worker_s: float = Field(
+        86400.0, ge=0, validation_alias=env("RUN_EXPIRE_WITHOUT_WORKER_SECONDS"),
+        description="seconds a queued run may wait while no worker that can take it (of its "
+                    "queue, with its handler) is online; then it fails saying so. 0 = never")
     max_retry_attempts: int = Field(
         3, ge=1, validation_alias=env("MAX_RETRY_ATTEMPTS"),
         description="default attempts per run for new jobs, >= 1")

@@ -213,7 +213,8 @@ class Scheduler:
             await reap(self._pool, lease_s=s.run_lease_s,
                        offline_after_s=s.worker_offline_threshold_s,
                        republish_after_s=s.run_republish_after_s,
-                       forget_after_s=s.forget_after_s)
+                       forget_after_s=s.forget_after_s,
+                       expire_without_worker_s=s.run_expire_without_worker_s)
         if now - self._last_retention >= RETENTION_EVERY_S and not self._retaining:
             self._last_retention = now
             self._retaining = asyncio.create_task(self._retention(), name="retention")

@@ -26,17 +26,26 @@ class ReapResult:
     failed: int = 0
     workers_offline: int = 0
     republished: int = 0
+    expired: int = 0  # failed: no worker could take them
     forgotten: int = 0  # workers and scheduler instances
 
 
 async def reap(pool: asyncpg.Pool, *, lease_s: float, offline_after_s: float,
                republish_after_s: float, forget_after_s: float = 86400.0,
-               batch_size: int = 500) -> ReapResult:
+               expire_without_worker_s: float = 0.0, batch_size: int = 500) -> ReapResult:
     """Runs first, in one transaction (its wake-up on commit); the bookkeeping of workers
     and instances after it, each its own statement, so trouble there never undoes a
     rescue."""
     result = ReapResult()
     async with pool.acquire() as conn, conn.transaction():
+        if expire_without_worker_s > 0:
+            expired = await conn.fetch(q("expire_untakeable_runs"), republish_after_s,
+                                       expire_without_worker_s, batch_size)
+            for run in expired:
+                log.error("run.no_worker", run_id=run["id"], attempt=run["attempt"],
+                          queue=run["queue"], handler=run["handler"],
+                          waited_s=expire_without_worker_s)
+            result.expired = len(expired)
         unstarted = await conn.fetch(q("republish_unstarted_runs"), republish_after_s,
                                      batch_size)
         for run in unstarted:

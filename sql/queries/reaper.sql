@@ -25,6 +25,42 @@ FROM stale
 WHERE r.id = stale.id
 RETURNING r.id, r.status, r.attempt, r.worker_id;
 
+-- name: expire_untakeable_runs
+-- Among the runs the republish sweep is about to look at (same condition as below, $1 s),
+-- those created $2 seconds ago or more that no worker could take all that time: no worker
+-- consuming the job's queue with its handler has been heard from for $2 seconds. They
+-- fail instead of waiting for ever (one fresh message per 16 x $1 s). Up to $3.
+WITH untakeable AS (
+    SELECT r.id
+    FROM runs r
+    JOIN jobs j ON j.id = r.job_id
+    WHERE r.status = 'queued'
+      AND r.published_at < now() - make_interval(secs => $1)
+      AND r.published_at < now() - make_interval(secs => $1 * power(2, least(r.republished, 4)))
+      AND r.created_at < now() - make_interval(secs => $2)
+      AND NOT EXISTS (
+          SELECT 1
+          FROM workers w
+          WHERE j.queue = ANY (w.queues)
+            AND j.handler = ANY (w.handlers)
+            AND w.last_heartbeat > now() - make_interval(secs => $2))
+    ORDER BY r.published_at
+    LIMIT $3
+    FOR UPDATE OF r SKIP LOCKED
+)
+UPDATE runs r
+SET status = 'failed',
+    finished_at = now(),
+    error = 'no worker that can take it (queue ' || quote_literal(j.queue) || ', handler '
+            || quote_literal(j.handler) || ') has been online for '
+            || ($2 / 3600)::numeric(10, 1) || ' h (RUN_EXPIRE_WITHOUT_WORKER_SECONDS): start a '
+            || 'worker with that queue in WORKER_QUEUES, then retry the run',
+    updated_at = now()
+FROM untakeable, jobs j
+WHERE r.id = untakeable.id
+  AND j.id = r.job_id
+RETURNING r.id, r.attempt, j.queue, j.handler;
+
 -- name: republish_unstarted_runs
 -- Queued runs published $1 seconds ago or more (twice that after one fresh message, four
 -- times after two, ... 16 times at most) that no worker started: their message may be lost (a purged

@@ -108,3 +108,47 @@ async def test_retention_runs_in_one_scheduler_at_a_time(pool):
         assert await delete_old_runs(pool, retention_days=30, batch_size=10) == 0
     assert await delete_old_runs(pool, retention_days=30, batch_size=10) == 25
     assert await pool.fetchval("SELECT count(*) FROM runs") == 0
+
+
+async def test_a_run_no_worker_can_take_fails_after_the_bound_and_only_then(pool):
+    """A queued run whose queue and handler no worker has offered for
+    RUN_EXPIRE_WITHOUT_WORKER_SECONDS fails saying so, when the sweep looks at it; a run
+    that a live worker could take waits on (a backlog is not a fault), as does a young one."""
+    jobs = {}
+    for name, queue, handler in (("lonely", "nobody", "noop"), ("served", "default", "noop"),
+                                 ("wrong", "default", "command")):
+        jobs[name] = await pool.fetchval(
+            "INSERT INTO jobs (name, queue, handler) VALUES ($1, $2, $3) RETURNING id",
+            name, queue, handler)
+    await pool.execute(
+        """INSERT INTO workers (id, host, pid, queues, handlers, last_heartbeat)
+           VALUES ('w-live', 'h', 1, '{default}', '{noop,sleep}', now()),
+                  ('w-gone', 'h', 2, '{nobody}', '{noop}', now() - interval '3 days')""")
+
+    async def queued(job: str, age_s: float) -> int:
+        return await pool.fetchval(
+            """INSERT INTO runs (job_id, scheduled_for, trigger, published_at, created_at)
+               VALUES ($1, now(), 'manual', now() - interval '1 hour',
+                       now() - make_interval(secs => $2))
+               RETURNING id""", jobs[job], age_s)
+
+    old_lonely, young_lonely = await queued("lonely", 90000), await queued("lonely", 3600)
+    old_served, old_wrong = await queued("served", 90000), await queued("wrong", 90000)
+
+    result = await reap(pool, lease_s=60, offline_after_s=60, republish_after_s=300,
+                        expire_without_worker_s=86400)
+    assert result.expired == 2
+    rows = {r["id"]: r for r in await pool.fetch("SELECT * FROM runs")}
+    for run_id, queue, handler in ((old_lonely, "nobody", "noop"), (old_wrong, "default", "command")):
+        assert rows[run_id]["status"] == "failed" and rows[run_id]["finished_at"] is not None
+        assert rows[run_id]["error"].startswith(
+            f"no worker that can take it (queue '{queue}', handler '{handler}') has been online "
+            "for 24.0 h")
+    for run_id in (young_lonely, old_served):
+        assert rows[run_id]["status"] == "queued", "republished instead: it may still start"
+        assert rows[run_id]["published_at"] is None
+
+    # 0 turns the bound off.
+    never = await queued("lonely", 90000)
+    await reap(pool, lease_s=60, offline_after_s=60, republish_after_s=300)
+    assert await pool.fetchval("SELECT status FROM runs WHERE id = $1", never) == "queued"
