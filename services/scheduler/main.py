@@ -347,7 +347,8 @@ class Scheduler:
         self._last_status = now
         c = self.counters
         await self._pool.execute(q("record_status"), self.name, self.settings.poll_interval_s,
-                                 c.passes, c.dispatched, c.failures)
+                                 c.passes, c.dispatched, c.failures, socket.gethostname(),
+                                 os.getpid(), TZDATA_VERSION)
 
     # --- sleeping and waking -------------------------------------------------------------
 

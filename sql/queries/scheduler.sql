@@ -126,13 +126,17 @@ SET host = EXCLUDED.host, pid = EXCLUDED.pid, started_at = now(), status = 'runn
 
 -- name: record_status
 -- After a pass: this instance's counters and the keys the API reads
--- (scheduler_last_run, scheduler_next_run, ISO 8601).
+-- (scheduler_last_run, scheduler_next_run, ISO 8601). The instance's row comes back
+-- (host $6, pid $7, tzdata $8) if it was forgotten while this process could not pass.
 WITH instance AS (
-    UPDATE scheduler_instances
+    INSERT INTO scheduler_instances (id, host, pid, started_at, status, tzdata, last_tick_at,
+                                     next_tick_at, ticks, dispatched, failures)
+    VALUES ($1, $6, $7, now(), 'running', $8, now(), now() + make_interval(secs => $2),
+            $3, $4, $5)
+    ON CONFLICT (id) DO UPDATE
     SET last_tick_at = now(),
         next_tick_at = now() + make_interval(secs => $2),
         ticks = $3, dispatched = $4, failures = $5, status = 'running'
-    WHERE id = $1
 )
 INSERT INTO system_settings (key, value, updated_at)
 VALUES ('scheduler_last_run', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), now()),

@@ -186,3 +186,23 @@ async def test_healthcheck_follows_the_heartbeat(db_url, amqp_url, processes, tm
     assert check.proc.wait(20) == 0
     scheduler.signal(signal.SIGTERM)
     assert scheduler.proc.wait(20) == 0
+
+
+async def test_a_forgotten_instance_reappears_with_its_next_status(db_url, amqp_url, processes):
+    """An instance whose row was forgotten (it could not pass for SCHEDULER_FORGET_AFTER, e.g.
+    a paused VM) shows again once it passes: never a running scheduler the status omits."""
+    env = service_env(db_url, amqp_url, SCHEDULER_POLL_INTERVAL=0.5)
+    processes(["scheduler"], env)
+    conn = await asyncpg.connect(db_url)
+    try:
+        await wait_for(lambda: conn.fetchval(
+            "SELECT count(*) = 1 FROM scheduler_instances WHERE ticks > 0"), timeout=30,
+            what="a first pass")
+        row = await conn.fetchrow("SELECT id, host, pid, tzdata FROM scheduler_instances")
+        await conn.execute("DELETE FROM scheduler_instances")
+        await wait_for(lambda: conn.fetchval("SELECT count(*) = 1 FROM scheduler_instances"),
+                       timeout=10, what="the instance's row back")
+        back = await conn.fetchrow("SELECT id, host, pid, tzdata, status FROM scheduler_instances")
+        assert dict(back) == {**dict(row), "status": "running"}
+    finally:
+        await conn.close()
