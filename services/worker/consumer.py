@@ -4,8 +4,8 @@ Every message ends in exactly one of: acked after its result is committed (or as
 duplicate / skipped / cancelled run), rejected to sundial.dead (undecodable, unknown
 run, delivered too often), or requeued (the worker is shutting down, or a bug before the
 claim). A run whose handler only another worker has goes back to the outbox, and so
-does one that may not start here yet because a taken-over run executes here alone
-(quarantine.py): it stays `queued` meanwhile, never `running`.
+does one that may not start here yet because a taken-over run executes here alone, or
+waits to (quarantine.py): it stays `queued` meanwhile, never `running`.
 The connection is robust: after a broker restart the consumers are registered again.
 
 A message the broker redelivers while its attempt is still running elsewhere is held
