@@ -10,6 +10,10 @@ database: a message only says which run and attempt to look at.
 together in one round trip (jobs with policy `allow`, the common case); anything that
 statement does not claim goes through `claim` in its message's own task, which applies
 the policy or explains why.
+
+While a run taken over from a dead worker waits or executes here (quarantine.py), nothing
+else may start in this worker: a claim then hands a startable run back instead (it stays
+`queued`, and the outbox publishes it again for any worker of its queue).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import asyncpg
 
 from sundial.core.logging import get_logger
 from sundial.core.messages import RunRef
+from sundial.core.outbox import wake_scheduler
 from sundial.core.sql import q
 from sundial.worker.executor import RELEASE, Outcome
 from sundial.worker.recorder import write_results
@@ -40,6 +45,7 @@ class Claim(enum.Enum):
     UNKNOWN = "unknown"        # no such run
     NO_HANDLER = "no_handler"  # queued, but its job's handler is not one of this worker's
     NOT_HERE = "not_here"      # queued, but not available yet or not of this worker's queues
+    HANDED_BACK = "handed_back"  # queued, but nothing may start here now: back to the outbox
 
 
 @dataclass(frozen=True)
@@ -55,10 +61,16 @@ T = TypeVar("T")
 Db = Callable[[Callable[[asyncpg.Connection], Awaitable[T]]], Awaitable[T]]
 
 BATCH = 500
+# A run handed back to the outbox is published again after this pause, doubled each time
+# it comes back (return_run_to_outbox).
+OUTBOX_PAUSE_S = 1.0
 
 
 async def claim(conn: asyncpg.Connection, message: RunRef, worker_id: str,
-                handlers: Sequence[str], queues: Sequence[str]) -> ClaimResult:
+                handlers: Sequence[str], queues: Sequence[str], *,
+                may_start: bool = True) -> ClaimResult:
+    """Claim the message's attempt; with `may_start` false, claim nothing: a run that
+    could start is handed back to the outbox, anything else is explained as usual."""
     async with conn.transaction():
         job = await conn.fetchrow(q("run_job"), message.run_id)
         if job is None:
@@ -72,21 +84,14 @@ async def claim(conn: asyncpg.Connection, message: RunRef, worker_id: str,
                                                           f"{'now' if job['available'] else 'later'}")
             if job["handler"] not in handlers:
                 return ClaimResult(Claim.NO_HANDLER, handler=job["handler"], queue=job["queue"])
-        policy = job["concurrency_policy"]
-        if policy in ("forbid", "replace"):
-            await conn.execute(q("lock_job_runs"), job["job_id"])
-        if policy == "forbid":
-            skipped = await conn.fetchrow(q("skip_run_if_job_busy"), message.run_id, message.attempt)
-            if skipped is not None:
-                return ClaimResult(Claim.SKIPPED, detail=f"run {skipped['running_id']} is running")
-        run = await conn.fetchrow(q("claim_run"), message.run_id, message.attempt, worker_id,
-                                  False, handlers, queues)
-        if run is not None:
-            if policy == "replace":
-                replaced = await conn.fetch(q("cancel_other_runs_of_job"), run["job_id"], run["id"])
-                detail = f"replacing runs {[r['id'] for r in replaced]}" if replaced else None
-                return ClaimResult(Claim.CLAIMED, run, detail)
-            return ClaimResult(Claim.CLAIMED, run)
+            if (not may_start and not job["cancel_requested"]
+                    and await return_to_outbox(conn, message, "handed back")):
+                return ClaimResult(Claim.HANDED_BACK,
+                                   detail="a run taken over from a dead worker runs alone here")
+        if may_start:
+            claimed = await _claim_by_policy(conn, message, job, worker_id, handlers, queues)
+            if claimed is not None:
+                return claimed
         cancelled = await conn.fetchval(q("end_queued_run"), message.run_id, message.attempt,
                                         "cancelled", "cancelled before it started")
         if cancelled is not None:
@@ -98,6 +103,38 @@ async def claim(conn: asyncpg.Connection, message: RunRef, worker_id: str,
             return ClaimResult(Claim.RUNNING, detail=f"attempt {message.attempt} is running")
         return ClaimResult(Claim.DUPLICATE,
                            detail=f"run is {state['status']} at attempt {state['attempt']}")
+
+
+async def _claim_by_policy(conn: asyncpg.Connection, message: RunRef, job: asyncpg.Record,
+                           worker_id: str, handlers: Sequence[str],
+                           queues: Sequence[str]) -> ClaimResult | None:
+    """Claim under the job's concurrency policy: CLAIMED, SKIPPED, or None (not claimable)."""
+    policy = job["concurrency_policy"]
+    if policy in ("forbid", "replace"):
+        await conn.execute(q("lock_job_runs"), job["job_id"])
+    if policy == "forbid":
+        skipped = await conn.fetchrow(q("skip_run_if_job_busy"), message.run_id, message.attempt)
+        if skipped is not None:
+            return ClaimResult(Claim.SKIPPED, detail=f"run {skipped['running_id']} is running")
+    run = await conn.fetchrow(q("claim_run"), message.run_id, message.attempt, worker_id,
+                              False, handlers, queues)
+    if run is not None:
+        if policy == "replace":
+            replaced = await conn.fetch(q("cancel_other_runs_of_job"), run["job_id"], run["id"])
+            detail = f"replacing runs {[r['id'] for r in replaced]}" if replaced else None
+            return ClaimResult(Claim.CLAIMED, run, detail)
+        return ClaimResult(Claim.CLAIMED, run)
+    return None
+
+
+async def return_to_outbox(conn: asyncpg.Connection, message: RunRef, why: str) -> bool:
+    """A queued attempt goes back to the outbox: published again after a pause, without a
+    requeue (which would count towards the delivery limit). False if it is not queued."""
+    returned = await conn.fetchval(q("return_run_to_outbox"), message.run_id, message.attempt,
+                                   OUTBOX_PAUSE_S)
+    if returned is not None:
+        await wake_scheduler(conn, why)
+    return returned is not None
 
 
 async def end_unstarted(conn: asyncpg.Connection, message: RunRef, status: str,
@@ -122,7 +159,10 @@ class Claimer:
         default_factory=list)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def claim(self, message: RunRef) -> ClaimResult:
+    async def claim(self, message: RunRef, *, may_start: bool = True) -> ClaimResult:
+        if not may_start:
+            return await self.db(lambda c: claim(c, message, self.worker_id, self.handlers,
+                                                 self.queues, may_start=False))
         future: asyncio.Future[ClaimResult | None] = asyncio.get_running_loop().create_future()
         self._pending.append((message, future))
         self._wake.set()

@@ -3,12 +3,14 @@
 Every message ends in exactly one of: acked after its result is committed (or as a
 duplicate / skipped / cancelled run), rejected to sundial.dead (undecodable, unknown
 run, delivered too often), or requeued (the worker is shutting down, or a bug before the
-claim). A run whose handler only another worker has goes back to the outbox.
+claim). A run whose handler only another worker has goes back to the outbox, and so
+does one that may not start here yet because a taken-over run executes here alone, or
+waits to (quarantine.py): it stays `queued` meanwhile, never `running`.
 The connection is robust: after a broker restart the consumers are registered again.
 
 A message the broker redelivers while its attempt is still running elsewhere is held
 until that attempt ends (then acked) or its worker's heartbeat is older than the lease:
-then this worker runs the attempt again. So a run whose execution kills its worker
+then this worker runs the attempt again, alone. So a run whose execution kills its worker
 comes back with every crash, as the broker counts deliveries, and at the delivery
 limit it ends 'dead' and its message goes to sundial.dead.
 """
@@ -16,7 +18,7 @@ limit it ends 'dead' and its message goes to sundial.dead.
 from __future__ import annotations
 
 import asyncio
-import functools
+import enum
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -34,7 +36,7 @@ from sundial.core.messages import RunRef, decode_ref
 from sundial.core.outbox import wake_scheduler
 from sundial.core.secrets import decrypt_fields, merge_secrets
 from sundial.core.sql import q
-from sundial.worker.claim import Claim, Claimer, ClaimResult, end_unstarted
+from sundial.worker.claim import Claim, Claimer, ClaimResult, end_unstarted, return_to_outbox
 from sundial.worker.executor import MAX_ERROR_CHARS, Held, Outcome, Retry, execute
 from sundial.worker.handlers import HINTS, Handler, RunContext
 from sundial.worker.quarantine import Quarantine
@@ -44,20 +46,20 @@ from sundial.worker.settings import WorkerSettings
 log = get_logger("worker.consumer")
 
 T = TypeVar("T")
-# A run whose handler only another worker of its queue has goes back to the outbox for
-# this pause, doubled each time it comes back (return_run_to_outbox).
+# A message that failed before its claim goes back to the queue after this pause.
 REQUEUE_PAUSE_S = 1.0
 # Shutdown must not hang on a broker that is away.
 BROKER_CALL_TIMEOUT_S = 5.0
 # A redelivered message's attempt is looked at again this long after its lease runs out.
 HOLDER_SLACK_S = 0.05
 HOLDER_RETRY_S = 0.5
-# What _outlast_holder found: the attempt is no longer running (it ended, or the reaper
-# rescued it); there is no such run; it ended it 'dead'; it queued it again.
-GONE = object()
-MISSING = object()
-ENDED = object()
-REQUEUED = object()
+
+
+class AtLimit(enum.Enum):
+    """How a run whose message reached the delivery limit ends, once its worker is gone."""
+
+    DEAD = "dead"            # executing at every delivery: 'dead', message dead-lettered
+    REQUEUED = "requeued"    # it only waited somewhere at some delivery: a fresh message
 
 
 def delivery_count(message: AbstractIncomingMessage) -> int:
@@ -187,154 +189,175 @@ class Consumer:
             await acks.reject(message, requeue=False)
             return
         fields: dict[str, Any] = dict(run_id=ref.run_id, attempt=ref.attempt)
-
-        claimed = await self.claimer.claim(ref)
-        if claimed.claim is Claim.UNKNOWN:
-            self.counts["rejected"] += 1
-            log.error("message.rejected", reason="unknown run", **fields)
-            await acks.reject(message, requeue=False)
+        # Admitted before the claim, so that no run is `running` while it waits for a
+        # taken-over run to end: one not admitted is handed back, still queued.
+        admitted = self.quarantine.admit()
+        try:
+            claimed = await self.claimer.claim(ref, may_start=admitted)
+        except BaseException:
+            if admitted:
+                self.quarantine.leave()
+            raise
+        if claimed.claim is Claim.CLAIMED:
+            await self._run(message, ref, claimed.run, fields, suspect=False,
+                            detail=claimed.detail)
             return
-        if claimed.claim is Claim.NO_HANDLER:
-            await self._handler_missing(message, ref, claimed, fields)
-            return
-        row = claimed.run
-        alone = False
+        if admitted:
+            self.quarantine.leave()
         if claimed.claim is Claim.RUNNING and message.redelivered:
             # The broker gave this message back: the channel of the worker running the
-            # attempt closed. Wait for that worker to finish it, or take it over if its
-            # heartbeat stops (it died, perhaps killed by this very run: so it runs
-            # alone here, and a crash it causes takes no bystander with it).
-            deliveries = delivery_count(message)
-            if deliveries >= self.settings.delivery_limit:
-                await self._at_delivery_limit(message, ref, deliveries, fields)
-                return
-            outlasted = await self._outlast_holder(message, ref, self._take_over)
-            if outlasted is None:
-                return
-            if isinstance(outlasted, asyncpg.Record):
-                row, alone = outlasted, True
-                log.warning("run.taken_over", deliveries=deliveries + 1, **fields)
-        if row is None:
-            kind = "duplicate" if claimed.claim is Claim.RUNNING else claimed.claim.value
-            self.counts[kind] += 1
-            log.info(f"run.{kind}", detail=claimed.detail, **fields)
-            self.recorder.add(Finished(message))
+            # attempt closed (it died, perhaps killed by this very run).
+            if delivery_count(message) >= self.settings.delivery_limit:
+                await self._at_delivery_limit(message, ref, fields)
+            else:
+                await self._take_over(message, ref, fields)
             return
+        await self._not_claimed(message, ref, claimed, fields)
 
-        fields.update(job=row["job"], handler=row["handler"])
+    async def _not_claimed(self, message: AbstractIncomingMessage, run: RunRef,
+                           claimed: ClaimResult, fields: dict[str, Any]) -> None:
+        """Settle a message whose run this worker does not execute."""
+        if claimed.claim is Claim.UNKNOWN:
+            await self._reject_unknown(message, fields)
+        elif claimed.claim is Claim.NO_HANDLER:
+            await self._handler_missing(message, run, claimed, fields)
+        else:
+            kind = "duplicate" if claimed.claim is Claim.RUNNING else claimed.claim.value
+            self._drop(message, kind, claimed.detail, fields)
+
+    async def _reject_unknown(self, message: AbstractIncomingMessage,
+                              fields: dict[str, Any]) -> None:
+        self.counts["rejected"] += 1
+        log.error("message.rejected", reason="unknown run", **fields)
+        await self.recorder.acks.reject(message, requeue=False)
+
+    def _drop(self, message: AbstractIncomingMessage, kind: str, detail: str | None,
+              fields: dict[str, Any]) -> None:
+        """Ack a message that starts nothing (its run is a duplicate, skipped, ...)."""
+        self.counts[kind] += 1
+        log.info(f"run.{kind}", detail=detail, **fields)
+        self.recorder.add(Finished(message))
+
+    async def _run(self, message: AbstractIncomingMessage, run: RunRef, row: asyncpg.Record,
+                   fields: dict[str, Any], *, suspect: bool, detail: str | None = None) -> None:
+        """Execute a claimed (or taken-over) attempt and hand its outcome to the recorder;
+        then leave the quarantine it was admitted to (alone, for a suspect)."""
+        fields = {**fields, "job": row["job"], "handler": row["handler"]}
         self.counts["claimed"] += 1
         self.last_execution = time.time()
-        log.debug("run.claimed", detail=claimed.detail, **fields)
-        held = Held(ref.run_id, ref.attempt)
+        log.debug("run.claimed", detail=detail, **fields)
+        held = Held(run.run_id, run.attempt)
         self.held[held.key] = held
         # From here on the run is ours: whatever happens, it gets an outcome (a requeued
         # message would find it running and be dropped as a duplicate).
         try:
-            if not alone:
-                await self.quarantine.enter()
-            try:
-                outcome = await self._execute(row, held)
-            finally:
-                await (self.quarantine.leave_alone() if alone else self.quarantine.leave())
+            outcome = await self._execute(row, held)
         except Exception as exc:
             log.exception("run.execute_failed", **fields)
             outcome = Outcome("failed", error=f"the worker failed running it: "
                                               f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS])
+        finally:
+            if suspect:
+                self.quarantine.leave_alone()
+            else:
+                self.quarantine.leave()
         held.finished = True
         self.recorder.add(Finished(message, held, outcome))
 
+    async def _take_over(self, message: AbstractIncomingMessage, run: RunRef,
+                         fields: dict[str, Any]) -> None:
+        """Once the attempt's worker is gone (its heartbeat older than the lease), run the
+        attempt here, alone: if it is what killed that worker, a crash it causes here
+        takes no bystander with it. Taken over only when it may execute at once, so
+        `takeovers` counts the deliveries at which it was executing."""
+        lease = self.settings.run_lease_s
+
+        async def take_over() -> asyncpg.Record | None:
+            await self.quarantine.enter_alone()
+            if self.stopping:  # drained while it waited: another worker takes it over
+                self.quarantine.leave_alone()
+                return None
+            try:
+                row = await self._db(lambda c: c.fetchrow(
+                    q("take_over_run"), run.run_id, run.attempt, self.worker_id, lease,
+                    self.claimer.handlers, self.claimer.queues))
+            except BaseException:
+                self.quarantine.leave_alone()
+                raise
+            if row is None:
+                self.quarantine.leave_alone()
+            return row
+
+        row = await self._when_abandoned(message, run, fields, take_over)
+        if row is not None:
+            log.warning("run.taken_over", deliveries=delivery_count(message) + 1, **fields)
+            await self._run(message, run, row, fields, suspect=True)
+
     async def _at_delivery_limit(self, message: AbstractIncomingMessage, run: RunRef,
-                                 deliveries: int, fields: dict[str, Any]) -> None:
+                                 fields: dict[str, Any]) -> None:
         """The broker delivered this message `delivery_limit` times before while its
         attempt was running: a worker died (or its channel closed) holding it each time.
-        The run ends 'dead' only if the database shows it was executing at every one of
-        those deliveries (taken over each time); a bystander (it waited in a worker
-        another run killed) gets a fresh message instead. The header alone ends nothing."""
-        error = f"delivered {deliveries + 1} times without a result; dead-lettered"
-        outcome = await self._outlast_holder(
-            message, run, functools.partial(self._end_abandoned, error=error))
-        if outcome is None:
-            return
-        if outcome is REQUEUED:
-            log.warning("run.republished", deliveries=deliveries + 1,
+        Once that attempt's worker is gone, the run ends 'dead' only if the database shows
+        it was executing at every one of those deliveries (taken over each time); one that
+        only waited somewhere gets a fresh message instead. The header alone ends nothing."""
+        deliveries = delivery_count(message) + 1
+        lease = self.settings.run_lease_s
+        error = f"delivered {deliveries} times without a result; dead-lettered"
+        executing_each_time = self.settings.delivery_limit - 1
+
+        async def end(conn: asyncpg.Connection) -> AtLimit | None:
+            async with conn.transaction():
+                if await conn.fetchval(q("end_abandoned_run"), run.run_id, run.attempt,
+                                       error, lease, executing_each_time) is not None:
+                    return AtLimit.DEAD
+                if await conn.fetchval(q("requeue_abandoned_run"), run.run_id, run.attempt,
+                                       lease) is not None:
+                    await wake_scheduler(conn, "requeued")
+                    return AtLimit.REQUEUED
+                return None
+
+        ended = await self._when_abandoned(message, run, fields, lambda: self._db(end))
+        if ended is AtLimit.DEAD:
+            self.counts["dead"] += 1
+            log.error("run.dead", deliveries=deliveries, **fields)
+            await self.recorder.acks.reject(message, requeue=False)
+        elif ended is AtLimit.REQUEUED:
+            log.warning("run.republished", deliveries=deliveries,
                         reason="delivery limit reached while it waited in a dying worker",
                         **fields)
             self.recorder.add(Finished(message))
-            return
-        if outcome is GONE:
-            # Ended meanwhile (its worker was alive after all): a duplicate.
-            self.counts["duplicate"] += 1
-            log.info("run.duplicate", detail="ended while its message was redelivered", **fields)
-            self.recorder.add(Finished(message))
-            return
-        if outcome is MISSING:
-            self.counts["rejected"] += 1
-            log.error("message.rejected", reason="unknown run", **fields)
-        else:
-            self.counts["dead"] += 1
-            log.error("run.dead", deliveries=deliveries + 1, **fields)
-        await self.recorder.acks.reject(message, requeue=False)
 
-    async def _outlast_holder(
-            self, message: AbstractIncomingMessage, run: RunRef,
-            act: Callable[[RunRef, float], Awaitable[object | None]]) -> object | None:
-        """Hold a redelivered message while its attempt runs elsewhere, checking when the
-        holder's lease would run out; then `act(run, lease)`: what it returns ends the
-        wait (None: heard from just now, or rescued meanwhile, so look again shortly).
-        Returns GONE once the attempt is no longer running (finished, or rescued by the
-        reaper), MISSING if there is no such run, None if the worker is stopping (the
-        message went back to the queue)."""
+    async def _when_abandoned(self, message: AbstractIncomingMessage, run: RunRef,
+                              fields: dict[str, Any],
+                              act: Callable[[], Awaitable[T | None]]) -> T | None:
+        """Hold a redelivered message while its attempt runs elsewhere, looking again when
+        the lease of the attempt's worker would run out. Once its heartbeat is older than
+        the lease, return what `act()` returns, unless that is None (the worker was heard
+        from just now, or the reaper rescued the attempt): then look again shortly.
+        Returns None once the message is settled here instead: the attempt ended (a
+        duplicate), there is no such run (rejected), or this worker is stopping (back to
+        the queue, for another worker to hold)."""
         lease = self.settings.run_lease_s
         while not self.stopping:
             state = await self._db(lambda c: c.fetchrow(q("run_holder"), run.run_id,
                                                         run.attempt, lease))
             if state is None:
-                return MISSING
+                await self._reject_unknown(message, fields)
+                return None
             if not state["running"]:
-                return GONE
+                self._drop(message, "duplicate", "ended while its message was redelivered",
+                           fields)
+                return None
             stale_in = state["stale_in"] or 0.0
             if stale_in <= 0:
-                outcome = await act(run, lease)
-                if outcome is not None:
-                    return outcome
+                done = await act()
+                if done is not None:
+                    return done
                 stale_in = HOLDER_RETRY_S
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), stale_in + HOLDER_SLACK_S)
         await self.recorder.acks.reject(message, requeue=True)
         return None
-
-    async def _take_over(self, run: RunRef, lease: float) -> asyncpg.Record | None:
-        """The attempt's worker is gone: run it here, alone (the caller leaves the
-        quarantine), so a crash it causes takes no bystander with it."""
-        await self.quarantine.enter_alone()
-        try:
-            row = await self._db(lambda c: c.fetchrow(
-                q("take_over_run"), run.run_id, run.attempt, self.worker_id, lease,
-                self.claimer.handlers, self.claimer.queues))
-        except BaseException:
-            await self.quarantine.leave_alone()
-            raise
-        if row is None:
-            await self.quarantine.leave_alone()
-        return row
-
-    async def _end_abandoned(self, run: RunRef, lease: float, *, error: str) -> object | None:
-        """At the delivery limit, for an attempt whose worker's lease is out: 'dead' if
-        it was taken over at every delivery after the first, else queued again."""
-        executing_each_time = self.settings.delivery_limit - 1
-
-        async def end(conn: asyncpg.Connection) -> object | None:
-            async with conn.transaction():
-                if await conn.fetchval(q("end_abandoned_run"), run.run_id, run.attempt,
-                                       error, lease, executing_each_time) is not None:
-                    return ENDED
-                if await conn.fetchval(q("requeue_abandoned_run"), run.run_id, run.attempt,
-                                       lease) is not None:
-                    await wake_scheduler(conn, "requeued")
-                    return REQUEUED
-                return None
-
-        return await self._db(end)
 
     async def _execute(self, row: asyncpg.Record, held: Held) -> Outcome:
         """Run the claimed attempt as the database describes it (the row of the claim)."""
@@ -364,7 +387,7 @@ class Consumer:
             q("handler_advertised"), handler, self.worker_id,
             self.settings.worker_offline_threshold_s, claimed.queue))
         if elsewhere:
-            returned = await self._db(lambda c: self._return_to_outbox(c, run))
+            returned = await self._db(lambda c: return_to_outbox(c, run, "handler elsewhere"))
             log.warning("run.handler_elsewhere", returned_to_outbox=returned, **fields)
             self.recorder.add(Finished(message))
             return
@@ -374,14 +397,6 @@ class Consumer:
         self.counts["handler_missing"] += 1
         log.error("run.handler_unavailable", error=error, **fields)
         self.recorder.add(Finished(message))
-
-    @staticmethod
-    async def _return_to_outbox(conn: asyncpg.Connection, run: RunRef) -> bool:
-        returned = await conn.fetchval(q("return_run_to_outbox"), run.run_id, run.attempt,
-                                       REQUEUE_PAUSE_S)
-        if returned is not None:
-            await wake_scheduler(conn, "handler elsewhere")
-        return returned is not None
 
     async def _db(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run `fn` on a pooled connection, waiting out a database restart, a read-only

@@ -1,9 +1,15 @@
-"""Runs taken over from a worker that died run alone.
+"""Runs taken over from a worker that died execute alone in this worker.
 
-A run whose worker died while executing it may be what killed it. So a taken-over run
-(a suspect) starts only once no other run executes in this worker, and no run starts
-while it executes: if it kills this worker too, no bystander dies with it and has its
-delivery counted. Suspects go first: while one waits, new runs wait behind it.
+A run whose worker died while executing it may be what killed it. So a taken-over run (a
+suspect) executes only while no other run executes in this worker process: if it kills
+this worker too, no bystander dies with it and has its delivery counted.
+
+What that costs, and no more:
+- a suspect waits for the runs already executing here to end, and suspects take turns;
+- while a suspect waits or executes, no other run starts here: an ordinary run is not
+  claimed at all (`admit` says no), so it stays `queued` and goes back to the outbox for
+  any worker of its queue. Nothing waits in this worker as `running`, and the runs this
+  worker cannot start meanwhile start elsewhere.
 """
 
 from __future__ import annotations
@@ -13,38 +19,40 @@ import asyncio
 
 class Quarantine:
     def __init__(self) -> None:
-        self._changed = asyncio.Condition()
-        self._running = 0          # ordinary runs executing
-        self._alone = False        # a suspect executing
-        self._waiting = 0          # suspects waiting to run alone
+        self._ordinary = 0              # ordinary runs admitted: being claimed or executing
+        self._suspects = 0              # suspects waiting for their turn or executing
+        self._turn = asyncio.Lock()     # held by the suspect that waits for quiet or executes
+        self._quiet = asyncio.Event()   # set while no ordinary run is admitted
+        self._quiet.set()
 
-    async def enter(self) -> None:
-        """Before an ordinary run executes."""
-        if not self._alone and not self._waiting:
-            self._running += 1     # the usual case, without the lock (one event loop)
-            return
-        async with self._changed:
-            await self._changed.wait_for(lambda: not self._alone and not self._waiting)
-            self._running += 1
+    def admit(self) -> bool:
+        """Before an ordinary run is claimed: True (call `leave` once it has ended, or was
+        not claimed after all), or False while a suspect waits or executes."""
+        if self._suspects:
+            return False
+        self._ordinary += 1
+        self._quiet.clear()
+        return True
 
-    async def leave(self) -> None:
-        self._running -= 1
-        if self._waiting:
-            async with self._changed:
-                self._changed.notify_all()
+    def leave(self) -> None:
+        self._ordinary -= 1
+        if not self._ordinary:
+            self._quiet.set()
 
     async def enter_alone(self) -> None:
-        """Before a suspect executes: once nothing else does."""
-        async with self._changed:
-            self._waiting += 1
-            try:
-                await self._changed.wait_for(lambda: not self._alone and not self._running)
-            finally:
-                self._waiting -= 1
-                self._changed.notify_all()
-            self._alone = True
+        """Before a suspect executes: once no other run does (call `leave_alone` after)."""
+        self._suspects += 1
+        try:
+            await self._turn.acquire()
+        except BaseException:
+            self._suspects -= 1
+            raise
+        try:
+            await self._quiet.wait()
+        except BaseException:
+            self.leave_alone()
+            raise
 
-    async def leave_alone(self) -> None:
-        async with self._changed:
-            self._alone = False
-            self._changed.notify_all()
+    def leave_alone(self) -> None:
+        self._suspects -= 1
+        self._turn.release()

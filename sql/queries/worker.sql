@@ -232,10 +232,11 @@ SELECT EXISTS (
 );
 
 -- name: return_run_to_outbox
--- A queued attempt $2 of run $1 whose handler only another worker of its queue has: the
--- outbox publishes it again after $3 seconds, doubled each time it comes back (up to 16
--- times), so a run that keeps reaching workers without its handler costs a few messages,
--- not one a second. A requeue would count towards the delivery limit.
+-- A queued attempt $2 of run $1 that this worker does not start: only another worker of
+-- its queue has its handler, or a run taken over from a dead worker executes here alone.
+-- The outbox publishes it again after $3 seconds, doubled each time it comes back (up to
+-- 16 times), so a run that keeps reaching such workers costs a few messages, not one a
+-- second. A requeue would count towards the delivery limit.
 UPDATE runs
 SET published_at = NULL,
     publish_lease_until = NULL,
