@@ -16,13 +16,8 @@ on first use, so importing a service does not import the worker's handler machin
 
 from __future__ import annotations
 
-from importlib import import_module, metadata
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
-
-try:
-    __version__ = metadata.version("sundial")
-except metadata.PackageNotFoundError:  # a source tree that is not installed
-    __version__ = "0+unknown"
 
 # name -> the module that defines it
 _EXPORTS = {
@@ -40,7 +35,22 @@ if TYPE_CHECKING:
     from sundial.worker.registry import job
 
 
+def _version() -> str:
+    # importlib.metadata costs more than the rest of `import sundial` together (hundreds of
+    # ms on a busy host): looked up on first use, so that the services install their
+    # SIGTERM handler as early as they can.
+    from importlib import metadata
+
+    try:
+        return metadata.version("sundial")
+    except metadata.PackageNotFoundError:  # a source tree that is not installed
+        return "0+unknown"
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        globals()[name] = value = _version()
+        return value
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'sundial' has no attribute {name!r}")

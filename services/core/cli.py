@@ -7,11 +7,14 @@ the heavy imports happen inside the command functions, so `sundial --help` is qu
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import asyncio
 
 from sundial.core.errors import SundialError
 from sundial.core.health import SERVICES
@@ -19,10 +22,9 @@ from sundial.core.health import SERVICES
 COMMAND_MODULES = ("sundial.core.commands", "sundial.scheduler.commands", "sundial.worker.commands",
                    "sundial.api.commands")
 # The long-running services: SIGTERM stops them with exit 0 at any moment, start-up
-# included. Until sundial.core.runtime.serve takes the signal over it is only noted (raising
-# from a signal handler is lost when it lands inside an import's callback), and serve
-# stops the service as soon as it starts (the services: sundial.core.health.SERVICES).
-_stop_requested = False
+# included. Until sundial.core.runtime.serve takes the signal over it is only noted, by
+# sundial._early (raising from a signal handler is lost when it lands inside an import's
+# callback), and serve stops the service as soon as it starts (sundial.core.health.SERVICES).
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_async(main: Callable[..., object], *args: object) -> int:
     """Run a coroutine function; its return value (or 0) is the exit code."""
+    import asyncio  # here, not at the top: SIGTERM is taken over sooner (see main)
+
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         code = runner.run(main(*args))  # type: ignore[arg-type]
     return int(code or 0)
@@ -61,22 +65,17 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-def _note_stop(_signum: int, _frame: object) -> None:
-    global _stop_requested
-    _stop_requested = True
-
-
 def stop_requested() -> bool:
     """Whether SIGTERM arrived before the service's event loop took the signal over."""
-    return _stop_requested
+    from sundial import _early
+
+    return _early.requested
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # Run as `python -m sundial.core.cli`, this file is __main__, a module apart from the
-    # sundial.core.cli that sundial.core.runtime asks: the note must land in that one.
-    from sundial.core import cli
+    from sundial import _early
 
-    previous = signal.signal(signal.SIGTERM, cli._note_stop)
+    previous = _early.install()  # already noting under `sundial` and `python -m sundial`
     try:
         parser = build_parser()
     except SundialError as exc:
