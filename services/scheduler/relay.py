@@ -3,6 +3,7 @@ a crashed instance, a broker outage, jitter, look-ahead or a retry's backoff."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import asyncpg
@@ -19,11 +20,15 @@ class RelayResult(PublishResult):
 
 
 async def relay(pool: asyncpg.Pool, publisher: Publisher, *, batch_size: int,
-                lease_s: float, max_batches: int = 20) -> RelayResult:
-    """Publish what is pending, batch by batch (bounded, so a stop never waits long)."""
+                lease_s: float, max_batches: int = 20,
+                stopping: asyncio.Event | None = None) -> RelayResult:
+    """Publish what is pending, batch by batch: up to `max_batches`, and no batch more
+    once `stopping` is set (each batch is bounded by the publisher's confirm deadline)."""
     faults.reached("relay")
     total = RelayResult()
     for _ in range(max_batches):
+        if stopping is not None and stopping.is_set():
+            return total
         async with pool.acquire() as conn:
             rows = await conn.fetch(q("claim_unpublished"), batch_size, lease_s)
         if not rows:
