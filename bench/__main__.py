@@ -20,21 +20,23 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-from bench import dispatch, end_to_end, fire_lag, infra, render, scale, trigger
+from bench import dispatch, end_to_end, fire_lag, infra, outbox, render, scale, trigger
 
 RESULTS = infra.ROOT / "bench" / "results"
-MEASURES = ("dispatch", "end_to_end", "trigger", "fire_lag", "scale")
+MEASURES = ("dispatch", "end_to_end", "trigger", "fire_lag", "scale", "outbox")
 
 FULL = {"dispatch": 100_000, "dispatch_aps": 3_000, "dispatch_celery_cap_s": 30.0,
         "e2e": 20_000, "e2e_aps": 1_500, "workers": (1, 2, 4), "triggers": 1_000,
         "steady": 1_000, "steady_s": 60.0, "burst": 10_000,
         "scale": (10_000, 100_000, 1_000_000), "scale_aps": 1_000,
-        "scale_celery": (10_000, 100_000), "idle_window_s": 30.0}
+        "scale_celery": (10_000, 100_000), "idle_window_s": 30.0,
+        "outbox_runs": 1_000_000, "outbox_drain_s": 60.0}
 QUICK = {"dispatch": 10_000, "dispatch_aps": 500, "dispatch_celery_cap_s": 10.0,
          "e2e": 3_000, "e2e_aps": 300, "workers": (1, 2, 4), "triggers": 200,
          "steady": 1_000, "steady_s": 15.0, "burst": 10_000,
          "scale": (10_000, 100_000), "scale_aps": 300,
-         "scale_celery": (10_000,), "idle_window_s": 10.0}
+         "scale_celery": (10_000,), "idle_window_s": 10.0,
+         "outbox_runs": 100_000, "outbox_drain_s": 15.0}
 
 
 def _version(dist: str) -> str | None:
@@ -139,6 +141,10 @@ async def measure(sizes: dict, only: set[str]) -> dict:
             await _guarded(r["celery_beat"], str(size),
                            lambda size=size: scale.celery_beat(size, w),
                            f"idle, Celery beat 5, {size:,} entries")
+    if "outbox" in only:
+        await _guarded(out, "outbox", lambda: outbox.measure(sizes["outbox_runs"],
+                                                             sizes["outbox_drain_s"]),
+                       f"outbox, Sundial, {sizes['outbox_runs']:,} runs")
     return out
 
 
@@ -147,14 +153,17 @@ def merge(base_path: Path, rerun_path: Path) -> None:
     base, rerun = json.loads(base_path.read_text()), json.loads(rerun_path.read_text())
     failed = sorted({name for name, measure in base["measures"].items() if name in rerun["measures"]
                      and "error" in json.dumps(measure)})
+    added = sorted(set(rerun["measures"]) - set(base["measures"]))
+    why = (f"because in the first one {', '.join(failed)} failed on a harness bug, since fixed"
+           if failed else f"{', '.join(added) or 'they'} being measured after the first one")
     base["measures"].update(rerun["measures"])
     base.setdefault("notes", []).append(
         f"{', '.join(rerun['only'])} come from a second invocation at {rerun['date']} "
         f"(`python -m bench --only {' '.join(rerun['only'])}` at commit "
         f"{rerun['versions']['sundial']}; load average then "
-        f"{', '.join(f'{x:.2f}' for x in rerun['machine']['load_average'])}; results in "
-        f"`{rerun_path.resolve().relative_to(infra.ROOT)}`), because in the first one "
-        f"{', '.join(failed) or 'they'} failed on a harness bug, since fixed; each of those "
+        f"{', '.join(f'{x:.2f}' for x in rerun['machine']['load_average'])}, after it "
+        f"{', '.join(f'{x:.2f}' for x in rerun.get('load_average_after') or [])}; results in "
+        f"`{rerun_path.resolve().relative_to(infra.ROOT)}`), {why}; each of those "
         "measures still has all of its systems from one invocation.")
     base["targets"] = render.targets(base)
     base_path.write_text(json.dumps(base, indent=2, default=str) + "\n")

@@ -98,7 +98,7 @@ def waiting_out(event: str, max_wait_s: float = 10.0) -> tenacity.AsyncRetrying:
 
     return tenacity.AsyncRetrying(
         retry=tenacity.retry_if_exception(is_transient),
-        wait=tenacity.wait_exponential_jitter(initial=0.2, max=max_wait_s, jitter=0.2),
+        wait=tenacity.wait_exponential_jitter(multiplier=0.2, max=max_wait_s, jitter=0.2),
         stop=tenacity.stop_never,
         before_sleep=before_sleep,
         reraise=True,

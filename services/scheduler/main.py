@@ -1,14 +1,16 @@
-"""The scheduler daemon: tick, publish, relay, reap — then sleep until the next slot.
+"""The scheduler daemon: a handful of loops, each its own concern, supervised together.
 
-One pass (`run_once`) ticks batch after batch until nothing more is due, hands the new
-runs to publishing, starts the relay when runs are pending, and every few seconds reaps
-stale runs. Publishing (with confirms, then `published_at`) and the relay run in tasks
-of their own, up to PUBLISH_IN_FLIGHT at a time, each bounded by the publisher's confirm
-deadline: a pass never waits for the broker (with that many unconfirmed, a new batch is
-left to the relay), so slots keep being recorded while the broker stalls or blocks.
-Between passes the loop sleeps until the earliest next slot (capped by the poll
-interval) and wakes at once on NOTIFY. A failure is logged and retried with backoff;
-the process never needs a restart to recover from a database or broker restart.
+- tick: claim what is due batch after batch, hand each batch to publishing, then sleep
+  until the earliest next slot (capped by the poll interval); NOTIFY wakes it at once.
+- relay: publish the outbox's runs no one else is publishing, on a wake-up (NOTIFY, a
+  failed or handed-back publish, a run of the outbox falling due) or once a second;
+  after a failed publish it backs off, and fresh batches go to it meanwhile.
+- reap (every 5 s), retention (once a minute from start-up), status (once a second
+  after a pass) and the healthcheck log (every HEALTHCHECK_INTERVAL).
+
+A loop's failing round is logged and retried with backoff while the others go on
+(`supervisor.py`); the process never needs a restart to recover from a database or
+broker restart. A stop lets the tick finish its pass.
 """
 
 from __future__ import annotations
@@ -19,39 +21,37 @@ import random
 import socket
 import time
 from contextlib import suppress
-from dataclasses import dataclass
 
 import asyncpg
 import prometheus_client as prom
 
-from sundial.core import health, runtime
+from sundial.core import faults, health, runtime
 from sundial.core.broker import CONFIRM_TIMEOUT_S, Publisher
 from sundial.core.db import CONNECTION_ERRORS, connect, create_pool
 from sundial.core.logging import get_logger
 from sundial.core.migrate import wait_until_migrated
-from sundial.core.outbox import WAKEUP_CHANNEL, PublishResult, publish_runs
+from sundial.core.outbox import WAKEUP_CHANNEL
 from sundial.core.runtime import iso_utc
 from sundial.core.settings import Settings, instance_id
 from sundial.core.sql import q
 from sundial.core.zones import TZDATA_VERSION
+from sundial.scheduler.publishing import Counters, Publishing
 from sundial.scheduler.reaper import delete_old_runs, reap
 from sundial.scheduler.relay import relay
+from sundial.scheduler.supervisor import Loop, Supervisor
 from sundial.scheduler.tick import tick
 
 log = get_logger("scheduler")
 
 TICKS = prom.Counter("sundial_scheduler_passes_total", "Scheduler passes")
-DISPATCHED = prom.Counter("sundial_scheduler_runs_dispatched_total", "Runs published and confirmed")
 CREATED = prom.Counter("sundial_scheduler_runs_created_total", "Runs recorded for due slots")
-PUBLISH_FAILURES = prom.Counter("sundial_scheduler_publish_failures_total", "Runs not confirmed")
 PASS_SECONDS = prom.Histogram("sundial_scheduler_pass_seconds", "Duration of a scheduler pass")
 
 REAP_EVERY_S = 5.0
 RETENTION_EVERY_S = 60.0
 STATUS_EVERY_S = 1.0
-PUBLISH_IN_FLIGHT = 16
-# On shutdown, how long batches being published may take to be confirmed and marked.
-PUBLISH_DRAIN_S = 10.0
+# The relay looks at the outbox this often without a wake-up (runs whose publisher's
+# lease ran out); "trigger now" is looked for as often.
 SWEEP_EVERY_S = 1.0
 # When something is due but another instance holds it, look again soon, not at once.
 BUSY_RETRY_S = 0.05
@@ -59,14 +59,8 @@ BUSY_RETRY_S = 0.05
 DUE_DURING_PASS_S = 0.003
 
 
-@dataclass
-class Counters:
-    passes: int = 0
-    created: int = 0
-    dispatched: int = 0
-    failures: int = 0
-    last_check: float | None = None        # wall time of the last completed pass
-    last_execution: float | None = None    # wall time runs were last created
+class RelayFailed(Exception):
+    """Runs of the outbox could not be published."""
 
 
 class Scheduler:
@@ -74,8 +68,6 @@ class Scheduler:
         self.settings = settings
         self.name = name or instance_id("scheduler")
         self.counters = Counters()
-        self.stopping = asyncio.Event()
-        self._wakeup = asyncio.Event()
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
         # A confirm must come well before the publish lease runs out, or another
@@ -83,23 +75,28 @@ class Scheduler:
         self._publisher = Publisher(settings.rabbitmq_url, settings.delivery_limit,
                                     confirm_timeout_s=min(CONFIRM_TIMEOUT_S,
                                                           settings.publish_lease_s / 2))
-        self._publish_retry_at = 0.0
-        self._publish_backoff_s = 0.0
-        self._last_reap = 0.0
-        self._last_retention = float("-inf")   # from start-up on
-        self._retaining: asyncio.Task | None = None
-        self._last_status = 0.0
+        self._publishing: Publishing | None = None
         self._rng = random.Random()
-        # Reasons for a pass to look beyond due schedules: the outbox has runs to relay
-        # (seen by the sleep-time query, announced by NOTIFY, or left by a failed publish),
-        # "trigger now" may be pending. Both are also checked once a second regardless.
-        self._relay_due = True
-        self._trigger_due = True
+        self._trigger_due = True           # "trigger now" may be pending (NOTIFY, sweep)
         self._last_sweep = 0.0
-        # Publish failures per schedule, recorded on the schedules after the pass.
-        self._pending_failures: tuple[dict[int, int], str] | None = None
-        self._publishing: set[asyncio.Task] = set()   # publish and relay tasks
-        self._relaying: asyncio.Task | None = None
+        self._passes_recorded = -1
+        self._tick = Loop("tick", self._tick_round, "scheduler.pass_failed")
+        self._relay = Loop("relay", self._relay_round, "scheduler.relay_failed",
+                           on_backoff=self._relay_backing_off)
+        self._supervisor = Supervisor([
+            self._tick,
+            self._relay,
+            Loop("reap", self._reap_round, "scheduler.reap_failed"),
+            Loop("retention", self._retention_round, "scheduler.retention_failed",
+                 cancel_on_stop=True),   # a delete batch is one statement: nothing half-done
+            Loop("status", self._status_round, "scheduler.status_failed"),
+            Loop("healthcheck", self._health_round, "scheduler.healthcheck_failed",
+                 first_in_s=settings.healthcheck_interval_s),
+        ])
+
+    @property
+    def stopping(self) -> asyncio.Event:
+        return self._supervisor.stopping
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -111,23 +108,15 @@ class Scheduler:
         async with self._pool.acquire() as conn:
             await conn.execute(q("register_instance"), self.name, socket.gethostname(),
                                os.getpid(), TZDATA_VERSION)
+        self._publishing = Publishing(self._pool, self._publisher, self.counters,
+                                      on_failure=self._relay.wakeup.set)
         await self._ensure_listener()
         log.info("scheduler.started", instance=self.name, poll_interval_s=s.poll_interval_s,
                  batch_size=s.batch_size, tzdata=TZDATA_VERSION)
 
     async def close(self) -> None:
-        if self._publishing:
-            _, late = await asyncio.wait(set(self._publishing), timeout=PUBLISH_DRAIN_S)
-            if late:
-                # Their leases run out and the relay of any instance publishes them.
-                log.warning("scheduler.publish_unfinished", batches=len(late))
-                for task in late:
-                    task.cancel()
-        retaining = self._retaining
-        if retaining is not None:
-            retaining.cancel()   # a delete batch is one statement: cut off, nothing is half-done
-            with suppress(asyncio.CancelledError):
-                await retaining
+        if self._publishing is not None:
+            await self._publishing.drain()
         if self._pool is not None:
             with suppress(*CONNECTION_ERRORS, asyncpg.PostgresError):
                 await self._pool.execute(q("stop_instance"), self.name)
@@ -140,45 +129,32 @@ class Scheduler:
         log.info("scheduler.stopped", instance=self.name, **self._counter_fields())
 
     def stop(self) -> None:
-        self.stopping.set()
-        self._wakeup.set()
+        self._supervisor.stop()
 
     async def run(self) -> None:
-        """Pass after pass until stopped; the current pass always finishes."""
+        """Every loop until stopped; the current pass always finishes."""
         await self.start()
         runtime.started()
-        health_task = asyncio.create_task(self._health_log(), name="health-log")
-        failures = 0
         try:
-            while not self.stopping.is_set():
-                self._wakeup.clear()
-                try:
-                    # Shielded: a stop request lets the pass finish its transaction.
-                    claimed = await asyncio.shield(self.run_once())
-                    failures = 0
-                    delay = await self._sleep_time(claimed)
-                except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
-                    failures += 1
-                    delay = min(30.0, 0.5 * 2 ** min(failures, 6)) * self._rng.uniform(0.8, 1.2)
-                    log.error("scheduler.pass_failed", error=repr(exc), retry_in_s=round(delay, 2))
-                await self._sleep(delay)
+            await self._supervisor.run()
         finally:
-            health_task.cancel()
-            with suppress(asyncio.CancelledError):
-                await health_task
             await self.close()
 
-    # --- one pass ----------------------------------------------------------------------
+    # --- tick ----------------------------------------------------------------------------
+
+    async def _tick_round(self) -> float:
+        return await self._sleep_time(await self.run_once())
 
     async def run_once(self) -> int:
-        """Tick until nothing is due, publish, relay, reap; the schedules it claimed."""
-        assert self._pool is not None
+        """Tick until nothing is due, handing each batch to publishing; the schedules
+        it claimed."""
+        assert self._pool is not None and self._publishing is not None
         s = self.settings
         started = time.monotonic()
         await self._ensure_listener()
-        if time.monotonic() - self._last_sweep >= SWEEP_EVERY_S:
-            self._last_sweep = time.monotonic()
-            self._relay_due = self._trigger_due = True
+        if started - self._last_sweep >= SWEEP_EVERY_S:
+            self._last_sweep = started
+            self._trigger_due = True
         if self._trigger_due:
             self._trigger_due = False
             if await self._pool.fetchval(q("take_trigger_request")):
@@ -200,185 +176,28 @@ class Scheduler:
                 log.debug("scheduler.tick", claimed=result.claimed, created=result.created,
                           missed=result.missed, deactivated=result.deactivated,
                           set_aside=result.set_aside)
-            if result.to_publish:
-                await self._start_publishing(result.to_publish, result.run_schedules)
-
-        if self._relay_due and self._may_publish() and not self._relaying:
-            self._relay_due = False
-            self._track(asyncio.create_task(self._relay(), name="relay"), relaying=True)
-
-        now = time.monotonic()
-        if now - self._last_reap >= REAP_EVERY_S:
-            self._last_reap = now
-            await reap(self._pool, lease_s=s.run_lease_s,
-                       offline_after_s=s.worker_offline_threshold_s,
-                       republish_after_s=s.run_republish_after_s,
-                       forget_after_s=s.forget_after_s,
-                       expire_without_worker_s=s.run_expire_without_worker_s)
-        if now - self._last_retention >= RETENTION_EVERY_S and not self._retaining:
-            self._last_retention = now
-            self._retaining = asyncio.create_task(self._retention(), name="retention")
+            await self._publishing.hand_over(result.to_publish, result.run_schedules)
 
         self.counters.passes += 1
         self.counters.last_check = time.time()
         TICKS.inc()
         PASS_SECONDS.observe(time.monotonic() - started)
-        await self._record_status()
         health.beat(s.health_dir, "scheduler")
         return claimed
-
-    async def _start_publishing(self, rows: list[dict], run_schedules: dict[int, int]) -> None:
-        """Publish a committed batch in the background. With PUBLISH_IN_FLIGHT batches
-        already waiting for their confirms (a broker that lags, stalls or blocks
-        publishers), the batch is left to the relay instead: a pass never waits for the
-        broker, so slots keep being recorded and schedules keep advancing."""
-        if len(self._publishing) >= PUBLISH_IN_FLIGHT:
-            assert self._pool is not None
-            self._relay_due = True
-            await self._pool.execute(q("release_publish_lease"), [r["run_id"] for r in rows])
-            return
-        self._track(asyncio.create_task(self._publish_batch(rows, run_schedules), name="publish"))
-
-    def _track(self, task: asyncio.Task, *, relaying: bool = False) -> None:
-        self._publishing.add(task)
-        task.add_done_callback(self._publishing.discard)
-        if relaying:
-            self._relaying = task
-            task.add_done_callback(lambda _t: setattr(self, "_relaying", None))
-
-    async def _retention(self) -> None:
-        """A round of retention in the background: batches for up to its budget, so a
-        large first clean-up never delays a pass."""
-        assert self._pool is not None
-        try:
-            await delete_old_runs(self._pool, retention_days=self.settings.cleanup_retention_days)
-        except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
-            log.error("scheduler.retention_failed", error=repr(exc))
-        except Exception:
-            log.exception("scheduler.retention_failed")
-        finally:
-            self._retaining = None
-
-    async def _relay(self) -> None:
-        """The relay, in the background like any publish: the pass does not wait for it."""
-        assert self._pool is not None
-        s = self.settings
-        try:
-            relayed = await relay(self._pool, self._publisher, batch_size=s.batch_size,
-                                  lease_s=s.publish_lease_s)
-        except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
-            self._relay_due = True
-            log.error("scheduler.relay_failed", error=repr(exc))
-            return
-        except Exception:
-            self._relay_due = True
-            log.exception("scheduler.publish_task_failed", runs=None)
-            return
-        self._account(relayed, {})
-        if relayed.published:
-            log.info("scheduler.relayed", runs=len(relayed.published))
-
-    async def _publish_batch(self, rows: list[dict], run_schedules: dict[int, int]) -> None:
-        try:
-            await self._publish(rows, run_schedules)
-        except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
-            # Published or not, the runs keep their lease until it runs out; then the
-            # relay publishes them (again: a worker claims a run once).
-            self._relay_due = True
-            log.error("scheduler.publish_unrecorded", runs=len(rows), error=repr(exc))
-        except Exception:
-            # A bug, not an outage: said loudly (a background task's error is otherwise
-            # only seen when it is collected); the relay publishes the runs later.
-            self._relay_due = True
-            log.exception("scheduler.publish_task_failed", runs=len(rows))
-
-    async def _publish(self, rows: list[dict], run_schedules: dict[int, int]) -> None:
-        if not rows:
-            return
-        assert self._pool is not None
-        if not self._may_publish():
-            # The broker is backing off: hand the runs to the relay for later.
-            self._relay_due = True
-            async with self._pool.acquire() as conn:
-                await conn.execute(q("release_publish_lease"), [r["run_id"] for r in rows])
-            return
-        result = await publish_runs(self._pool, self._publisher, rows)
-        self._account(result, run_schedules)
-
-    def _may_publish(self) -> bool:
-        return time.monotonic() >= self._publish_retry_at
-
-    def _account(self, result: PublishResult, run_schedules: dict[int, int]) -> None:
-        self.counters.dispatched += len(result.published)
-        DISPATCHED.inc(len(result.published))
-        if not result.failed:
-            self._publish_backoff_s = 0.0
-            return
-        self.counters.failures += len(result.failed)
-        self._relay_due = True
-        PUBLISH_FAILURES.inc(len(result.failed))
-        self._publish_backoff_s = min(30.0, max(0.5, self._publish_backoff_s * 2))
-        self._publish_retry_at = time.monotonic() + self._publish_backoff_s
-        error = repr(result.first_error)
-        log.error("scheduler.publish_failed", runs=len(result.failed), error=error,
-                  retry_in_s=self._publish_backoff_s)
-        per_schedule: dict[int, int] = {}
-        for run_id in result.failed:
-            sid = run_schedules.get(run_id)
-            if sid is not None:
-                per_schedule[sid] = per_schedule.get(sid, 0) + 1
-        if per_schedule:
-            # Several background batches may fail before the pass records them: add up.
-            earlier = self._pending_failures[0] if self._pending_failures else {}
-            for sid, n in earlier.items():
-                per_schedule[sid] = per_schedule.get(sid, 0) + n
-            self._pending_failures = (per_schedule, error)
-
-    async def _record_status(self) -> None:
-        assert self._pool is not None
-        if self._pending_failures:
-            per_schedule, error = self._pending_failures
-            self._pending_failures = None
-            await self._pool.execute(q("record_publish_failures"), list(per_schedule),
-                                     list(per_schedule.values()), error[:1000])
-        now = time.monotonic()
-        if now - self._last_status < STATUS_EVERY_S:
-            return
-        self._last_status = now
-        c = self.counters
-        await self._pool.execute(q("record_status"), self.name, self.settings.poll_interval_s,
-                                 c.passes, c.dispatched, c.failures, socket.gethostname(),
-                                 os.getpid(), TZDATA_VERSION)
-
-    # --- sleeping and waking -------------------------------------------------------------
 
     async def _sleep_time(self, claimed: int) -> float:
         """Until the next pass; `claimed`: schedules the pass just ended claimed."""
         assert self._pool is not None
         cap = self.settings.poll_interval_s
-        row = await self._pool.fetchrow(q("seconds_until_next_work"))
-        times = [t for t in (row["schedules"], row["outbox"]) if t is not None]
-        if not times:
+        until = (await self._pool.fetchrow(q("seconds_until_next_work")))["schedules"]
+        if until is None:
             return cap
-        until = min(times)
-        if row["outbox"] is not None and row["outbox"] <= until:
-            # The next thing to do is publishing from the outbox (a retry, jitter).
-            self._relay_due = True
-        backoff = max(0.0, self._publish_retry_at - time.monotonic())
         if until <= 0:
             # Fell due during a pass that claimed (at a thousand slots a second, several
             # have): the next follows almost at once, taking what falls due meanwhile.
-            # Else due but not ours to take (another instance holds it, or the broker
-            # backs off): look again shortly.
-            return (DUE_DURING_PASS_S if claimed and not backoff
-                    else min(cap, max(BUSY_RETRY_S, backoff)))
+            # Else due but not ours to take (another instance holds it): look again shortly.
+            return DUE_DURING_PASS_S if claimed else min(cap, BUSY_RETRY_S)
         return min(cap, until + 0.001)
-
-    async def _sleep(self, seconds: float) -> None:
-        if seconds <= 0 or self.stopping.is_set():
-            return
-        with suppress(TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), timeout=seconds)
 
     async def _ensure_listener(self) -> None:
         """LISTEN on a connection of its own, re-established after a database restart."""
@@ -391,16 +210,86 @@ class Scheduler:
             log.warning("scheduler.listen_unavailable", error=repr(exc))
             return
         await conn.add_listener(WAKEUP_CHANNEL, self._on_notify)
-        conn.add_termination_listener(lambda _conn: self._wakeup.set())
+        conn.add_termination_listener(lambda _conn: self._tick.wakeup.set())
         self._listener = conn
         # Anything announced while we were not listening is picked up by this pass.
-        self._wakeup.set()
+        self._tick.wakeup.set()
+        self._relay.wakeup.set()
         log.info("scheduler.listening", channel=WAKEUP_CHANNEL)
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, reason: str) -> None:
         # A manual run, a retry or a rescue may have left a run in the outbox.
-        self._relay_due = self._trigger_due = True
-        self._wakeup.set()
+        self._trigger_due = True
+        self._tick.wakeup.set()
+        self._relay.wakeup.set()
+
+    # --- relay -----------------------------------------------------------------------------
+
+    async def _relay_round(self) -> float:
+        """Publish what the outbox holds; raises RelayFailed (the loop backs off) when
+        the broker did not take it."""
+        assert self._pool is not None and self._publishing is not None
+        s = self.settings
+        result = await relay(self._pool, self._publisher, batch_size=s.batch_size,
+                             lease_s=s.publish_lease_s, stopping=self.stopping)
+        self._publishing.account(result, {})
+        if result.published:
+            log.info("scheduler.relayed", runs=len(result.published))
+        if result.failed:
+            raise RelayFailed(f"{len(result.failed)} runs not published: {result.first_error!r}")
+        self._publishing.retry_at = 0.0
+        if result.more:
+            return 0.0
+        # Until the next run of the outbox becomes available (jitter, look-ahead, a
+        # retry's backoff), or the sweep for runs whose publisher's lease ran out.
+        until = (await self._pool.fetchrow(q("seconds_until_next_work")))["outbox"]
+        if until is None or until >= SWEEP_EVERY_S:
+            return SWEEP_EVERY_S
+        # Available now but not taken (locked by another transaction): look again shortly.
+        return max(until + 0.001, 0.0 if result.published else BUSY_RETRY_S)
+
+    def _relay_backing_off(self, exc: BaseException, seconds: float) -> None:
+        """Fresh batches go to the relay while it backs off from the broker."""
+        assert self._publishing is not None
+        if isinstance(exc, RelayFailed):
+            self._publishing.retry_at = time.monotonic() + seconds
+
+    # --- maintenance -------------------------------------------------------------------------
+
+    async def _reap_round(self) -> float:
+        assert self._pool is not None
+        s = self.settings
+        await reap(self._pool, lease_s=s.run_lease_s, offline_after_s=s.worker_offline_threshold_s,
+                   republish_after_s=s.run_republish_after_s, forget_after_s=s.forget_after_s,
+                   expire_without_worker_s=s.run_expire_without_worker_s)
+        return REAP_EVERY_S
+
+    async def _retention_round(self) -> float:
+        """Batches for up to retention's budget, in a loop of its own, so a large first
+        clean-up never delays a pass."""
+        assert self._pool is not None
+        await delete_old_runs(self._pool, retention_days=self.settings.cleanup_retention_days)
+        return RETENTION_EVERY_S
+
+    async def _status_round(self) -> float:
+        """Publish failures onto their schedules, and this instance's status after each
+        pass (no pass, no status: the API then reports the scheduler stale)."""
+        assert self._pool is not None and self._publishing is not None
+        if self._publishing.pending_failures:
+            per_schedule, error = self._publishing.pending_failures
+            self._publishing.pending_failures = None
+            await self._pool.execute(q("record_publish_failures"), list(per_schedule),
+                                     list(per_schedule.values()), error[:1000])
+        c = self.counters
+        passes = c.passes   # the tick may pass again while this is written
+        if passes != self._passes_recorded:
+            faults.reached("status")
+            await self._pool.execute(q("record_status"), self.name,
+                                     self.settings.poll_interval_s, passes, c.dispatched,
+                                     c.failures, socket.gethostname(), os.getpid(),
+                                     TZDATA_VERSION)
+            self._passes_recorded = passes
+        return STATUS_EVERY_S
 
     # --- health ----------------------------------------------------------------------------
 
@@ -410,13 +299,11 @@ class Scheduler:
                 "failures": c.failures, "last_check": iso_utc(c.last_check),
                 "last_execution": iso_utc(c.last_execution)}
 
-    async def _health_log(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.healthcheck_interval_s)
-            log.info("healthcheck", instance=self.name,
-                     broker_connected=self._publisher.connected,
-                     listening=self._listener is not None and not self._listener.is_closed(),
-                     **self._counter_fields())
+    async def _health_round(self) -> float:
+        log.info("healthcheck", instance=self.name, broker_connected=self._publisher.connected,
+                 listening=self._listener is not None and not self._listener.is_closed(),
+                 **self._counter_fields())
+        return self.settings.healthcheck_interval_s
 
 
 async def serve(settings: Settings) -> int:

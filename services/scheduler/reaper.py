@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from sundial.core import faults
 from sundial.core.logging import get_logger
 from sundial.core.outbox import wake_scheduler
 from sundial.core.sql import q
@@ -36,6 +37,7 @@ async def reap(pool: asyncpg.Pool, *, lease_s: float, offline_after_s: float,
     """Runs first, in one transaction (its wake-up on commit); the bookkeeping of workers
     and instances after it, each its own statement, so trouble there never undoes a
     rescue."""
+    faults.reached("reap")
     result = ReapResult()
     async with pool.acquire() as conn, conn.transaction():
         if expire_without_worker_s > 0:
@@ -80,6 +82,7 @@ async def delete_old_runs(pool: asyncpg.Pool, *, retention_days: float,
                           budget_s: float = RETENTION_BUDGET_S) -> int:
     """Delete in batches (short transactions, one instance at a time) until fewer than a
     batch are left or `budget_s` has passed; returns how many runs went."""
+    faults.reached("retention")
     deleted = 0
     started = time.monotonic()
     while True:

@@ -206,3 +206,31 @@ async def test_a_forgotten_instance_reappears_with_its_next_status(db_url, amqp_
         assert dict(back) == {**dict(row), "status": "running"}
     finally:
         await conn.close()
+
+
+LOOPS_FAILING = ("reap", "relay", "retention", "status")
+
+
+async def test_a_failing_loop_is_restarted_while_the_tick_fires(db_url, amqp_url, queue,
+                                                               processes):
+    """Every round of the reaper, the relay, retention and the status report raises (a
+    fault point): each is logged and restarted with backoff, and the tick keeps firing
+    every slot on time meanwhile."""
+    conn = await asyncpg.connect(db_url)
+    try:
+        await setup_schedules(conn, queue, count=5, start_in_s=1)
+        env = service_env(db_url, amqp_url, SCHEDULER_POLL_INTERVAL=1,
+                          SUNDIAL_FAULT_RAISE_AT=",".join(LOOPS_FAILING))
+        scheduler = processes(["scheduler"], env)
+        await asyncio.sleep(9)
+        assert scheduler.alive(), "a failing loop does not take the process down"
+        await assert_every_slot_has_exactly_one_run(conn, 1.0, until_lag_s=3)
+        assert await conn.fetchval("SELECT count(*) FROM runs") >= 5 * 6
+        assert scheduler.stop() == 0
+        output = scheduler.output()
+        for loop in LOOPS_FAILING:
+            restarts = output.count(f'"scheduler.{loop}_failed"')
+            assert restarts >= 2, f"the {loop} loop failed {restarts} times: restarted?"
+        assert '"retry_in_s"' in output
+    finally:
+        await conn.close()

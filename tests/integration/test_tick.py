@@ -324,3 +324,24 @@ async def test_a_schedule_that_cannot_be_planned_is_set_aside_and_the_others_go_
     # Set aside: no later tick claims the rows again.
     again = await tick(pool, batch_size=100, look_ahead_s=0, lease_s=LEASE_S)
     assert (again.claimed, again.set_aside) == (0, 0)
+
+
+async def test_relay_publishes_batch_by_batch_and_no_batch_more_once_stopping(
+        pool, queue, amqp_url):
+    job = await make_job(pool, queue)
+    await pool.execute(
+        "INSERT INTO runs (job_id, scheduled_for, trigger, status) "
+        "SELECT $1, now(), 'manual', 'queued' FROM generate_series(1, 25)", job)
+    publisher = Publisher(amqp_url, delivery_limit=5)
+    stopping = asyncio.Event()
+    try:
+        first = await relay(pool, publisher, batch_size=10, lease_s=LEASE_S, max_batches=2)
+        assert len(first.published) == 20 and first.more, "stopped at max_batches: more"
+        stopping.set()
+        stopped = await relay(pool, publisher, batch_size=10, lease_s=LEASE_S,
+                              stopping=stopping)
+        assert stopped.published == [] and not stopped.more
+        rest = await relay(pool, publisher, batch_size=10, lease_s=LEASE_S)
+        assert len(rest.published) == 5 and not rest.more
+    finally:
+        await publisher.close()

@@ -39,5 +39,19 @@ def test_a_process_reaching_a_point_dies_as_if_sigkilled():
     assert done.returncode == 0 and "survived" in done.stdout
 
 
+def test_a_raise_point_raises_and_loop_points_are_for_raising_only():
+    code = ("from sundial.core import faults\n"
+            "try:\n    faults.reached('reap')\n"
+            "except faults.InjectedFault as exc:\n    print('raised', exc)")
+    done = subprocess.run([sys.executable, "-c", code],
+                          env={**_base_env(), faults.RAISE_ENV: "reap"},
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and "raised SUNDIAL_FAULT_RAISE_AT: injected at reap" in done.stdout
+    assert faults.parse("reap,after_commit:0.5", faults.RAISE_ENV,
+                        faults.POINTS | faults.LOOP_POINTS) == {"reap": 1.0, "after_commit": 0.5}
+    with pytest.raises(ValueError, match="SUNDIAL_FAULT_KILL_AT: 'reap' is not a fault point"):
+        faults.parse("reap")
+
+
 def _base_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k != faults.ENV}
+    return {k: v for k, v in os.environ.items() if k not in (faults.ENV, faults.RAISE_ENV)}
