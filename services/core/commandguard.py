@@ -69,6 +69,8 @@ class CommandRule:
         return bool(self.args) or not self.more
 
     def __str__(self) -> str:
+        if not self.args and not self.more:
+            return f"{shlex.quote(self.program)} (no arguments)"
         return shlex.join([self.program, *self.args, *([ANY_ARGUMENTS] if self.pinned
                                                        and self.more else [])])
 
@@ -90,21 +92,22 @@ def parse_allowlist(value: str) -> tuple[CommandRule, ...]:
                              "entries, or a JSON list of strings and argv lists") from None
         if not isinstance(items, list):
             raise ValueError("must be a JSON list of strings and argv lists")
-        entries: list[tuple[str, list[str]]] = []
+        entries: list[tuple[str, list[str], bool]] = []
         for item in items:
             if isinstance(item, str):
-                entries.append((item, item.split()))
+                entries.append((item, item.split(), False))
             elif isinstance(item, list) and item and all(isinstance(w, str) for w in item):
-                entries.append((json.dumps(item), item))
+                entries.append((json.dumps(item), item, True))
             else:
                 raise ValueError(f"entry {json.dumps(item)} must be a string such as "
                                  '"pg_dump --schema-only ..." or a non-empty list of strings')
     else:
-        entries = [(e.strip(), e.split()) for e in value.split(",") if e.strip()]
-    return tuple(_rule(shown, words) for shown, words in entries)
+        entries = [(e.strip(), e.split(), False) for e in value.split(",") if e.strip()]
+    return tuple(_rule(*entry) for entry in entries)
 
 
-def _rule(shown: str, words: list[str]) -> CommandRule:
+def _rule(shown: str, words: list[str], argv: bool) -> CommandRule:
+    """An entry's rule; an argv list (`argv`) is exact even with no arguments."""
     if not words:
         raise ValueError(f"entry {shown!r} is empty; name a program")
     program, *args = words
@@ -117,7 +120,7 @@ def _rule(shown: str, words: list[str]) -> CommandRule:
     if ANY_ARGUMENTS in args:
         raise ValueError(f"entry {shown!r}: '...' may only end an entry (it stands for any "
                          "further arguments)")
-    return CommandRule(program, tuple(args), more=more or not args)
+    return CommandRule(program, tuple(args), more=more or not (args or argv))
 
 
 def program_form(program: str) -> str | None:

@@ -40,11 +40,13 @@ def test_entries_are_programs_exact_argvs_or_prefixes(clean_env) -> None:
     assert [str(r) for r in s.command_allowlist] == [
         "echo", "find /srv/tmp -mtime +7 -delete", "pg_dump --schema-only ...", "/opt/bin/report"]
     s = worker_settings(clean_env, WORKER_COMMAND_ALLOWLIST=(
-        '["echo", ["find", "/srv/my files, old", "-delete"], ["tar", "-tf", "..."]]'))
+        '["echo", ["find", "/srv/my files, old", "-delete"], ["tar", "-tf", "..."], ["uptime"]]'))
     assert s.command_allowlist == (
         CommandRule("echo"),
         CommandRule("find", ("/srv/my files, old", "-delete"), more=False),
-        CommandRule("tar", ("-tf",), more=True))
+        CommandRule("tar", ("-tf",), more=True),
+        CommandRule("uptime", more=False))
+    assert str(s.command_allowlist[3]) == "uptime (no arguments)"
     assert s.command_env == ("HOME", "LANG", "LC_ALL", "TZ")
     assert s.command_path == DEFAULT_PATH
 
