@@ -22,6 +22,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from sundial.core.commandguard import check_payload
 from sundial.core.errors import InvalidInput
 from sundial.core.netguard import check_url
 from sundial.core.secrets import MASK, masked_url, same_origin, url_password, with_password
@@ -159,6 +160,7 @@ def _command(payload: dict[str, Any], _allowed: tuple) -> None:
         raise InvalidInput("payload.argv", argv, "must be a non-empty list of strings (no shell)")
     _typed(payload, "cwd", (str,), "a directory path")
     _typed(payload, "env", (dict,), "an object of variable names to values")
+    check_payload(payload)
 
 
 def _python(payload: dict[str, Any], _allowed: tuple) -> None:

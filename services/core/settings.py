@@ -210,6 +210,17 @@ class Settings(BaseSettings):
         return f"amqp://{auth}@{self.rabbitmq_host}:{self.rabbitmq_port}/{vhost}"
 
 
+def variables(model: type[BaseSettings]) -> dict[str, str]:
+    """Environment variable -> field name, for every field of a settings model."""
+    found = {}
+    for field, info in model.model_fields.items():
+        alias = info.validation_alias
+        if isinstance(alias, AliasChoices):
+            for name in alias.choices:
+                found.setdefault(str(name), field)
+    return found
+
+
 def redact_url(url: str) -> str:
     """The URL with its password replaced by ***, for logs."""
     parts = urlsplit(url)

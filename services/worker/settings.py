@@ -7,8 +7,9 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
+from sundial.core.commandguard import CommandRule, parse_allowlist, parse_path, worker_variable_refusal
 from sundial.core.netguard import Network, parse_networks
-from sundial.core.settings import Settings, env
+from sundial.core.settings import Settings, env, variables
 
 
 def _names(value: object) -> object:
@@ -27,9 +28,20 @@ class WorkerSettings(Settings):
     allow_commands: bool = Field(
         False, validation_alias=env("WORKER_ALLOW_COMMANDS"),
         description="true to let this worker run `command` jobs (argv, never a shell)")
-    command_allowlist: Annotated[tuple[str, ...], NoDecode] = Field(
+    command_allowlist: Annotated[tuple[CommandRule, ...], NoDecode] = Field(
         (), validation_alias=env("WORKER_COMMAND_ALLOWLIST"),
-        description="comma-separated program names `command` jobs may run; empty = any")
+        description="comma-separated entries, each a program (any arguments), a program with "
+                    "its exact arguments, or one with fixed first arguments ending in '...', "
+                    "e.g. echo,find /srv/tmp -mtime +7 -delete,pg_dump --schema-only ...; or "
+                    "a JSON list of such strings and argv lists; empty = any program")
+    command_env: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("HOME", "LANG", "LC_ALL", "TZ"), validation_alias=env("WORKER_COMMAND_ENV"),
+        description="comma-separated names of the worker's variables `command` programs "
+                    "get, e.g. HOME,LANG,LC_ALL,TZ; never a Sundial setting or PATH")
+    command_path: str = Field(
+        "/usr/local/bin:/usr/bin:/bin", validation_alias=env("WORKER_COMMAND_PATH"),
+        description="absolute directories joined by ':' where `command` programs are "
+                    "looked up, and their PATH, e.g. /usr/local/bin:/usr/bin:/bin")
     imports: Annotated[tuple[str, ...], NoDecode] = Field(
         (), validation_alias=env("WORKER_IMPORTS"),
         description="comma-separated Python modules whose @job functions this worker runs")
@@ -55,7 +67,27 @@ class WorkerSettings(Settings):
             return parse_networks(value)
         return value
 
-    @field_validator("command_allowlist", "imports", mode="before")
+    @field_validator("imports", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         return _names(value)
+
+    @field_validator("command_allowlist", mode="before")
+    @classmethod
+    def _allowlist(cls, value: object) -> object:
+        return parse_allowlist(value) if isinstance(value, str) else value
+
+    @field_validator("command_env", mode="before")
+    @classmethod
+    def _command_env(cls, value: object) -> object:
+        names = _names(value)
+        for name in names if isinstance(names, tuple) else ():
+            why = worker_variable_refusal(name, variables(cls))
+            if why:
+                raise ValueError(f"entry {name!r}: {why}; remove it")
+        return names
+
+    @field_validator("command_path", mode="before")
+    @classmethod
+    def _command_path(cls, value: object) -> object:
+        return parse_path(value) if isinstance(value, str) else value

@@ -12,28 +12,17 @@ from typing import Any
 
 import pytest
 import yaml
-from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
 from sundial.api.settings import ApiSettings
 from sundial.core.cli import build_parser
-from sundial.core.settings import Settings
+from sundial.core.settings import Settings, variables
 from sundial.worker.settings import WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("scheduler", "worker", "api")
 INFRASTRUCTURE = ("postgres", "rabbitmq")
 MODELS: tuple[type[BaseSettings], ...] = (Settings, WorkerSettings, ApiSettings)
-
-
-def variables(model: type[BaseSettings]) -> dict[str, str]:
-    """Environment variable -> field name, for every field of the model."""
-    found = {}
-    for field, info in model.model_fields.items():
-        alias = info.validation_alias
-        if isinstance(alias, AliasChoices):
-            found[str(alias.choices[0])] = field
-    return found
 
 
 ALL_VARIABLES = {name for model in MODELS for name in variables(model)}

@@ -1,7 +1,9 @@
 """`command`: a program run with an argv list, never through a shell.
 
-Off unless WORKER_ALLOW_COMMANDS=true; WORKER_COMMAND_ALLOWLIST (program names as given
-in argv[0]) restricts which programs may run.
+Off unless WORKER_ALLOW_COMMANDS=true. argv[0] is looked up on WORKER_COMMAND_PATH only
+(or is an absolute path), WORKER_COMMAND_ALLOWLIST may restrict the programs and pin their
+arguments, and the program's environment holds only WORKER_COMMAND_ENV's variables, the
+job's `env` and PATH (sundial.core.commandguard).
 
 Payload: {"argv": ["pg_dump", "--schema-only", "app"], "cwd": "/srv", "env": {"K": "v"},
 "max_output_bytes": 65536}. Result: {"exit_code": 0, "stdout": ..., "stderr": ...,
@@ -16,6 +18,8 @@ import signal
 from contextlib import suppress
 from typing import Any
 
+from sundial.core.commandguard import allowed, check_payload, child_env
+from sundial.core.errors import InvalidInput
 from sundial.worker.handlers import JobError, PayloadError, RunContext, field
 
 
@@ -26,16 +30,25 @@ async def run(payload: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     argv = field(payload, "argv", list)
     if not argv or not all(isinstance(a, str) for a in argv):
         raise PayloadError("payload.argv must be a non-empty list of strings")
-    if settings.command_allowlist and argv[0] not in settings.command_allowlist:
-        raise PayloadError(f"program {argv[0]!r} is not in WORKER_COMMAND_ALLOWLIST "
-                           f"({', '.join(settings.command_allowlist)})")
     cwd = field(payload, "cwd", str, None)
     extra_env = {str(k): str(v) for k, v in field(payload, "env", dict, {}).items()}
     limit = int(field(payload, "max_output_bytes", int, 65536))
+    try:
+        check_payload(payload)
+        program, rule = allowed(argv, settings.command_allowlist, settings.command_path)
+    except InvalidInput as exc:
+        raise PayloadError(str(exc)) from None
+    if rule is not None and rule.pinned and extra_env:
+        # The program's own variables (TAR_OPTIONS, GIT_*, ...) could undo the pinning.
+        raise PayloadError(f"payload.env {sorted(extra_env)}: WORKER_COMMAND_ALLOWLIST pins "
+                           f"{program} to fixed arguments ({rule}), so a job may not set its "
+                           "environment; remove payload.env or pass the variable with "
+                           "WORKER_COMMAND_ENV")
+    env = child_env(settings.command_env, extra_env, settings.command_path)
 
     try:
         proc = await asyncio.create_subprocess_exec(
-            *argv, cwd=cwd, env={**os.environ, **extra_env} if extra_env else None,
+            *argv, executable=program, cwd=cwd, env=env,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, start_new_session=True)
     except OSError as exc:
