@@ -7,7 +7,9 @@ and never returns the plain values.
 
 from __future__ import annotations
 
+import ctypes
 import json
+import sys
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -89,4 +91,22 @@ def same_origin(a: str, b: str) -> bool:
         pa, pb = urlsplit(a), urlsplit(b)
         return (pa.scheme, pa.hostname, pa.port) == (pb.scheme, pb.hostname, pb.port)
     except ValueError:
+        return False
+
+
+# --- the process's own secrets --------------------------------------------------------
+
+PR_SET_DUMPABLE = 4
+
+
+def hide_process_secrets() -> bool:
+    """Linux: make this process non-dumpable, so another process of the same user (a
+    `command` job, whatever it runs) cannot read its environment from
+    /proc/<pid>/environ, its memory from /proc/<pid>/mem, or attach a debugger. A child
+    that execs is dumpable again, with its own environment. False where not possible."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
+    except (OSError, AttributeError):
         return False

@@ -36,6 +36,7 @@ from typing import Any
 
 from sundial.core.errors import ConfigError
 from sundial.core.logging import get_logger
+from sundial.core.secrets import hide_process_secrets
 from sundial.core.settings import redact_url
 from sundial.worker import registry
 from sundial.worker.executor import UnstorableResult, _unstorable
@@ -279,6 +280,7 @@ def serve() -> None:
     os.dup2(2, 1)
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     _die_with_parent()
+    hide_process_secrets()  # it holds the worker's environment: not for command jobs to read
     faulthandler.enable()
     frame = _read(calls)
     if frame is None:

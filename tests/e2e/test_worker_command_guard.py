@@ -99,3 +99,4 @@ async def test_find_pinned_to_fixed_arguments_runs_only_those(pool, db_url, amqp
     row = await wait_final(pool, run_id)
     assert row["status"] == "succeeded", row["error"]
     assert not (tmp_path / "a.old").exists() and (tmp_path / "keep.txt").exists()
+

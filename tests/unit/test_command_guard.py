@@ -113,3 +113,17 @@ def test_a_programs_environment_is_built_from_nothing() -> None:
                     DEFAULT_PATH, environ=worker)
     assert env == {"HOME": "/home/w", "LANG": "de_DE.UTF-8", "DATABASE_URL": "mine",
                    "PATH": DEFAULT_PATH}
+
+
+def test_the_worker_hides_its_environment_from_processes_of_its_user() -> None:
+    """Non-dumpable: /proc/<pid>/environ of the worker (DATABASE_URL, ENCRYPTION_KEY) and
+    ptrace are closed to a command job running as the same user."""
+    import subprocess
+    import sys
+
+    code = ("import ctypes; from sundial.core.secrets import hide_process_secrets; "
+            "before = ctypes.CDLL(None).prctl(3, 0, 0, 0, 0); ok = hide_process_secrets(); "
+            "print(before, ok, ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert done.stdout.split() == ["1", "True", "0"]
