@@ -10,8 +10,11 @@ are refused, as where their IPv4 address sits depends on the translator's prefix
 Numeric hosts in anything but the dotted-quad form (2130706433, 0x7f.1, 017700000001) are
 refused outright: resolvers accept them but they exist only to slip past filters.
 
-The worker calls `check_url` before each request and on each redirect; the API calls it
-when a job is created, so a bad target is refused early with a clear message.
+The worker calls `checked_addresses` before each request and on each redirect, and
+connects to one of the addresses it returns, never to what the name resolves to later (a
+name may answer a public address to the check and a loopback one to the connection). The
+API calls `check_url` when a job is created, so a bad target is refused early with a clear
+message. `resolve` is the one place a name is looked up.
 """
 
 from __future__ import annotations
@@ -87,14 +90,25 @@ def refusal(address: Address, allowed: Iterable[Network]) -> str | None:
 
 
 def resolve(host: str, port: int) -> list[Address]:
+    """The addresses `host` resolves to, each once, in the resolver's order."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
+    return list(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%", 1)[0])
+                              for info in infos))
 
 
 def check_url(url: str, allowed_networks: Iterable[Network | str] = ()) -> None:
     """Raise ValueError (naming the URL and why) unless an http job may call `url`.
 
     Resolves the host (blocking: call it in a thread from async code).
+    """
+    checked_addresses(url, allowed_networks)
+
+
+def checked_addresses(url: str, allowed_networks: Iterable[Network | str] = ()) -> list[Address]:
+    """The addresses to connect to for `url`: every one its host resolves to, each allowed;
+    ValueError (naming the URL and why) when any is not.
+
+    Resolves the host once (blocking: call it in a thread from async code).
     """
     allowed = tuple(n if not isinstance(n, str) else parse_networks(n)[0] for n in allowed_networks)
     shown = masked_url(url)
@@ -123,3 +137,4 @@ def check_url(url: str, allowed_networks: Iterable[Network | str] = ()) -> None:
         if why:
             raise ValueError(f"url {shown!r}: {host} resolves to {address}, {why}; allow it with "
                              "WORKER_HTTP_ALLOWED_NETWORKS if this is intended")
+    return addresses

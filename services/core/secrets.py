@@ -85,13 +85,21 @@ def url_password(url: str) -> str | None:
         return None
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def same_origin(a: str, b: str) -> bool:
-    """Scheme, host and port alike: where a credential written for one may go."""
+    """Scheme, host and port alike (a scheme's default port written or not): where a
+    credential written for one may go."""
     try:
-        pa, pb = urlsplit(a), urlsplit(b)
-        return (pa.scheme, pa.hostname, pa.port) == (pb.scheme, pb.hostname, pb.port)
+        return _origin(a) == _origin(b)
     except ValueError:
         return False
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.hostname, parts.port or DEFAULT_PORTS.get(parts.scheme)
 
 
 # --- the process's own secrets --------------------------------------------------------

@@ -6,7 +6,11 @@ Payload: {"url": "https://...", "method": "POST", "headers": {...}, "json": {...
 Result: {"status": 200, "url": final URL, "body": first max_body_bytes, "truncated": bool}.
 
 Only http and https. The target, and every redirect's target, must resolve to public
-addresses unless WORKER_HTTP_ALLOWED_NETWORKS allows them (sundial.core.netguard).
+addresses unless WORKER_HTTP_ALLOWED_NETWORKS allows them (sundial.core.netguard). Each
+hop's host is resolved once and the request connects to an address that check saw, never
+to what the name answers later: the URL keeps the name for the Host header, the TLS
+server name (SNI) and the certificate check. Each hop has a client of its own, so no
+connection opened for one name or address carries another hop's request.
 
 Credentials stay with the origin they were written for: once a redirect changes the
 scheme, host or port, Authorization, Proxy-Authorization, Cookie and every header named
@@ -16,18 +20,43 @@ in `secret_headers` are dropped for that hop and all later ones.
 from __future__ import annotations
 
 import asyncio
+import functools
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from sundial.core.netguard import check_url
-from sundial.core.secrets import masked_url
+from sundial.core.netguard import Address, checked_addresses
+from sundial.core.secrets import masked_url, same_origin
 from sundial.worker.handlers import JobError, PayloadError, RunContext, field
 
 MAX_REDIRECTS = 5
 CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
-DEFAULT_PORTS = {"http": 80, "https": 443}
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One request of a run: the first, or one a redirect asks for."""
+
+    method: str
+    url: httpx.URL
+    headers: dict[str, str]
+    content: dict[str, Any]
+
+    def redirected(self, response: httpx.Response, dropped: frozenset[str]) -> Hop:
+        """The request the redirect `response` asks for. Another origin gets none of the
+        `dropped` headers (credentials), nor a Host header written for this one."""
+        url = self.url.join(response.headers["location"])
+        headers = self.headers
+        if not same_origin(str(url), str(self.url)):
+            headers = {k: v for k, v in headers.items() if k.lower() not in dropped | {"host"}}
+        if response.status_code in (301, 302, 303) and self.method != "HEAD":
+            return Hop("GET", url, headers, {})
+        return Hop(self.method, url, headers, self.content)
 
 
 async def run(payload: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
@@ -36,7 +65,7 @@ async def run(payload: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     if method not in METHODS:
         raise PayloadError(f"payload.method {method!r} must be one of {', '.join(METHODS)}")
     headers = {str(k): str(v) for k, v in field(payload, "headers", dict, {}).items()}
-    secret_names = {str(n).lower() for n in field(payload, "secret_headers", list, [])}
+    secret_names = frozenset(str(n).lower() for n in field(payload, "secret_headers", list, []))
     expected = field(payload, "expected_status", (int, list), None)
     timeout_s = float(field(payload, "timeout_seconds", (int, float), 30.0))
     follow = field(payload, "follow_redirects", bool, True)
@@ -46,49 +75,71 @@ async def run(payload: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
         content["json"] = payload["json"]
     elif "body" in payload:
         content["content"] = str(payload["body"]).encode()
+    try:
+        hop = Hop(method, httpx.URL(url), headers, content)
+    except httpx.InvalidURL as exc:
+        raise PayloadError(f"payload.url {masked_url(url)!r}: {exc}") from None
 
     allowed = ctx.settings.http_allowed_networks
-    async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=False, trust_env=False) as client:
-        for _ in range(MAX_REDIRECTS + 1):
-            await _guard(url, allowed)
-            request = client.build_request(method, url, headers=headers, **content)
-            response = await client.send(request, stream=True)
-            try:
-                if follow and response.is_redirect and response.next_request is not None:
-                    next_url = response.next_request.url
-                    if _origin(next_url) != _origin(request.url):
-                        headers = {k: v for k, v in headers.items()
-                                   if k.lower() not in CREDENTIAL_HEADERS | secret_names}
-                    url = str(next_url)
-                    if response.status_code in (301, 302, 303) and method != "HEAD":
-                        method, content = "GET", {}
-                    continue
+    for _ in range(MAX_REDIRECTS + 1):
+        addresses = await _guard(str(hop.url), allowed)
+        async with _pinned(hop, addresses, timeout_s) as response:
+            if not (follow and response.is_redirect):
+                status = response.status_code
                 body, truncated = await _read_bounded(response, limit)
-            finally:
-                await response.aclose()
-            break
-        else:
-            raise JobError(f"more than {MAX_REDIRECTS} redirects, last to {masked_url(url)}")
+                break
+            hop = hop.redirected(response, CREDENTIAL_HEADERS | secret_names)
+    else:
+        raise JobError(f"more than {MAX_REDIRECTS} redirects, last to {masked_url(str(hop.url))}")
 
     # The URL as stored and shown: a password in it is a secret (runs.result and
     # runs.error are readable by viewers).
-    shown = masked_url(url)
-    result = {"status": response.status_code, "url": shown, "body": body, "truncated": truncated}
-    if not _status_ok(response.status_code, expected):
-        raise JobError(f"{method} {shown} answered {response.status_code}, expected "
+    shown = masked_url(str(hop.url))
+    result = {"status": status, "url": shown, "body": body, "truncated": truncated}
+    if not _status_ok(status, expected):
+        raise JobError(f"{hop.method} {shown} answered {status}, expected "
                        f"{expected if expected is not None else '2xx'}", output=body, result=result)
     return result
 
 
-def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
-    return url.scheme, url.host, url.port or DEFAULT_PORTS.get(url.scheme)
-
-
-async def _guard(url: str, allowed: Any) -> None:
+async def _guard(url: str, allowed: Any) -> list[Address]:
     try:
-        await asyncio.to_thread(check_url, url, allowed)
+        return await asyncio.to_thread(checked_addresses, url, allowed)
     except ValueError as exc:
         raise PayloadError(f"refused: {exc}") from None
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """Certificates verified against certifi's authorities and the URL's host name."""
+    return httpx.create_ssl_context()
+
+
+@asynccontextmanager
+async def _pinned(hop: Hop, addresses: list[Address], timeout_s: float,
+                  ) -> AsyncIterator[httpx.Response]:
+    """The response to `hop` (its body unread) from a connection to the first of `addresses`
+    that accepts one. The URL's host name is still the Host header, the TLS server name
+    and the name the certificate must be valid for."""
+    headers = httpx.Headers(hop.headers)
+    headers.setdefault("Host", hop.url.netloc.decode("ascii"))
+    server_name = hop.url.raw_host.decode("ascii")
+    async with httpx.AsyncClient(timeout=timeout_s, verify=_tls(), trust_env=False) as client:
+        for tried, address in enumerate(addresses, start=1):
+            request = client.build_request(
+                hop.method, hop.url.copy_with(host=str(address)), headers=headers,
+                extensions={"sni_hostname": server_name}, **hop.content)
+            try:
+                response = await client.send(request, stream=True)
+            except httpx.ConnectError:
+                if tried == len(addresses):
+                    raise
+                continue
+            try:
+                yield response
+            finally:
+                await response.aclose()
+            return
 
 
 async def _read_bounded(response: httpx.Response, limit: int) -> tuple[str, bool]:
