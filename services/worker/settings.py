@@ -25,6 +25,10 @@ class WorkerSettings(Settings):
         (), validation_alias=env("WORKER_HTTP_ALLOWED_NETWORKS"),
         description="comma-separated CIDRs http jobs may call although not public, "
                     "e.g. 10.0.0.0/8,127.0.0.1/32; empty by default")
+    http_max_body_bytes: int = Field(
+        1048576, ge=0, validation_alias=env("WORKER_HTTP_MAX_BODY_BYTES"),
+        description="bytes of a response body an http job may read at most, >= 0; a job's "
+                    "max_body_bytes above it is lowered to it")
     allow_commands: bool = Field(
         False, validation_alias=env("WORKER_ALLOW_COMMANDS"),
         description="true to let this worker run `command` jobs (argv, never a shell)")

@@ -3,7 +3,8 @@
 Payload: {"url": "https://...", "method": "POST", "headers": {...}, "json": {...} or
 "body": "text", "expected_status": 200 or [200, 201] (default: any 2xx),
 "timeout_seconds": 30, "follow_redirects": true, "max_body_bytes": 65536}.
-Result: {"status": 200, "url": final URL, "body": first max_body_bytes, "truncated": bool}.
+Result: {"status": 200, "url": final URL, "body": the body's first max_body_bytes,
+"truncated": bool, "max_body_bytes": the limit that applied}.
 
 Only http and https. The target, and every redirect's target, must resolve to public
 addresses unless WORKER_HTTP_ALLOWED_NETWORKS allows them (sundial.core.netguard). Each
@@ -15,6 +16,10 @@ connection opened for one name or address carries another hop's request.
 Credentials stay with the origin they were written for: once a redirect changes the
 scheme, host or port, Authorization, Proxy-Authorization, Cookie and every header named
 in `secret_headers` are dropped for that hop and all later ones.
+
+The body is read as it arrives, and decoded here (gzip, deflate), up to
+min(max_body_bytes, WORKER_HTTP_MAX_BODY_BYTES) bytes: the rest is never read, and
+"truncated" says there was more.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import ssl
+import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -36,6 +42,10 @@ from sundial.worker.handlers import JobError, PayloadError, RunContext, field
 MAX_REDIRECTS = 5
 CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+ENCODINGS = "gzip, deflate"  # the content codings the worker decodes within the limit
+# Raw bytes a compressed body may take beyond the limit before reading stops: a real
+# compressed body is smaller than what it decodes to, plus a header.
+RAW_SLACK_BYTES = 65536
 
 
 @dataclass(frozen=True)
@@ -70,6 +80,9 @@ async def run(payload: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     timeout_s = float(field(payload, "timeout_seconds", (int, float), 30.0))
     follow = field(payload, "follow_redirects", bool, True)
     limit = int(field(payload, "max_body_bytes", int, 65536))
+    if limit < 0:
+        raise PayloadError(f"payload.max_body_bytes {limit} must be a number of bytes >= 0")
+    limit = min(limit, ctx.settings.http_max_body_bytes)
     content: dict[str, Any] = {}
     if "json" in payload:
         content["json"] = payload["json"]
@@ -95,7 +108,8 @@ async def run(payload: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     # The URL as stored and shown: a password in it is a secret (runs.result and
     # runs.error are readable by viewers).
     shown = masked_url(str(hop.url))
-    result = {"status": status, "url": shown, "body": body, "truncated": truncated}
+    result = {"status": status, "url": shown, "body": body, "truncated": truncated,
+              "max_body_bytes": limit}
     if not _status_ok(status, expected):
         raise JobError(f"{hop.method} {shown} answered {status}, expected "
                        f"{expected if expected is not None else '2xx'}", output=body, result=result)
@@ -123,6 +137,7 @@ async def _pinned(hop: Hop, addresses: list[Address], timeout_s: float,
     and the name the certificate must be valid for."""
     headers = httpx.Headers(hop.headers)
     headers.setdefault("Host", hop.url.netloc.decode("ascii"))
+    headers.setdefault("Accept-Encoding", ENCODINGS)
     server_name = hop.url.raw_host.decode("ascii")
     async with httpx.AsyncClient(timeout=timeout_s, verify=_tls(), trust_env=False) as client:
         for tried, address in enumerate(addresses, start=1):
@@ -143,12 +158,66 @@ async def _pinned(hop: Hop, addresses: list[Address], timeout_s: float,
 
 
 async def _read_bounded(response: httpx.Response, limit: int) -> tuple[str, bool]:
+    """The body's first `limit` bytes, decoded, and whether there was more. Nothing past
+    that is read, and a compressed body is inflated no further than that either, so one
+    that expands to gigabytes costs what a plain one does."""
+    decode = _decoder(response.headers.get("content-encoding", ""))
     data = bytearray()
-    async for chunk in response.aiter_bytes():
-        data.extend(chunk[: limit + 1 - len(data)])
-        if len(data) > limit:
+    read = 0
+    async for raw in response.aiter_raw():
+        read += len(raw)
+        # Room is >= 1 here: a zlib max_length of 0 would mean no limit at all.
+        data += decode(raw, limit + 1 - len(data))
+        if len(data) > limit or read > limit + RAW_SLACK_BYTES:
             return data[:limit].decode(errors="replace"), True
+        if decode.done:
+            break
     return data.decode(errors="replace"), False
+
+
+class _Identity:
+    done = False
+
+    def __call__(self, raw: bytes, room: int) -> bytes:
+        return raw[:room]
+
+
+class _Inflate:
+    """gzip, or deflate (zlib-wrapped, or raw as some servers send it), never more than
+    `room` bytes out of one piece of the body."""
+
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+        self._zlib = zlib.decompressobj(zlib.MAX_WBITS | (16 if encoding == "gzip" else 0))
+        self._started = False
+
+    @property
+    def done(self) -> bool:
+        return self._zlib.eof
+
+    def __call__(self, raw: bytes, room: int) -> bytes:
+        try:
+            try:
+                out = self._zlib.decompress(raw, room)
+            except zlib.error:
+                if self.encoding != "deflate" or self._started:
+                    raise
+                self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
+                out = self._zlib.decompress(raw, room)
+        except zlib.error as exc:
+            raise JobError(f"the response body is not valid {self.encoding}: {exc}") from None
+        self._started = True
+        return out
+
+
+def _decoder(content_encoding: str) -> _Identity | _Inflate:
+    encoding = content_encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return _Identity()
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        return _Inflate("deflate" if encoding == "deflate" else "gzip")
+    raise JobError(f"the response's Content-Encoding {content_encoding!r} is not one the worker "
+                   f"decodes ({ENCODINGS}); leave the Accept-Encoding header out of the job")
 
 
 def _status_ok(status: int, expected: int | list[int] | None) -> bool:
