@@ -102,9 +102,9 @@ async def execute(held: Held, handler: Handler, payload: dict[str, Any], ctx: Ru
     finally:
         held.finished = True
     try:
-        return Outcome("succeeded", result=_jsonable(value))
-    except Exception as exc:  # the same value every attempt: no retry
-        return Outcome("failed", error=_unstorable(exc))
+        return Outcome("succeeded", result=_jsonable(value, ctx.settings.max_result_bytes))
+    except UnstorableResult as exc:  # the same value every attempt: no retry
+        return Outcome("failed", error=str(exc))
 
 
 def _failure(exc: BaseException, ctx: RunContext, retry: Retry) -> Outcome:
@@ -112,9 +112,9 @@ def _failure(exc: BaseException, ctx: RunContext, retry: Retry) -> Outcome:
     if isinstance(exc, JobError):
         output = exc.output
         try:
-            result = _jsonable(exc.result)
-        except Exception as bad:
-            result = {"error": _unstorable(bad)}
+            result = _jsonable(exc.result, ctx.settings.max_result_bytes)
+        except UnstorableResult as bad:
+            result = {"error": str(bad)}
     else:
         output = "".join(traceback.format_exception(exc))
         result = None
@@ -131,13 +131,24 @@ def _unstorable(exc: Exception) -> str:
             [:MAX_ERROR_CHARS])
 
 
-def _jsonable(value: Any) -> Any:
+def _jsonable(value: Any, max_bytes: int) -> Any:
     """The value as jsonb can store it: anything else becomes its string, NUL becomes
-    U+FFFD and NaN or infinity null (PostgreSQL refuses both)."""
+    U+FFFD and NaN or infinity null (PostgreSQL refuses both). UnstorableResult when it
+    cannot be, or its JSON takes more than `max_bytes` (WORKER_MAX_RESULT_BYTES)."""
     if value is None:
         return None
-    clean = _clean(json.loads(json.dumps(value, default=str)))
-    json.dumps(clean, allow_nan=False)  # what the database codec will do: fail here, not there
+    try:
+        clean = _clean(json.loads(json.dumps(value, default=str)))
+        # What the database codec will do: fail here, not there.
+        text = json.dumps(clean, allow_nan=False, ensure_ascii=False)
+    except Exception as exc:
+        raise UnstorableResult(_unstorable(exc)) from None
+    size = len(text.encode(errors="surrogatepass"))
+    if size > max_bytes:
+        raise UnstorableResult(
+            f"the result takes {size} bytes as JSON, more than WORKER_MAX_RESULT_BYTES "
+            f"({max_bytes}) allows: return less (an http job: a smaller max_body_bytes), "
+            "or raise the worker's limit")
     return clean
 
 

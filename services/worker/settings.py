@@ -29,6 +29,10 @@ class WorkerSettings(Settings):
         1048576, ge=0, validation_alias=env("WORKER_HTTP_MAX_BODY_BYTES"),
         description="bytes of a response body an http job may read at most, >= 0; a job's "
                     "max_body_bytes above it is lowered to it")
+    max_result_bytes: int = Field(
+        2097152, ge=1, validation_alias=env("WORKER_MAX_RESULT_BYTES"),
+        description="bytes of JSON a run's result may take, >= 1; a larger result fails "
+                    "the run")
     allow_commands: bool = Field(
         False, validation_alias=env("WORKER_ALLOW_COMMANDS"),
         description="true to let this worker run `command` jobs (argv, never a shell)")

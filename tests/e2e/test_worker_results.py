@@ -72,6 +72,33 @@ async def test_a_result_json_cannot_encode_fails_the_run_with_a_clear_error(
     assert (await wait_final(pool, run_id))["status"] == "succeeded"
 
 
+async def test_a_result_over_worker_max_result_bytes_fails_the_run_naming_size_and_limit(
+        pool, db_url, amqp_url, queue, processes):
+    processes(["worker"], jobs_env(db_url, amqp_url, queue, WORKER_MAX_RESULT_BYTES=2000))
+    big = await add_job(pool, queue, "python", {"function": "whoami",
+                                                "kwargs": {"echo": {"text": "é" * 1500}}},
+                        max_attempts=3)
+    small = await add_job(pool, queue, "python", {"function": "whoami",
+                                                  "kwargs": {"echo": {"text": "é" * 100}}})
+    # A failed attempt's result counts too: its stdout goes over, the failure stays.
+    failing = await add_job(pool, queue, "command", {"argv": [
+        "sh", "-c", "head -c 3000 /dev/zero | tr '\\0' x; exit 3"]}, max_attempts=1)
+
+    row = await wait_final(pool, (await trigger(pool, amqp_url, big))[0])
+    assert row["status"] == "failed" and row["attempt"] == 1 and row["result"] is None
+    # 1500 two-byte characters: the size is the JSON's UTF-8 bytes, not its characters.
+    assert row["error"].startswith("the result takes 30"), row["error"]
+    assert "bytes as JSON, more than WORKER_MAX_RESULT_BYTES (2000) allows" in row["error"]
+
+    row = await wait_final(pool, (await trigger(pool, amqp_url, small))[0])
+    assert row["status"] == "succeeded" and row["result"]["echo"] == {"text": "é" * 100}
+
+    row = await wait_final(pool, (await trigger(pool, amqp_url, failing))[0])
+    assert row["status"] == "failed" and "exit" in row["error"], row["error"]
+    assert row["result"]["error"].startswith("the result takes 30"), row["result"]
+    assert "WORKER_MAX_RESULT_BYTES (2000)" in row["result"]["error"]
+
+
 async def test_a_run_waits_for_the_busy_worker_with_its_handler_instead_of_dying(
         pool, db_url, amqp_url, queue, processes):
     busy = await add_job(pool, queue, "sleep", {"seconds": 12})
