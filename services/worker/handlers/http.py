@@ -125,8 +125,10 @@ async def _guard(url: str, allowed: Any) -> list[Address]:
 
 @functools.cache
 def _tls() -> ssl.SSLContext:
-    """Certificates verified against certifi's authorities and the URL's host name."""
-    return httpx.create_ssl_context()
+    """One context for every run: certificates verified against certifi's authorities
+    (SSL_CERT_FILE and SSL_CERT_DIR are ignored, as every other proxy or TLS variable
+    is) and against the URL's host name."""
+    return httpx.create_ssl_context(trust_env=False)
 
 
 @asynccontextmanager
