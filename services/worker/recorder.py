@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import asyncpg
 import prometheus_client as prom
 from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.exceptions import ChannelInvalidStateError
 
 from sundial.core.broker import BROKER_ERRORS
 from sundial.core.db import CLIENT_DATA_ERROR, CONNECTION_ERRORS, is_transient
@@ -69,6 +70,18 @@ class Finished:
     outcome: Outcome | None = None
 
 
+CLOSED = object()   # the channel of a message whose channel has closed
+
+
+def channel_of(message: AbstractIncomingMessage) -> object:
+    """The message's channel, or CLOSED: aio-pika's property raises once it has closed (its
+    connection was lost, e.g. its broker node went)."""
+    try:
+        return message.channel
+    except ChannelInvalidStateError:
+        return CLOSED
+
+
 class Acks:
     """Delivery tags per channel, so a `multiple` ack never covers a run still running."""
 
@@ -76,10 +89,14 @@ class Acks:
         self._open: dict[object, set[int]] = defaultdict(set)
 
     def delivered(self, message: AbstractIncomingMessage) -> None:
-        self._open[message.channel].add(message.delivery_tag)
+        self._open[channel_of(message)].add(message.delivery_tag)
 
     def settled(self, message: AbstractIncomingMessage) -> None:
-        self._open[message.channel].discard(message.delivery_tag)
+        self._open[channel_of(message)].discard(message.delivery_tag)
+
+    def _forget_closed(self) -> None:
+        for channel in [c for c in self._open if c is CLOSED or getattr(c, "is_closed", False)]:
+            del self._open[channel]
 
     async def reject(self, message: AbstractIncomingMessage, *, requeue: bool) -> None:
         self.settled(message)
@@ -91,7 +108,14 @@ class Acks:
     async def ack(self, messages: list[AbstractIncomingMessage]) -> None:
         by_channel: dict[object, list[AbstractIncomingMessage]] = defaultdict(list)
         for m in messages:
-            by_channel[m.channel].append(m)
+            by_channel[channel_of(m)].append(m)
+        gone = by_channel.pop(CLOSED, [])
+        if gone:
+            # Their channel closed with its connection: the broker gives the messages to
+            # a consumer again, their runs are final by now, and they are acked then as
+            # duplicates.
+            self._forget_closed()
+            log.warning("message.ack_failed", messages=len(gone), error="the channel closed")
         for channel, done in by_channel.items():
             open_tags = self._open[channel]
             done_tags = {m.delivery_tag for m in done}
