@@ -7,11 +7,10 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
-from sundial.core.netguard import Network, parse_networks
-from sundial.core.settings import QUEUE_NAME, Settings, env
+from sundial.core.settings import QUEUE_NAME, HttpPolicySettings, comma_list, env
 
 
-class ApiSettings(Settings):
+class ApiSettings(HttpPolicySettings):
     api_host: str = Field("0.0.0.0", min_length=1, validation_alias=env("API_HOST"),
                           description="the address to listen on, e.g. 0.0.0.0 or 127.0.0.1")
     api_port: int = Field(8000, gt=0, lt=65536, validation_alias=env("API_PORT"),
@@ -26,13 +25,6 @@ class ApiSettings(Settings):
         10.0, ge=0, le=3600, validation_alias=env("API_KEY_CACHE_SECONDS"),
         description="how long a verified API key is remembered, in seconds, 0-3600 (0: "
                     "looked up on every request); a change to a key ends it at once")
-    # The workers' SSRF policy, read from the same variable, so the API refuses at
-    # creation what the workers would refuse at every run.
-    http_allowed_networks: Annotated[tuple[Network, ...], NoDecode] = Field(
-        (), validation_alias=env("WORKER_HTTP_ALLOWED_NETWORKS"),
-        description="comma-separated CIDRs http jobs may call although not public, "
-                    "e.g. 10.0.0.0/8,127.0.0.1/32; empty by default")
-
     # Each new queue name is a durable quorum queue in RabbitMQ: an operator may list them.
     api_allowed_queues: Annotated[tuple[str, ...], NoDecode] = Field(
         (), validation_alias=env("API_ALLOWED_QUEUES"),
@@ -42,14 +34,8 @@ class ApiSettings(Settings):
     @field_validator("api_allowed_queues", mode="before")
     @classmethod
     def _queues(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = tuple(q.strip() for q in value.split(",") if q.strip())
+        value = comma_list(value)
         for q in value or ():
             if not QUEUE_NAME.fullmatch(q):
                 raise ValueError(f"queue name {q!r} must be letters, digits, '_', '.', '-'")
         return value
-
-    @field_validator("http_allowed_networks", mode="before")
-    @classmethod
-    def _networks(cls, value: object) -> object:
-        return parse_networks(value) if isinstance(value, str) else value

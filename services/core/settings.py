@@ -18,6 +18,7 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator, mode
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from sundial.core.errors import ConfigError
+from sundial.core.netguard import Network, parse_networks
 
 # The same rule as the jobs_queue_format constraint of sql/migrations/0001_init.sql.
 QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
@@ -208,6 +209,28 @@ class Settings(BaseSettings):
         auth = quote(self.rabbitmq_user, safe="") + ":" + quote(self.rabbitmq_password, safe="")
         vhost = quote(self.rabbitmq_vhost, safe="")
         return f"amqp://{auth}@{self.rabbitmq_host}:{self.rabbitmq_port}/{vhost}"
+
+
+class HttpPolicySettings(Settings):
+    """The SSRF policy of http jobs, read by the workers (which enforce it at every run)
+    and the API (which refuses at creation what the workers would refuse)."""
+
+    http_allowed_networks: Annotated[tuple[Network, ...], NoDecode] = Field(
+        (), validation_alias=env("WORKER_HTTP_ALLOWED_NETWORKS"),
+        description="comma-separated CIDRs http jobs may call although not public, "
+                    "e.g. 10.0.0.0/8,127.0.0.1/32; empty by default")
+
+    @field_validator("http_allowed_networks", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        return parse_networks(value) if isinstance(value, str) else value
+
+
+def comma_list(value: object) -> object:
+    """A comma-separated variable as a tuple of its non-empty, stripped items."""
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    return value
 
 
 def variables(model: type[BaseSettings]) -> dict[str, str]:

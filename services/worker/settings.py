@@ -8,23 +8,12 @@ from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
 from sundial.core.commandguard import CommandRule, parse_allowlist, parse_path, worker_variable_refusal
-from sundial.core.netguard import Network, parse_networks
-from sundial.core.settings import Settings, env, variables
+from sundial.core.settings import HttpPolicySettings, comma_list, env, variables
 
 
-def _names(value: object) -> object:
-    if isinstance(value, str):
-        return tuple(v.strip() for v in value.split(",") if v.strip())
-    return value
-
-
-class WorkerSettings(Settings):
+class WorkerSettings(HttpPolicySettings):
     """Settings of `sundial worker`."""
 
-    http_allowed_networks: Annotated[tuple[Network, ...], NoDecode] = Field(
-        (), validation_alias=env("WORKER_HTTP_ALLOWED_NETWORKS"),
-        description="comma-separated CIDRs http jobs may call although not public, "
-                    "e.g. 10.0.0.0/8,127.0.0.1/32; empty by default")
     http_max_body_bytes: int = Field(
         1048576, ge=0, validation_alias=env("WORKER_HTTP_MAX_BODY_BYTES"),
         description="bytes of a response body an http job may read at most, >= 0; a job's "
@@ -68,17 +57,10 @@ class WorkerSettings(Settings):
             return self.worker_concurrency
         return self.sync_processes_raw
 
-    @field_validator("http_allowed_networks", mode="before")
-    @classmethod
-    def _networks(cls, value: object) -> object:
-        if isinstance(value, str):
-            return parse_networks(value)
-        return value
-
     @field_validator("imports", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
-        return _names(value)
+        return comma_list(value)
 
     @field_validator("command_allowlist", mode="before")
     @classmethod
@@ -88,7 +70,7 @@ class WorkerSettings(Settings):
     @field_validator("command_env", mode="before")
     @classmethod
     def _command_env(cls, value: object) -> object:
-        names = _names(value)
+        names = comma_list(value)
         for name in names if isinstance(names, tuple) else ():
             why = worker_variable_refusal(name, variables(cls))
             if why:
