@@ -126,7 +126,7 @@ def _failure(exc: BaseException, ctx: RunContext, retry: Retry) -> Outcome:
     return Outcome("failed", result=result, error=message, output=output)
 
 
-def _unstorable(exc: Exception) -> str:
+def unstorable(exc: Exception) -> str:
     return (f"the result cannot be stored as JSON: {type(exc).__name__}: {exc}"
             [:MAX_ERROR_CHARS])
 
@@ -142,7 +142,7 @@ def _jsonable(value: Any, max_bytes: int) -> Any:
         # What the database codec will do: fail here, not there.
         text = json.dumps(clean, allow_nan=False, ensure_ascii=False)
     except Exception as exc:
-        raise UnstorableResult(_unstorable(exc)) from None
+        raise UnstorableResult(unstorable(exc)) from None
     size = len(text.encode(errors="surrogatepass"))
     if size > max_bytes:
         raise UnstorableResult(

@@ -37,9 +37,9 @@ from typing import Any
 from sundial.core.errors import ConfigError
 from sundial.core.logging import get_logger
 from sundial.core.secrets import hide_process_secrets
-from sundial.core.settings import redact_url
+from sundial.core.settings import redact_url, variables
 from sundial.worker import registry
-from sundial.worker.executor import UnstorableResult, _unstorable
+from sundial.worker.executor import UnstorableResult, unstorable
 from sundial.worker.handlers import JobError, PayloadError, RunContext, current
 from sundial.worker.settings import WorkerSettings
 
@@ -132,8 +132,15 @@ class SyncPool:
 
     def __init__(self, settings: WorkerSettings):
         self.size = settings.sync_processes
+        # Sundial's own variables (DATABASE_URL, ENCRYPTION_KEY, ...) reach a child through
+        # its pipe, once it has made itself non-dumpable: never in the environment it
+        # starts with, which /proc/<pid>/environ shows to any process of this user.
+        ours = {name.upper() for name in variables(type(settings))}
+        self._env = {k: v for k, v in os.environ.items() if k.upper() not in ours}
         self._init = pickle.dumps({"sys_path": list(sys.path), "imports": settings.imports,
                                    "settings": without_secrets(settings),
+                                   "environ": {k: v for k, v in os.environ.items()
+                                               if k not in self._env},
                                    "parent": os.getpid()})
         self._slots = asyncio.Semaphore(self.size)
         self._idle: list[Child] = []
@@ -170,6 +177,7 @@ class SyncPool:
             reply = await child.call(request)
         except ProcessExited:
             self._busy.discard(child)
+            child.kill_now()  # what the job started dies with it
             self._slots.release()
             log.warning("sync_process.exited", pid=child.pid, run_id=ctx.run_id,
                         returncode=child.proc.returncode)
@@ -196,6 +204,7 @@ class SyncPool:
             child = self._idle.pop()
             if child.proc.returncode is None:
                 return child
+            child.kill_now()
             log.warning("sync_process.exited", pid=child.pid, run_id=None,
                         returncode=child.proc.returncode)
         return None
@@ -206,7 +215,7 @@ class SyncPool:
         try:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-c", CHILD_CODE, stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE, start_new_session=True)
+                stdout=asyncio.subprocess.PIPE, start_new_session=True, env=self._env)
         except OSError as exc:
             raise JobError(f"cannot start a process for the job: {exc}") from None
         child = Child(proc)
@@ -280,7 +289,7 @@ def serve() -> None:
     os.dup2(2, 1)
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     _die_with_parent()
-    hide_process_secrets()  # it holds the worker's environment: not for command jobs to read
+    hide_process_secrets()  # before the worker's own variables arrive: see SyncPool
     faulthandler.enable()
     frame = _read(calls)
     if frame is None:
@@ -289,6 +298,7 @@ def serve() -> None:
     if os.getppid() != init["parent"]:  # the worker died before the parent-death signal was set
         return
     sys.path[:] = init["sys_path"]
+    os.environ.update(init["environ"])  # a job sees the worker's environment, as in a thread
     try:
         registry.import_modules(init["imports"])
     except Exception as exc:
@@ -311,7 +321,7 @@ def _run(request: dict[str, Any], settings: WorkerSettings) -> bytes:
     try:
         return _encode({"result": value})
     except _ENCODING_ERRORS as exc:
-        return _encode({"unstorable": _unstorable(exc)})
+        return _encode({"unstorable": unstorable(exc)})
 
 
 def _error_reply(exc: BaseException) -> bytes:
@@ -325,7 +335,7 @@ def _error_reply(exc: BaseException) -> bytes:
     try:
         return _encode({"error": error})
     except _ENCODING_ERRORS as bad:
-        return _encode({"error": {**error, "result": {"error": _unstorable(bad)}}})
+        return _encode({"error": {**error, "result": {"error": unstorable(bad)}}})
 
 
 def _encode(reply: dict[str, Any]) -> bytes:

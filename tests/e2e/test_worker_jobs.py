@@ -72,3 +72,12 @@ def whoami(echo: dict) -> dict:
 @job("refuses_payload")
 def refuses_payload() -> None:
     raise PayloadError("day must not be empty", output="checked the payload", result={"day": ""})
+
+
+@job("environment")
+def environment(name: str) -> dict:
+    """What the job sees of a variable, and whether its process started with it (what
+    /proc/<pid>/environ shows to other processes of the user)."""
+    with open("/proc/self/environ", "rb") as f:
+        started_with = [v.split(b"=", 1)[0].decode() for v in f.read().split(b"\0") if v]
+    return {"value": os.environ.get(name), "started_with": name in started_with}

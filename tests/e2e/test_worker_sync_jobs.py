@@ -179,3 +179,17 @@ async def test_sync_jobs_run_in_threads_when_asked(pool, db_url, amqp_url, queue
     row = await wait_final(pool, run_id)
     assert row["status"] == "succeeded", row["error"]
     assert (row["result"]["run_id"], row["result"]["pid"]) == (run_id, worker.pid)
+
+
+async def test_a_sync_job_sees_the_workers_variables_its_process_did_not_start_with(
+        pool, db_url, amqp_url, queue, processes):
+    """DATABASE_URL reaches the job's os.environ through the pipe, after the process made
+    itself non-dumpable: it is not in the environment the process started with, which a
+    command job of the same user could read from /proc while the process starts."""
+    processes(["worker"], jobs_env(db_url, amqp_url, queue))
+    job = await add_job(pool, queue, "python",
+                        {"function": "environment", "kwargs": {"name": "DATABASE_URL"}})
+    [run_id] = await trigger(pool, amqp_url, job)
+    row = await wait_final(pool, run_id)
+    assert row["status"] == "succeeded", row["error"]
+    assert row["result"] == {"value": db_url, "started_with": False}
