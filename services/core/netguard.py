@@ -25,7 +25,7 @@ import socket
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from sundial.core.secrets import masked_url
+from sundial.core.secrets import DEFAULT_PORTS, masked_url
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -114,7 +114,7 @@ def checked_addresses(url: str, allowed_networks: Iterable[Network | str] = ()) 
     shown = masked_url(url)
     try:
         parts = urlsplit(url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        port = parts.port or DEFAULT_PORTS.get(parts.scheme, 80)
     except ValueError as exc:
         raise ValueError(f"url {shown!r}: {exc}") from None
     if parts.scheme not in ALLOWED_SCHEMES:

@@ -54,11 +54,18 @@ class Worker:
         self.stopping.set()
 
     async def run(self) -> int:
+        registry.import_modules(self.settings.imports)
+        sync = SyncPool(self.settings) if self.settings.sync_processes else None
+        try:  # whatever ends start-up or the service, no sync-job process stays behind
+            if sync is not None:
+                await sync.start()
+            return await self._serve(sync)
+        finally:
+            if sync is not None:
+                await sync.close()
+
+    async def _serve(self, sync: SyncPool | None) -> int:
         s = self.settings
-        registry.import_modules(s.imports)
-        sync = SyncPool(s) if s.sync_processes else None
-        if sync is not None:
-            await sync.start()
         handlers = available(s, sync)
         pool = await create_pool(s.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max)
         await wait_until_migrated(pool)
@@ -96,8 +103,6 @@ class Worker:
             with suppress(asyncio.CancelledError):
                 await asyncio.gather(*tasks, return_exceptions=True)
             await self.consumer.close()
-            if sync is not None:
-                await sync.close()
             with suppress(*CONNECTION_ERRORS, asyncpg.PostgresError):
                 await self.heartbeat.register("offline")
             await pool.close()

@@ -19,7 +19,7 @@ class WorkerSettings(HttpPolicySettings):
         description="bytes of a response body an http job may read at most, >= 0; a job's "
                     "max_body_bytes above it is lowered to it")
     max_result_bytes: int = Field(
-        2097152, ge=1, validation_alias=env("WORKER_MAX_RESULT_BYTES"),
+        8388608, ge=1, validation_alias=env("WORKER_MAX_RESULT_BYTES"),
         description="bytes of JSON a run's result may take, >= 1; a larger result fails "
                     "the run")
     allow_commands: bool = Field(

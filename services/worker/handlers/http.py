@@ -148,7 +148,7 @@ async def _pinned(hop: Hop, addresses: list[Address], timeout_s: float,
                 extensions={"sni_hostname": server_name}, **hop.content)
             try:
                 response = await client.send(request, stream=True)
-            except httpx.ConnectError:
+            except (httpx.ConnectError, httpx.ConnectTimeout):  # the next checked address
                 if tried == len(addresses):
                     raise
                 continue
