@@ -14,7 +14,6 @@ from sundial.core.logging import get_logger
 log = get_logger("api.access")
 
 PROBES = frozenset({"/health", "/ready", "/metrics"})
-KEY_NAME = "key_name"  # where authentication leaves the caller's key name, in scope["state"]
 
 
 class AccessLog:
@@ -42,5 +41,5 @@ class AccessLog:
             client = scope.get("client")
             event("http.request", method=scope["method"], path=path, status=status,
                   duration_ms=round((time.perf_counter() - started) * 1000, 2),
-                  key=(scope.get("state") or {}).get(KEY_NAME),
+                  key=(scope.get("state") or {}).get("key_name"),  # request.state.key_name
                   client=client[0] if client else None)

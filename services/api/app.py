@@ -32,7 +32,7 @@ from sundial.api.errors import Conflict, Forbidden, Unauthorized
 from sundial.api.routes import jobs, runs, schedules, system
 from sundial.api.service import Service
 from sundial.api.settings import ApiSettings
-from sundial.core import health
+from sundial.core import health, runtime
 from sundial.core.broker import Publisher
 from sundial.core.db import CONNECTION_ERRORS, create_pool
 from sundial.core.errors import AlreadyExists, InvalidInput, NotFound, SundialError
@@ -67,6 +67,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         app.state.service = Service(pool, settings, publisher)
         app.state.key_cache = KeyCache(settings.api_key_cache_s)
         log.info("api.started", host=settings.api_host, port=settings.api_port)
+        runtime.started()  # from now on SIGTERM stops it cleanly; before, it abandons start-up
         tasks = [asyncio.create_task(_liveness(settings), name="liveness"),
                  asyncio.create_task(app.state.key_cache.follow(settings.database_url, pool),
                                      name="key-changes")]

@@ -27,7 +27,6 @@ import asyncpg
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from sundial.api.access import KEY_NAME
 from sundial.api.errors import Forbidden, Unauthorized
 from sundial.core.db import CONNECTION_ERRORS, connect
 from sundial.core.logging import get_logger
@@ -205,7 +204,7 @@ async def principal(request: Request,
     """The caller, from `Authorization: Bearer <key>` (401 without a valid key)."""
     key = credentials.credentials if credentials else None
     who = await authenticate(request.app.state.pool, key, request.app.state.key_cache)
-    request.scope.setdefault("state", {})[KEY_NAME] = who.name  # for the access log
+    request.state.key_name = who.name  # for the access log (sundial.api.access)
     return who
 
 

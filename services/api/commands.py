@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import getpass
 import json
 import sys
@@ -192,7 +193,9 @@ def _api(args: argparse.Namespace) -> int:
     def stop() -> None:
         server.should_exit = True
 
-    return run_async(runtime.serve, server.serve, stop)
+    # Until the lifespan has started (waiting for PostgreSQL or for migrations), SIGTERM
+    # abandons start-up: uvicorn would not look at should_exit before it is up.
+    return run_async(functools.partial(runtime.serve, announces_start=True), server.serve, stop)
 
 
 # --- running an admin command -------------------------------------------------------------------
@@ -297,6 +300,13 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def _fields(row: dict[str, Any], *, as_json: str, skip: str) -> list[str]:
+    """`name: value` lines of a row, aligned; the field `as_json` printed as JSON."""
+    width = max(len(k) for k in row) + 2
+    return [f"{k + ':':<{width}}{json.dumps(v) if k == as_json else _cell(v)}"
+            for k, v in row.items() if k != skip]
+
+
 def _print(args: argparse.Namespace, data: Any, text: str) -> None:
     print(json.dumps(data, default=str, indent=2) if args.json else text)
 
@@ -396,9 +406,7 @@ SCHEDULE_COLUMNS = ("id", "job", "kind", "interval_seconds", "cron", "run_at", "
 
 async def _jobs_show(svc: Any, args: argparse.Namespace) -> None:
     job = await svc.get_job(args.job)
-    width = max(len(k) for k in job) + 2
-    lines = [f"{k + ':':<{width}}{json.dumps(v) if k == 'payload' else _cell(v)}"
-             for k, v in job.items() if k != "schedules"]
+    lines = _fields(job, as_json="payload", skip="schedules")
     lines += ["", table(job["schedules"], SCHEDULE_COLUMNS) if job["schedules"] else "no schedules"]
     _print(args, job, "\n".join(lines))
 
@@ -464,8 +472,7 @@ async def _runs_list(svc: Any, args: argparse.Namespace) -> None:
 
 async def _runs_show(svc: Any, args: argparse.Namespace) -> None:
     run = await svc.get_run(args.run_id)
-    lines = [f"{k + ':':<16}{_cell(v) if k != 'result' else json.dumps(v)}"
-             for k, v in run.items() if k != "output"]
+    lines = _fields(run, as_json="result", skip="output")
     if run["output"]:
         lines += ["output:", run["output"]]
     _print(args, run, "\n".join(lines))

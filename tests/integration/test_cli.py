@@ -113,7 +113,8 @@ async def test_api_listens_where_host_and_port_say(db_url: str, amqp_url: str) -
     from tests.conftest import free_port, wait_for
 
     port, other = free_port(), free_port()
-    env = service_env(db_url, amqp_url, API_HOST="0.0.0.0", API_PORT=other)
+    # 127.0.0.2: were --host ignored, nothing would answer on 127.0.0.1.
+    env = service_env(db_url, amqp_url, API_HOST="127.0.0.2", API_PORT=other)
     bad = await asyncio.to_thread(
         subprocess.run, [sys.executable, "-m", "sundial", "api", "--port", "70000"], env=env,
         cwd=ROOT, capture_output=True, text=True, timeout=60)

@@ -55,7 +55,7 @@ async def test_services_wait_for_migrations_and_commands_say_what_is_missing(
     import subprocess
     import sys
 
-    from tests.conftest import ROOT, service_env, wait_for
+    from tests.conftest import ROOT, free_port, service_env, wait_for
 
     admin = await asyncpg.connect(servers[0])
     name = "sundial_t_not_migrated"
@@ -71,10 +71,12 @@ async def test_services_wait_for_migrations_and_commands_say_what_is_missing(
         assert listing.stderr.strip().startswith("sundial: the database lacks migration(s) 0001_init")
         assert "run `sundial migrate`" in listing.stderr and "Traceback" not in listing.stderr
         services = [processes([service], env) for service in ("scheduler", "worker")]
-        for p in services:
+        api = processes(["api"], {**env, "API_PORT": str(free_port())})
+        for p in [*services, api]:
             await wait_for(lambda p=p: '"database.not_migrated"' in p.output(), timeout=60,
                            what=f"{p.args[0]} to say the database is not migrated")
             assert p.alive()
+        assert api.stop() == 0, "SIGTERM ends a service that waits for its migrations"
         conn = await asyncpg.connect(url)
         try:
             await migrate(conn)
