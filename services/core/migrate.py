@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 import asyncpg
 import tenacity
 
+from sundial.core.db import is_transient
 from sundial.core.errors import MigrationError
 from sundial.core.logging import get_logger
 from sundial.core.sql import sql_dir, sql_files
@@ -120,10 +121,9 @@ async def ensure_database(dsn: str) -> bool:
     return True
 
 
-async def pending(conn: asyncpg.Connection | asyncpg.Pool,
-                  migrations: list[Migration] | None = None) -> list[Migration]:
+async def pending(conn: asyncpg.Connection | asyncpg.Pool) -> list[Migration]:
     """The migrations of this release that the database has not applied."""
-    migrations = discover() if migrations is None else migrations
+    migrations = discover()
     try:
         rows = await conn.fetch("SELECT version FROM schema_migrations")
     except asyncpg.UndefinedTableError:
@@ -132,9 +132,12 @@ async def pending(conn: asyncpg.Connection | asyncpg.Pool,
     return [m for m in migrations if m.version not in applied]
 
 
+def _names(migrations: list[Migration]) -> list[str]:
+    return [f"{m.version:04d}_{m.name}" for m in migrations]
+
+
 def describe(missing: list[Migration]) -> str:
-    names = ", ".join(f"{m.version:04d}_{m.name}" for m in missing)
-    return f"the database lacks migration(s) {names}: run `sundial migrate`"
+    return f"the database lacks migration(s) {', '.join(_names(missing))}: run `sundial migrate`"
 
 
 async def check_migrated(conn: asyncpg.Connection | asyncpg.Pool) -> None:
@@ -145,17 +148,21 @@ async def check_migrated(conn: asyncpg.Connection | asyncpg.Pool) -> None:
 
 
 def _log_waiting(state: tenacity.RetryCallState) -> None:
-    missing = state.outcome.result() if state.outcome else []
-    log.warning("database.not_migrated", missing=[f"{m.version:04d}_{m.name}" for m in missing],
-                fix="run `sundial migrate` (the migrate Job or compose service)",
-                wait_s=round(state.next_action.sleep, 1) if state.next_action else None)
+    wait_s = round(state.next_action.sleep, 1) if state.next_action else None
+    outcome = state.outcome
+    if outcome is not None and outcome.failed:
+        log.warning("db.connect_retry", error=repr(outcome.exception()), wait_s=wait_s)
+        return
+    log.warning("database.not_migrated", missing=_names(outcome.result() if outcome else []),
+                fix="run `sundial migrate` (the migrate Job or compose service)", wait_s=wait_s)
 
 
 async def wait_until_migrated(pool: asyncpg.Pool, max_wait_s: float = 15.0) -> None:
     """Return once every migration of this release is applied; until then, log
-    `database.not_migrated` (what is missing) and look again with backoff."""
+    `database.not_migrated` (what is missing) and look again with backoff. Database
+    trouble meanwhile (core.db.is_transient) is waited out the same way."""
     retrying = tenacity.AsyncRetrying(
-        retry=tenacity.retry_if_result(bool),
+        retry=tenacity.retry_if_result(bool) | tenacity.retry_if_exception(is_transient),
         wait=tenacity.wait_exponential(multiplier=0.5, max=max_wait_s),
-        before_sleep=_log_waiting)
+        before_sleep=_log_waiting, reraise=True)
     await retrying(pending, pool)

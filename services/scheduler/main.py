@@ -38,7 +38,7 @@ from sundial.core.zones import TZDATA_VERSION
 from sundial.scheduler.publishing import Counters, Publishing
 from sundial.scheduler.reaper import delete_old_runs, reap
 from sundial.scheduler.relay import relay
-from sundial.scheduler.supervisor import Loop, Supervisor
+from sundial.scheduler.supervisor import Loop, Outage, Supervisor
 from sundial.scheduler.tick import tick
 
 log = get_logger("scheduler")
@@ -59,7 +59,7 @@ BUSY_RETRY_S = 0.05
 DUE_DURING_PASS_S = 0.003
 
 
-class RelayFailed(Exception):
+class RelayFailed(Outage):
     """Runs of the outbox could not be published."""
 
 
@@ -278,8 +278,12 @@ class Scheduler:
         if self._publishing.pending_failures:
             per_schedule, error = self._publishing.pending_failures
             self._publishing.pending_failures = None
-            await self._pool.execute(q("record_publish_failures"), list(per_schedule),
-                                     list(per_schedule.values()), error[:1000])
+            try:
+                await self._pool.execute(q("record_publish_failures"), list(per_schedule),
+                                         list(per_schedule.values()), error[:1000])
+            except BaseException:
+                self._publishing.add_failures(per_schedule, error)  # the next round has them
+                raise
         c = self.counters
         passes = c.passes   # the tick may pass again while this is written
         if passes != self._passes_recorded:

@@ -101,11 +101,16 @@ class Publishing:
             if sid is not None:
                 per_schedule[sid] = per_schedule.get(sid, 0) + 1
         if per_schedule:
-            # Several background batches may fail before the status loop records them.
-            earlier = self.pending_failures[0] if self.pending_failures else {}
-            for sid, n in earlier.items():
-                per_schedule[sid] = per_schedule.get(sid, 0) + n
-            self.pending_failures = (per_schedule, error)
+            self.add_failures(per_schedule, error)
+
+    def add_failures(self, per_schedule: dict[int, int], error: str) -> None:
+        """Failures add up until the status loop records them (several background batches
+        may fail first, and a recording that fails gives its failures back)."""
+        earlier = self.pending_failures[0] if self.pending_failures else {}
+        total = dict(earlier)
+        for sid, n in per_schedule.items():
+            total[sid] = total.get(sid, 0) + n
+        self.pending_failures = (total, error)
 
     async def drain(self) -> None:
         """Let the batches in flight be confirmed and marked, for up to PUBLISH_DRAIN_S."""

@@ -16,20 +16,27 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 
-import asyncpg
 import tenacity
 
 from sundial.core.broker import BROKER_ERRORS
-from sundial.core.db import CONNECTION_ERRORS
+from sundial.core.db import is_transient
 from sundial.core.errors import ConfigError
 from sundial.core.logging import get_logger
 
 log = get_logger("scheduler")
 
 FATAL: tuple[type[BaseException], ...] = (ConfigError,)
-# Database and broker trouble: expected now and then, logged without a traceback.
-TROUBLE: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, asyncpg.PostgresError,
-                                            *BROKER_ERRORS)
+
+
+class Outage(Exception):
+    """A round could not do its work because a server could not (e.g. the broker took no
+    runs): expected now and then, logged without a traceback."""
+
+
+def is_trouble(exc: BaseException) -> bool:
+    """Database or broker trouble, logged without a traceback; anything else (a bug, a
+    statement PostgreSQL refuses) is logged with it."""
+    return isinstance(exc, (Outage, *BROKER_ERRORS)) or is_transient(exc)
 BACKOFF_INITIAL_S = 0.5
 BACKOFF_MAX_S = 30.0
 
@@ -92,8 +99,11 @@ class Supervisor:
             except FATAL as exc:
                 log.error("scheduler.fatal", loop=loop.name, error=str(exc))
                 raise
-            except Exception:
-                return   # the last failure, not retried because the scheduler is stopping
+            except Exception as exc:
+                # The last failure, not retried because the scheduler is stopping.
+                log.error(loop.failed_event, loop=loop.name, error=repr(exc),
+                          stopping=self.stopping.is_set(), exc_info=not is_trouble(exc))
+                return
             await self._sleep(delay, loop.wakeup)
 
     async def _round(self, loop: Loop) -> float:
@@ -107,7 +117,7 @@ class Supervisor:
             wait_s = state.next_action.sleep if state.next_action else 0.0
             fields = {"loop": loop.name, "attempt": state.attempt_number, "error": repr(exc),
                       "retry_in_s": round(wait_s, 2)}
-            if exc is not None and not isinstance(exc, TROUBLE):
+            if exc is not None and not is_trouble(exc):
                 fields["exc_info"] = exc   # a bug, not an outage: with its traceback
             log.error(loop.failed_event, **fields)
             if loop.on_backoff is not None and exc is not None:

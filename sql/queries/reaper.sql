@@ -26,27 +26,37 @@ WHERE r.id = stale.id
 RETURNING r.id, r.status, r.attempt, r.worker_id;
 
 -- name: expire_untakeable_runs
--- Among the runs the republish sweep is about to look at (same condition as below, $1 s),
--- those created $2 seconds ago or more that no worker could take all that time: no worker
--- consuming the job's queue with its handler has been heard from for $2 seconds. They
--- fail instead of waiting for ever (one fresh message per 16 x $1 s). Up to $3.
-WITH untakeable AS (
-    SELECT r.id
-    FROM runs r
-    JOIN jobs j ON j.id = r.job_id
-    WHERE r.status = 'queued'
-      AND r.published_at < now() - make_interval(secs => $1)
-      AND r.published_at < now() - make_interval(secs => $1 * power(2, least(r.republished, 4)))
-      AND r.created_at < now() - make_interval(secs => $2)
-      AND NOT EXISTS (
-          SELECT 1
-          FROM workers w
-          WHERE j.queue = ANY (w.queues)
-            AND j.handler = ANY (w.handlers)
-            AND w.last_heartbeat > now() - make_interval(secs => $2))
-    ORDER BY r.published_at
+-- Runs created $2 seconds ago or more that no worker could take all that time (no worker
+-- consuming the job's queue with its handler has been heard from for $2 seconds), among
+-- those the republish sweep would look at ($1 s, doubling): they fail instead of waiting
+-- for ever (one fresh message per 16 x $1 s). Up to $3.
+WITH lost_jobs AS (
+    -- The jobs no worker could take (few, and found once): only their runs are looked at,
+    -- through the job index, so a backlog that live workers drain costs nothing here.
+    SELECT j.id
+    FROM jobs j
+    WHERE NOT EXISTS (
+        SELECT 1
+        FROM workers w
+        WHERE j.queue = ANY (w.queues)
+          AND j.handler = ANY (w.handlers)
+          AND w.last_heartbeat > now() - make_interval(secs => $2))
+),
+untakeable AS (
+    SELECT lost.id
+    FROM lost_jobs
+    CROSS JOIN LATERAL (
+        SELECT r.id
+        FROM runs r
+        WHERE r.job_id = lost_jobs.id
+          AND r.status = 'queued'
+          AND r.published_at < now() - make_interval(secs => $1)
+          AND r.published_at < now() - make_interval(secs => $1 * power(2, least(r.republished, 4)))
+          AND r.created_at < now() - make_interval(secs => $2)
+        LIMIT $3
+        FOR UPDATE SKIP LOCKED
+    ) lost
     LIMIT $3
-    FOR UPDATE OF r SKIP LOCKED
 )
 UPDATE runs r
 SET status = 'failed',

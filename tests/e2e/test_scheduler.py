@@ -189,7 +189,7 @@ async def test_healthcheck_follows_the_heartbeat(db_url, amqp_url, processes, tm
 
 
 async def test_a_forgotten_instance_reappears_with_its_next_status(db_url, amqp_url, processes):
-    """An instance whose row was forgotten (it could not pass for SCHEDULER_FORGET_AFTER, e.g.
+    """An instance whose row was forgotten (it could not pass for FORGET_AFTER, e.g.
     a paused VM) shows again once it passes: never a running scheduler the status omits."""
     env = service_env(db_url, amqp_url, SCHEDULER_POLL_INTERVAL=0.5)
     processes(["scheduler"], env)

@@ -67,3 +67,16 @@ async def test_stop_lets_a_round_finish_or_cuts_off_a_loop_marked_so():
     await asyncio.wait_for(running, 5)
     assert (slow.rounds, slow.finished) == (1, 1)
     assert (cut.rounds, cut.finished) == (1, 0)
+
+
+def test_trouble_is_told_from_a_bug() -> None:
+    import asyncpg
+    from aiormq.exceptions import AMQPConnectionError
+
+    from sundial.scheduler.supervisor import Outage, is_trouble
+
+    assert is_trouble(Outage("the broker took no runs"))
+    assert is_trouble(AMQPConnectionError("refused"))
+    assert is_trouble(asyncpg.ReadOnlySQLTransactionError("read-only"))
+    assert not is_trouble(asyncpg.UndefinedColumnError("no such column"))
+    assert not is_trouble(TypeError("a bug"))
