@@ -155,6 +155,7 @@ class Process:
         self.args = args
         self.log_path = log_path
         self._log = open(log_path, "ab")
+        self._since = self._log.tell()  # the file keeps earlier runs' output: not this one's
         self.proc = subprocess.Popen([*command, *args], env=env,
                                      stdout=self._log, stderr=subprocess.STDOUT,
                                      cwd=cwd, start_new_session=True)
@@ -186,9 +187,12 @@ class Process:
         return code
 
     def output(self) -> str:
+        """What this process wrote (the log file also holds earlier test runs')."""
         if not self._log.closed:
             self._log.flush()
-        return self.log_path.read_text(errors="replace")
+        with open(self.log_path, "rb") as f:
+            f.seek(self._since)
+            return f.read().decode(errors="replace")
 
 
 @pytest.fixture
