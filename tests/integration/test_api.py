@@ -17,7 +17,7 @@ from cryptography.fernet import Fernet
 from sundial.api.app import create_app, route_table
 from sundial.api.auth import CHECK_EVERY_S, KEYS_CHANNEL, PING_TIMEOUT_S
 from sundial.api.settings import ApiSettings
-from tests.conftest import wait_for
+from tests.conftest import free_port, several_hosts, wait_for
 
 ENCRYPTION_KEY = Fernet.generate_key().decode()
 
@@ -700,3 +700,11 @@ async def test_a_write_that_reaches_a_read_only_host_is_503_and_the_next_one_suc
         assert refused.json() == {"detail": "the database is unavailable; try again"}
         created = await api.post("/api/jobs", json=noop_job("after-failover"))
         assert created.status_code == 201, created.text
+
+
+async def test_the_api_serves_with_several_hosts_in_database_url(db_url: str,
+                                                                amqp_url: str) -> None:
+    async with serving(several_hosts(db_url, free_port()), amqp_url) as api:
+        created = await api.post("/api/jobs", json=noop_job("ha"))
+        assert created.status_code == 201, created.text
+        assert (await api.get("/ready")).status_code == 200
