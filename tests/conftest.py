@@ -229,6 +229,16 @@ async def wait_for(predicate, timeout: float = 20.0, interval: float = 0.1, what
         await asyncio.sleep(interval)
 
 
+def several_hosts(db_url: str, first_port: int) -> str:
+    """The URL of the test database behind a first host (127.0.0.1:`first_port`, where
+    nothing listens), with target_session_attrs=read-write: DATABASE_URL's high
+    availability form, the first host down as after a failover."""
+    parts = urlsplit(db_url)
+    hosts = f"127.0.0.1:{first_port},{parts.hostname}:{parts.port or 5432}"
+    return urlunsplit(parts._replace(netloc=f"{parts.username}@{hosts}",
+                                     query="target_session_attrs=read-write"))
+
+
 def free_port() -> int:
     import socket
 

@@ -239,6 +239,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     for error in CONNECTION_ERRORS:
         if error not in (OSError, TimeoutError):
             app.add_exception_handler(error, _unavailable)
+    # A host that cannot write (an old primary after a failover): the pool has replaced
+    # its connections, so the retry reaches the one that can.
+    app.add_exception_handler(asyncpg.ReadOnlySQLTransactionError, _unavailable)
 
 
 # What PostgreSQL refused, in Sundial's words; its own text goes to the log only.
