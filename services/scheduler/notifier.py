@@ -83,9 +83,10 @@ class Notifier:
 
     async def _within_rate(self, claimed: Sequence[asyncpg.Record],
                            outcomes: Outcomes) -> list[asyncpg.Record]:
-        """The notifications to send now; those past their rule's hourly limit (or whose
-        channel was disabled since) are recorded as suppressed."""
-        rules = sorted({r["rule_id"] for r in claimed if r["rule_id"] is not None})
+        """The notifications to send now; those past their rule's hourly limit (tests
+        aside) or whose channel was disabled since are recorded as suppressed."""
+        limited = {r["id"] for r in claimed if r["rule_id"] is not None and r["state"] != "test"}
+        rules = sorted({r["rule_id"] for r in claimed if r["id"] in limited})
         sent = defaultdict(int)
         if rules:
             for row in await self.pool.fetch(q("rule_deliveries_last_hour"), rules):
@@ -94,13 +95,13 @@ class Notifier:
         for row in sorted(claimed, key=lambda r: r["id"]):
             if not row["channel_enabled"] and row["state"] != "test":
                 outcomes.add(row["id"], "suppressed", "the channel is disabled")
-            elif row["rule_id"] is not None and sent[row["rule_id"]] >= row["max_per_hour"]:
+            elif row["id"] in limited and sent[row["rule_id"]] >= row["max_per_hour"]:
                 outcomes.add(row["id"], "suppressed",
                              f"rule {row['rule_name']!r} sent {row['max_per_hour']} in the last "
                              "hour (its max_per_hour)")
                 SENT.labels(row["channel_kind"], "suppressed").inc()
             else:
-                if row["rule_id"] is not None:
+                if row["id"] in limited:
                     sent[row["rule_id"]] += 1
                 to_send.append(row)
         return to_send

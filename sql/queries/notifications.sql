@@ -214,3 +214,87 @@ JOIN notification_channels c ON c.id = r.channel_id
 WHERE r.enabled
   AND c.enabled
 ON CONFLICT (dedup_key) DO NOTHING;
+
+-- the API: channels, rules, the delivery history ------------------------------------------
+
+-- name: list_channels
+-- Every channel, by name.
+SELECT id, name, kind, config, secret_config IS NOT NULL AS has_secret, secret_config,
+       enabled, created_at, updated_at
+FROM notification_channels
+ORDER BY name;
+
+-- name: get_channel
+-- One channel by id ($1) or name ($2).
+SELECT id, name, kind, config, secret_config IS NOT NULL AS has_secret, secret_config,
+       enabled, created_at, updated_at
+FROM notification_channels
+WHERE id = $1 OR name = $2
+ORDER BY id = $1 DESC
+LIMIT 1;
+
+-- name: insert_channel
+INSERT INTO notification_channels (name, kind, config, secret_config, enabled)
+VALUES ($1, $2, $3, $4, $5)
+RETURNING id;
+
+-- name: update_channel
+UPDATE notification_channels
+SET name = $2, config = $3, secret_config = $4, enabled = $5, updated_at = now()
+WHERE id = $1;
+
+-- name: delete_channel
+-- Its rules and notifications go with it.
+DELETE FROM notification_channels WHERE id = $1 RETURNING id;
+
+-- name: list_rules
+-- Every rule with its channel's and job's names, by name; or the one of id $1 or name $2.
+SELECT r.id, r.name, r.kind, r.channel_id, c.name AS channel, r.job_id, j.name AS job, r.queue,
+       r.schedule_id, r.statuses, r.within_seconds, r.threshold, r.max_per_hour, r.enabled,
+       r.created_at, r.updated_at
+FROM notification_rules r
+JOIN notification_channels c ON c.id = r.channel_id
+LEFT JOIN jobs j ON j.id = r.job_id
+WHERE ($1::bigint IS NULL AND $2::text IS NULL) OR r.id = $1 OR r.name = $2
+ORDER BY r.name;
+
+-- name: insert_rule
+INSERT INTO notification_rules (name, kind, channel_id, job_id, queue, schedule_id, statuses,
+                                within_seconds, threshold, max_per_hour, enabled)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+RETURNING id;
+
+-- name: update_rule
+-- A changed rule starts afresh: its open alerts go (they notify again if still true).
+WITH forget AS (
+    DELETE FROM notification_alerts WHERE rule_id = $1
+)
+UPDATE notification_rules
+SET name = $2, channel_id = $3, job_id = $4, queue = $5, schedule_id = $6, statuses = $7,
+    within_seconds = $8, threshold = $9, max_per_hour = $10, enabled = $11, updated_at = now()
+WHERE id = $1;
+
+-- name: delete_rule
+DELETE FROM notification_rules WHERE id = $1 RETURNING id;
+
+-- name: insert_test_notification
+-- "Send a test" to channel $1 (for rule $2 if given): delivered by the schedulers' loop.
+INSERT INTO notifications (rule_id, channel_id, dedup_key, event, state, details)
+VALUES ($2, $1::bigint, 'test:' || $1::bigint || ':' || gen_random_uuid(), $3, 'test', $4)
+RETURNING id;
+
+-- name: list_notifications
+-- The delivery history, newest first: by status ($1), channel ($2), rule ($3); up to $4
+-- before id $5.
+SELECT x.id, x.rule_id, r.name AS rule, x.channel_id, c.name AS channel, x.event, x.state,
+       x.details, x.status, x.attempts, x.next_attempt_at, x.last_error, x.created_at,
+       x.delivered_at
+FROM notifications x
+JOIN notification_channels c ON c.id = x.channel_id
+LEFT JOIN notification_rules r ON r.id = x.rule_id
+WHERE ($1::text IS NULL OR x.status = $1)
+  AND ($2::bigint IS NULL OR x.channel_id = $2)
+  AND ($3::bigint IS NULL OR x.rule_id = $3)
+  AND ($5::bigint IS NULL OR x.id < $5)
+ORDER BY x.id DESC
+LIMIT $4;
