@@ -98,7 +98,7 @@ def _send_email(settings: SchedulerSettings, to: list[str], subject: str, text: 
     if not to:
         raise Refused("the channel has no recipients (config.to)")
     message = EmailMessage()
-    message["From"] = settings.smtp_from
+    message["From"] = settings.smtp_sender
     message["To"] = ", ".join(to)
     message["Subject"] = subject
     message.set_content(text)

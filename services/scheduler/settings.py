@@ -42,6 +42,11 @@ class SchedulerSettings(HttpPolicySettings):
     smtp_user: str | None = Field(None, validation_alias=env("SMTP_USER"),
                                   description="the user to log in as, if the server needs one")
     smtp_password: str | None = Field(None, validation_alias=env("SMTP_PASSWORD"))
-    smtp_from: str = Field(
-        f"sundial@{socket.gethostname()}", min_length=3, validation_alias=env("SMTP_FROM"),
-        description="the From address of email notifications, e.g. sundial@example.com")
+    smtp_from: str | None = Field(
+        None, min_length=3, validation_alias=env("SMTP_FROM"),
+        description="the From address of email notifications, e.g. sundial@example.com "
+                    "(default sundial@<hostname>)")
+
+    @property
+    def smtp_sender(self) -> str:
+        return self.smtp_from or f"sundial@{socket.gethostname()}"
