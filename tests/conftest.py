@@ -267,3 +267,25 @@ async def start_api(processes, db_url: str, amqp_url: str, how: dict[str, Any] |
 
     await wait_for(up, timeout=30, what="sundial api to answer /health")
     return base
+
+
+@pytest.fixture
+def receiver() -> Iterator[Any]:
+    """A local HTTP server notifications are delivered to (tests.receivers.Receiver)."""
+    from tests.receivers import Receiver
+
+    r = Receiver()
+    r.start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[Any]:
+    """A local SMTP server (aiosmtpd) email notifications are delivered to."""
+    from tests.receivers import SmtpServer
+
+    server = SmtpServer(free_port())
+    server.start()
+    yield server
+    server.stop()
