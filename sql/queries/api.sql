@@ -270,26 +270,3 @@ SELECT (SELECT count(*) FROM jobs) AS jobs_total,
        count(*) FILTER (WHERE status = 'running') AS runs_running,
        count(*) FILTER (WHERE status = 'queued') AS runs_queued
 FROM runs;
-
--- name: metrics_runs_by_status
--- Runs per status, for /metrics.
-SELECT status, count(*) AS n FROM runs GROUP BY status;
-
--- name: metrics_queue_depth
--- Runs waiting per job queue (queued, published or not), for /metrics.
-SELECT j.queue, count(*) AS n
-FROM runs r
-JOIN jobs j ON j.id = r.job_id
-WHERE r.status = 'queued'
-GROUP BY j.queue;
-
--- name: metrics_gauges
--- Dispatch lag (the oldest available run not yet published), workers online and the
--- scheduler's last pass, for /metrics.
-SELECT COALESCE(EXTRACT(EPOCH FROM (now() - (
-           SELECT min(available_at) FROM runs
-           WHERE status = 'queued' AND published_at IS NULL AND available_at <= now()))), 0)::float8
-           AS dispatch_lag_s,
-       (SELECT count(*) FROM workers
-        WHERE status <> 'offline' AND last_heartbeat > now() - make_interval(secs => $1)) AS workers_online,
-       (SELECT EXTRACT(EPOCH FROM max(last_tick_at)) FROM scheduler_instances)::float8 AS scheduler_last_tick;
