@@ -36,6 +36,7 @@ from sundial.core.messages import RunRef, decode_ref
 from sundial.core.outbox import wake_scheduler
 from sundial.core.secrets import decrypt_fields, merge_secrets
 from sundial.core.sql import q
+from sundial.worker import metrics
 from sundial.worker.claim import Claim, Claimer, ClaimResult, end_unstarted, return_to_outbox
 from sundial.worker.executor import MAX_ERROR_CHARS, Held, Outcome, Retry, execute
 from sundial.worker.handlers import HINTS, Handler, RunContext
@@ -248,6 +249,9 @@ class Consumer:
         log.debug("run.claimed", detail=detail, **fields)
         held = Held(run.run_id, run.attempt)
         self.held[held.key] = held
+        if not suspect:
+            metrics.FIRE_LAG.labels(row["queue"]).observe(max(0.0, row["fire_lag_s"]))
+        started = time.monotonic()
         # From here on the run is ours: whatever happens, it gets an outcome (a requeued
         # message would find it running and be dropped as a duplicate).
         try:
@@ -262,6 +266,7 @@ class Consumer:
             else:
                 self.quarantine.leave()
         held.finished = True
+        metrics.DURATION.labels(row["queue"], outcome.kind).observe(time.monotonic() - started)
         self.recorder.add(Finished(message, held, outcome))
 
     async def _take_over(self, message: AbstractIncomingMessage, run: RunRef,

@@ -20,6 +20,8 @@ SELECT pg_advisory_xact_lock(hashtextextended('sundial.job:' || $1::bigint, 0));
 -- worker's); with $4, only if its job's concurrency policy is 'allow' (many such claims
 -- are pipelined in one transaction). What runs and how long it may take are returned
 -- from the job, never taken from the message.
+-- fire_lag_s: how late it starts, from when it was due (its slot with jitter, or the
+-- end of a retry's backoff), for the worker's fire lag histogram.
 -- Here and below, a message in hand proves the run was published, whether or not its
 -- publisher lived to mark it. Takeovers and fresh messages are counted per message and
 -- attempt: a claim starts afresh.
@@ -42,9 +44,10 @@ WHERE r.id = $1
   AND (NOT $4 OR j.concurrency_policy = 'allow')
   AND j.handler = ANY($5::text[])
   AND j.queue = ANY($6::text[])
-RETURNING r.id, r.job_id, r.attempt, r.max_attempts, j.name AS job, j.handler, j.payload,
-          j.secret_payload, j.timeout_seconds, j.retry_backoff_seconds,
-          j.retry_backoff_max_seconds;
+RETURNING r.id, r.job_id, r.attempt, r.max_attempts, j.name AS job, j.handler, j.queue,
+          j.payload, j.secret_payload, j.timeout_seconds, j.retry_backoff_seconds,
+          j.retry_backoff_max_seconds,
+          EXTRACT(EPOCH FROM now() - r.available_at)::float8 AS fire_lag_s;
 
 -- name: skip_run_if_job_busy
 -- forbid policy: attempt $2 of run $1 ends 'skipped' when its job already has a running run.
@@ -119,9 +122,10 @@ WHERE r.id = $1
   AND j.id = r.job_id
   AND j.handler = ANY($5::text[])
   AND j.queue = ANY($6::text[])
-RETURNING r.id, r.job_id, r.attempt, r.max_attempts, j.name AS job, j.handler, j.payload,
-          j.secret_payload, j.timeout_seconds, j.retry_backoff_seconds,
-          j.retry_backoff_max_seconds;
+RETURNING r.id, r.job_id, r.attempt, r.max_attempts, j.name AS job, j.handler, j.queue,
+          j.payload, j.secret_payload, j.timeout_seconds, j.retry_backoff_seconds,
+          j.retry_backoff_max_seconds,
+          EXTRACT(EPOCH FROM now() - r.available_at)::float8 AS fire_lag_s;
 
 -- name: end_abandoned_run
 -- The delivery limit is reached and attempt $2 of run $1 is running on a worker whose
