@@ -55,22 +55,21 @@ async def metrics(request: Request) -> Response:
     outbox, worker slots, the scheduler's last pass, each scheduled job's last success."""
     settings = request.app.state.settings
     async with request.app.state.pool.acquire() as conn:
+        by_status = await conn.fetch(q("metrics_runs_by_status"))
         job_runs = await conn.fetch(q("metrics_job_runs"), settings.metrics_max_jobs)
         queues = await conn.fetch(q("metrics_queues"), settings.worker_offline_threshold_s)
         gauges = await conn.fetchrow(q("metrics_gauges"), settings.worker_offline_threshold_s)
         last_success = await conn.fetch(q("metrics_last_success"), settings.metrics_max_jobs)
     registry = CollectorRegistry()
-    by_status = Gauge("sundial_runs", "Runs in the database by status", ["status"],
-                      registry=registry)
-    by_job = Gauge("sundial_job_runs", "Runs in the database by job, queue and status "
-                   "(METRICS_MAX_JOBS jobs by name, the rest as job_name=\"other\")",
-                   ["job_name", "queue", "status"], registry=registry)
-    totals: dict[str, int] = {}
+    runs = Gauge("sundial_runs", "Runs in the database by status", ["status"],
+                 registry=registry)
+    for row in by_status:
+        runs.labels(row["status"]).set(row["n"])
+    by_job = Gauge("sundial_job_runs_last_hour", "Runs created in the last hour by job, queue "
+                   "and status (the METRICS_MAX_JOBS busiest jobs, the rest as "
+                   "job_name=\"other\")", ["job_name", "queue", "status"], registry=registry)
     for row in job_runs:
         by_job.labels(row["job_name"], row["queue"], row["status"]).set(row["n"])
-        totals[row["status"]] = totals.get(row["status"], 0) + row["n"]
-    for status, n in totals.items():
-        by_status.labels(status).set(n)
     depth = Gauge("sundial_queue_depth", "Queued runs per queue (published or not)", ["queue"],
                   registry=registry)
     workers = Gauge("sundial_queue_workers", "Online workers consuming each queue", ["queue"],

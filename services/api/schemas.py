@@ -210,6 +210,28 @@ class Deleted(BaseModel):
 # --- runs -----------------------------------------------------------------------------
 
 
+class JobHealth(BaseModel):
+    job_id: int
+    job: str
+    window: str = Field(description="The window as asked, e.g. 24h.")
+    window_s: float
+    since: datetime = Field(description="Runs that finished at or after this instant count.")
+    finished: int = Field(description="Runs that finished in the window, in any final status.")
+    succeeded: int
+    failed: int = Field(description="failed, timed_out and dead.")
+    cancelled: int
+    skipped: int
+    success_rate: float | None = Field(
+        description="succeeded / (succeeded + failed), 0-1; null without either.")
+    error_rate: float | None = Field(
+        description="failed / (succeeded + failed), 0-1; null without either.")
+    avg_duration_s: float | None = Field(
+        description="Mean time from start to end of the runs that succeeded or failed.")
+    p95_duration_s: float | None = Field(description="95th percentile of the same.")
+    last_success_at: datetime | None = Field(description="The latest success, in or before "
+                                                         "the window.")
+
+
 class Queued(BaseModel):
     run_id: int
     status: Literal["queued"] = "queued"

@@ -270,3 +270,26 @@ SELECT (SELECT count(*) FROM jobs) AS jobs_total,
        count(*) FILTER (WHERE status = 'running') AS runs_running,
        count(*) FILTER (WHERE status = 'queued') AS runs_queued
 FROM runs;
+
+-- name: job_health
+-- Job $1's runs that finished in the last $2 seconds, by outcome, with the mean and 95th
+-- percentile of their durations (runs that succeeded or failed) and its latest success.
+-- Reads the index runs_job_finished only (job, status, finish time).
+SELECT now() - make_interval(secs => $2) AS since,
+       count(*) AS finished,
+       count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
+       count(*) FILTER (WHERE status IN ('failed', 'timed_out', 'dead')) AS failed,
+       count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
+       count(*) FILTER (WHERE status = 'skipped') AS skipped,
+       avg(EXTRACT(EPOCH FROM finished_at - started_at))
+           FILTER (WHERE status IN ('succeeded', 'failed', 'timed_out', 'dead'))::float8
+           AS avg_duration_s,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM finished_at - started_at))
+           FILTER (WHERE status IN ('succeeded', 'failed', 'timed_out', 'dead'))::float8
+           AS p95_duration_s,
+       (SELECT max(finished_at) FROM runs
+        WHERE job_id = $1 AND status = 'succeeded' AND finished_at IS NOT NULL) AS last_success_at
+FROM runs
+WHERE job_id = $1
+  AND status IN ('succeeded', 'failed', 'timed_out', 'dead', 'cancelled', 'skipped')
+  AND finished_at >= now() - make_interval(secs => $2);

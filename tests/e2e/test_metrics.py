@@ -104,8 +104,8 @@ async def test_every_series_of_the_rules_and_dashboard_is_served_with_values(
         assert found, f"{name}{labels} has no sample"
         return sum(found)
 
-    assert value(api_page, "sundial_job_runs", job_name="bad", status="failed") >= 1
-    assert value(api_page, "sundial_job_runs", job_name="ok", status="succeeded") >= 1
+    assert value(api_page, "sundial_job_runs_last_hour", job_name="bad", status="failed") >= 1
+    assert value(api_page, "sundial_job_runs_last_hour", job_name="ok", status="succeeded") >= 1
     assert value(api_page, "sundial_queue_workers", queue=queue) == 1
     assert value(api_page, "sundial_queue_depth", queue=queue) >= 0
     assert value(api_page, "sundial_worker_slots", state="free") >= 1

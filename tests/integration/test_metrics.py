@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -52,6 +52,7 @@ async def test_runs_by_job_keep_the_busiest_jobs_and_sum_the_rest(api: Api) -> N
     for name in ("a", "b", "c", "d"):
         assert (await api.post("/api/jobs", json=noop_job(name))).status_code == 201
     await add_runs(api, "a", "succeeded", 5)
+    await add_runs(api, "d", "failed", 9, created_at=datetime.now(UTC) - timedelta(hours=2))
     await add_runs(api, "b", "failed", 4)
     await add_runs(api, "c", "failed", 2)
     await add_runs(api, "d", "failed", 1)
@@ -59,11 +60,11 @@ async def test_runs_by_job_keep_the_busiest_jobs_and_sum_the_rest(api: Api) -> N
 
     def runs(job: str, status: str) -> float | None:
         key = (("job_name", job), ("queue", "default"), ("status", status))
-        return m.get(("sundial_job_runs", key))
+        return m.get(("sundial_job_runs_last_hour", key))
 
     assert runs("a", "succeeded") == 5 and runs("b", "failed") == 4
     assert runs("other", "failed") == 3 and runs("c", "failed") is None
-    assert m[("sundial_runs", (("status", "failed"),))] == 7
+    assert m[("sundial_runs", (("status", "failed"),))] == 16  # every run kept, by status
 
 
 async def test_worker_slots_and_last_success_come_from_the_database(api: Api) -> None:

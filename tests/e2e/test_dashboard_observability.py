@@ -1,0 +1,38 @@
+"""The dashboard's observability in a real headless Chromium against a real `sundial api`:
+a job's health, a running run's output, the audit log. Screenshots go to
+test-artifacts/screenshots/."""
+
+from __future__ import annotations
+
+from playwright.async_api import expect
+
+from sundial.api.schemas import JobCreate
+from sundial.api.service import Service
+from sundial.api.settings import ApiSettings
+from tests.conftest import start_api
+from tests.e2e.test_dashboard import new_page, pytestmark, shot, sign_in  # noqa: F401
+
+
+async def test_the_job_page_shows_success_rate_and_durations(browser, processes, pool, db_url,
+                                                             amqp_url) -> None:
+    svc = Service(pool, ApiSettings(DATABASE_URL=db_url, RABBITMQ_URL=amqp_url))
+    _, key = await svc.create_key("test", "ops", "viewer")
+    job = await svc.create_job("test", JobCreate(name="nightly", handler="noop"))
+    await pool.execute(
+        """INSERT INTO runs (job_id, scheduled_for, trigger, status, started_at, finished_at)
+           SELECT $1, now(), 'schedule', CASE WHEN i <= 3 THEN 'failed' ELSE 'succeeded' END,
+                  now() - interval '2 hours' - make_interval(secs => i),
+                  now() - interval '2 hours'
+           FROM generate_series(1, 12) i""", job["id"])
+    base = await start_api(processes, db_url, amqp_url)
+    page = await new_page(browser, base)
+    await sign_in(page, key)
+    await page.goto(f"/jobs/{job['id']}")
+    await expect(page.locator("#health-success")).to_have_text("75 %")
+    await expect(page.locator("#health-error")).to_have_text("25 %")
+    await expect(page.locator("#health-finished")).to_have_text("12 finished")
+    await expect(page.locator("#health-avg")).to_have_text("6.50 s")
+    await shot(page, "20-job-health")
+    await page.select_option("#health-window", "1h")
+    await expect(page.locator("#health-finished")).to_have_text("0 finished")
+    await expect(page.locator("#health-success")).to_have_text("—")
