@@ -264,7 +264,11 @@ class RunSummary(BaseModel):
 class Run(RunSummary):
     handler: str
     result: Any
-    output: str | None
+    output: str | None = Field(description=(
+        "While running: the tail of what the run printed (command jobs' stdout and stderr, "
+        "in-process Python jobs' prints and logs), at most 65,536 characters, written at "
+        "each worker heartbeat. Once finished: its final output, or that tail."))
+    output_at: datetime | None = Field(description="When `output` was last written.")
 
 
 class RunPage(BaseModel):

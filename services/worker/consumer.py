@@ -266,6 +266,8 @@ class Consumer:
             else:
                 self.quarantine.leave()
         held.finished = True
+        if outcome.output is None:
+            outcome.output = held.live.text()   # what it printed, its last lines included
         metrics.DURATION.labels(row["queue"], outcome.kind).observe(time.monotonic() - started)
         self.recorder.add(Finished(message, held, outcome))
 
@@ -367,7 +369,7 @@ class Consumer:
     async def _execute(self, row: asyncpg.Record, held: Held) -> Outcome:
         """Run the claimed attempt as the database describes it (the row of the claim)."""
         ctx = RunContext(self.settings, row["id"], row["job_id"], row["job"], row["attempt"],
-                         row["max_attempts"])
+                         row["max_attempts"], held.live)
         retry = Retry(row["max_attempts"], row["retry_backoff_seconds"],
                       row["retry_backoff_max_seconds"], self._rng)
         try:

@@ -24,7 +24,7 @@ from sundial.core.logging import get_logger
 from sundial.core.migrate import wait_until_migrated
 from sundial.core.runtime import iso_utc
 from sundial.core.settings import instance_id
-from sundial.worker import metrics, registry
+from sundial.worker import live, metrics, registry
 from sundial.worker.consumer import Consumer
 from sundial.worker.executor import RELEASE, Held
 from sundial.worker.handlers import available
@@ -51,6 +51,7 @@ class Worker:
         self.stopping.set()
 
     async def run(self) -> int:
+        live.capture_python_output()
         registry.import_modules(self.settings.imports)
         sync = SyncPool(self.settings) if self.settings.sync_processes else None
         try:  # whatever ends start-up or the service, no sync-job process stays behind

@@ -207,7 +207,7 @@ LIMIT $7;
 SELECT r.id, r.job_id, j.name AS job, j.handler, r.schedule_id, r.scheduled_for, r.trigger,
        r.triggered_by, r.status, r.attempt, r.max_attempts, r.available_at,
        r.published_at, r.cancel_requested, r.started_at, r.finished_at, r.heartbeat_at,
-       r.worker_id, r.result, r.error, r.output, r.created_at, r.updated_at,
+       r.worker_id, r.result, r.error, r.output, r.output_at, r.created_at, r.updated_at,
        EXTRACT(EPOCH FROM (r.finished_at - r.started_at))::float8 AS duration_s
 FROM runs r
 JOIN jobs j ON j.id = r.job_id

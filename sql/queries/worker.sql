@@ -30,6 +30,8 @@ SET status = 'running',
     published_at = coalesce(r.published_at, now()),
     takeovers = 0,
     republished = 0,
+    output = NULL,
+    output_at = NULL,
     started_at = now(),
     heartbeat_at = now(),
     worker_id = $3,
@@ -185,7 +187,9 @@ SET status = CASE WHEN d.kind IN ('retry', 'release') THEN 'queued' ELSE d.kind 
     finished_at = CASE WHEN d.kind IN ('retry', 'release') THEN NULL ELSE now() END,
     result = d.result,
     error = d.error,
-    output = d.output,
+    -- A run that ends without output of its own keeps the tail written while it ran.
+    output = COALESCE(d.output, r.output),
+    output_at = CASE WHEN d.output IS NULL THEN r.output_at ELSE now() END,
     updated_at = now()
 FROM unnest($2::bigint[], $3::int[], $4::text[], $5::jsonb[], $6::text[], $7::text[],
             $8::float8[]) AS d(id, attempt, kind, result, error, output, retry_in_s)
@@ -196,11 +200,14 @@ WHERE r.id = d.id
 RETURNING r.id, d.kind;
 
 -- name: heartbeat_runs
--- Keep the attempts ($1 run ids, $2 attempts) worker $3 holds alive; returns those still
--- its own, with cancel requests.
+-- Keep the attempts ($1 run ids, $2 attempts) worker $3 holds alive, with the tail of
+-- their output that changed since the last beat ($4, NULL: unchanged); returns those
+-- still its own, with cancel requests.
 UPDATE runs r
-SET heartbeat_at = now()
-FROM unnest($1::bigint[], $2::int[]) AS h(id, attempt)
+SET heartbeat_at = now(),
+    output = COALESCE(h.output, r.output),
+    output_at = CASE WHEN h.output IS NULL THEN r.output_at ELSE now() END
+FROM unnest($1::bigint[], $2::int[], $4::text[]) AS h(id, attempt, output)
 WHERE r.id = h.id
   AND r.attempt = h.attempt
   AND r.status = 'running'

@@ -11,12 +11,22 @@ from sundial.api.service import Service
 from sundial.api.settings import ApiSettings
 from tests.conftest import start_api
 from tests.e2e.test_dashboard import new_page, pytestmark, shot, sign_in  # noqa: F401
+from tests.e2e.test_worker import add_job, trigger, worker_env
+
+
+async def signed_in(browser, processes, pool, db_url: str, amqp_url: str):
+    """A real API and a browser page signed in to it with a viewer key."""
+    svc = Service(pool, ApiSettings(DATABASE_URL=db_url, RABBITMQ_URL=amqp_url))
+    _, key = await svc.create_key("test", "ops", "viewer")
+    base = await start_api(processes, db_url, amqp_url)
+    page = await new_page(browser, base)
+    await sign_in(page, key)
+    return page
 
 
 async def test_the_job_page_shows_success_rate_and_durations(browser, processes, pool, db_url,
                                                              amqp_url) -> None:
     svc = Service(pool, ApiSettings(DATABASE_URL=db_url, RABBITMQ_URL=amqp_url))
-    _, key = await svc.create_key("test", "ops", "viewer")
     job = await svc.create_job("test", JobCreate(name="nightly", handler="noop"))
     await pool.execute(
         """INSERT INTO runs (job_id, scheduled_for, trigger, status, started_at, finished_at)
@@ -24,9 +34,7 @@ async def test_the_job_page_shows_success_rate_and_durations(browser, processes,
                   now() - interval '2 hours' - make_interval(secs => i),
                   now() - interval '2 hours'
            FROM generate_series(1, 12) i""", job["id"])
-    base = await start_api(processes, db_url, amqp_url)
-    page = await new_page(browser, base)
-    await sign_in(page, key)
+    page = await signed_in(browser, processes, pool, db_url, amqp_url)
     await page.goto(f"/jobs/{job['id']}")
     await expect(page.locator("#health-success")).to_have_text("75 %")
     await expect(page.locator("#health-error")).to_have_text("25 %")
@@ -36,3 +44,23 @@ async def test_the_job_page_shows_success_rate_and_durations(browser, processes,
     await page.select_option("#health-window", "1h")
     await expect(page.locator("#health-finished")).to_have_text("0 finished")
     await expect(page.locator("#health-success")).to_have_text("—")
+
+
+
+async def test_the_run_page_shows_a_running_runs_output(browser, processes, pool, db_url,
+                                                        amqp_url, queue, tmp_path) -> None:
+    go = tmp_path / "go"
+    processes(["worker"], worker_env(db_url, amqp_url, queue, WORKER_ALLOW_COMMANDS="true"))
+    script = f"echo compiling report; while [ ! -e {go} ]; do sleep 0.05; done; echo report sent"
+    job = await add_job(pool, queue, "command", {"argv": ["sh", "-c", script]})
+    [run_id] = await trigger(pool, amqp_url, job)
+    page = await signed_in(browser, processes, pool, db_url, amqp_url)
+    await page.goto(f"/runs/{run_id}")
+    await expect(page.locator("#run-status")).to_contain_text("running")
+    await expect(page.locator("#run-output")).to_have_text("compiling report\n")
+    await expect(page.locator("#run-output-at")).to_contain_text("live, last written")
+    await shot(page, "21-run-live-output")
+    go.touch()
+    await expect(page.locator("#run-status")).to_contain_text("succeeded")
+    await expect(page.locator("#run-output")).to_have_text("compiling report\nreport sent\n")
+    await expect(page.locator("#run-output-at")).to_have_text("")
