@@ -276,6 +276,21 @@ class RunPage(BaseModel):
     next_cursor: int | None = Field(description="Pass as `cursor` for the next (older) page.")
 
 
+class AuditEntry(BaseModel):
+    id: int
+    at: datetime
+    actor: str = Field(description="The API key's name, or cli:<user>.")
+    action: str = Field(description="e.g. job.create, schedule.pause, run.cancel, key.revoke.")
+    target_type: str
+    target_id: str | None
+    details: dict[str, Any] = Field(description="What changed; never a secret value.")
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEntry]
+    next_cursor: int | None = Field(description="Pass as `cursor` for the next (older) page.")
+
+
 class CancelResult(BaseModel):
     id: int
     status: RunStatus

@@ -74,6 +74,14 @@ def parse_window(text: str) -> float:
     return seconds
 
 
+def keyset_page(rows: Sequence[asyncpg.Record], limit: int
+                ) -> tuple[list[dict[str, Any]], int | None]:
+    """The first `limit` of `limit + 1` rows fetched newest first, and the cursor of the
+    next page: the last id shown, or None when nothing older is left."""
+    items = [dict(r) for r in rows[:limit]]
+    return items, (items[-1]["id"] if len(rows) > limit else None)
+
+
 @contextmanager
 def db_errors(what: str) -> Iterator[None]:
     """Translate constraint violations at the database boundary."""
@@ -384,8 +392,17 @@ class Service:
             rows = await conn.fetch(q("list_runs"), job_id, schedule_id,
                                     list(statuses) if statuses else None, since, until,
                                     cursor, limit + 1)
-        items = [dict(r) for r in rows[:limit]]
-        return items, (items[-1]["id"] if len(rows) > limit else None)
+        return keyset_page(rows, limit)
+
+    async def list_audit(self, *, actor: str | None = None, action: str | None = None,
+                         target_type: str | None = None, target_id: str | None = None,
+                         since: datetime | None = None, until: datetime | None = None,
+                         cursor: int | None = None, limit: int = 50
+                         ) -> tuple[list[dict[str, Any]], int | None]:
+        """A page of the audit log, newest first, and the cursor of the next page."""
+        rows = await self.pool.fetch(q("list_audit"), actor, action, target_type, target_id,
+                                     since, cursor, until, limit + 1)
+        return keyset_page(rows, limit)
 
     async def get_run(self, run_id: int) -> dict[str, Any]:
         row = await self.pool.fetchrow(q("get_run"), run_id)

@@ -293,3 +293,19 @@ FROM runs
 WHERE job_id = $1
   AND status IN ('succeeded', 'failed', 'timed_out', 'dead', 'cancelled', 'skipped')
   AND finished_at >= now() - make_interval(secs => $2);
+
+-- name: list_audit
+-- The audit log, newest first, keyset-paginated on id ($6: the last id of the previous
+-- page); filters: actor $1, action $2 (exact, or a prefix ending in '.': 'job.'),
+-- target type $3 and id $4, at or after $5, before $7.
+SELECT id, at, actor, action, target_type, target_id, details
+FROM audit_log
+WHERE ($1::text IS NULL OR actor = $1)
+  AND ($2::text IS NULL OR action = $2 OR (right($2, 1) = '.' AND starts_with(action, $2)))
+  AND ($3::text IS NULL OR target_type = $3)
+  AND ($4::text IS NULL OR target_id = $4)
+  AND ($5::timestamptz IS NULL OR at >= $5)
+  AND ($7::timestamptz IS NULL OR at < $7)
+  AND ($6::bigint IS NULL OR id < $6)
+ORDER BY id DESC
+LIMIT $8;

@@ -64,3 +64,25 @@ async def test_the_run_page_shows_a_running_runs_output(browser, processes, pool
     await expect(page.locator("#run-status")).to_contain_text("succeeded")
     await expect(page.locator("#run-output")).to_have_text("compiling report\nreport sent\n")
     await expect(page.locator("#run-output-at")).to_have_text("")
+
+
+
+async def test_the_audit_page_lists_who_changed_what(browser, processes, pool, db_url,
+                                                      amqp_url) -> None:
+    svc = Service(pool, ApiSettings(DATABASE_URL=db_url, RABBITMQ_URL=amqp_url))
+    await svc.create_job("ana", JobCreate(name="nightly", handler="noop"))
+    await svc.create_job("bo", JobCreate(name="weekly", handler="noop"))
+    page = await signed_in(browser, processes, pool, db_url, amqp_url)
+    await page.click("nav >> text=Audit")
+    rows = page.locator("#audit tbody tr")
+    await expect(rows.first).to_contain_text("key.create")  # the viewer key of signed_in
+    await expect(rows.nth(1)).to_contain_text("job.create")
+    await expect(rows.nth(1)).to_contain_text("bo")
+    await shot(page, "22-audit")
+    await page.fill("#f-actor", "ana")
+    await page.press("#f-actor", "Enter")
+    await expect(rows).to_have_count(1)
+    await expect(rows.first).to_contain_text("nightly")
+    assert page.url.endswith("/audit?actor=ana")
+    await page.select_option("#f-action", "key.")
+    await expect(rows.first).to_contain_text("No entries match.")
