@@ -1,4 +1,4 @@
-"""The web dashboard: HTML shells served at /, /jobs, /runs, /alerts and /login.
+"""The web dashboard: HTML shells served at /, /jobs, /runs, /alerts, /audit and /login.
 
 The pages carry no data and need no key. Their scripts (static/) call the JSON API under
 /api with the key the user pasted at /login, kept in the browser's sessionStorage, so the
@@ -92,3 +92,8 @@ async def run(request: Request, run_id: Id) -> HTMLResponse:
 @router.get("/alerts", response_class=HTMLResponse)
 async def alerts(request: Request) -> HTMLResponse:
     return _page(request, "alerts.html", "Alerts", "alerts")
+
+
+@router.get("/audit", response_class=HTMLResponse)
+async def audit(request: Request) -> HTMLResponse:
+    return _page(request, "audit.html", "Audit log", "audit")
