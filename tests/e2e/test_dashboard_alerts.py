@@ -12,7 +12,7 @@ from sundial.api.service import Service
 from sundial.api.settings import ApiSettings
 from sundial.core import notifications as n
 from tests.conftest import service_env, start_api, wait_for
-from tests.e2e.test_dashboard import browser, new_page, pytestmark, shot, sign_in  # noqa: F401
+from tests.e2e.test_dashboard import new_page, pytestmark, shot, sign_in  # noqa: F401
 
 KEY = Fernet.generate_key().decode()
 
