@@ -44,12 +44,14 @@ async def ready(request: Request) -> JSONResponse:
 @router.get("/metrics", response_class=Response)
 async def metrics(request: Request) -> Response:
     """Prometheus text format, read from the database at each scrape: runs by status,
-    dispatch lag, queue depth, workers online, the scheduler's last pass."""
+    dispatch lag, queue depth, workers online, the scheduler's last pass, and how many
+    running schedulers the broker blocks."""
     settings = request.app.state.settings
     async with request.app.state.pool.acquire() as conn:
         by_status = await conn.fetch(q("metrics_runs_by_status"))
         depth = await conn.fetch(q("metrics_queue_depth"))
-        gauges = await conn.fetchrow(q("metrics_gauges"), settings.worker_offline_threshold_s)
+        gauges = await conn.fetchrow(q("metrics_gauges"), settings.worker_offline_threshold_s,
+                                     settings.scheduler_stale_after_s)
     registry = CollectorRegistry()
     runs = Gauge("sundial_runs", "Runs by status", ["status"], registry=registry)
     for row in by_status:
@@ -64,4 +66,7 @@ async def metrics(request: Request) -> Response:
     Gauge("sundial_scheduler_last_pass_timestamp_seconds",
           "Unix time of the latest scheduler pass (0: never)",
           registry=registry).set(gauges["scheduler_last_tick"] or 0)
+    Gauge("sundial_scheduler_broker_blocked",
+          "Running schedulers whose publishing RabbitMQ blocks (a memory or disk alarm)",
+          registry=registry).set(gauges["schedulers_blocked"])
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

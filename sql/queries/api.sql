@@ -241,7 +241,7 @@ SELECT id, host, pid, started_at, last_tick_at, next_tick_at, ticks, dispatched,
        CASE WHEN status = 'running'
                  AND coalesce(last_tick_at, started_at) < now() - make_interval(secs => $1)
             THEN 'stale' ELSE status END AS status,
-       tzdata
+       tzdata, broker_blocked_since, broker_blocked_reason
 FROM scheduler_instances
 ORDER BY last_tick_at DESC NULLS LAST, id;
 
@@ -284,12 +284,16 @@ WHERE r.status = 'queued'
 GROUP BY j.queue;
 
 -- name: metrics_gauges
--- Dispatch lag (the oldest available run not yet published), workers online and the
--- scheduler's last pass, for /metrics.
+-- Dispatch lag (the oldest available run not yet published), workers online, the
+-- scheduler's last pass and its running instances the broker blocks ($2: stale after),
+-- for /metrics.
 SELECT COALESCE(EXTRACT(EPOCH FROM (now() - (
            SELECT min(available_at) FROM runs
            WHERE status = 'queued' AND published_at IS NULL AND available_at <= now()))), 0)::float8
            AS dispatch_lag_s,
        (SELECT count(*) FROM workers
         WHERE status <> 'offline' AND last_heartbeat > now() - make_interval(secs => $1)) AS workers_online,
-       (SELECT EXTRACT(EPOCH FROM max(last_tick_at)) FROM scheduler_instances)::float8 AS scheduler_last_tick;
+       (SELECT EXTRACT(EPOCH FROM max(last_tick_at)) FROM scheduler_instances)::float8 AS scheduler_last_tick,
+       (SELECT count(*) FROM scheduler_instances
+        WHERE status = 'running' AND broker_blocked_since IS NOT NULL
+          AND last_tick_at > now() - make_interval(secs => $2)) AS schedulers_blocked;
