@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import free_port
+from tests.conftest import ARTIFACTS, free_port
 
 SBIN = Path("/usr/lib/rabbitmq/bin")
 COOKIE = "SUNDIALCHAOSCLUSTERCOOKIE"
@@ -182,4 +182,10 @@ def three_node_cluster() -> Iterator[Cluster]:
     finally:
         for node in nodes:
             node.stop()
+        # Each node's log, kept with the processes' logs for a failed scenario.
+        logs = ARTIFACTS / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        for node in nodes:
+            for log in (node.base / "log").glob("*@localhost.log"):
+                shutil.copy(log, logs / f"rabbit-cluster-{node.base.name}.log")
         shutil.rmtree(root, ignore_errors=True)

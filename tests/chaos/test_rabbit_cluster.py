@@ -24,7 +24,7 @@ from tests.chaos.stack import (
 from tests.chaos.test_outages import flowing
 from tests.conftest import wait_for
 
-pytestmark = [pytest.mark.slow,
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600),
               pytest.mark.skipif(not cluster.available(),
                                  reason="needs Debian's rabbitmq-server (apt-get install "
                                         "rabbitmq-server)")]
@@ -59,6 +59,8 @@ async def test_losing_the_quorum_queue_leader_loses_no_run(db_url, queue, proces
             moved = [p.output().count('"event": "broker.node_connected"')
                      for p in (scheduler, worker)]
             print(f"seed={seed} node connections (scheduler, worker)={moved}")
+            # Stopped while their broker is still there: SIGTERM ends them cleanly.
+            assert scheduler.stop() == 0 and worker.stop() == 0
         assert not violations(counts), f"seed={seed}: {violations(counts)}"
     finally:
         await conn.close()

@@ -147,3 +147,40 @@ async def test_a_closed_channel_brings_the_next_node_in(amqp_url, queue):
             assert port_of(nodes.current) == second.port
         finally:
             await failover.close()
+
+
+async def test_a_nacked_publish_gets_a_new_connection(amqp_url, queue):
+    """After the broker nacks (here: a policy that makes the queue reject publishes), the
+    publisher drops its connection, so the next publish goes out on a new one (the next
+    node's): a channel that a quorum queue nacked while it had lost its leader would go
+    on nacking."""
+    import subprocess
+
+    from tests.chaos.checker import vhost_of
+
+    def policy(*args: str) -> None:
+        subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
+
+    host, port = target(amqp_url, 5672)
+    name = f"reject-{queue}"
+    async with tcp_proxy(host, port) as first, tcp_proxy(host, port) as second:
+        urls = f"{via_proxy(amqp_url, first.port)},{via_proxy(amqp_url, second.port)}"
+        publisher = Publisher(urls, delivery_limit=5, connect_timeout_s=2, confirm_timeout_s=5)
+        try:
+            assert await _published_ok(publisher, Outgoing(1, queue, b"{}"))
+            assert port_of(publisher.nodes.current) == first.port
+            policy("set_policy", "-p", vhost_of(amqp_url), "--apply-to", "queues", name,
+                   f"^{queue_name(queue)}$".replace(".", r"\."),
+                   '{"max-length": 0, "overflow": "reject-publish"}')
+            try:
+                async def nacked() -> bool:
+                    errors = await publisher.publish_many([Outgoing(2, queue, b"{}")])
+                    return "Nack" in repr(errors[0])
+                await wait_for(nacked, timeout=30, interval=0.5, what="a nacked publish")
+                assert not publisher.connected, "the nacked connection was dropped"
+            finally:
+                policy("clear_policy", "-p", vhost_of(amqp_url), name)
+            await wait_for(lambda: _published_ok(publisher, Outgoing(3, queue, b"{}")),
+                           timeout=30, interval=0.5, what="a confirmed publish again")
+        finally:
+            await publisher.close()
