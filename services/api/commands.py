@@ -574,9 +574,12 @@ async def _status(svc: Any, args: argparse.Namespace) -> int:
     online = sum(1 for w in workers if w["online"])
     instances = scheduler["instances"]
     running = sum(1 for i in instances if i["status"] == "running")
+    blocked = [i for i in instances if i["status"] == "running" and i["broker_blocked_since"]]
     text = "\n".join([
         f"scheduler: {scheduler['status']} (last pass {_cell(scheduler['last_run'])}, "
         f"{running} of {len(instances)} instance(s) running)",
+        *([f"broker:    blocks publishing since {_cell(blocked[0]['broker_blocked_since'])} "
+           f"({blocked[0]['broker_blocked_reason']}): runs wait in the outbox"] if blocked else []),
         f"workers:   {online} online of {len(workers)}",
         f"jobs:      {stats['jobs']['total']} ({stats['jobs']['enabled']} enabled)",
         f"runs:      {ex['total']} total, {ex['running']} running, {ex['queued']} queued, "

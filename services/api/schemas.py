@@ -319,6 +319,11 @@ class SchedulerInstance(BaseModel):
         description="stale: it has not passed for SCHEDULER_STALE_AFTER (killed or cut off)")
     tzdata: str | None = Field(description="The IANA release of the time-zone rules this "
                                            "instance computes fire times with, e.g. 2026a.")
+    broker_blocked_since: datetime | None = Field(
+        description="Since when RabbitMQ blocks this instance's publishing (a memory or disk "
+                    "alarm: runs wait in the outbox while ticking goes on); null if it does not.")
+    broker_blocked_reason: str | None = Field(
+        description="The reason RabbitMQ gave for the block, e.g. 'low on memory'.")
 
 
 class SchedulerStatus(BaseModel):
@@ -332,6 +337,8 @@ class SchedulerStatus(BaseModel):
                                     "tzdata package) this API computes first slots and "
                                     "previews with, e.g. 2026a.")
     instances: list[SchedulerInstance]
+    broker_blocked: bool = Field(
+        description="Whether RabbitMQ blocks the publishing of a running scheduler instance.")
 
 
 class Accepted(BaseModel):

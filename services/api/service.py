@@ -452,7 +452,9 @@ class Service:
                 "seconds_since_last_run": age,
                 "stale_after_s": self.settings.scheduler_stale_after_s,
                 "trigger_requested": row["trigger_requested"] == "true",
-                "tzdata": TZDATA_VERSION, "instances": instances}
+                "tzdata": TZDATA_VERSION, "instances": instances,
+                "broker_blocked": any(i["status"] == "running" and i["broker_blocked_since"]
+                                      for i in instances)}
 
     async def trigger_scheduler(self, actor: str) -> None:
         """Ask for a scheduler pass now: one scheduler takes the flag."""

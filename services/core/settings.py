@@ -54,7 +54,9 @@ class Settings(BaseSettings):
     # --- RabbitMQ: RABBITMQ_URL, or the split RABBITMQ_* form ---------------------
     rabbitmq_url_raw: str | None = Field(
         None, validation_alias=env("RABBITMQ_URL"),
-        description="an amqp:// URL, e.g. amqp://guest:guest@localhost:5672/")
+        description="an amqp:// URL, e.g. amqp://guest:guest@localhost:5672/, or one per node "
+                    "of a cluster separated by commas, e.g. "
+                    "amqp://app:pw@mq1:5672/sundial,amqp://app:pw@mq2:5672/sundial")
     rabbitmq_host: str = Field("localhost", validation_alias=env("RABBITMQ_HOST"))
     rabbitmq_port: int = Field(5672, gt=0, lt=65536, validation_alias=env("RABBITMQ_PORT"),
                                description="a TCP port, 1-65535")
@@ -170,8 +172,10 @@ class Settings(BaseSettings):
     @field_validator("rabbitmq_url_raw")
     @classmethod
     def _check_amqp_url(cls, value: str | None) -> str | None:
-        if value is not None and urlsplit(value).scheme not in ("amqp", "amqps"):
-            raise ValueError("must start with amqp:// or amqps://")
+        from sundial.core.nodes import parse_nodes  # nodes uses redact_url, from here
+
+        if value is not None:
+            parse_nodes(value)
         return value
 
     @field_validator("encryption_key")
@@ -209,6 +213,13 @@ class Settings(BaseSettings):
         auth = quote(self.rabbitmq_user, safe="") + ":" + quote(self.rabbitmq_password, safe="")
         vhost = quote(self.rabbitmq_vhost, safe="")
         return f"amqp://{auth}@{self.rabbitmq_host}:{self.rabbitmq_port}/{vhost}"
+
+    @cached_property
+    def rabbitmq_nodes(self) -> tuple[str, ...]:
+        """The URL of each RabbitMQ node (RABBITMQ_URL may list several, core.nodes)."""
+        from sundial.core.nodes import parse_nodes
+
+        return parse_nodes(self.rabbitmq_url)
 
 
 class HttpPolicySettings(Settings):

@@ -241,7 +241,7 @@ SELECT id, host, pid, started_at, last_tick_at, next_tick_at, ticks, dispatched,
        CASE WHEN status = 'running'
                  AND coalesce(last_tick_at, started_at) < now() - make_interval(secs => $1)
             THEN 'stale' ELSE status END AS status,
-       tzdata
+       tzdata, broker_blocked_since, broker_blocked_reason
 FROM scheduler_instances
 ORDER BY last_tick_at DESC NULLS LAST, id;
 
