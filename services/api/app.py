@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -32,7 +31,7 @@ from sundial.api.errors import Conflict, Forbidden, Unauthorized
 from sundial.api.routes import jobs, runs, schedules, system
 from sundial.api.service import Service
 from sundial.api.settings import ApiSettings
-from sundial.core import health, runtime
+from sundial.core import health, jsonb, runtime
 from sundial.core.broker import Publisher
 from sundial.core.db import CONNECTION_ERRORS, create_pool
 from sundial.core.errors import AlreadyExists, InvalidInput, NotFound, SundialError
@@ -151,10 +150,7 @@ def _shown(field: str, value: Any) -> Any:
     if _is_secret(field):
         return "***"
     value = _json_safe(value)
-    try:
-        text = json.dumps(value)
-    except (TypeError, ValueError, RecursionError):
-        value = text = _printable(repr(value))
+    text = json.dumps(value)
     if len(text) > _MAX_SHOWN:
         return text[:_MAX_SHOWN] + "…"
     return value
@@ -164,35 +160,17 @@ def _is_secret(field: str) -> bool:
     return any(s in field.lower() for s in _SECRET_FIELD)
 
 
-def _json_safe(value: Any, depth: int = 0) -> Any:
+def _json_safe(value: Any) -> Any:
     """`value` as JSON that any client can read: NaN and infinities as the strings "NaN",
-    "Infinity", a lone surrogate as its escape, nesting beyond a few levels as "…"."""
-    if isinstance(value, str):
-        return _printable(masked_url(value))
-    if isinstance(value, float) and not math.isfinite(value):
-        return json.dumps(value)
-    if value is None or isinstance(value, bool | int | float):
-        return value
-    if depth >= _MAX_SHOWN_DEPTH:
-        return "…"
-    if isinstance(value, dict):
-        return {_printable(str(k)): _shown(str(k), v) if _is_secret(str(k))
-                else _json_safe(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v, depth + 1) for v in value]
-    try:
-        return _json_safe(jsonable_encoder(value), depth + 1)
-    except (TypeError, ValueError, RecursionError):  # not JSON-like: its repr will do
-        return _printable(repr(value))
-
-
-def _printable(text: str) -> str:
-    # A lone surrogate ("\ud800" in the request's JSON) cannot be encoded as UTF-8.
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    "Infinity", a lone surrogate as its escape, a URL's password and the values of keys
+    named like a secret as "***", nesting beyond a few levels as "…"."""
+    return jsonb.render(value, max_depth=_MAX_SHOWN_DEPTH, too_deep="…",
+                        text=lambda text: jsonb.printable(masked_url(text)),
+                        hidden=_is_secret, other=jsonable_encoder)
 
 
 def _problem(field: str, value: Any, reason: str) -> dict[str, Any]:
-    field, reason = _printable(field), _printable(reason)
+    field, reason = jsonb.printable(field), jsonb.printable(reason)
     shown = _shown(field, value)
     return {"field": field, "value": shown, "reason": reason,
             "loc": field.split("."), "msg": f"{field}: {reason}"}

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import asyncpg
 import asyncpg.exceptions._base as asyncpg_base
 import tenacity
 
+from sundial.core import jsonb
 from sundial.core.logging import get_logger
 
 log = get_logger("core.db")
@@ -54,7 +54,7 @@ def is_transient(exc: BaseException) -> bool:
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for name in ("json", "jsonb"):
-        await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads,
+        await conn.set_type_codec(name, encoder=jsonb.dumps, decoder=jsonb.loads,
                                   schema="pg_catalog")
 
 

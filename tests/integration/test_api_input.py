@@ -118,27 +118,52 @@ async def test_a_payload_nested_too_deeply_is_refused_and_the_limit_is_kept(api:
     assert r.status_code == 200 and r.json()[0]["payload"] == nested(32)
 
 
+def nested_sql(levels: int, inner: str = "1") -> str:
+    """jsonb text `levels` objects deep, too deep for Python's json to read or write."""
+    return '{"a": ' * levels + inner + "}" * levels
+
+
 async def test_a_stored_row_beyond_the_limits_never_breaks_a_listing(api: Api) -> None:
-    """Rows written by SQL (or before a limit existed) still list and show, cut."""
+    """Rows written by SQL (or before a limit existed) still list, show and change: nested
+    thousands of levels deep, large, with numbers JSON cannot carry."""
     await api.post("/api/jobs", json=noop_job("deep"))
     await api.post("/api/jobs", json=noop_job("list"))
-    await api.pool.execute("UPDATE jobs SET payload = $1 WHERE name = 'deep'", nested(300))
+    await api.post("/api/jobs", json=noop_job("odd"))
+    await api.pool.execute("UPDATE jobs SET payload = $1::text::jsonb WHERE name = 'deep'",
+                           nested_sql(5000))
     await api.pool.execute("UPDATE jobs SET payload = '[1, 2]' WHERE name = 'list'")
+    await api.pool.execute(
+        "UPDATE jobs SET payload = jsonb_build_object('big', 1e400::numeric + 0.5, 'text', "
+        "repeat('x', 2000000), 'list', $1::text::jsonb) WHERE name = 'odd'",
+        "[" * 3000 + "]" * 3000)
     run_id = (await api.post("/api/jobs/deep/trigger")).json()["run_id"]
-    await api.pool.execute("UPDATE runs SET result = $1 WHERE id = $2", nested(400), run_id)
+    await api.pool.execute("UPDATE runs SET result = $1::text::jsonb WHERE id = $2",
+                           nested_sql(4000, '"end"'), run_id)
 
-    listing = await api.get("/api/jobs")
-    assert listing.status_code == 200, listing.text
+    for who in ("admin", "viewer"):
+        listing = await api.get("/api/jobs", who)
+        assert listing.status_code == 200, listing.text
     jobs = {job["name"]: job for job in listing.json()}
     assert jobs["list"]["payload"] == {"value": [1, 2]}
     shown = jobs["deep"]["payload"]
     for _ in range(31):
         shown = shown["a"]
     assert shown == {"a": "… (nested deeper than 32 levels; not shown)"}
+    odd = jobs["odd"]["payload"]
+    assert odd["big"] == "Infinity" and len(odd["text"]) == 2000000
+    assert "nested deeper than 32 levels" in str(odd["list"])
     assert (await api.get("/api/jobs/deep")).json()["payload"] == jobs["deep"]["payload"]
     run = await api.get(f"/api/runs/{run_id}")
     assert run.status_code == 200 and "nested deeper than 32 levels" in run.text
     assert (await api.get("/api/runs")).status_code == 200
+    for page in ("/jobs", f"/jobs/{jobs['deep']['id']}", "/runs", f"/runs/{run_id}"):
+        assert (await api.get(page, None)).status_code == 200, page
+    # A change to another field keeps the stored payload as it is, at its full depth.
+    r = await api.call("PATCH", "/api/jobs/deep", json={"priority": 3})
+    assert r.status_code == 200, r.text
+    assert (await api.call("POST", "/api/jobs/deep/pause")).status_code == 200
+    assert await api.pool.fetchval("SELECT payload::text FROM jobs WHERE name = 'deep'") == \
+        nested_sql(5000)
 
 
 async def test_numbers_out_of_bounds_are_refused_with_the_bounds(api: Api) -> None:
