@@ -21,6 +21,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sundial.api import dashboard, probes
@@ -28,7 +29,8 @@ from sundial.api.access import AccessLog
 from sundial.api.apidocs import include_docs
 from sundial.api.auth import KeyCache, authorize
 from sundial.api.errors import Conflict, Forbidden, Unauthorized
-from sundial.api.routes import jobs, runs, schedules, system
+from sundial.api.openapi import install_openapi
+from sundial.api.routes import jobs, known_query, runs, schedules, system
 from sundial.api.service import Service
 from sundial.api.settings import ApiSettings
 from sundial.core import health, jsonb, runtime
@@ -90,13 +92,14 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.public_paths = set(PUBLIC_PATHS)
 
-    api = APIRouter(prefix="/api", dependencies=[Depends(authorize)])
+    api = APIRouter(prefix="/api", dependencies=[Depends(authorize), Depends(known_query)])
     for module in (jobs, schedules, runs, system):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(probes.router)
     _include_dashboard(app)
     include_docs(app)
+    install_openapi(app)
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(AccessLog)  # outermost: every answer is logged, a 413 included
@@ -184,14 +187,38 @@ def _invalid(_request: Request, exc: Exception) -> JSONResponse:
 def _request_invalid(_request: Request, exc: Exception) -> JSONResponse:
     problems = []
     for err in exc.errors():  # type: ignore[attr-defined]
-        loc = [str(part) for part in err.get("loc", ())]
+        if err.get("type") == "json_invalid":
+            where = err.get("loc", ("body", "?"))[-1]
+            why = (err.get("ctx") or {}).get("error", "it cannot be read")
+            problems.append(_problem("body", None, f"is not valid JSON ({why} at character "
+                                                   f"{where}); send a JSON object"))
+            continue
+        loc = list(err.get("loc", ()))
         if loc and loc[0] in ("body", "query", "path", "header"):
             loc = loc[1:] or loc
         reason = str(err.get("msg", "is invalid")).removeprefix("Value error, ")
         # A missing field's "input" is the whole object around it: nothing to show.
         value = None if err.get("type") == "missing" else err.get("input")
-        problems.append(_problem(".".join(loc) or "body", value, reason))
+        problems.append(_problem(_field(loc), value, reason))
     return JSONResponse({"detail": problems}, status_code=422)
+
+
+def _field(loc: list[Any]) -> str:
+    """pydantic's ("schedules", 0, "cron") as "schedules[0].cron", as InvalidInput names it."""
+    field = ""
+    for part in loc:
+        field += f"[{part}]" if isinstance(part, int) else f".{part}" if field else str(part)
+    return field or "body"
+
+
+def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    status = exc.status_code  # type: ignore[attr-defined]
+    if status == 400:  # FastAPI's answer to a body that is not even text
+        problem = _problem("body", None, "is not valid JSON (it is not UTF-8 text); send a "
+                                         "JSON object")
+        return JSONResponse({"detail": [problem]}, status_code=422)
+    return JSONResponse({"detail": exc.detail}, status_code=status,  # type: ignore[attr-defined]
+                        headers=exc.headers)  # type: ignore[attr-defined]
 
 
 def _status(code: int, headers: dict[str, str] | None = None):
@@ -203,6 +230,7 @@ def _status(code: int, headers: dict[str, str] | None = None):
 def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InvalidInput, _invalid)
     app.add_exception_handler(RequestValidationError, _request_invalid)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Unauthorized, _status(401, {"WWW-Authenticate": "Bearer"}))
     app.add_exception_handler(Forbidden, _status(403))
     app.add_exception_handler(NotFound, _status(404))

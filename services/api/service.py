@@ -91,6 +91,9 @@ class Service:
         return [_public_job(r) for r in rows]
 
     async def _job_row(self, conn: asyncpg.Connection, ref: str | int) -> asyncpg.Record:
+        # A name with NUL (or a lone surrogate) names no job: PostgreSQL cannot even compare it.
+        if payloads.unstorable_text(str(ref)):
+            raise NotFound(f"no job {ref!r}")
         row = await conn.fetchrow(q("get_job"), parse_id(ref), str(ref))
         if row is None:
             raise NotFound(f"no job {ref!r}")
