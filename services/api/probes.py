@@ -30,7 +30,8 @@ async def health() -> dict[str, str]:
     return {"status": "healthy", "service": "api", "timestamp": datetime.now(UTC).isoformat()}
 
 
-@router.get("/ready")
+@router.get("/ready", responses={503: {"description": "PostgreSQL or RabbitMQ does not "
+                                                    "answer: `checks` says which."}})
 async def ready(request: Request) -> JSONResponse:
     """200 only when PostgreSQL and RabbitMQ both answer; 503 naming what does not."""
     checks = {"database": "ok", "broker": "ok"}
@@ -47,7 +48,8 @@ async def ready(request: Request) -> JSONResponse:
                         status_code=200 if ok else 503)
 
 
-@router.get("/metrics", response_class=Response)
+@router.get("/metrics", response_class=Response, responses={200: {
+    "description": "Prometheus text format.", "content": {"text/plain": {}}}})
 async def metrics(request: Request) -> Response:
     """Prometheus text format: this process's own collectors (CPU, memory, open files,
     garbage collection), then what the database says at this scrape, the same from every

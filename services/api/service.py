@@ -31,6 +31,7 @@ from sundial.api.schemas import (
     ScheduleUpdate,
 )
 from sundial.api.settings import ApiSettings
+from sundial.core import jsonb
 from sundial.core import schedule as sched
 from sundial.core.broker import Publisher
 from sundial.core.errors import AlreadyExists, ConfigError, InvalidInput, NotFound
@@ -118,6 +119,9 @@ class Service:
         return [_public_job(r) for r in rows]
 
     async def _job_row(self, conn: asyncpg.Connection, ref: str | int) -> asyncpg.Record:
+        # A name with NUL (or a lone surrogate) names no job: PostgreSQL cannot even compare it.
+        if payloads.unstorable_text(str(ref)):
+            raise NotFound(f"no job {ref!r}")
         row = await conn.fetchrow(q("get_job"), parse_id(ref), str(ref))
         if row is None:
             raise NotFound(f"no job {ref!r}")
@@ -410,7 +414,7 @@ class Service:
         row = await self.pool.fetchrow(q("get_run"), run_id)
         if row is None:
             raise NotFound(f"no run {run_id}")
-        return dict(row, result=payloads.shown(row["result"]))
+        return dict(row, result=jsonb.render(row["result"]))
 
     async def cancel_run(self, actor: str, run_id: int) -> dict[str, Any]:
         """A queued run is cancelled at once; a running one is asked to stop."""
@@ -525,7 +529,7 @@ def _public_job(row: Mapping[str, Any]) -> dict[str, Any]:
     # text and break the limits a write through the API keeps: mask it, cut it.
     if isinstance(payload, dict):
         payload = payloads.split_secrets(job["handler"], payload)[0]
-    job["payload"] = payloads.shown(payload if isinstance(payload, dict) else {"value": payload})
+    job["payload"] = jsonb.render(payload if isinstance(payload, dict) else {"value": payload})
     return job
 
 

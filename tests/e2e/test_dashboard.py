@@ -18,6 +18,7 @@ from sundial.api.schemas import JobCreate
 from sundial.api.service import Service
 from sundial.api.settings import ApiSettings
 from tests.conftest import ARTIFACTS, service_env, start_api, wait_for
+from tests.unit.test_dashboard_signin import NEXT
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -81,22 +82,6 @@ async def test_schedules_read_as_words(browser) -> None:
     said = await page.evaluate("specs => specs.map(s => Sundial.describeSchedule(s))",
                                [spec for spec, _ in WORDS])
     assert said == [words for _, words in WORDS]
-
-
-# Where sign-in may go next: a path on this site, never another origin however spelled.
-NEXT = [
-    ("/runs?status=failed#top", "/runs?status=failed#top"),
-    ("/jobs/7", "/jobs/7"),
-    ("/\\evil.example/", "/"),
-    ("//evil.example/", "/"),
-    ("/\t/evil.example/", "/"),
-    ("/\\/evil.example/", "/"),
-    ("https://evil.example/", "/"),
-    ("javascript:alert(1)", "/"),
-    ("evil.example", "/"),
-    ("", "/"),
-    (None, "/"),
-]
 
 
 async def test_sign_in_returns_only_to_this_site_and_shows_only_known_reasons(

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query
 
 from sundial.api.auth import Caller
 from sundial.api.routes import Svc
-from sundial.api.schemas import MAX_ID, CancelResult, Instant, Queued, Run, RunPage, RunStatus
+from sundial.api.schemas import MAX_ID, Bound, CancelResult, Queued, Run, RunPage, RunStatus
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 RunId = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -20,8 +20,8 @@ async def list_runs(svc: Svc,
                                                      description="A job's id or name.")] = None,
                     schedule: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
                     status: Annotated[list[RunStatus] | None, Query()] = None,
-                    since: Annotated[Instant | None, Query(description="Created at or after.")] = None,
-                    until: Annotated[Instant | None, Query(description="Created before.")] = None,
+                    since: Annotated[Bound | None, Query(description="Created at or after.")] = None,
+                    until: Annotated[Bound | None, Query(description="Created before.")] = None,
                     cursor: Annotated[int | None, Query(ge=1, le=MAX_ID,
                                                         description="next_cursor of the previous page.")] = None,
                     limit: Annotated[int, Query(ge=1, le=500)] = 50):
