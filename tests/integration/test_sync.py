@@ -138,6 +138,24 @@ async def test_what_code_no_longer_declares_is_disabled_never_deleted(svc, pool)
     assert (await svc.get_job("old.job"))["managed_by"] == "code"
 
 
+async def test_declared_secrets_are_encrypted_and_a_second_sync_leaves_them(
+        pool, db_url: str, amqp_url: str) -> None:
+    from cryptography.fernet import Fernet
+
+    svc = Service(pool, ApiSettings(DATABASE_URL=db_url, RABBITMQ_URL=amqp_url,
+                                    ENCRYPTION_KEY=Fernet.generate_key().decode()))
+    declared = [decl(payload={"region": "eu", "secrets": {"token": "s3cret"}}, every=60)]
+    await sync(svc, declared, actor="test")
+    job = await _job(pool, "reports.daily")
+    assert job["payload"] == {"region": "eu", "secrets": {"token": "***"}}
+    assert job["secret_payload"] and "s3cret" not in job["secret_payload"]
+    assert (await sync(svc, declared, actor="test")).unchanged
+    rotated = await sync(svc, [decl(payload={"region": "eu", "secrets": {"token": "new"}},
+                                    every=60)], actor="test")
+    assert [str(c) for c in rotated.changes] == ["update job 'reports.daily': payload"]
+    assert svc.stored_secrets(await _job(pool, "reports.daily")) == {"secrets": {"token": "new"}}
+
+
 async def test_a_dry_run_prints_the_plan_and_writes_nothing(svc, pool) -> None:
     result = await sync(svc, [decl(cron="0 2 * * *")], actor="test", dry_run=True)
     assert result.dry_run and [c.action for c in result.changes] == ["create", "create"]
