@@ -51,6 +51,16 @@ def test_a_bare_decorator_declares_nothing() -> None:
     assert declarations.declared() == []
 
 
+def test_an_empty_schedule_list_declares_a_job_run_only_when_triggered() -> None:
+    name = _name()
+
+    @job(name, schedules=[])
+    def by_hand() -> None: ...
+
+    [d] = declarations.declared()
+    assert (d.name, d.schedules) == (name, ())
+
+
 def test_several_schedules_each_with_a_key() -> None:
     name = _name()
     declare(name, handler="noop", cron=["0 2 * * *", "@hourly"], every=timedelta(minutes=5),
