@@ -1,4 +1,5 @@
-"""`sundial api` and the admin commands (`keys`, `jobs`, `runs`, `status`, `sync`).
+"""`sundial api` and the admin commands (`keys`, `jobs`, `runs`, `schedules`, `status`,
+`sync`, and `notify` in sundial.api.notify_commands).
 
 The admin commands talk to PostgreSQL directly (they work before any API key exists) and
 share every rule with the HTTP API through sundial.api.service. Output is a readable table, or
@@ -109,6 +110,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--adopt", action="store_true",
                    help="let code manage a declared job that was made through the API")
     _json_flag(p).set_defaults(func=_command(_sync, settings_model="SyncSettings"))
+
+    from sundial.api import notify_commands
+
+    notify_commands.register(sub)
 
 
 def _group(sub: argparse._SubParsersAction, name: str, helptext: str) -> argparse._SubParsersAction:

@@ -21,6 +21,7 @@ import asyncpg
 from sundial.api import payloads
 from sundial.api.auth import ROLES, new_key
 from sundial.api.errors import Conflict
+from sundial.api.notifications import Notifications
 from sundial.api.schemas import (
     FINAL_STATUSES,
     MAX_ID,
@@ -75,6 +76,7 @@ class Service:
         self.pool = pool
         self.settings = settings
         self.publisher = publisher
+        self.notifications = Notifications(pool, settings, self._audit)
 
     # --- audit ----------------------------------------------------------------------
 
