@@ -81,7 +81,7 @@ class Service:
     # --- audit ----------------------------------------------------------------------
 
     @staticmethod
-    async def audit(conn: asyncpg.Connection, actor: str, action: str, target_type: str,
+    async def _audit(conn: asyncpg.Connection, actor: str, action: str, target_type: str,
                      target_id: object, details: Mapping[str, Any] | None = None) -> None:
         await conn.execute(q("audit"), actor, action, target_type,
                            None if target_id is None else str(target_id), dict(details or {}))
@@ -123,7 +123,7 @@ class Service:
                     raise InvalidInput(f"schedules[{i}].{exc.field}", exc.value, exc.reason) from None
             if body.schedules:
                 await wake_scheduler(conn, "schedules")
-            await self.audit(conn, actor, "job.create", "job", job_id,
+            await self._audit(conn, actor, "job.create", "job", job_id,
                               {"name": body.name, "handler": body.handler,
                                "schedules": len(body.schedules)})
         log.info("job.created", job_id=job_id, job=body.name, actor=actor)
@@ -153,7 +153,7 @@ class Service:
                 await conn.execute(q("update_job"), row["id"], *(values[f] for f in JOB_FIELDS))
             if {"enabled", "handler", "queue"} & change.keys():
                 await wake_scheduler(conn, "jobs")
-            await self.audit(conn, actor, "job.update", "job", row["id"],
+            await self._audit(conn, actor, "job.update", "job", row["id"],
                               {"name": values["name"], "fields": sorted(change)})
         return await self.get_job(row["id"])
 
@@ -171,7 +171,7 @@ class Service:
             if await conn.fetchval(q("delete_job"), row["id"]) is None:
                 raise NotFound(f"no job {ref!r}")
             await wake_scheduler(conn, "schedules")
-            await self.audit(conn, actor, "job.delete", "job", row["id"], {"name": row["name"]})
+            await self._audit(conn, actor, "job.delete", "job", row["id"], {"name": row["name"]})
         return row["id"]
 
     def stored_secrets(self, row: Mapping[str, Any]) -> dict[str, Any]:
@@ -282,7 +282,7 @@ class Service:
             fields = body.model_dump(exclude={"job_id"})
             schedule_id = await self._insert_schedule(conn, job["id"], fields, now)
             await wake_scheduler(conn, "schedules")
-            await self.audit(conn, actor, "schedule.create", "schedule", schedule_id,
+            await self._audit(conn, actor, "schedule.create", "schedule", schedule_id,
                               {"job": job["name"], "kind": body.kind})
         return await self.get_schedule(schedule_id)
 
@@ -320,7 +320,7 @@ class Service:
                 await conn.execute(q("update_schedule"), schedule_id,
                                    *(fields[f] for f in SCHEDULE_FIELDS), next_run_at)
             await wake_scheduler(conn, "schedules")
-            await self.audit(conn, actor, action, "schedule", schedule_id,
+            await self._audit(conn, actor, action, "schedule", schedule_id,
                               {"fields": sorted(change)})
         return await self.get_schedule(schedule_id)
 
@@ -341,7 +341,7 @@ class Service:
             if await conn.fetchval(q("delete_schedule"), schedule_id) is None:
                 raise NotFound(f"no schedule {schedule_id}")
             await wake_scheduler(conn, "schedules")
-            await self.audit(conn, actor, "schedule.delete", "schedule", schedule_id)
+            await self._audit(conn, actor, "schedule.delete", "schedule", schedule_id)
         return schedule_id
 
     async def preview(self, schedule_id: int, count: int) -> dict[str, Any]:
@@ -397,7 +397,7 @@ class Service:
                     raise NotFound(f"no run {run_id}")
                 raise Conflict(f"run {run_id} is already {status}; only a queued or running "
                                "run can be cancelled")
-            await self.audit(conn, actor, "run.cancel", "run", run_id, {"status": row["status"]})
+            await self._audit(conn, actor, "run.cancel", "run", run_id, {"status": row["status"]})
         return {"id": run_id, "status": row["status"], "cancel_requested": True}
 
     async def retry_run(self, actor: str, run_id: int) -> int:
@@ -434,7 +434,7 @@ class Service:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(q("request_scheduler_trigger"))
             await wake_scheduler(conn, "trigger")
-            await self.audit(conn, actor, "scheduler.trigger", "scheduler", None)
+            await self._audit(conn, actor, "scheduler.trigger", "scheduler", None)
 
     async def workers(self) -> list[dict[str, Any]]:
         rows = await self.pool.fetch(q("list_workers"), self.settings.worker_offline_threshold_s)
@@ -469,7 +469,7 @@ class Service:
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(q("insert_api_key"), name, prefix, key_hash, role,
                                       expires_in_days)
-            await self.audit(conn, actor, "key.create", "api_key", row["id"],
+            await self._audit(conn, actor, "key.create", "api_key", row["id"],
                               {"name": name, "role": role, "prefix": prefix})
         return dict(row), key
 
@@ -482,7 +482,7 @@ class Service:
             row = await conn.fetchrow(q("revoke_api_key"), parse_id(ref), ref)
             if row is None:
                 raise NotFound(f"no API key {ref!r} (give its id or prefix)")
-            await self.audit(conn, actor, "key.revoke", "api_key", row["id"],
+            await self._audit(conn, actor, "key.revoke", "api_key", row["id"],
                               {"name": row["name"], "prefix": row["prefix"]})
         return dict(row)
 

@@ -282,7 +282,7 @@ class _Writer:
 
     async def _audit(self, job_id: int, name: str, notes: list[Change]) -> None:
         if notes:
-            await self.svc.audit(self.conn, self.actor, "job.sync", "job", job_id,
+            await self.svc._audit(self.conn, self.actor, "job.sync", "job", job_id,
                                  {"name": name, "changes": [str(c) for c in notes]})
 
 
