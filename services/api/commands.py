@@ -1,5 +1,5 @@
-"""`sundial api` and the admin commands (`keys`, `jobs`, `runs`, `schedules`, `status`, and
-`notify` in sundial.api.notify_commands).
+"""`sundial api` and the admin commands (`keys`, `jobs`, `runs`, `schedules`, `status`,
+`sync`, and `notify` in sundial.api.notify_commands).
 
 The admin commands talk to PostgreSQL directly (they work before any API key exists) and
 share every rule with the HTTP API through sundial.api.service. Output is a readable table, or
@@ -96,6 +96,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("status", help="scheduler, workers and totals at a glance")
     _json_flag(p).set_defaults(func=_command(_status))
+
+    p = sub.add_parser("sync", help="write the jobs and schedules declared in code "
+                                    "(@job(..., cron=...), sundial.declare)",
+                       description="Imports the modules of WORKER_IMPORTS (or --import), then "
+                                   "creates or updates each declared job by name, in one "
+                                   "transaction; jobs code no longer declares are disabled, "
+                                   "never deleted. Safe to run again and from several places "
+                                   "at once.")
+    p.add_argument("--import", dest="imports", action="append", metavar="MODULE",
+                   help="a module that declares jobs (repeatable; default WORKER_IMPORTS)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    p.add_argument("--adopt", action="store_true",
+                   help="let code manage a declared job that was made through the API")
+    _json_flag(p).set_defaults(func=_command(_sync, settings_model="SyncSettings"))
 
     from sundial.api import notify_commands
 
@@ -206,16 +220,17 @@ def _api(args: argparse.Namespace) -> int:
 # --- running an admin command -------------------------------------------------------------------
 
 
-def _command(action: Callable[..., Awaitable[int | None]]) -> Callable[[argparse.Namespace], int]:
+def _command(action: Callable[..., Awaitable[int | None]], settings_model: str = "ApiSettings"
+             ) -> Callable[[argparse.Namespace], int]:
     """Run `action(service, args)` with a pool; map errors to one line and an exit code."""
 
     def run(args: argparse.Namespace) -> int:
-        from sundial.api.settings import ApiSettings
+        from sundial.api import settings as api_settings
         from sundial.core.cli import run_async
         from sundial.core.logging import configure_logging
         from sundial.core.settings import load_settings
 
-        settings = load_settings(ApiSettings)
+        settings = load_settings(getattr(api_settings, settings_model))
         configure_logging("ERROR", settings.log_format, stream=sys.stderr)
         try:
             return run_async(_with_service, settings, action, args)
@@ -345,8 +360,8 @@ async def _keys_revoke(svc: Any, args: argparse.Namespace) -> None:
 
 # --- jobs ------------------------------------------------------------------------------------------
 
-JOB_COLUMNS = ("id", "name", "handler", "queue", "enabled", "schedule_count", "next_run_at",
-               "last_run_status")
+JOB_COLUMNS = ("id", "name", "handler", "queue", "enabled", "managed_by", "schedule_count",
+               "next_run_at", "last_run_status")
 
 
 async def _jobs_list(svc: Any, args: argparse.Namespace) -> None:
@@ -406,7 +421,7 @@ async def _jobs_add(svc: Any, args: argparse.Namespace) -> None:
 
 
 SCHEDULE_COLUMNS = ("id", "job", "kind", "interval_seconds", "cron", "run_at", "timezone",
-                    "is_active", "next_run_at", "last_error")
+                    "is_active", "next_run_at", "managed_key", "last_error")
 
 
 async def _jobs_show(svc: Any, args: argparse.Namespace) -> None:
@@ -560,6 +575,33 @@ async def _schedules_resume(svc: Any, args: argparse.Namespace) -> None:
 async def _schedules_delete(svc: Any, args: argparse.Namespace) -> None:
     schedule_id = await svc.delete_schedule(_actor(), args.schedule_id)
     _print(args, {"id": schedule_id, "deleted": True}, f"deleted schedule {schedule_id}")
+
+
+# --- sync ------------------------------------------------------------------------------------------
+
+
+async def _sync(svc: Any, args: argparse.Namespace) -> None:
+    from sundial.api.sync import sync
+    from sundial.core import declarations
+    from sundial.core.errors import InvalidInput
+
+    modules = args.imports or svc.settings.imports
+    if not modules:
+        raise InvalidInput("--import", None, "name the modules that declare jobs, e.g. "
+                           "--import myapp.jobs, or set WORKER_IMPORTS as for the worker")
+    declarations.import_modules(modules, "--import" if args.imports else "WORKER_IMPORTS")
+    result = await sync(svc, declarations.declared(), actor=_actor(), dry_run=args.dry_run,
+                        adopt=args.adopt)
+    counts = f"{result.jobs} declared job(s), {result.schedules} schedule(s)"
+    if result.unchanged:
+        text = f"unchanged: {counts}"
+    else:
+        lines = [("would " if result.dry_run else "") + str(c) for c in result.changes]
+        text = "\n".join([*lines, f"dry run: nothing written ({counts})" if result.dry_run
+                          else f"synced {counts}: {len(result.changes)} change(s)"])
+    _print(args, {"dry_run": result.dry_run, "unchanged": result.unchanged,
+                  "jobs": result.jobs, "schedules": result.schedules,
+                  "changes": [c.as_dict() for c in result.changes]}, text)
 
 
 # --- status ----------------------------------------------------------------------------------------

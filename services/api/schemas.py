@@ -184,6 +184,10 @@ class Schedule(BaseModel):
                     "planned (is_active is then false; last_error says what to fix). A "
                     "change that passes validation clears it and makes the schedule "
                     "active again.")
+    managed_key: str | None = Field(
+        None, description="The schedule's key in its job's declaration in code (`sundial "
+                          "sync`), by which a sync finds it again; null for a schedule made "
+                          "through the API and for one code no longer declares.")
     created_at: datetime
     updated_at: datetime
 
@@ -255,6 +259,14 @@ class Job(BaseModel):
     retry_backoff_max_seconds: float
     concurrency_policy: ConcurrencyPolicy
     enabled: bool
+    managed_by: Literal["code"] | None = Field(
+        None, description="\"code\" while the job is declared in code and written by "
+                          "`sundial sync`: its declared fields and schedules are then changed "
+                          "in code (edits and deletion here are a 409), while pause, resume "
+                          "and trigger stay open. null for a job made through the API.")
+    undeclared_at: datetime | None = Field(
+        None, description="When `sundial sync` found the job no longer declared in code and "
+                          "disabled it; null otherwise.")
     created_at: datetime
     updated_at: datetime
 

@@ -1,7 +1,9 @@
 """What the control plane does, shared by the HTTP routes and the admin CLI.
 
 Every write runs in one transaction with its audit_log row; schedule writes also wake
-the schedulers (NOTIFY, delivered on commit). Errors are Sundial errors that the API
+the schedulers (NOTIFY, delivered on commit). A job that code declares (managed_by
+"code", written by `sundial sync`) keeps its declared fields and schedules: writes the next
+sync would undo are a Conflict, pausing, resuming and running it now are not. Errors are Sundial errors that the API
 maps to statuses (InvalidInput 422, NotFound 404, AlreadyExists/Conflict 409) and the CLI
 prints on one line.
 """
@@ -136,7 +138,7 @@ class Service:
 
     async def create_job(self, actor: str, body: JobCreate) -> dict[str, Any]:
         values = body.model_dump(exclude={"schedules"})
-        self._check_queue(body.queue)
+        self.check_queue(body.queue)
         if values["max_attempts"] is None:
             values["max_attempts"] = self.settings.max_retry_attempts
         values = await self._prepare_job(values, stored_secret={})
@@ -163,12 +165,14 @@ class Service:
             if value is None:
                 raise InvalidInput(name, None, "must not be null; leave it out to keep the value")
         if "queue" in change:
-            self._check_queue(change["queue"])
+            self.check_queue(change["queue"])
         async with self.pool.acquire() as conn, conn.transaction():
             row = await self._job_row(conn, ref)
+            if change.keys() - {"enabled"}:
+                _check_not_declared(row, "changing " + ", ".join(sorted(change.keys() - {"enabled"})))
             values = {f: row[f] for f in JOB_FIELDS}
             if "payload" in change or "handler" in change:
-                stored = self._stored_secrets(row)
+                stored = self.stored_secrets(row)
                 values.update(change)
                 values["payload"] = change.get("payload", row["payload"])
                 values = await self._prepare_job(values, stored_secret=stored)
@@ -203,6 +207,8 @@ class Service:
     async def delete_job(self, actor: str, ref: str | int) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
             row = await self._job_row(conn, ref)
+            _check_not_declared(row, "deleting it", fix="remove its declaration from code and "
+                                "run `sundial sync`, which disables it; then delete it")
             # A concurrent DELETE of the same job waits for this one, then deletes nothing:
             # it is a 404 with no audit row of its own.
             if await conn.fetchval(q("delete_job"), row["id"]) is None:
@@ -211,7 +217,7 @@ class Service:
             await self._audit(conn, actor, "job.delete", "job", row["id"], {"name": row["name"]})
         return row["id"]
 
-    def _stored_secrets(self, row: Mapping[str, Any]) -> dict[str, Any]:
+    def stored_secrets(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """The job's secret values: those in secret_payload, and any still kept in its
         plain payload (a row written by SQL or saved before the field was a secret), so
         that a payload sent back as shown, "***" and all, keeps them."""
@@ -224,13 +230,24 @@ class Service:
     async def _prepare_job(self, values: dict[str, Any], *, stored_secret: dict[str, Any]
                            ) -> dict[str, Any]:
         """Check the payload for its handler; move its secret fields to secret_payload."""
+        public, secret = await self.check_job(values, stored_secret=stored_secret)
+        return self.with_secrets(values, public, secret)
+
+    async def check_job(self, values: dict[str, Any], *, stored_secret: dict[str, Any]
+                        ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Check a job's fields beyond its schema (backoff, the payload for its handler);
+        return its payload split into (public, secret) values."""
         _check_backoff(values)
         payload = values["payload"]
         await asyncio.to_thread(payloads.validate, values["handler"], payload,
                                 max_bytes=self.settings.api_max_payload_bytes,
                                 allowed_networks=self.settings.http_allowed_networks)
         public, secret = payloads.split_secrets(values["handler"], payload)
-        secret = payloads.keep_masked(secret, stored_secret)
+        return public, payloads.keep_masked(secret, stored_secret)
+
+    def with_secrets(self, values: dict[str, Any], public: dict[str, Any],
+                     secret: dict[str, Any]) -> dict[str, Any]:
+        """The job's values with its public payload, and its secret values encrypted."""
         values = dict(values, payload=public, secret_payload=None)
         if secret:
             try:
@@ -241,7 +258,7 @@ class Service:
                               "set it (on the workers too) or leave the secrets out") from None
         return values
 
-    def _check_queue(self, queue: str) -> None:
+    def check_queue(self, queue: str) -> None:
         allowed = self.settings.api_allowed_queues
         if allowed and queue not in allowed:
             raise InvalidInput("queue", queue, "is not one of the queues this API allows ("
@@ -303,6 +320,7 @@ class Service:
             job = await conn.fetchrow(q("get_job"), body.job_id, None)
             if job is None:
                 raise NotFound(f"no job {body.job_id}")
+            _check_not_declared(job, "adding a schedule")
             now = await conn.fetchval(q("db_now"))
             fields = body.model_dump(exclude={"job_id"})
             schedule_id = await self._insert_schedule(conn, job["id"], fields, now)
@@ -313,7 +331,7 @@ class Service:
 
     async def _insert_schedule(self, conn: asyncpg.Connection, job_id: int,
                                fields: dict[str, Any], now: datetime) -> int:
-        fields, next_run_at = _plan_schedule(fields, created_at=now, now=now)
+        fields, next_run_at = plan_schedule(fields, created_at=now, now=now)
         with db_errors("schedule"):
             return await conn.fetchval(q("insert_schedule"), job_id,
                                        *(fields[f] for f in SCHEDULE_FIELDS), next_run_at)
@@ -328,6 +346,8 @@ class Service:
             row = await conn.fetchrow(q("lock_schedule"), schedule_id)
             if row is None:
                 raise NotFound(f"no schedule {schedule_id}")
+            if row["job_managed"] and change.keys() - {"is_active"}:
+                raise _declared_conflict(row["job"], f"changing schedule {schedule_id}")
             fields = {f: row[f] for f in SCHEDULE_FIELDS}
             if row["set_aside_at"] is not None and "is_active" not in change:
                 # Set aside by the scheduler, not paused by a person: a change that
@@ -338,7 +358,7 @@ class Service:
                     fields[other] = None
             fields.update(change)
             now = await conn.fetchval(q("db_now"))
-            fields, next_run_at = _plan_schedule(fields, created_at=row["created_at"], now=now)
+            fields, next_run_at = plan_schedule(fields, created_at=row["created_at"], now=now)
             with db_errors("schedule"):
                 await conn.execute(q("update_schedule"), schedule_id,
                                    *(fields[f] for f in SCHEDULE_FIELDS), next_run_at)
@@ -358,6 +378,9 @@ class Service:
 
     async def delete_schedule(self, actor: str, schedule_id: int) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(q("lock_schedule"), schedule_id)
+            if row is not None and row["job_managed"] and row["managed_key"] is not None:
+                raise _declared_conflict(row["job"], f"deleting schedule {schedule_id}")
             if await conn.fetchval(q("delete_schedule"), schedule_id) is None:
                 raise NotFound(f"no schedule {schedule_id}")
             await wake_scheduler(conn, "schedules")
@@ -378,7 +401,7 @@ class Service:
     async def preview_unsaved(self, fields: ScheduleFields, count: int) -> dict[str, Any]:
         """Fire times of a schedule not saved yet (the job form's live preview)."""
         now = await self.pool.fetchval(q("db_now"))
-        values, _ = _plan_schedule(fields.model_dump(), created_at=now, now=now)
+        values, _ = plan_schedule(fields.model_dump(), created_at=now, now=now)
         spec = sched.Spec.from_row({**values, "created_at": now})
         try:
             times = sched.preview(spec, count, now)
@@ -533,13 +556,25 @@ def _public_job(row: Mapping[str, Any]) -> dict[str, Any]:
     return job
 
 
+def _check_not_declared(job: Mapping[str, Any], what: str, fix: str | None = None) -> None:
+    """Conflict if code declares the job (get_job's managed_by)."""
+    if job["managed_by"] == "code":
+        raise _declared_conflict(job["name"], what, fix)
+
+
+def _declared_conflict(job: str, what: str, fix: str | None = None) -> Conflict:
+    fix = fix or "change its declaration in code and run `sundial sync`"
+    return Conflict(f"job {job!r} is managed by code: the next `sundial sync` would undo "
+                    f"{what}; {fix} (pausing, resuming and running it now stay allowed)")
+
+
 def _check_backoff(values: Mapping[str, Any]) -> None:
     if values["retry_backoff_max_seconds"] < values["retry_backoff_seconds"]:
         raise InvalidInput("retry_backoff_max_seconds", values["retry_backoff_max_seconds"],
                       f"must be >= retry_backoff_seconds ({values['retry_backoff_seconds']})")
 
 
-def _plan_schedule(fields: dict[str, Any], *, created_at: datetime, now: datetime
+def plan_schedule(fields: dict[str, Any], *, created_at: datetime, now: datetime
                    ) -> tuple[dict[str, Any], datetime | None]:
     """The validated fields and the first slot (None while paused); InvalidInput otherwise."""
     fields = {f: fields.get(f, ScheduleFields.model_fields[f].default) for f in SCHEDULE_FIELDS}

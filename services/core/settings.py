@@ -237,6 +237,21 @@ class HttpPolicySettings(Settings):
         return parse_networks(value) if isinstance(value, str) else value
 
 
+class ImportSettings(Settings):
+    """The modules that hold the Python jobs and the declarations: imported by the worker
+    (which runs their @job functions) and by `sundial sync` (which writes what they
+    declare)."""
+
+    imports: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), validation_alias=env("WORKER_IMPORTS"),
+        description="comma-separated Python modules whose @job functions this worker runs")
+
+    @field_validator("imports", mode="before")
+    @classmethod
+    def _split_imports(cls, value: object) -> object:
+        return comma_list(value)
+
+
 def comma_list(value: object) -> object:
     """A comma-separated variable as a tuple of its non-empty, stripped items."""
     if isinstance(value, str):

@@ -330,3 +330,39 @@ async def test_api_docs_load_nothing_from_another_site_and_obey_the_csp(
     await shot(page, "11-api-docs")
     assert requested and all(url.startswith(base + "/") for url in requested), requested
     assert not [c for c in complaints if "Content Security Policy" in c], complaints
+
+
+async def test_a_job_declared_in_code_is_marked_and_offers_only_what_sync_keeps(
+        browser, processes, pool, db_url, amqp_url, queue) -> None:
+    from sundial.api.sync import sync
+    from sundial.core.declarations import build
+
+    svc = Service(pool, ApiSettings(DATABASE_URL=db_url, RABBITMQ_URL=amqp_url))
+    _, key = await svc.create_key("test", "ops", "admin")
+    await sync(svc, [build("declared", handler="noop", payload=None, where="tests", queue=queue,
+                           cron="0 9 * * 1", timezone="Europe/Paris")], actor="test")
+    made = await svc.create_job("test", JobCreate(name="made", handler="noop", queue=queue))
+    declared = await svc.get_job("declared")
+    base = await start_api(processes, db_url, amqp_url)
+
+    page = await new_page(browser, base)
+    await sign_in(page, key)
+    await page.goto("/jobs")
+    await expect(page.locator("#jobs tr[data-job='declared'] [data-managed=code]")).to_have_text("code")
+    await expect(page.locator("#jobs tr[data-job='made'] [data-managed]")).to_have_count(0)
+
+    await page.goto(f"/jobs/{declared['id']}")
+    await expect(page.locator("#job-enabled [data-managed=code]")).to_be_visible()
+    await expect(page.locator("#managed-note")).to_contain_text("sundial sync")
+    for hidden in ("#save-job", "#delete-job", "#add-schedule"):
+        await expect(page.locator(hidden)).to_be_hidden()
+    card = page.locator(".schedule-card").first
+    await expect(card.get_by_role("button", name="Pause")).to_be_visible()
+    await expect(card.get_by_role("button", name="Edit")).to_have_count(0)
+    await expect(card.get_by_role("button", name="Delete")).to_have_count(0)
+    await expect(page.locator("#run-now")).to_be_visible()
+    await shot(page, "15-job-declared-in-code")
+
+    await page.goto(f"/jobs/{made['id']}")
+    await expect(page.locator("#delete-job")).to_be_visible()
+    await expect(page.locator("#managed-note")).to_be_hidden()

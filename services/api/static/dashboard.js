@@ -348,7 +348,16 @@ const Sundial = (() => {
     });
   }
 
+  /* A job declared in code: `sundial sync` writes it, so its fields and schedules are
+     changed in code; pause, resume and run now stay here. */
+  const CODE_MANAGED = "Managed by code: change its declaration and run `sundial sync`. "
+    + "Pause, resume and run now stay available here.";
+  function codeBadge() {
+    return el("span", { class: "pill code", title: CODE_MANAGED, "data-managed": "code" }, "code");
+  }
+
   return {
+    CODE_MANAGED, codeBadge,
     FINAL, STATUS, ApiError, api, signIn, signOut, signInReason, safeNext, key, role, isAdmin,
     el, fill, append, $, $$,
     flash, action, time, relative, when, duration, statusBadge, every, describeCron,
