@@ -16,13 +16,64 @@ SELECT pg_advisory_xact_lock(hashtextextended('sundial.job:' || $1::bigint, 0));
 -- name: claim_run
 -- Start attempt $2 of run $1 on worker $3, unless it is already taken, finished,
 -- cancelled, or a later attempt (a stale duplicate message), not available yet (backoff,
--- jitter), or its job's handler is not one of $5 or its queue not one of $6 (this
--- worker's); with $4, only if its job's concurrency policy is 'allow' (many such claims
--- are pipelined in one transaction). What runs and how long it may take are returned
--- from the job, never taken from the message.
+-- jitter), or its job's handler is not one of $4 or its queue not one of $5 (this
+-- worker's). What runs and how long it may take are returned from the run and its job,
+-- never taken from the message: the run's own payload (a trigger with arguments), else
+-- its job's.
+-- With $6 (the batch claim, many pipelined in one transaction): only a job with policy
+-- 'allow', and priority: the worker starts the run of highest priority that waits,
+-- published, on the same queue for one of its handlers, if one ranks above the message's
+-- run (ties: the oldest). The message's run then goes back to the outbox, still queued,
+-- for a fresh message (`swapped`: the caller wakes the relay); the better run's own
+-- message finds it taken and is dropped. Only runs above priority 0 are looked at
+-- (runs_waiting_priority), so with every job at 0 nothing is swapped.
 -- Here and below, a message in hand proves the run was published, whether or not its
 -- publisher lived to mark it. Takeovers and fresh messages are counted per message and
 -- attempt: a claim starts afresh.
+WITH msg AS (
+    SELECT r.id, r.priority, j.queue
+    FROM runs r
+    JOIN jobs j ON j.id = r.job_id
+    WHERE r.id = $1
+      AND r.attempt = $2
+      AND r.status = 'queued'
+      AND NOT r.cancel_requested
+      AND r.available_at <= now()
+      AND (NOT $6 OR j.concurrency_policy = 'allow')
+      AND j.handler = ANY($4::text[])
+      AND j.queue = ANY($5::text[])
+    FOR UPDATE OF r
+),
+better AS (
+    SELECT r.id
+    FROM msg, runs r
+    JOIN jobs j ON j.id = r.job_id
+    WHERE $6
+      AND r.status = 'queued'
+      AND r.published_at IS NOT NULL
+      AND r.priority > 0
+      AND r.priority > msg.priority
+      AND NOT r.cancel_requested
+      AND r.available_at <= now()
+      AND j.queue = msg.queue
+      AND j.concurrency_policy = 'allow'
+      AND j.handler = ANY($4::text[])
+    ORDER BY r.priority DESC, r.id
+    LIMIT 1
+    FOR UPDATE OF r SKIP LOCKED
+),
+chosen AS (
+    SELECT coalesce((SELECT id FROM better), (SELECT id FROM msg)) AS id
+),
+handed_back AS (
+    UPDATE runs
+    SET published_at = NULL,
+        publish_lease_until = NULL,
+        updated_at = now()
+    WHERE id = (SELECT id FROM msg)
+      AND EXISTS (SELECT 1 FROM better)
+    RETURNING id
+)
 UPDATE runs r
 SET status = 'running',
     published_at = coalesce(r.published_at, now()),
@@ -32,19 +83,17 @@ SET status = 'running',
     heartbeat_at = now(),
     worker_id = $3,
     updated_at = now()
-FROM jobs j
-WHERE r.id = $1
-  AND r.attempt = $2
+FROM chosen, jobs j
+WHERE r.id = chosen.id
   AND r.status = 'queued'
-  AND NOT r.cancel_requested
   AND j.id = r.job_id
-  AND r.available_at <= now()
-  AND (NOT $4 OR j.concurrency_policy = 'allow')
-  AND j.handler = ANY($5::text[])
-  AND j.queue = ANY($6::text[])
-RETURNING r.id, r.job_id, r.attempt, r.max_attempts, j.name AS job, j.handler, j.payload,
-          j.secret_payload, j.timeout_seconds, j.retry_backoff_seconds,
-          j.retry_backoff_max_seconds;
+RETURNING r.id, r.job_id, r.attempt, r.max_attempts, j.name AS job, j.handler,
+          coalesce(r.payload, j.payload) AS payload,
+          CASE WHEN r.payload IS NULL THEN j.secret_payload ELSE r.secret_payload END
+              AS secret_payload,
+          j.timeout_seconds, j.retry_backoff_seconds, j.retry_backoff_max_seconds,
+          $1::bigint AS message_run_id, $2::integer AS message_attempt,
+          r.id <> $1 AS swapped;
 
 -- name: skip_run_if_job_busy
 -- forbid policy: attempt $2 of run $1 ends 'skipped' when its job already has a running run.
@@ -119,9 +168,11 @@ WHERE r.id = $1
   AND j.id = r.job_id
   AND j.handler = ANY($5::text[])
   AND j.queue = ANY($6::text[])
-RETURNING r.id, r.job_id, r.attempt, r.max_attempts, j.name AS job, j.handler, j.payload,
-          j.secret_payload, j.timeout_seconds, j.retry_backoff_seconds,
-          j.retry_backoff_max_seconds;
+RETURNING r.id, r.job_id, r.attempt, r.max_attempts, j.name AS job, j.handler,
+          coalesce(r.payload, j.payload) AS payload,
+          CASE WHEN r.payload IS NULL THEN j.secret_payload ELSE r.secret_payload END
+              AS secret_payload,
+          j.timeout_seconds, j.retry_backoff_seconds, j.retry_backoff_max_seconds;
 
 -- name: end_abandoned_run
 -- The delivery limit is reached and attempt $2 of run $1 is running on a worker whose
