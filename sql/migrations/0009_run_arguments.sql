@@ -36,7 +36,9 @@ WHERE j.id = r.job_id
   AND r.status = 'queued'
   AND j.priority <> 0;
 
--- The claim looks for a better run among the published, waiting runs above priority 0:
--- in the common case (every job at 0) this index is empty and the look costs nothing.
-CREATE INDEX runs_waiting_priority ON runs (priority DESC, id)
+-- The claim looks for a better run among the published, waiting runs above priority 0,
+-- job by job of the message's queue (a queue is the jobs', not the runs'): one probe per
+-- job, whatever waits elsewhere. With every job at 0 (the common case) the index is empty.
+CREATE INDEX runs_waiting_priority ON runs (job_id, priority DESC, id)
     WHERE status = 'queued' AND published_at IS NOT NULL AND priority > 0;
+CREATE INDEX jobs_queue ON jobs (queue);

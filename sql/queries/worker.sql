@@ -45,22 +45,30 @@ WITH msg AS (
     FOR UPDATE OF r
 ),
 better AS (
-    SELECT r.id
-    FROM msg, runs r
-    JOIN jobs j ON j.id = r.job_id
+    -- Per job of the message's queue (few), its best waiting run: one probe of
+    -- runs_waiting_priority each, whatever waits on other queues.
+    SELECT c.id
+    FROM msg
+    JOIN jobs j ON j.queue = msg.queue
+    CROSS JOIN LATERAL (
+        SELECT r.id, r.priority
+        FROM runs r
+        WHERE r.job_id = j.id
+          AND r.status = 'queued'
+          AND r.published_at IS NOT NULL
+          AND r.priority > 0
+          AND r.priority > msg.priority
+          AND NOT r.cancel_requested
+          AND r.available_at <= now()
+        ORDER BY r.priority DESC, r.id
+        LIMIT 1
+        FOR UPDATE SKIP LOCKED
+    ) c
     WHERE $6
-      AND r.status = 'queued'
-      AND r.published_at IS NOT NULL
-      AND r.priority > 0
-      AND r.priority > msg.priority
-      AND NOT r.cancel_requested
-      AND r.available_at <= now()
-      AND j.queue = msg.queue
       AND j.concurrency_policy = 'allow'
       AND j.handler = ANY($4::text[])
-    ORDER BY r.priority DESC, r.id
+    ORDER BY c.priority DESC, c.id
     LIMIT 1
-    FOR UPDATE OF r SKIP LOCKED
 ),
 chosen AS (
     SELECT coalesce((SELECT id FROM better), (SELECT id FROM msg)) AS id
