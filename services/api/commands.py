@@ -1,4 +1,5 @@
-"""`sundial api` and the admin commands (`keys`, `jobs`, `runs`, `status`).
+"""`sundial api` and the admin commands (`keys`, `jobs`, `runs`, `schedules`, `status`, and
+`notify` in sundial.api.notify_commands).
 
 The admin commands talk to PostgreSQL directly (they work before any API key exists) and
 share every rule with the HTTP API through sundial.api.service. Output is a readable table, or
@@ -117,6 +118,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("status", help="scheduler, workers and totals at a glance")
     _json_flag(p).set_defaults(func=_command(_status))
+
+    from sundial.api import notify_commands
+
+    notify_commands.register(sub)
 
 
 def _group(sub: argparse._SubParsersAction, name: str, helptext: str) -> argparse._SubParsersAction:
@@ -618,9 +623,12 @@ async def _status(svc: Any, args: argparse.Namespace) -> int:
     online = sum(1 for w in workers if w["online"])
     instances = scheduler["instances"]
     running = sum(1 for i in instances if i["status"] == "running")
+    blocked = [i for i in instances if i["status"] == "running" and i["broker_blocked_since"]]
     text = "\n".join([
         f"scheduler: {scheduler['status']} (last pass {_cell(scheduler['last_run'])}, "
         f"{running} of {len(instances)} instance(s) running)",
+        *([f"broker:    blocks publishing since {_cell(blocked[0]['broker_blocked_since'])} "
+           f"({blocked[0]['broker_blocked_reason']}): runs wait in the outbox"] if blocked else []),
         f"workers:   {online} online of {len(workers)}",
         f"jobs:      {stats['jobs']['total']} ({stats['jobs']['enabled']} enabled)",
         f"runs:      {ex['total']} total, {ex['running']} running, {ex['queued']} queued, "

@@ -17,6 +17,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from sundial.core.database_url import EXAMPLE as DATABASE_URL_EXAMPLE
+from sundial.core.database_url import check_database_url
 from sundial.core.errors import ConfigError
 from sundial.core.netguard import Network, parse_networks
 
@@ -37,7 +39,7 @@ class Settings(BaseSettings):
     # --- PostgreSQL: DATABASE_URL, or the split POSTGRES_* form -------------------
     database_url_raw: str | None = Field(
         None, validation_alias=env("DATABASE_URL"),
-        description="a postgresql:// URL, e.g. postgresql://user:pass@host:5432/sundial")
+        description=f"a postgresql:// URL, e.g. {DATABASE_URL_EXAMPLE}")
     postgres_host: str = Field("localhost", validation_alias=env("POSTGRES_HOST"))
     postgres_port: int = Field(5432, gt=0, lt=65536, validation_alias=env("POSTGRES_PORT"),
                                description="a TCP port, 1-65535")
@@ -52,7 +54,9 @@ class Settings(BaseSettings):
     # --- RabbitMQ: RABBITMQ_URL, or the split RABBITMQ_* form ---------------------
     rabbitmq_url_raw: str | None = Field(
         None, validation_alias=env("RABBITMQ_URL"),
-        description="an amqp:// URL, e.g. amqp://guest:guest@localhost:5672/")
+        description="an amqp:// URL, e.g. amqp://guest:guest@localhost:5672/, or one per node "
+                    "of a cluster separated by commas, e.g. "
+                    "amqp://app:pw@mq1:5672/sundial,amqp://app:pw@mq2:5672/sundial")
     rabbitmq_host: str = Field("localhost", validation_alias=env("RABBITMQ_HOST"))
     rabbitmq_port: int = Field(5672, gt=0, lt=65536, validation_alias=env("RABBITMQ_PORT"),
                                description="a TCP port, 1-65535")
@@ -163,15 +167,15 @@ class Settings(BaseSettings):
     @field_validator("database_url_raw")
     @classmethod
     def _check_db_url(cls, value: str | None) -> str | None:
-        if value is not None and urlsplit(value).scheme not in ("postgresql", "postgres"):
-            raise ValueError("must start with postgresql://")
-        return value
+        return None if value is None else check_database_url(value)
 
     @field_validator("rabbitmq_url_raw")
     @classmethod
     def _check_amqp_url(cls, value: str | None) -> str | None:
-        if value is not None and urlsplit(value).scheme not in ("amqp", "amqps"):
-            raise ValueError("must start with amqp:// or amqps://")
+        from sundial.core.nodes import parse_nodes  # nodes uses redact_url, from here
+
+        if value is not None:
+            parse_nodes(value)
         return value
 
     @field_validator("encryption_key")
@@ -209,6 +213,13 @@ class Settings(BaseSettings):
         auth = quote(self.rabbitmq_user, safe="") + ":" + quote(self.rabbitmq_password, safe="")
         vhost = quote(self.rabbitmq_vhost, safe="")
         return f"amqp://{auth}@{self.rabbitmq_host}:{self.rabbitmq_port}/{vhost}"
+
+    @cached_property
+    def rabbitmq_nodes(self) -> tuple[str, ...]:
+        """The URL of each RabbitMQ node (RABBITMQ_URL may list several, core.nodes)."""
+        from sundial.core.nodes import parse_nodes
+
+        return parse_nodes(self.rabbitmq_url)
 
 
 class HttpPolicySettings(Settings):

@@ -27,6 +27,8 @@ SELECT pg_advisory_xact_lock(hashtextextended('sundial.job:' || $1::bigint, 0));
 -- for a fresh message (`swapped`: the caller wakes the relay); the better run's own
 -- message finds it taken and is dropped. Only runs above priority 0 are looked at
 -- (runs_waiting_priority), so with every job at 0 nothing is swapped.
+-- fire_lag_s: how late it starts, from when it was due (its slot with jitter, or the
+-- end of a retry's backoff), for the worker's fire lag histogram.
 -- Here and below, a message in hand proves the run was published, whether or not its
 -- publisher lived to mark it. Takeovers and fresh messages are counted per message and
 -- attempt: a claim starts afresh.
@@ -87,6 +89,8 @@ SET status = 'running',
     published_at = coalesce(r.published_at, now()),
     takeovers = 0,
     republished = 0,
+    output = NULL,
+    output_at = NULL,
     started_at = now(),
     heartbeat_at = now(),
     worker_id = $3,
@@ -95,11 +99,12 @@ FROM chosen, jobs j
 WHERE r.id = chosen.id
   AND r.status = 'queued'
   AND j.id = r.job_id
-RETURNING r.id, r.job_id, r.attempt, r.max_attempts, j.name AS job, j.handler,
+RETURNING r.id, r.job_id, r.attempt, r.max_attempts, j.name AS job, j.handler, j.queue,
           coalesce(r.payload, j.payload) AS payload,
           CASE WHEN r.payload IS NULL THEN j.secret_payload ELSE r.secret_payload END
               AS secret_payload,
           j.timeout_seconds, j.retry_backoff_seconds, j.retry_backoff_max_seconds,
+          EXTRACT(EPOCH FROM now() - r.available_at)::float8 AS fire_lag_s,
           $1::bigint AS message_run_id, $2::integer AS message_attempt,
           r.id <> $1 AS swapped;
 
@@ -176,11 +181,12 @@ WHERE r.id = $1
   AND j.id = r.job_id
   AND j.handler = ANY($5::text[])
   AND j.queue = ANY($6::text[])
-RETURNING r.id, r.job_id, r.attempt, r.max_attempts, j.name AS job, j.handler,
+RETURNING r.id, r.job_id, r.attempt, r.max_attempts, j.name AS job, j.handler, j.queue,
           coalesce(r.payload, j.payload) AS payload,
           CASE WHEN r.payload IS NULL THEN j.secret_payload ELSE r.secret_payload END
               AS secret_payload,
-          j.timeout_seconds, j.retry_backoff_seconds, j.retry_backoff_max_seconds;
+          j.timeout_seconds, j.retry_backoff_seconds, j.retry_backoff_max_seconds,
+          EXTRACT(EPOCH FROM now() - r.available_at)::float8 AS fire_lag_s;
 
 -- name: end_abandoned_run
 -- The delivery limit is reached and attempt $2 of run $1 is running on a worker whose
@@ -240,7 +246,9 @@ SET status = CASE WHEN d.kind IN ('retry', 'release') THEN 'queued' ELSE d.kind 
     finished_at = CASE WHEN d.kind IN ('retry', 'release') THEN NULL ELSE now() END,
     result = d.result,
     error = d.error,
-    output = d.output,
+    -- A run that ends without output of its own keeps the tail written while it ran.
+    output = COALESCE(d.output, r.output),
+    output_at = CASE WHEN d.output IS NULL THEN r.output_at ELSE now() END,
     updated_at = now()
 FROM unnest($2::bigint[], $3::int[], $4::text[], $5::jsonb[], $6::text[], $7::text[],
             $8::float8[]) AS d(id, attempt, kind, result, error, output, retry_in_s)
@@ -251,11 +259,14 @@ WHERE r.id = d.id
 RETURNING r.id, d.kind;
 
 -- name: heartbeat_runs
--- Keep the attempts ($1 run ids, $2 attempts) worker $3 holds alive; returns those still
--- its own, with cancel requests.
+-- Keep the attempts ($1 run ids, $2 attempts) worker $3 holds alive, with the tail of
+-- their output that changed since the last beat ($4, NULL: unchanged); returns those
+-- still its own, with cancel requests.
 UPDATE runs r
-SET heartbeat_at = now()
-FROM unnest($1::bigint[], $2::int[]) AS h(id, attempt)
+SET heartbeat_at = now(),
+    output = COALESCE(h.output, r.output),
+    output_at = CASE WHEN h.output IS NULL THEN r.output_at ELSE now() END
+FROM unnest($1::bigint[], $2::int[], $4::text[]) AS h(id, attempt, output)
 WHERE r.id = h.id
   AND r.attempt = h.attempt
   AND r.status = 'running'

@@ -33,19 +33,6 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
                                        "(apt-get install -y chromium; .ci/run installs it)")
 
 
-@pytest.fixture
-async def browser():
-    from playwright.async_api import async_playwright
-
-    expect.set_options(timeout=WAIT_MS)
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
 async def new_page(browser, base_url: str = "", viewport: dict = LAPTOP):
     # Paris in English: fire times of a Paris cron read "09:00" whatever the host's zone.
     context = await browser.new_context(base_url=base_url or None, viewport=viewport,
@@ -368,6 +355,29 @@ async def test_a_schedule_the_scheduler_set_aside_shows_why(browser, processes, 
     assert await pool.fetchval("SELECT tzdata FROM scheduler_instances") == tzdata.IANA_VERSION
     await page.goto("/")
     await expect(page.locator("#scheduler-tzdata")).to_have_text(f"tzdata {tzdata.IANA_VERSION}")
+
+
+async def test_a_blocked_broker_shows_on_the_overview(browser, processes, pool, db_url,
+                                                      amqp_url) -> None:
+    """A scheduler whose publishing RabbitMQ blocks (its status row says so, as a memory
+    alarm makes it write) shows on the overview, with the reason; and clears."""
+    from sundial.core.sql import q
+
+    svc = Service(pool, ApiSettings(DATABASE_URL=db_url, RABBITMQ_URL=amqp_url))
+    _, key = await svc.create_key("test", "ops", "viewer")
+    await pool.execute(q("record_status"), "scheduler@h:1", 1.0, 1, 0, 0, "h", 1,
+                       tzdata.IANA_VERSION, await pool.fetchval("SELECT now()"), "low on memory")
+    base = await start_api(processes, db_url, amqp_url)
+    page = await new_page(browser, base)
+    await sign_in(page, key)
+    await page.goto("/")
+    broker = page.locator("#scheduler-broker")
+    await expect(broker.locator(".badge")).to_have_text("blocked")
+    await expect(broker).to_contain_text("(low on memory): runs wait in the outbox")
+    await shot(page, "15-overview-broker-blocked")
+    await pool.execute(q("record_status"), "scheduler@h:1", 1.0, 2, 0, 0, "h", 1,
+                       tzdata.IANA_VERSION, None, None)
+    await expect(broker).to_have_text("publishing")
 
 
 async def test_api_docs_load_nothing_from_another_site_and_obey_the_csp(

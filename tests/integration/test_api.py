@@ -17,7 +17,7 @@ from cryptography.fernet import Fernet
 from sundial.api.app import create_app, route_table
 from sundial.api.auth import CHECK_EVERY_S, KEYS_CHANNEL, PING_TIMEOUT_S
 from sundial.api.settings import ApiSettings
-from tests.conftest import wait_for
+from tests.conftest import free_port, several_hosts, wait_for
 
 ENCRYPTION_KEY = Fernet.generate_key().decode()
 
@@ -626,6 +626,41 @@ async def test_scheduler_status_reports_the_zone_rules_in_use(api: Api) -> None:
     assert "tzdata" in schemas["SchedulerInstance"]["properties"]
 
 
+async def test_a_blocked_broker_shows_in_the_status_and_the_metrics(api: Api) -> None:
+    """A scheduler that RabbitMQ blocks (a memory or disk alarm) says so in its status row:
+    /api/scheduler/status and /metrics report it while the instance runs, not after."""
+    from sundial.core.sql import q
+
+    def gauge(text: str) -> str:
+        return next(line for line in text.splitlines()
+                    if line.startswith("sundial_scheduler_broker_blocked "))
+
+    since = datetime.now(UTC) - timedelta(seconds=3)
+    for name, blocked in (("calm", None), ("alarmed", since)):
+        await api.pool.execute(q("record_status"), name, 1.0, 1, 0, 0, "h", 1, "2026a",
+                               blocked, "low on memory" if blocked else None)
+    status = (await api.get("/api/scheduler/status", "viewer")).json()
+    assert status["broker_blocked"] is True
+    by_id = {i["id"]: i for i in status["instances"]}
+    assert by_id["alarmed"]["broker_blocked_reason"] == "low on memory"
+    assert datetime.fromisoformat(by_id["alarmed"]["broker_blocked_since"]) == since
+    assert by_id["calm"]["broker_blocked_since"] is None
+    assert gauge((await api.get("/metrics", None)).text).endswith(" 1.0")
+
+    # Unblocked: the next status row clears it.
+    await api.pool.execute(q("record_status"), "alarmed", 1.0, 2, 0, 0, "h", 1, "2026a",
+                           None, None)
+    assert (await api.get("/api/scheduler/status")).json()["broker_blocked"] is False
+    assert gauge((await api.get("/metrics", None)).text).endswith(" 0.0")
+
+    # An instance that stopped passing long ago no longer counts as blocked.
+    await api.pool.execute(q("record_status"), "alarmed", 1.0, 3, 0, 0, "h", 1, "2026a",
+                           since, "low on memory")
+    await api.pool.execute("UPDATE scheduler_instances SET last_tick_at = now() - interval '1 day'")
+    assert (await api.get("/api/scheduler/status")).json()["broker_blocked"] is False
+    assert gauge((await api.get("/metrics", None)).text).endswith(" 0.0")
+
+
 async def test_scheduler_status_and_stats(api: Api) -> None:
     status = (await api.get("/api/scheduler/status", "viewer")).json()
     assert status["status"] == "unknown" and status["last_run"] is None
@@ -685,3 +720,26 @@ async def test_every_request_is_logged_with_its_key_name_never_the_key(api: Api)
     ]
     assert all(e["duration_ms"] >= 0 for e in requests)
     assert not any(key in repr(events) for key in api.keys.values())
+
+
+async def test_a_write_that_reaches_a_read_only_host_is_503_and_the_next_one_succeeds(
+        db_url: str, amqp_url: str) -> None:
+    """After a failover a connection may still reach the old primary, read-only: the
+    request gets 503 with Retry-After (not a 500), and the retry a fresh connection."""
+    async with serving(db_url, amqp_url, DATABASE_POOL_MIN=1, DATABASE_POOL_MAX=1) as api:
+        async with api.pool.acquire() as conn:
+            await conn.execute("SET SESSION default_transaction_read_only = on")
+        refused = await api.post("/api/jobs", json=noop_job("after-failover"))
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["Retry-After"] == "5"
+        assert refused.json() == {"detail": "the database is unavailable; try again"}
+        created = await api.post("/api/jobs", json=noop_job("after-failover"))
+        assert created.status_code == 201, created.text
+
+
+async def test_the_api_serves_with_several_hosts_in_database_url(db_url: str,
+                                                                amqp_url: str) -> None:
+    async with serving(several_hosts(db_url, free_port()), amqp_url) as api:
+        created = await api.post("/api/jobs", json=noop_job("ha"))
+        assert created.status_code == 201, created.text
+        assert (await api.get("/ready")).status_code == 200
