@@ -52,7 +52,8 @@ async def metrics(request: Request) -> Response:
     """Prometheus text format: this process's own collectors (CPU, memory, open files,
     garbage collection), then what the database says at this scrape, the same from every
     API replica: runs by job, queue and status, queue depth and workers per queue, the
-    outbox, worker slots, the scheduler's last pass, each scheduled job's last success, and how many running schedulers the broker blocks."""
+    outbox, worker slots, the scheduler's last pass, each scheduled job's last success,
+    and how many running schedulers the broker blocks."""
     settings = request.app.state.settings
     async with request.app.state.pool.acquire() as conn:
         by_status = await conn.fetch(q("metrics_runs_by_status"))
