@@ -46,8 +46,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     _json_flag(p).set_defaults(func=_command(_jobs_list))
     _jobs_add_parser(jobs)
     _jobs_edit_parser(jobs)
+    p = jobs.add_parser("trigger", help="run a job now, with arguments if given",
+                        description="e.g. sundial jobs trigger report --payload "
+                                    "'{\"day\": \"2024-03-01\"}' --key report-2024-03-01")
+    p.add_argument("job", help="the job's id or name")
+    p.add_argument("--payload", help="the run's arguments (JSON object), merged into the "
+                                     "job's payload: its top-level keys replace the job's")
+    p.add_argument("--replace", action="store_true",
+                   help="the run's payload is --payload alone, not merged into the job's")
+    p.add_argument("--key", help="idempotency key: a repeat within 24 hours returns the "
+                                 "first run instead of making another")
+    p.add_argument("--priority", type=int, help="this run's priority, 0-9 (default the job's)")
+    _json_flag(p).set_defaults(func=_command(_jobs_trigger))
     for name, helptext, func in (("show", "one job with its schedules", _jobs_show),
-                                 ("trigger", "run a job now", _jobs_trigger),
                                  ("pause", "disable a job: its slots pass without runs", _jobs_pause),
                                  ("resume", "enable a job again", _jobs_resume)):
         p = jobs.add_parser(name, help=helptext)
@@ -78,7 +89,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                                "(exit 6)")
     _json_flag(p).set_defaults(func=_command(_runs_follow))
 
-    schedules = _group(sub, "schedules", "schedules: list, add, pause, resume, delete")
+    schedules = _group(sub, "schedules", "schedules: list, add, backfill, pause, resume, delete")
     p = schedules.add_parser("list", help="schedules with their next slot")
     p.add_argument("--job", help="only this job's (id or name)")
     _json_flag(p).set_defaults(func=_command(_schedules_list))
@@ -87,6 +98,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("job", help="the job's id or name")
     _schedule_options(p, required=True)
     _json_flag(p).set_defaults(func=_command(_schedules_add))
+    p = schedules.add_parser("backfill", help="make the runs of a schedule's past slots",
+                             description="e.g. sundial schedules backfill 3 --from "
+                                         "2024-03-01T00:00:00Z --to 2024-03-02T00:00:00Z")
+    p.add_argument("schedule_id", type=int)
+    p.add_argument("--from", dest="start", required=True,
+                   help="first instant of the range, with its UTC offset (included)")
+    p.add_argument("--to", dest="end", required=True,
+                   help="last instant of the range, with its UTC offset (included; not in "
+                        "the future)")
+    p.add_argument("--dry-run", action="store_true", help="list the slots, make no runs")
+    _json_flag(p).set_defaults(func=_command(_schedules_backfill))
     for name, helptext, func in (("pause", "stop a schedule firing", _schedules_pause),
                                  ("resume", "let a schedule fire again", _schedules_resume),
                                  ("delete", "delete a schedule (its runs stay)", _schedules_delete)):
@@ -320,10 +342,10 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def _fields(row: dict[str, Any], *, as_json: str, skip: str) -> list[str]:
-    """`name: value` lines of a row, aligned; the field `as_json` printed as JSON."""
+def _fields(row: dict[str, Any], *, as_json: Sequence[str], skip: str) -> list[str]:
+    """`name: value` lines of a row, aligned; the fields `as_json` printed as JSON."""
     width = max(len(k) for k in row) + 2
-    return [f"{k + ':':<{width}}{json.dumps(v) if k == as_json else _cell(v)}"
+    return [f"{k + ':':<{width}}{json.dumps(v) if k in as_json else _cell(v)}"
             for k, v in row.items() if k != skip]
 
 
@@ -426,7 +448,7 @@ SCHEDULE_COLUMNS = ("id", "job", "kind", "interval_seconds", "cron", "run_at", "
 
 async def _jobs_show(svc: Any, args: argparse.Namespace) -> None:
     job = await svc.get_job(args.job)
-    lines = _fields(job, as_json="payload", skip="schedules")
+    lines = _fields(job, as_json=("payload",), skip="schedules")
     lines += ["", table(job["schedules"], SCHEDULE_COLUMNS) if job["schedules"] else "no schedules"]
     _print(args, job, "\n".join(lines))
 
@@ -458,8 +480,21 @@ async def _jobs_delete(svc: Any, args: argparse.Namespace) -> None:
 
 
 async def _jobs_trigger(svc: Any, args: argparse.Namespace) -> None:
-    run_id = await svc.trigger_job(_actor(), args.job)
-    _print(args, {"run_id": run_id, "status": "queued"}, f"queued run {run_id}")
+    from sundial.api.schemas import TriggerBody
+    from sundial.core.errors import InvalidInput
+
+    if args.replace and args.payload is None:
+        raise InvalidInput("--replace", None, "replaces the job's payload with --payload; "
+                                              "give --payload too ('{}' for none)")
+    given = {"payload": None if args.payload is None else _payload(args.payload),
+             "mode": "replace" if args.replace else None, "idempotency_key": args.key,
+             "priority": args.priority}
+    body = TriggerBody.model_validate({k: v for k, v in given.items() if v is not None})
+    queued, created = await svc.trigger_job(_actor(), args.job, body)
+    text = (f"queued run {queued['run_id']}" if created else
+            f"run {queued['run_id']} has key {args.key!r} already (it is {queued['status']}); "
+            "no new run")
+    _print(args, queued, text)
 
 
 async def _jobs_pause(svc: Any, args: argparse.Namespace) -> None:
@@ -492,7 +527,7 @@ async def _runs_list(svc: Any, args: argparse.Namespace) -> None:
 
 async def _runs_show(svc: Any, args: argparse.Namespace) -> None:
     run = await svc.get_run(args.run_id)
-    lines = _fields(run, as_json="result", skip="output")
+    lines = _fields(run, as_json=("result", "payload"), skip="output")
     if run["output"]:
         lines += ["output:", run["output"]]
     _print(args, run, "\n".join(lines))
@@ -559,6 +594,20 @@ async def _schedules_add(svc: Any, args: argparse.Namespace) -> None:
     row = await svc.create_schedule(_actor(), body)
     _print(args, row, f"added schedule {row['id']} to job {job['name']!r} "
                       f"(next run {_cell(row['next_run_at'])})")
+
+
+async def _schedules_backfill(svc: Any, args: argparse.Namespace) -> None:
+    from sundial.api.schemas import BackfillBody
+
+    body = BackfillBody.model_validate({"from": args.start, "to": args.end,
+                                        "dry_run": args.dry_run})
+    done = await svc.backfill(_actor(), args.schedule_id, body.from_, body.to,
+                              dry_run=body.dry_run)
+    verb = "would make" if done["dry_run"] else "made"
+    lines = [f"schedule {args.schedule_id}: {done['slots']} slot(s) in the range, "
+             f"{done['existing']} with a run already; {verb} {done['created']} run(s)"]
+    lines += [f"  {_cell(t)}" for t in done["times"]]
+    _print(args, done, "\n".join(lines))
 
 
 async def _schedules_pause(svc: Any, args: argparse.Namespace) -> None:

@@ -317,6 +317,51 @@ class Queued(BaseModel):
     status: Literal["queued"] = "queued"
 
 
+PayloadMode = Literal["merge", "replace"]
+IdempotencyKey = Annotated[Text, StringConstraints(min_length=1, max_length=200)]
+
+
+class TriggerBody(Strict):
+    """Arguments of a manual run (all optional: no body runs the job as stored)."""
+
+    payload: dict[str, Any] | None = Field(
+        None, description="The run's arguments, checked like a job's payload. With `mode` "
+                          "merge (the default) its top-level keys replace the job's and the "
+                          "job's other keys stay; with replace it is the whole payload. "
+                          "\"***\" where the job has a secret keeps the stored secret.")
+    mode: PayloadMode = "merge"
+    idempotency_key: IdempotencyKey | None = Field(
+        None, description="A repeat with the same key for the same job within 24 hours "
+                          "returns the first run (200) instead of making another (202).")
+    priority: int | None = Field(None, ge=0, le=9,
+                                 description="This run's priority; default: the job's.")
+
+
+class Triggered(BaseModel):
+    run_id: int
+    status: RunStatus = Field(description="queued for a new run; a repeated key gives the "
+                                          "first run's status now.")
+    replayed: bool = Field(False, description="True when an idempotency key found an earlier "
+                                              "run (HTTP 200) and no run was made.")
+
+
+class BackfillBody(Strict):
+    from_: Instant = Field(alias="from", description="First instant of the range (inclusive).")
+    to: Instant = Field(description="Last instant of the range (inclusive), not in the future.")
+    dry_run: bool = Field(False, description="Only count and list the slots; write nothing.")
+
+
+class Backfill(BaseModel):
+    schedule_id: int
+    dry_run: bool
+    slots: int = Field(description="Slots of the schedule in the range.")
+    created: int = Field(description="Runs made (on a dry run: that would be made).")
+    existing: int = Field(description="Slots that have their run already (the tick's or an "
+                                      "earlier backfill's): left alone.")
+    run_ids: list[int] = Field(description="The runs made (empty on a dry run).")
+    times: list[datetime] = Field(description="The slots without a run, that get one.")
+
+
 class RunSummary(BaseModel):
     id: int
     job_id: int
@@ -336,6 +381,7 @@ class RunSummary(BaseModel):
     heartbeat_at: datetime | None
     worker_id: str | None
     error: str | None
+    priority: int
     created_at: datetime
     updated_at: datetime
     duration_s: float | None
@@ -349,6 +395,10 @@ class Run(RunSummary):
         "in-process Python jobs' prints and logs), at most 65,536 characters, written at "
         "each worker heartbeat. Once finished: its final output, or that tail."))
     output_at: datetime | None = Field(description="When `output` was last written.")
+    payload: dict[str, Any] | None = Field(
+        description="The arguments this run executes (secret fields shown as \"***\"); "
+                    "null: its job's payload as it is when the run starts.")
+    idempotency_key: str | None
 
 
 class RunPage(BaseModel):

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -31,6 +32,7 @@ from sundial.api.schemas import (
     ScheduleCreate,
     ScheduleFields,
     ScheduleUpdate,
+    TriggerBody,
 )
 from sundial.api.settings import ApiSettings
 from sundial.core import jsonb
@@ -52,6 +54,24 @@ SCHEDULE_FIELDS = ("kind", "interval_seconds", "cron", "run_at", "timezone", "ji
                    "start_at", "end_at", "misfire_policy", "misfire_grace_seconds", "is_active")
 SCHEDULE_NULLABLE = frozenset({"interval_seconds", "cron", "run_at", "start_at", "end_at",
                                "misfire_grace_seconds"})
+# A trigger's idempotency key finds the run it made for this long (docs/api.md).
+IDEMPOTENCY_WINDOW_S = 24 * 3600
+# At most this many runs per backfill request; more slots are refused, with their count.
+MAX_BACKFILL_SLOTS = 1000
+# Counting the slots of a refused backfill stops here ("more than ...").
+BACKFILL_COUNT_LIMIT = 100_000
+
+
+@dataclass
+class RunArguments:
+    """What a manual run brings of its own: payload (secret fields masked) and the
+    encrypted secret fields (None: the job's payload at start), priority (None: the
+    job's), idempotency key."""
+
+    payload: dict[str, Any] | None = None
+    secret_payload: str | None = None
+    priority: int | None = None
+    key: str | None = None
 
 
 def parse_id(ref: str | int) -> int | None:
@@ -238,25 +258,44 @@ class Service:
         """Check a job's fields beyond its schema (backoff, the payload for its handler);
         return its payload split into (public, secret) values."""
         _check_backoff(values)
-        payload = values["payload"]
-        await asyncio.to_thread(payloads.validate, values["handler"], payload,
+        return await self._check_payload(values["handler"], values["payload"],
+                                         lambda: stored_secret)
+
+    async def _check_payload(self, handler: str, payload: dict[str, Any],
+                             stored_secret: Callable[[], dict[str, Any]]
+                             ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(the payload with its secret fields masked, those fields' values), after checking
+        it for its handler. A "***" sent for a secret keeps the stored one (`stored_secret()`,
+        read only when the payload has secret fields)."""
+        await asyncio.to_thread(payloads.validate, handler, payload,
                                 max_bytes=self.settings.api_max_payload_bytes,
                                 allowed_networks=self.settings.http_allowed_networks)
-        public, secret = payloads.split_secrets(values["handler"], payload)
-        return public, payloads.keep_masked(secret, stored_secret)
+        public, secret = payloads.split_secrets(handler, payload)
+        if not secret:
+            return public, {}
+        return public, payloads.keep_masked(secret, stored_secret())
+
+    async def _prepare_payload(self, handler: str, payload: dict[str, Any],
+                               stored_secret: Callable[[], dict[str, Any]]
+                               ) -> tuple[dict[str, Any], str | None]:
+        """(the payload with its secret fields masked, those fields encrypted or None)."""
+        public, secret = await self._check_payload(handler, payload, stored_secret)
+        return public, self._encrypted(secret)
 
     def with_secrets(self, values: dict[str, Any], public: dict[str, Any],
                      secret: dict[str, Any]) -> dict[str, Any]:
         """The job's values with its public payload, and its secret values encrypted."""
-        values = dict(values, payload=public, secret_payload=None)
-        if secret:
-            try:
-                values["secret_payload"] = encrypt_fields(self.settings.encryption_key, secret)
-            except ConfigError:
-                raise InvalidInput("payload", "(secret fields)",
-                              "has secret fields but ENCRYPTION_KEY is not set on the API; "
-                              "set it (on the workers too) or leave the secrets out") from None
-        return values
+        return dict(values, payload=public, secret_payload=self._encrypted(secret))
+
+    def _encrypted(self, secret: dict[str, Any]) -> str | None:
+        if not secret:
+            return None
+        try:
+            return encrypt_fields(self.settings.encryption_key, secret)
+        except ConfigError:
+            raise InvalidInput("payload", "(secret fields)",
+                               "has secret fields but ENCRYPTION_KEY is not set on the API; "
+                               "set it (on the workers too) or leave the secrets out") from None
 
     def check_queue(self, queue: str) -> None:
         allowed = self.settings.api_allowed_queues
@@ -272,19 +311,49 @@ class Service:
             raise Conflict("this job has secret fields and ENCRYPTION_KEY is not set on the "
                            "API; set it to change the payload") from None
 
-    async def trigger_job(self, actor: str, ref: str | int) -> int:
-        """Queue a run now; it reaches a worker without waiting for a scheduler pass."""
-        return await self._enqueue(actor, ref, "job.trigger", {})
-
-    async def _enqueue(self, actor: str, job: str | int, action: str,
-                       details: dict[str, Any]) -> int:
-        """A manual run of the job (id or name) and its audit row, then its message."""
-        lease_s = self.settings.publish_lease_s if self.publisher is not None else None
+    async def trigger_job(self, actor: str, ref: str | int, body: TriggerBody | None = None
+                          ) -> tuple[dict[str, Any], bool]:
+        """Queue a run now, with arguments if given; it reaches a worker without waiting
+        for a scheduler pass. Returns (run_id and status, True when a run was made); an
+        idempotency key used for this job within IDEMPOTENCY_WINDOW_S returns its run."""
+        body = body or TriggerBody()
+        if body.payload is None and "mode" in body.model_fields_set:
+            raise InvalidInput("mode", body.mode, "applies to a payload; send `payload` too "
+                               "(with replace, {} runs the handler with no arguments)")
         async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(q("insert_manual_run"), parse_id(job), actor, lease_s,
-                                      action, details, str(job))
+            job = await self._job_row(conn, ref)
+        run = RunArguments(priority=body.priority, key=body.idempotency_key)
+        if body.payload is not None:
+            stored = job["payload"] if isinstance(job["payload"], dict) else {}
+            payload = body.payload if body.mode == "replace" else {**stored, **body.payload}
+            run.payload, run.secret_payload = await self._prepare_payload(
+                job["handler"], payload, lambda: self._stored_secrets(job))
+        details = {"mode": body.mode if body.payload is not None else None,
+                   "idempotency_key": body.idempotency_key}
+        return await self._enqueue(actor, job["id"], "job.trigger",
+                                   {k: v for k, v in details.items() if v is not None}, run)
+
+    async def _enqueue(self, actor: str, job_id: int, action: str, details: dict[str, Any],
+                       run: RunArguments | None = None) -> tuple[dict[str, Any], bool]:
+        """A manual run of the job and its audit row, then its message. With an
+        idempotency key already used for the job, the run that has it, not published again."""
+        run = run or RunArguments()
+        lease_s = self.settings.publish_lease_s if self.publisher is not None else None
+        async with self.pool.acquire() as conn, conn.transaction():
+            if run.key is not None:
+                await conn.execute(q("expire_idempotency_key"), job_id, run.key,
+                                   IDEMPOTENCY_WINDOW_S)
+            row = await conn.fetchrow(q("insert_manual_run"), job_id, actor, lease_s,
+                                      action, details, str(job_id), run.payload,
+                                      run.secret_payload, run.key, run.priority)
             if row is None:
-                raise NotFound(f"no job {job!r}")
+                first = None if run.key is None else await conn.fetchrow(
+                    q("find_keyed_run"), job_id, run.key)
+                if first is None:
+                    raise NotFound(f"no job {job_id}")
+                log.info("run.trigger_replayed", run_id=first["id"], job_id=job_id,
+                         actor=actor)
+                return {"run_id": first["id"], "status": first["status"], "replayed": True}, False
             if self.publisher is None:
                 await wake_scheduler(conn, "manual")
         if self.publisher is not None:
@@ -298,7 +367,7 @@ class Service:
                     await wake_scheduler(conn, "manual")
         log.info("run.queued", run_id=row["run_id"], job_id=row["job_id"], actor=actor,
                  action=action)
-        return row["run_id"]
+        return {"run_id": row["run_id"], "status": "queued", "replayed": False}, True
 
     # --- schedules --------------------------------------------------------------------
 
@@ -409,6 +478,53 @@ class Service:
             times = []
         return {"schedule_id": None, "timezone": values["timezone"], "times": times}
 
+    async def backfill(self, actor: str, schedule_id: int, start: datetime, end: datetime,
+                       *, dry_run: bool = False) -> dict[str, Any]:
+        """A run for each slot of the schedule from `start` to `end` (both included, not
+        in the future) that has none yet: the slot key the tick uses, so a slot already
+        run, by the tick or an earlier backfill, is left alone."""
+        if end < start:
+            raise InvalidInput("to", end.isoformat(), f"is before from ({start.isoformat()}); "
+                               "give a range that ends at or after it starts")
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(q("get_schedule"), schedule_id)
+            if row is None:
+                raise NotFound(f"no schedule {schedule_id}")
+            now = await conn.fetchval(q("db_now"))
+            if end > now:
+                raise InvalidInput("to", end.isoformat(), "is in the future (the database's "
+                                   f"clock says {now.isoformat()}); the scheduler runs future "
+                                   "slots: end the range at or before now")
+            spec = sched.validate(sched.Spec.from_row(row))
+            times, more = await asyncio.to_thread(_slots_between, spec, start, end,
+                                                  MAX_BACKFILL_SLOTS)
+            if more:
+                count = (f"more than {BACKFILL_COUNT_LIMIT}" if len(times) > BACKFILL_COUNT_LIMIT
+                         else str(len(times)))
+                raise InvalidInput("from", start.isoformat(),
+                                   f"starts a range with {count} slots of schedule "
+                                   f"{schedule_id} up to {end.isoformat()}; at most "
+                                   f"{MAX_BACKFILL_SLOTS} per backfill: split the range")
+            existing = {r["scheduled_for"] for r in await conn.fetch(
+                q("backfill_slots"), schedule_id, times)}
+            todo = [t for t in times if t not in existing]
+            result = {"schedule_id": schedule_id, "dry_run": dry_run, "slots": len(times),
+                      "created": len(todo), "existing": len(existing), "run_ids": [],
+                      "times": todo}
+            if dry_run or not todo:
+                return result
+            async with conn.transaction():
+                rows = await conn.fetch(q("insert_backfill_runs"), row["job_id"], schedule_id,
+                                        todo, actor, {"from": start.isoformat(),
+                                                      "to": end.isoformat(),
+                                                      "slots": len(times)})
+                await wake_scheduler(conn, "backfill")
+        log.info("schedule.backfilled", schedule_id=schedule_id, slots=len(times),
+                 created=len(rows), actor=actor)
+        made = [r["scheduled_for"] for r in rows]
+        return dict(result, created=len(rows), existing=len(times) - len(rows),
+                    run_ids=[r["id"] for r in rows], times=made)
+
     # --- runs -----------------------------------------------------------------------
 
     async def list_runs(self, *, job: str | int | None = None, schedule_id: int | None = None,
@@ -437,7 +553,7 @@ class Service:
         row = await self.pool.fetchrow(q("get_run"), run_id)
         if row is None:
             raise NotFound(f"no run {run_id}")
-        return dict(row, result=jsonb.render(row["result"]))
+        return dict(row, result=jsonb.render(row["result"]), payload=jsonb.render(row["payload"]))
 
     async def cancel_run(self, actor: str, run_id: int) -> dict[str, Any]:
         """A queued run is cancelled at once; a running one is asked to stop."""
@@ -453,12 +569,19 @@ class Service:
         return {"id": run_id, "status": row["status"], "cancel_requested": True}
 
     async def retry_run(self, actor: str, run_id: int) -> int:
-        """A new manual run of the same job (attempt 1); the original stays as it ended."""
-        run = await self.get_run(run_id)
+        """A new manual run of the same job (attempt 1) with the same arguments and
+        priority; the original stays as it ended."""
+        run = await self.pool.fetchrow(q("run_arguments"), run_id)
+        if run is None:
+            raise NotFound(f"no run {run_id}")
         if run["status"] not in FINAL_STATUSES:
             raise Conflict(f"run {run_id} is still {run['status']}; retry a finished run, "
                            "or cancel this one first")
-        return await self._enqueue(actor, run["job_id"], "run.retry", {"retry_of": run_id})
+        again = RunArguments(payload=run["payload"], secret_payload=run["secret_payload"],
+                             priority=run["priority"])
+        queued, _ = await self._enqueue(actor, run["job_id"], "run.retry",
+                                        {"retry_of": run_id}, again)
+        return queued["run_id"]
 
     # --- scheduler, workers, stats ----------------------------------------------------
 
@@ -585,6 +708,18 @@ def plan_schedule(fields: dict[str, Any], *, created_at: datetime, now: datetime
     next_run_at = sched.first_fire(spec, now) if active else None
     fields["cron"] = spec.cron if spec.kind == "cron" else None
     return fields, next_run_at
+
+
+def _slots_between(spec: sched.Spec, start: datetime, end: datetime, cap: int
+                   ) -> tuple[list[datetime], bool]:
+    """The slots of `spec` from `start` to `end`, both included, and whether there are
+    more than `cap` (then the list holds them counted up to BACKFILL_COUNT_LIMIT)."""
+    times: list[datetime] = []
+    slot = sched.next_fire(spec, start - timedelta(microseconds=1))
+    while slot is not None and slot <= end and len(times) <= BACKFILL_COUNT_LIMIT:
+        times.append(slot)
+        slot = sched.next_fire(spec, slot)
+    return times, len(times) > cap
 
 
 def _instant(value: str | None) -> datetime | None:

@@ -32,7 +32,8 @@ class RunMessage(BaseModel):
     job_id: int = Field(ge=1, le=MAX_ID)
     job: str = Field(description="The job's name.")
     handler: str = Field(description="Which handler executes the run, e.g. http or python.")
-    payload: dict[str, Any] = Field(description="The job's payload (secret fields excluded).")
+    payload: dict[str, Any] = Field(description="The run's payload: the arguments it was "
+                                    "triggered with, else its job's (secret fields masked).")
     schedule_id: int | None = Field(description="The schedule that planned it; null for manual runs.")
     scheduled_for: datetime = Field(description="The planned slot (ISO 8601, UTC).")
     attempt: int = Field(ge=1, le=MAX_ATTEMPT,

@@ -3,6 +3,9 @@
 The claim names the attempt, so a stale duplicate of an earlier attempt can never
 start a retry early; a run that is taken, finished or cancelled is not claimed again.
 The job's concurrency policy is applied in the same transaction, serialised per job.
+Priority: a claim of a job with policy `allow` starts the highest-priority run waiting
+on the message's queue instead of the message's own run when one ranks above it; the
+message's run goes back to the outbox (worker.sql, claim_run).
 Everything about the run (its job, handler, payload, secrets, timeout) is read from the
 database: a message only says which run and attempt to look at.
 
@@ -117,7 +120,7 @@ async def _claim_by_policy(conn: asyncpg.Connection, message: RunRef, job: async
         if skipped is not None:
             return ClaimResult(Claim.SKIPPED, detail=f"run {skipped['running_id']} is running")
     run = await conn.fetchrow(q("claim_run"), message.run_id, message.attempt, worker_id,
-                              False, handlers, queues)
+                              handlers, queues, False)
     if run is not None:
         if policy == "replace":
             replaced = await conn.fetch(q("cancel_other_runs_of_job"), run["job_id"], run["id"])
@@ -197,16 +200,21 @@ class Claimer:
             return
         # One round trip and one transaction; each claim is found by its primary key
         # whatever the table's statistics say (a set-based UPDATE ... FROM unnest could
-        # be planned as a scan of every queued run while the table is young).
+        # be planned as a scan of every queued run while the table is young). A claim may
+        # start a run of higher priority than its message's.
         rows = await self.db(lambda c: c.fetchmany(
             q("claim_run"),
-            [(m.run_id, m.attempt, self.worker_id, True, self.handlers, self.queues)
+            [(m.run_id, m.attempt, self.worker_id, self.handlers, self.queues, True)
              for m, _ in live]))
-        claimed: dict[tuple[int, int], asyncpg.Record] = {(r["id"], r["attempt"]): r for r in rows}
+        by_message = {(r["message_run_id"], r["message_attempt"]): r for r in rows}
         for message, future in live:
             if not future.done():
-                row = claimed.pop((message.run_id, message.attempt), None)
+                row = by_message.pop((message.run_id, message.attempt), None)
                 future.set_result(None if row is None else ClaimResult(Claim.CLAIMED, row))
+        if any(r["swapped"] for r in rows):
+            # Their messages' runs are back in the outbox: the relay publishes them now.
+            await self.db(lambda c: wake_scheduler(c, "priority"))
+        claimed = {(r["id"], r["attempt"]): r for r in by_message.values()}
         if claimed:
             # Claimed for waiters cancelled meanwhile (shutdown): queue them again at once,
             # the attempt not counted, for the outbox to publish.

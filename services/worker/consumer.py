@@ -191,8 +191,14 @@ class Consumer:
                 self.quarantine.leave()
             raise
         if claimed.claim is Claim.CLAIMED:
-            await self._run(message, ref, claimed.run, fields, suspect=False,
-                            detail=claimed.detail)
+            row = claimed.run
+            if row["id"] != ref.run_id:
+                # A run of higher priority was waiting: this message started it instead.
+                log.info("run.claimed_by_priority", message_run_id=ref.run_id,
+                         run_id=row["id"], attempt=row["attempt"])
+                ref = RunRef(version=ref.version, run_id=row["id"], attempt=row["attempt"])
+                fields = dict(run_id=ref.run_id, attempt=ref.attempt)
+            await self._run(message, ref, row, fields, suspect=False, detail=claimed.detail)
             return
         if admitted:
             self.quarantine.leave()

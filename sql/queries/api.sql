@@ -165,10 +165,14 @@ DELETE FROM schedules WHERE id = $1 RETURNING id;
 -- A run of the job with id $1 or name $6 (as get_job) requested by a person or a
 -- program ($2: who), leased to this publisher for $3 seconds (NULL: no publisher here,
 -- the scheduler's relay publishes it), with its audit_log row (action $4, details $5
--- plus the job's name): one statement, so one transaction. Returns what its message
--- needs; no row if there is no such job.
+-- plus the job's name): one statement, so one transaction. Its own payload $7 (secret
+-- fields masked) and encrypted secret fields $8 (NULL: the job's payload at start),
+-- idempotency key $9 and priority $10 (NULL: the job's). Returns what its message needs;
+-- no row if there is no such job, or if the job has a run with key $9 already
+-- (find_keyed_run finds it: a concurrent request with the same key waits here for the
+-- first to commit, then inserts nothing).
 WITH job AS (
-    SELECT id, name, handler, payload, queue, timeout_seconds, max_attempts
+    SELECT id, name, handler, payload, queue, priority, timeout_seconds, max_attempts
     FROM jobs
     WHERE id = $1 OR name = $6
     ORDER BY (id IS NOT DISTINCT FROM $1) DESC
@@ -176,28 +180,82 @@ WITH job AS (
 ),
 run AS (
     INSERT INTO runs (job_id, schedule_id, scheduled_for, trigger, triggered_by, status,
-                      attempt, max_attempts, available_at, publish_lease_until)
+                      attempt, max_attempts, available_at, publish_lease_until,
+                      payload, secret_payload, idempotency_key, priority)
     SELECT job.id, NULL, now(), 'manual', $2, 'queued', 1, job.max_attempts, now(),
-           now() + make_interval(secs => $3)
+           now() + make_interval(secs => $3), $7, $8, $9, coalesce($10, job.priority)
     FROM job
-    RETURNING id, job_id, schedule_id, scheduled_for, attempt
+    ON CONFLICT (job_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING id, job_id, schedule_id, scheduled_for, attempt, payload
 ),
 audit AS (
     INSERT INTO audit_log (actor, action, target_type, target_id, details)
     SELECT $2, $4, 'run', run.id::text, $5::jsonb || jsonb_build_object('job', job.name)
     FROM run, job
 )
-SELECT run.id AS run_id, run.job_id, job.name AS job, job.handler, job.payload, job.queue,
+SELECT run.id AS run_id, run.job_id, job.name AS job, job.handler,
+       coalesce(run.payload, job.payload) AS payload, job.queue,
        run.schedule_id, run.scheduled_for, run.attempt, job.timeout_seconds
 FROM run
 JOIN job ON job.id = run.job_id;
+
+-- name: expire_idempotency_key
+-- Key $2 of job $1 was first used more than $3 seconds ago: it is free again (the run
+-- that had it stays, without it).
+UPDATE runs
+SET idempotency_key = NULL,
+    updated_at = now()
+WHERE job_id = $1
+  AND idempotency_key = $2
+  AND created_at < now() - make_interval(secs => $3);
+
+-- name: find_keyed_run
+-- The run of job $1 made with idempotency key $2, as it is now.
+SELECT id, status
+FROM runs
+WHERE job_id = $1
+  AND idempotency_key = $2;
+
+-- name: run_arguments
+-- What a retry of run $1 runs again: its own payload (NULL: the job's) and priority.
+SELECT job_id, status, payload, secret_payload, priority
+FROM runs
+WHERE id = $1;
+
+-- name: backfill_slots
+-- Which of the slots $2 of schedule $1 have a run already (the tick's or a backfill's).
+SELECT scheduled_for
+FROM runs
+WHERE schedule_id = $1
+  AND scheduled_for = ANY($2::timestamptz[]);
+
+-- name: insert_backfill_runs
+-- One run of job $1 per slot $3 of schedule $2, available now, for the relay to publish;
+-- a slot that has its run already is left alone (the slot key the tick uses). With the
+-- audit row (actor $4, details $5).
+WITH run AS (
+    INSERT INTO runs (job_id, schedule_id, scheduled_for, trigger, triggered_by, status,
+                      attempt, max_attempts, available_at, priority)
+    SELECT j.id, $2, t.slot, 'backfill', $4, 'queued', 1, j.max_attempts, now(), j.priority
+    FROM jobs j, unnest($3::timestamptz[]) AS t(slot)
+    WHERE j.id = $1
+    ON CONFLICT (schedule_id, scheduled_for) DO NOTHING
+    RETURNING id, scheduled_for
+),
+audit AS (
+    INSERT INTO audit_log (actor, action, target_type, target_id, details)
+    SELECT $4, 'schedule.backfill', 'schedule', $2::text,
+           $5::jsonb || jsonb_build_object('created', count(*))
+    FROM run
+)
+SELECT id, scheduled_for FROM run ORDER BY scheduled_for;
 
 -- name: list_runs
 -- History, newest first, keyset-paginated on id ($6: the last id of the previous page).
 SELECT r.id, r.job_id, j.name AS job, r.schedule_id, r.scheduled_for, r.trigger,
        r.triggered_by, r.status, r.attempt, r.max_attempts, r.available_at,
        r.published_at, r.cancel_requested, r.started_at, r.finished_at, r.heartbeat_at,
-       r.worker_id, r.error, r.created_at, r.updated_at,
+       r.worker_id, r.error, r.priority, r.created_at, r.updated_at,
        EXTRACT(EPOCH FROM (r.finished_at - r.started_at))::float8 AS duration_s
 FROM runs r
 JOIN jobs j ON j.id = r.job_id
@@ -215,7 +273,8 @@ LIMIT $7;
 SELECT r.id, r.job_id, j.name AS job, j.handler, r.schedule_id, r.scheduled_for, r.trigger,
        r.triggered_by, r.status, r.attempt, r.max_attempts, r.available_at,
        r.published_at, r.cancel_requested, r.started_at, r.finished_at, r.heartbeat_at,
-       r.worker_id, r.result, r.error, r.output, r.output_at, r.created_at, r.updated_at,
+       r.worker_id, r.result, r.error, r.output, r.output_at, r.priority, r.payload,
+       r.idempotency_key, r.created_at, r.updated_at,
        EXTRACT(EPOCH FROM (r.finished_at - r.started_at))::float8 AS duration_s
 FROM runs r
 JOIN jobs j ON j.id = r.job_id

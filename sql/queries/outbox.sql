@@ -43,7 +43,8 @@ SET publish_lease_until = now() + make_interval(secs => $2)
 FROM pending, jobs j
 WHERE r.id = pending.id
   AND j.id = r.job_id
-RETURNING r.id AS run_id, r.job_id, j.name AS job, j.handler, j.payload, j.queue,
+RETURNING r.id AS run_id, r.job_id, j.name AS job, j.handler,
+          coalesce(r.payload, j.payload) AS payload, j.queue,
           r.schedule_id, r.scheduled_for, r.attempt, j.timeout_seconds;
 
 -- name: release_publish_lease

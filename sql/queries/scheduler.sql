@@ -35,16 +35,18 @@ JOIN schedules s ON s.id = claimed.id
 JOIN jobs j ON j.id = s.job_id;
 
 -- name: insert_scheduled_runs
--- One run per planned slot; a slot that already has its run is left alone. Runs that
--- are available now are leased to this publisher for $6 seconds; later ones (jitter,
--- look-ahead) are left to the relay.
+-- One run per planned slot, with its job's priority; a slot that already has its run is
+-- left alone. Runs that are available now are leased to this publisher for $6 seconds;
+-- later ones (jitter, look-ahead) are left to the relay.
 INSERT INTO runs (job_id, schedule_id, scheduled_for, trigger, status, attempt,
-                  max_attempts, available_at, publish_lease_until)
+                  max_attempts, available_at, publish_lease_until, priority)
 SELECT t.job_id, t.schedule_id, t.scheduled_for, 'schedule', 'queued', 1,
        t.max_attempts, t.available_at,
-       CASE WHEN t.available_at <= now() THEN now() + make_interval(secs => $6) END
+       CASE WHEN t.available_at <= now() THEN now() + make_interval(secs => $6) END,
+       j.priority
 FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::timestamptz[], $5::integer[])
      AS t(schedule_id, job_id, scheduled_for, available_at, max_attempts)
+JOIN jobs j ON j.id = t.job_id
 ON CONFLICT (schedule_id, scheduled_for) DO NOTHING
 RETURNING id, schedule_id, scheduled_for, publish_lease_until IS NOT NULL AS leased;
 

@@ -16,15 +16,74 @@ SELECT pg_advisory_xact_lock(hashtextextended('sundial.job:' || $1::bigint, 0));
 -- name: claim_run
 -- Start attempt $2 of run $1 on worker $3, unless it is already taken, finished,
 -- cancelled, or a later attempt (a stale duplicate message), not available yet (backoff,
--- jitter), or its job's handler is not one of $5 or its queue not one of $6 (this
--- worker's); with $4, only if its job's concurrency policy is 'allow' (many such claims
--- are pipelined in one transaction). What runs and how long it may take are returned
--- from the job, never taken from the message.
+-- jitter), or its job's handler is not one of $4 or its queue not one of $5 (this
+-- worker's). What runs and how long it may take are returned from the run and its job,
+-- never taken from the message: the run's own payload (a trigger with arguments), else
+-- its job's.
+-- With $6 (the batch claim, many pipelined in one transaction): only a job with policy
+-- 'allow', and priority: the worker starts the run of highest priority that waits,
+-- published, on the same queue for one of its handlers, if one ranks above the message's
+-- run (ties: the oldest). The message's run then goes back to the outbox, still queued,
+-- for a fresh message (`swapped`: the caller wakes the relay); the better run's own
+-- message finds it taken and is dropped. Only runs above priority 0 are looked at
+-- (runs_waiting_priority), so with every job at 0 nothing is swapped.
 -- fire_lag_s: how late it starts, from when it was due (its slot with jitter, or the
 -- end of a retry's backoff), for the worker's fire lag histogram.
 -- Here and below, a message in hand proves the run was published, whether or not its
 -- publisher lived to mark it. Takeovers and fresh messages are counted per message and
 -- attempt: a claim starts afresh.
+WITH msg AS (
+    SELECT r.id, r.priority, j.queue
+    FROM runs r
+    JOIN jobs j ON j.id = r.job_id
+    WHERE r.id = $1
+      AND r.attempt = $2
+      AND r.status = 'queued'
+      AND NOT r.cancel_requested
+      AND r.available_at <= now()
+      AND (NOT $6 OR j.concurrency_policy = 'allow')
+      AND j.handler = ANY($4::text[])
+      AND j.queue = ANY($5::text[])
+    FOR UPDATE OF r
+),
+better AS (
+    -- Per job of the message's queue (few), its best waiting run: one probe of
+    -- runs_waiting_priority each, whatever waits on other queues.
+    SELECT c.id
+    FROM msg
+    JOIN jobs j ON j.queue = msg.queue
+    CROSS JOIN LATERAL (
+        SELECT r.id, r.priority
+        FROM runs r
+        WHERE r.job_id = j.id
+          AND r.status = 'queued'
+          AND r.published_at IS NOT NULL
+          AND r.priority > 0
+          AND r.priority > msg.priority
+          AND NOT r.cancel_requested
+          AND r.available_at <= now()
+        ORDER BY r.priority DESC, r.id
+        LIMIT 1
+        FOR UPDATE SKIP LOCKED
+    ) c
+    WHERE $6
+      AND j.concurrency_policy = 'allow'
+      AND j.handler = ANY($4::text[])
+    ORDER BY c.priority DESC, c.id
+    LIMIT 1
+),
+chosen AS (
+    SELECT coalesce((SELECT id FROM better), (SELECT id FROM msg)) AS id
+),
+handed_back AS (
+    UPDATE runs
+    SET published_at = NULL,
+        publish_lease_until = NULL,
+        updated_at = now()
+    WHERE id = (SELECT id FROM msg)
+      AND EXISTS (SELECT 1 FROM better)
+    RETURNING id
+)
 UPDATE runs r
 SET status = 'running',
     published_at = coalesce(r.published_at, now()),
@@ -36,20 +95,18 @@ SET status = 'running',
     heartbeat_at = now(),
     worker_id = $3,
     updated_at = now()
-FROM jobs j
-WHERE r.id = $1
-  AND r.attempt = $2
+FROM chosen, jobs j
+WHERE r.id = chosen.id
   AND r.status = 'queued'
-  AND NOT r.cancel_requested
   AND j.id = r.job_id
-  AND r.available_at <= now()
-  AND (NOT $4 OR j.concurrency_policy = 'allow')
-  AND j.handler = ANY($5::text[])
-  AND j.queue = ANY($6::text[])
 RETURNING r.id, r.job_id, r.attempt, r.max_attempts, j.name AS job, j.handler, j.queue,
-          j.payload, j.secret_payload, j.timeout_seconds, j.retry_backoff_seconds,
-          j.retry_backoff_max_seconds,
-          EXTRACT(EPOCH FROM now() - r.available_at)::float8 AS fire_lag_s;
+          coalesce(r.payload, j.payload) AS payload,
+          CASE WHEN r.payload IS NULL THEN j.secret_payload ELSE r.secret_payload END
+              AS secret_payload,
+          j.timeout_seconds, j.retry_backoff_seconds, j.retry_backoff_max_seconds,
+          EXTRACT(EPOCH FROM now() - r.available_at)::float8 AS fire_lag_s,
+          $1::bigint AS message_run_id, $2::integer AS message_attempt,
+          r.id <> $1 AS swapped;
 
 -- name: skip_run_if_job_busy
 -- forbid policy: attempt $2 of run $1 ends 'skipped' when its job already has a running run.
@@ -125,8 +182,10 @@ WHERE r.id = $1
   AND j.handler = ANY($5::text[])
   AND j.queue = ANY($6::text[])
 RETURNING r.id, r.job_id, r.attempt, r.max_attempts, j.name AS job, j.handler, j.queue,
-          j.payload, j.secret_payload, j.timeout_seconds, j.retry_backoff_seconds,
-          j.retry_backoff_max_seconds,
+          coalesce(r.payload, j.payload) AS payload,
+          CASE WHEN r.payload IS NULL THEN j.secret_payload ELSE r.secret_payload END
+              AS secret_payload,
+          j.timeout_seconds, j.retry_backoff_seconds, j.retry_backoff_max_seconds,
           EXTRACT(EPOCH FROM now() - r.available_at)::float8 AS fire_lag_s;
 
 -- name: end_abandoned_run

@@ -14,7 +14,7 @@ import pytest
 import tzdata
 from playwright.async_api import expect
 
-from sundial.api.schemas import JobCreate
+from sundial.api.schemas import JobCreate, ScheduleFields
 from sundial.api.service import Service
 from sundial.api.settings import ApiSettings
 from tests.conftest import ARTIFACTS, service_env, start_api, wait_for
@@ -222,8 +222,8 @@ async def test_operator_creates_runs_and_inspects_a_job(browser, processes, pool
     await shot(viewer, "11-jobs-viewer")
     await viewer.goto(f"/jobs/{job_id}")
     await viewer.locator(".schedule-card .words").wait_for()
-    for write in ("#run-now", "#toggle-job", "#save-job", "#add-schedule", "#delete-job",
-                  ".schedule-card button"):
+    for write in ("#run-now", "#run-with", "#run-form", "#backfill-form", "#toggle-job",
+                  "#save-job", "#add-schedule", "#delete-job", ".schedule-card button"):
         assert await viewer.locator(write).count() == 0, write
     assert await viewer.is_disabled("#name")
     await viewer.goto(f"/runs/{run_id}")
@@ -247,13 +247,66 @@ async def test_operator_creates_runs_and_inspects_a_job(browser, processes, pool
     await page.locator("#run-status .status-succeeded").wait_for()
     assert "manual by ops-admin" in await page.text_content("#run-facts")
     await svc.create_job("test", JobCreate(name="no-worker-here", handler="noop", queue="idle"))
-    stuck = await svc.trigger_job("test", "no-worker-here")
+    stuck = (await svc.trigger_job("test", "no-worker-here"))[0]["run_id"]
     await page.goto(f"/runs/{stuck}")
     await page.locator("#run-status .status-queued").wait_for()
     await shot(page, "13-run-queued")
     await page.click("#cancel")
     await page.locator("#run-status .status-cancelled").wait_for()
     assert await pool.fetchval("SELECT status FROM runs WHERE id = $1", stuck) == "cancelled"
+
+
+async def test_run_with_arguments_and_backfill_from_the_job_page(browser, processes, pool,
+                                                                db_url, amqp_url, queue) -> None:
+    svc = Service(pool, ApiSettings(DATABASE_URL=db_url, RABBITMQ_URL=amqp_url))
+    _, key = await svc.create_key("test", "ops", "admin")
+    job = await svc.create_job("test", JobCreate(
+        name="report", handler="noop", queue=queue, payload={"day": "x", "n": 1},
+        schedules=[ScheduleFields(kind="cron", cron="0 * * * *")]))
+    page = await new_page(browser, await start_api(processes, db_url, amqp_url))
+    await sign_in(page, key)
+    await page.goto(f"/jobs/{job['id']}")
+    await page.locator(".schedule-card .words").wait_for()
+
+    # Run with arguments: bad JSON is refused beside the field; a key runs once.
+    await page.click("#run-with")
+    await page.fill("#run-payload", '{"day": 3')
+    await page.click("#run-form button[type=submit]")
+    await expect(page.locator('#run-form [data-field="payload"] .error')).to_contain_text(
+        "is not JSON")
+    await page.fill("#run-payload", '{"day": "2024-03-01"}')
+    await page.fill("#run-key", "report-0301")
+    await shot(page, "15-job-run-with-arguments")
+    await page.click("#run-form button[type=submit]")
+    await page.locator("#flash").filter(has_text="queued").wait_for()
+    run = await pool.fetchrow("SELECT payload, idempotency_key FROM runs")
+    assert dict(run) == {"payload": {"day": "2024-03-01", "n": 1},
+                         "idempotency_key": "report-0301"}
+    await page.click("#run-with")
+    await page.fill("#run-payload", '{"day": "2024-03-01"}')
+    await page.fill("#run-key", "report-0301")
+    await page.click("#run-form button[type=submit]")
+    await page.locator("#flash").filter(has_text="has this key already").wait_for()
+    assert await pool.fetchval("SELECT count(*) FROM runs") == 1
+
+    # Backfill the schedule's slots of a morning (the browser's zone: Paris), preview first.
+    await page.click(".schedule-card >> text=Backfill…")
+    await page.fill("#backfill-from", "2024-03-01T00:00:00")
+    await page.fill("#backfill-to", "2024-03-01T09:00:00")
+    await page.click("#backfill-preview")
+    await expect(page.locator("#backfill-result")).to_contain_text(
+        "10 slot(s) in the range, 0 with a run already: 10 run(s) would be made.")
+    assert await pool.fetchval("SELECT count(*) FROM runs") == 1
+    await page.click("#backfill-form button[type=submit]")
+    await expect(page.locator("#backfill-result")).to_contain_text("10 run(s) made.")
+    await shot(page, "16-job-backfill")
+    slots = await pool.fetch("SELECT scheduled_for FROM runs WHERE trigger = 'backfill' "
+                             "ORDER BY scheduled_for")
+    assert [r["scheduled_for"].hour for r in slots] == [23, *range(9)], "Paris is UTC+1"
+    await page.fill("#backfill-to", "2999-01-01T00:00:00")
+    await page.click("#backfill-preview")
+    await expect(page.locator('#backfill-form [data-field="to"] .error')).to_contain_text(
+        "in the future")
 
 
 @pytest.mark.timeout(180)

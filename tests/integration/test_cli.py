@@ -205,6 +205,56 @@ async def test_runs_cancel_retry_and_follow(sundial, db_url, amqp_url, processes
     assert followed.stdout.splitlines()[-1].endswith("succeeded, attempt 1")
 
 
+def test_jobs_trigger_with_arguments_and_a_key(sundial) -> None:
+    assert sundial("jobs", "add", "--name", "rep", "--payload", '{"day": "x", "n": 1}'
+                   ).returncode == 0
+    first = sundial("jobs", "trigger", "rep", "--payload", '{"day": "2024-03-01"}',
+                    "--key", "rep-0301", "--json")
+    assert first.returncode == 0, first.stderr
+    queued = json.loads(first.stdout)
+    assert queued["status"] == "queued" and queued["replayed"] is False
+    run = json.loads(sundial("runs", "show", str(queued["run_id"]), "--json").stdout)
+    assert run["payload"] == {"day": "2024-03-01", "n": 1}
+    assert run["idempotency_key"] == "rep-0301"
+
+    again = sundial("jobs", "trigger", "rep", "--payload", '{"day": "2024-03-01"}',
+                    "--key", "rep-0301")
+    assert again.returncode == 0, again.stderr
+    assert f"run {queued['run_id']} has key 'rep-0301' already" in again.stdout
+    replaced = sundial("jobs", "trigger", "rep", "--payload", '{"day": "y"}', "--replace",
+                       "--priority", "8", "--json")
+    run = json.loads(sundial("runs", "show", str(json.loads(replaced.stdout)["run_id"]),
+                             "--json").stdout)
+    assert run["payload"] == {"day": "y"} and run["priority"] == 8
+    assert len(json.loads(sundial("runs", "list", "--json").stdout)) == 2
+
+    lone = sundial("jobs", "trigger", "rep", "--replace")
+    assert lone.returncode == 2 and "--replace" in lone.stderr and "--payload" in lone.stderr
+    bad = sundial("jobs", "trigger", "rep", "--priority", "10")
+    assert bad.returncode == 2 and "priority 10" in bad.stderr
+    assert len(bad.stderr.splitlines()) == 1
+
+
+def test_schedules_backfill_makes_each_slot_once(sundial) -> None:
+    added = sundial("jobs", "add", "--name", "etl", "--cron", "0 * * * *", "--json")
+    schedule_id = json.loads(added.stdout)["schedules"][0]["id"]
+    args = ("schedules", "backfill", str(schedule_id), "--from", "2024-03-01T00:00:00Z",
+            "--to", "2024-03-01T09:00:00Z")
+    dry = sundial(*args, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "10 slot(s) in the range, 0 with a run already; would make 10 run(s)" in dry.stdout
+    assert json.loads(sundial("runs", "list", "--json").stdout) == []
+    done = json.loads(sundial(*args, "--json").stdout)
+    assert done["created"] == 10 and len(done["run_ids"]) == 10
+    again = sundial(*args)
+    assert "10 with a run already; made 0 run(s)" in again.stdout
+    runs = json.loads(sundial("runs", "list", "--json").stdout)
+    assert len(runs) == 10 and {r["trigger"] for r in runs} == {"backfill"}
+    bad = sundial("schedules", "backfill", str(schedule_id), "--from", "yesterday",
+                  "--to", "2024-03-01T09:00:00Z")
+    assert bad.returncode == 2 and "from 'yesterday'" in bad.stderr
+
+
 def test_several_hosts_in_database_url_reach_the_one_that_answers(db_url, amqp_url) -> None:
     env = service_env(several_hosts(db_url, free_port()), amqp_url)
 

@@ -95,6 +95,14 @@ async def test_batches_drain_a_backlog_with_no_duplicate_slots(pool, queue):
     assert counts["runs"] == counts["schedules"] == 250
 
 
+async def test_scheduled_runs_take_their_jobs_priority(pool, queue):
+    job = await make_job(pool, queue)
+    await pool.execute("UPDATE jobs SET priority = 6 WHERE id = $1", job)
+    await make_interval_schedule(pool, job, 3600, behind_s=1)
+    assert (await tick(pool, batch_size=10, look_ahead_s=0, lease_s=LEASE_S)).created == 1
+    assert await pool.fetchval("SELECT priority FROM runs") == 6
+
+
 async def test_never_planned_schedule_gets_its_first_slot(pool, queue):
     job = await make_job(pool, queue)
     sid = await pool.fetchval(

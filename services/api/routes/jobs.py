@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Body, Path, Query, Response, status
 
 from sundial.api.auth import Caller
 from sundial.api.routes import Svc
-from sundial.api.schemas import Deleted, JobCreate, JobDetail, JobHealth, JobSummary, JobUpdate, Queued
+from sundial.api.schemas import (
+    Deleted,
+    JobCreate,
+    JobDetail,
+    JobHealth,
+    JobSummary,
+    JobUpdate,
+    TriggerBody,
+    Triggered,
+)
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 JobRef = Annotated[str, Path(min_length=1, max_length=200, description="A job's id or name.")]
@@ -57,10 +66,19 @@ async def delete_job(job: JobRef, svc: Svc, who: Caller):
     return {"id": await svc.delete_job(who.name, job)}
 
 
-@router.post("/{job}/trigger", response_model=Queued, status_code=status.HTTP_202_ACCEPTED)
-async def trigger_job(job: JobRef, svc: Svc, who: Caller):
-    """Run now (even if the job is paused); `triggered_by` is the key's name."""
-    return {"run_id": await svc.trigger_job(who.name, job)}
+@router.post("/{job}/trigger", response_model=Triggered, status_code=status.HTTP_202_ACCEPTED,
+             responses={200: {"model": Triggered,
+                              "description": "The idempotency key was used within 24 hours: "
+                                             "the first run, no new one."}})
+async def trigger_job(job: JobRef, svc: Svc, who: Caller, response: Response,
+                      body: Annotated[TriggerBody | None, Body()] = None):
+    """Run now (even if the job is paused); `triggered_by` is the key's name. The body is
+    optional: `payload` runs it with arguments (merged into the job's payload, or
+    replacing it), `idempotency_key` makes a repeat return the first run."""
+    queued, created = await svc.trigger_job(who.name, job, body)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return queued
 
 
 @router.post("/{job}/pause", response_model=JobDetail)

@@ -8,7 +8,17 @@ from fastapi import APIRouter, Path, Query, status
 
 from sundial.api.auth import Caller
 from sundial.api.routes import Svc
-from sundial.api.schemas import MAX_ID, Deleted, Preview, Schedule, ScheduleCreate, ScheduleFields, ScheduleUpdate
+from sundial.api.schemas import (
+    MAX_ID,
+    Backfill,
+    BackfillBody,
+    Deleted,
+    Preview,
+    Schedule,
+    ScheduleCreate,
+    ScheduleFields,
+    ScheduleUpdate,
+)
 
 router = APIRouter(prefix="/schedules", tags=["schedules"])
 ScheduleId = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -72,3 +82,12 @@ async def preview_schedule(schedule_id: ScheduleId, svc: Svc,
                            count: Annotated[int, Query(ge=1, le=100)] = 10):
     """The next `count` fire times (UTC), before jitter."""
     return await svc.preview(schedule_id, count)
+
+
+@router.post("/{schedule_id}/backfill", response_model=Backfill)
+async def backfill_schedule(schedule_id: ScheduleId, body: BackfillBody, svc: Svc, who: Caller):
+    """A run for each slot of the schedule from `from` to `to` (both included, not in the
+    future) that has none yet, whether the schedule and its job are active or not: the
+    slot key of the scheduler's ticks, so no slot runs twice. At most 1000 slots per
+    request (422 with their count beyond). `dry_run` writes nothing."""
+    return await svc.backfill(who.name, schedule_id, body.from_, body.to, dry_run=body.dry_run)

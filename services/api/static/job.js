@@ -1,5 +1,5 @@
 /* A job: the create/edit form with handler-specific fields, its schedules with a live
-   preview of the next fire times, run now, pause/resume. Errors of a 422 are shown beside
+   preview of the next fire times and backfill, run now (with arguments), pause/resume. Errors of a 422 are shown beside
    the field they name. */
 "use strict";
 
@@ -326,6 +326,7 @@ Sundial.page(() => {
           load();
         }, { class: "btn small" }),
         declared ? null : Sundial.action("Edit", async () => openEditor(s), { class: "btn small" }),
+        Sundial.action("Backfill…", async () => openBackfill(s), { class: "btn small" }),
         declared && s.managed_key !== null ? null : Sundial.action("Delete", async () => {
           if (!confirm("Delete this schedule? Its past runs stay in the history.")) return;
           await api("DELETE", `/api/schedules/${s.id}`);
@@ -341,6 +342,63 @@ Sundial.page(() => {
     box.hidden = false;
     editor.fill(s || { kind: "cron", cron: "", timezone: Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC", jitter_seconds: 0, misfire_policy: "run_once" });
     $("[name=kind]", box).focus();
+  }
+
+  // --- run with arguments, backfill -----------------------------------------------------------
+
+  let backfilling = null;  // the schedule of the open backfill form
+
+  function openBackfill(s) {
+    backfilling = s;
+    const box = $("#backfill-form");
+    clearErrors(box);
+    $("#backfill-title").textContent = `Backfill: ${describeSchedule(s)}`;
+    $("#backfill-result").hidden = true;
+    box.hidden = false;
+    box.elements.from.focus();
+  }
+
+  /* A datetime-local value (the browser's time zone) as an instant with its offset. */
+  function instant(value) {
+    const t = new Date(value);
+    return Number.isNaN(t.getTime()) ? value : t.toISOString();
+  }
+
+  async function backfill(dryRun) {
+    const box = $("#backfill-form");
+    clearErrors(box);
+    try {
+      const done = await api("POST", `/api/schedules/${backfilling.id}/backfill`, {
+        from: instant(box.elements.from.value), to: instant(box.elements.to.value), dry_run: dryRun });
+      const result = $("#backfill-result");
+      result.textContent = `${done.slots} slot(s) in the range, ${done.existing} with a run already: `
+        + (dryRun ? `${done.created} run(s) would be made.` : `${done.created} run(s) made.`);
+      result.hidden = false;
+      if (!dryRun) latestRuns();
+    } catch (err) { if (err.status !== 401) showErrors(box, err); }
+  }
+
+  async function runWithArguments() {
+    const box = $("#run-form");
+    clearErrors(box);
+    const body = {};
+    const text = box.elements.payload.value.trim();
+    if (text) {
+      try { body.payload = JSON.parse(text); } catch (err) {
+        showErrors(box, { detail: [{ field: "payload", reason: "is not JSON: " + err.message }] });
+        return;
+      }
+      body.mode = box.elements.mode.value;
+    }
+    if (box.elements.idempotency_key.value) body.idempotency_key = box.elements.idempotency_key.value;
+    if (box.elements.priority.value !== "") body.priority = Number(box.elements.priority.value);
+    try {
+      const queued = await api("POST", `/api/jobs/${jobId}/trigger`, body);
+      Sundial.flash(queued.replayed ? `Run #${queued.run_id} has this key already (${queued.status}): no new run.`
+        : `Run #${queued.run_id} queued.`, "ok", { href: "/runs/" + queued.run_id, text: "Open it" });
+      box.hidden = true;
+      latestRuns();
+    } catch (err) { if (err.status !== 401) showErrors(box, err); }
   }
 
   function show(j) {
@@ -408,6 +466,17 @@ Sundial.page(() => {
           latestRuns();
         } catch (err) { Sundial.flash(err.message, "error"); }
       });
+      $("#run-with").addEventListener("click", () => {
+        const box = $("#run-form");
+        clearErrors(box);
+        box.hidden = false;
+        box.elements.payload.focus();
+      });
+      $("#run-cancel").addEventListener("click", () => { $("#run-form").hidden = true; });
+      $("#run-form").addEventListener("submit", (event) => { event.preventDefault(); runWithArguments(); });
+      $("#backfill-preview").addEventListener("click", () => backfill(true));
+      $("#backfill-cancel").addEventListener("click", () => { $("#backfill-form").hidden = true; });
+      $("#backfill-form").addEventListener("submit", (event) => { event.preventDefault(); backfill(false); });
       $("#toggle-job").addEventListener("click", async () => {
         try { show(await api("POST", `/api/jobs/${jobId}/${job.enabled ? "pause" : "resume"}`)); } catch (err) { Sundial.flash(err.message, "error"); }
       });
