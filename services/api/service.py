@@ -327,7 +327,7 @@ class Service:
             stored = job["payload"] if isinstance(job["payload"], dict) else {}
             payload = body.payload if body.mode == "replace" else {**stored, **body.payload}
             run.payload, run.secret_payload = await self._prepare_payload(
-                job["handler"], payload, lambda: self._stored_secrets(job))
+                job["handler"], payload, lambda: self.stored_secrets(job))
         details = {"mode": body.mode if body.payload is not None else None,
                    "idempotency_key": body.idempotency_key}
         return await self._enqueue(actor, job["id"], "job.trigger",
