@@ -22,8 +22,12 @@ services:
 run: install services
 	@bash scripts/run-local.sh
 
+# Test files run on TEST_PROCESSES processes (each with its own databases and vhost); the
+# few tests that change what every test shares (a RabbitMQ alarm) run alone afterwards.
+TEST_PROCESSES ?= 3
 test: install services
-	$(BIN)/pytest -q -rs -p no:cacheprovider -m "not slow"
+	$(BIN)/pytest -q -rs -p no:cacheprovider -m "not slow and not serial" -n $(TEST_PROCESSES) --dist loadfile
+	$(BIN)/pytest -q -rs -p no:cacheprovider -m "serial and not slow"
 
 test-fast: install
 	$(BIN)/pytest -q tests/unit
@@ -36,7 +40,7 @@ bench: install services
 	$(BIN)/python -m bench
 
 chaos: install services
-	$(BIN)/pytest -q -rs -m slow tests/chaos tests/e2e
+	$(BIN)/pytest -q -rs -p no:cacheprovider -m slow tests/chaos tests/e2e
 
 # Docker instead of local servers: PostgreSQL, RabbitMQ, migrate, 2 schedulers, worker, API.
 up:

@@ -138,11 +138,20 @@ def queue() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
 
 
+def _health_dir() -> Path:
+    """This test process's own HEALTH_DIR: test runs side by side (`make test` runs test
+    files on several processes) must not read each other's heartbeat files."""
+    folder = Path(os.environ.get("TMPDIR", "/tmp")) / f"sundial-test-health-{os.getpid()}"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
 def service_env(db_url: str, amqp_url: str, **extra: object) -> dict[str, str]:
     """The environment for a Sundial process under test."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("SCHEDULER_", "WORKER_", "POSTGRES_", "RABBITMQ_"))}
-    env.update(DATABASE_URL=db_url, RABBITMQ_URL=amqp_url, LOG_FORMAT="json", LOG_LEVEL="INFO")
+    env.update(DATABASE_URL=db_url, RABBITMQ_URL=amqp_url, LOG_FORMAT="json", LOG_LEVEL="INFO",
+               HEALTH_DIR=str(_health_dir()))
     env.update({k: str(v) for k, v in extra.items()})
     return env
 

@@ -114,8 +114,8 @@ async def reported_blocked(conn: asyncpg.Connection, seconds: float) -> str | No
 @pytest.mark.parametrize("fault, seconds", [
     pytest.param("stall", 6, id="stall-short"),
     pytest.param("stall", 20, id="stall-long", marks=pytest.mark.slow),
-    pytest.param("alarm", 6, id="alarm-short"),
-    pytest.param("alarm", 20, id="alarm-long", marks=pytest.mark.slow),
+    pytest.param("alarm", 6, id="alarm-short", marks=pytest.mark.serial),
+    pytest.param("alarm", 20, id="alarm-long", marks=[pytest.mark.slow, pytest.mark.serial]),
 ])
 async def test_a_broker_that_stops_taking_messages_holds_up_no_slot(
         db_url, amqp_url, queue, processes, fault, seconds):
