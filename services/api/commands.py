@@ -463,7 +463,7 @@ async def _runs_list(svc: Any, args: argparse.Namespace) -> None:
 
     if not 1 <= args.limit <= 500:
         raise InvalidInput("--limit", args.limit, "must be between 1 and 500")
-    rows, _ = await svc.list_runs(job=args.job, statuses=args.status, limit=args.limit)
+    rows = (await svc.list_runs(job=args.job, statuses=args.status, limit=args.limit))["items"]
     for row in rows:
         if row["duration_s"] is not None:
             row["duration_s"] = round(row["duration_s"], 3)

@@ -18,6 +18,11 @@ RunStatus = Literal["queued", "running", "succeeded", "failed", "timed_out", "ca
                     "skipped", "dead"]
 FINAL_STATUSES: tuple[str, ...] = ("succeeded", "failed", "timed_out", "cancelled", "skipped",
                                    "dead")
+# The runs a person may cancel, and those worth retrying (a succeeded or skipped run is
+# not: run its job again instead).
+CANCELLABLE_STATUSES: tuple[str, ...] = ("queued", "running")
+RETRYABLE_STATUSES: tuple[str, ...] = ("failed", "dead", "timed_out", "cancelled")
+BULK_MAX_RUNS = 1000
 
 MAX_ID = 2**63 - 1
 YEAR_S = 366 * 86400
@@ -248,6 +253,31 @@ class Run(RunSummary):
 class RunPage(BaseModel):
     items: list[RunSummary]
     next_cursor: int | None = Field(description="Pass as `cursor` for the next (older) page.")
+    total: int = Field(description="How many runs match the filters, on every page.")
+
+
+class RunFilters(Strict):
+    """Which runs: the filters of `GET /api/runs`, all optional."""
+    job: str | None = Field(None, min_length=1, max_length=200, description="A job's id or name.")
+    schedule: int | None = Field(None, ge=1, le=MAX_ID)
+    status: list[RunStatus] | None = Field(None, description="Any of these statuses.")
+    queue: QueueName | None = Field(None, description="Runs of the jobs of this queue.")
+    since: Instant | None = Field(None, description="Created at or after.")
+    until: Instant | None = Field(None, description="Created before.")
+
+
+class BulkRuns(RunFilters):
+    dry_run: bool = Field(False, description="Only count the runs it would change.")
+
+
+class BulkResult(BaseModel):
+    dry_run: bool
+    matched: int = Field(description="The runs the filters select (at most "
+                                     f"{BULK_MAX_RUNS}).")
+    run_ids: list[int] = Field(description="Those runs' ids (changed unless dry_run).")
+    cancelled: int | None = Field(None, description="cancel: queued runs ended at once.")
+    stopping: int | None = Field(None, description="cancel: running runs asked to stop.")
+    queued: list[int] | None = Field(None, description="retry: the new runs.")
 
 
 class CancelResult(BaseModel):

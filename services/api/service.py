@@ -20,10 +20,15 @@ from sundial.api import payloads
 from sundial.api.auth import ROLES, new_key
 from sundial.api.errors import Conflict
 from sundial.api.schemas import (
+    BULK_MAX_RUNS,
+    CANCELLABLE_STATUSES,
     FINAL_STATUSES,
     MAX_ID,
+    RETRYABLE_STATUSES,
+    BulkRuns,
     JobCreate,
     JobUpdate,
+    RunFilters,
     ScheduleCreate,
     ScheduleFields,
     ScheduleUpdate,
@@ -225,18 +230,23 @@ class Service:
                 raise NotFound(f"no job {job!r}")
             if self.publisher is None:
                 await wake_scheduler(conn, "manual")
-        if self.publisher is not None:
-            # Published directly after the commit (the outbox); on failure the lease is
-            # released and the woken scheduler's relay publishes it.
-            result = await publish_runs(self.pool, self.publisher, [dict(row)])
-            if result.failed:
-                log.warning("run.publish_deferred", run_id=row["run_id"],
-                            error=repr(result.first_error))
-                async with self.pool.acquire() as conn:
-                    await wake_scheduler(conn, "manual")
+        await self._publish([row])
         log.info("run.queued", run_id=row["run_id"], job_id=row["job_id"], actor=actor,
                  action=action)
         return row["run_id"]
+
+    async def _publish(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Publish runs just committed (the outbox); on failure their leases are released
+        and the woken scheduler's relay publishes them. Without a publisher (the CLI) the
+        caller woke the scheduler already."""
+        if self.publisher is None or not rows:
+            return
+        result = await publish_runs(self.pool, self.publisher, [dict(r) for r in rows])
+        if result.failed:
+            log.warning("run.publish_deferred", run_ids=sorted(result.failed),
+                        error=repr(result.first_error))
+            async with self.pool.acquire() as conn:
+                await wake_scheduler(conn, "manual")
 
     # --- schedules --------------------------------------------------------------------
 
@@ -345,16 +355,19 @@ class Service:
 
     async def list_runs(self, *, job: str | int | None = None, schedule_id: int | None = None,
                         statuses: Sequence[str] | None = None, since: datetime | None = None,
-                        until: datetime | None = None, cursor: int | None = None,
-                        limit: int = 50) -> tuple[list[dict[str, Any]], int | None]:
-        """A page of runs, newest first, and the cursor of the next page (None: the last)."""
+                        until: datetime | None = None, queue: str | None = None,
+                        cursor: int | None = None, limit: int = 50) -> dict[str, Any]:
+        """A page of runs, newest first: {"items", "next_cursor" (None: the last page),
+        "total" (the runs the filters select, whatever the cursor)}."""
         async with self.pool.acquire() as conn:
             job_id = (await self._job_row(conn, job))["id"] if job is not None else None
             rows = await conn.fetch(q("list_runs"), job_id, schedule_id,
                                     list(statuses) if statuses else None, since, until,
-                                    cursor, limit + 1)
-        items = [dict(r) for r in rows[:limit]]
-        return items, (items[-1]["id"] if len(rows) > limit else None)
+                                    cursor, limit + 1, queue)
+        items = [{k: v for k, v in r.items() if k != "total"} for r in rows[:limit]
+                 if r["id"] is not None]
+        return {"items": items, "next_cursor": items[-1]["id"] if len(rows) > limit else None,
+                "total": rows[0]["total"]}
 
     async def get_run(self, run_id: int) -> dict[str, Any]:
         row = await self.pool.fetchrow(q("get_run"), run_id)
@@ -381,7 +394,65 @@ class Service:
         if run["status"] not in FINAL_STATUSES:
             raise Conflict(f"run {run_id} is still {run['status']}; retry a finished run, "
                            "or cancel this one first")
+        if run["status"] not in RETRYABLE_STATUSES:
+            raise Conflict(f"run {run_id} {run['status']}; only a failed, dead, timed_out or "
+                           f"cancelled run can be retried (to run job {run['job']!r} again, "
+                           "trigger it)")
         return await self._enqueue(actor, run["job_id"], "run.retry", {"retry_of": run_id})
+
+    # --- many runs at once ----------------------------------------------------------------
+
+    async def _select_runs(self, filters: RunFilters, allowed: Sequence[str],
+                           verb: str) -> list[int]:
+        """The ids of the runs the filters select among those in the `allowed` statuses,
+        at most BULK_MAX_RUNS of them (InvalidInput beyond: nothing is changed)."""
+        statuses = filters.status or list(allowed)
+        for status in statuses:
+            if status not in allowed:
+                raise InvalidInput("status", status, f"a {status} run cannot be {verb}; give "
+                                   f"{', '.join(allowed)}, or leave status out for all of them")
+        page = await self.list_runs(job=filters.job, schedule_id=filters.schedule,
+                                    statuses=statuses, since=filters.since, until=filters.until,
+                                    queue=filters.queue, limit=BULK_MAX_RUNS)
+        if page["total"] > BULK_MAX_RUNS:
+            count = page["total"]
+            raise InvalidInput("filters", count, f"select {count} runs, {count - BULK_MAX_RUNS} "
+                               f"more than the {BULK_MAX_RUNS} one request may change; narrow "
+                               "them (job, status, queue, since, until) and repeat")
+        return [r["id"] for r in page["items"]]
+
+    async def cancel_runs(self, actor: str, body: BulkRuns) -> dict[str, Any]:
+        """Cancel every queued or running run the filters select, as cancel_run does."""
+        ids = await self._select_runs(body, CANCELLABLE_STATUSES, "cancelled")
+        if body.dry_run or not ids:
+            return {"dry_run": body.dry_run, "matched": len(ids), "run_ids": ids,
+                    "cancelled": 0, "stopping": 0}
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(q("cancel_runs"), ids)
+            done = sorted(r["id"] for r in rows)
+            await self._audit(conn, actor, "runs.cancel", "run", None,
+                              {"filters": _filters(body), "runs": done})
+        cancelled = sum(1 for r in rows if r["status"] == "cancelled")
+        log.info("runs.cancelled", count=len(done), actor=actor)
+        return {"dry_run": False, "matched": len(ids), "run_ids": done, "cancelled": cancelled,
+                "stopping": len(done) - cancelled}
+
+    async def retry_runs(self, actor: str, body: BulkRuns) -> dict[str, Any]:
+        """Retry every failed, dead, timed_out or cancelled run the filters select, as
+        retry_run does: one new manual run each."""
+        lease_s = self.settings.publish_lease_s if self.publisher is not None else None
+        ids = await self._select_runs(body, RETRYABLE_STATUSES, "retried")
+        if body.dry_run or not ids:
+            return {"dry_run": body.dry_run, "matched": len(ids), "run_ids": ids, "queued": []}
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(q("insert_retry_runs"), ids, actor, lease_s,
+                                    {"filters": _filters(body)}, list(RETRYABLE_STATUSES))
+            if self.publisher is None:
+                await wake_scheduler(conn, "manual")
+        await self._publish(rows)
+        log.info("runs.retried", count=len(rows), actor=actor)
+        return {"dry_run": False, "matched": len(ids), "run_ids": ids,
+                "queued": [r["run_id"] for r in rows]}
 
     # --- scheduler, workers, stats ----------------------------------------------------
 
@@ -475,6 +546,11 @@ def _public_job(row: Mapping[str, Any]) -> dict[str, Any]:
         payload = payloads.split_secrets(job["handler"], payload)[0]
     job["payload"] = payloads.shown(payload if isinstance(payload, dict) else {"value": payload})
     return job
+
+
+def _filters(body: RunFilters) -> dict[str, Any]:
+    """The filters a bulk action was given, for its audit row."""
+    return body.model_dump(mode="json", exclude_none=True, exclude={"dry_run"})
 
 
 def _check_backoff(values: Mapping[str, Any]) -> None:

@@ -185,22 +185,37 @@ FROM run
 JOIN job ON job.id = run.job_id;
 
 -- name: list_runs
--- History, newest first, keyset-paginated on id ($6: the last id of the previous page).
-SELECT r.id, r.job_id, j.name AS job, r.schedule_id, r.scheduled_for, r.trigger,
-       r.triggered_by, r.status, r.attempt, r.max_attempts, r.available_at,
-       r.published_at, r.cancel_requested, r.started_at, r.finished_at, r.heartbeat_at,
-       r.worker_id, r.error, r.created_at, r.updated_at,
-       EXTRACT(EPOCH FROM (r.finished_at - r.started_at))::float8 AS duration_s
-FROM runs r
-JOIN jobs j ON j.id = r.job_id
-WHERE ($1::bigint IS NULL OR r.job_id = $1)
-  AND ($2::bigint IS NULL OR r.schedule_id = $2)
-  AND ($3::text[] IS NULL OR r.status = ANY($3))
-  AND ($4::timestamptz IS NULL OR r.created_at >= $4)
-  AND ($5::timestamptz IS NULL OR r.created_at < $5)
-  AND ($6::bigint IS NULL OR r.id < $6)
-ORDER BY r.id DESC
-LIMIT $7;
+-- History, newest first, keyset-paginated on id ($6: the last id of the previous page),
+-- optionally of the jobs of one queue ($8), with the number of runs the filters select
+-- whatever the cursor (`total`, on every row; one row of NULLs but `total` for an empty
+-- page). NOT MATERIALIZED: the page and the count each get their own plan (the page walks
+-- the primary key backwards and stops after $7 rows).
+WITH matching AS NOT MATERIALIZED (
+    SELECT r.id, r.job_id, j.name AS job, r.schedule_id, r.scheduled_for, r.trigger,
+           r.triggered_by, r.status, r.attempt, r.max_attempts, r.available_at,
+           r.published_at, r.cancel_requested, r.started_at, r.finished_at, r.heartbeat_at,
+           r.worker_id, r.error, r.created_at, r.updated_at,
+           EXTRACT(EPOCH FROM (r.finished_at - r.started_at))::float8 AS duration_s
+    FROM runs r
+    JOIN jobs j ON j.id = r.job_id
+    WHERE ($1::bigint IS NULL OR r.job_id = $1)
+      AND ($2::bigint IS NULL OR r.schedule_id = $2)
+      AND ($3::text[] IS NULL OR r.status = ANY($3))
+      AND ($4::timestamptz IS NULL OR r.created_at >= $4)
+      AND ($5::timestamptz IS NULL OR r.created_at < $5)
+      AND ($8::text IS NULL OR j.queue = $8)
+),
+page AS (
+    SELECT *
+    FROM matching
+    WHERE ($6::bigint IS NULL OR id < $6)
+    ORDER BY id DESC
+    LIMIT $7
+)
+SELECT page.*, total.n AS total
+FROM (SELECT count(*) AS n FROM matching) AS total
+LEFT JOIN page ON true
+ORDER BY page.id DESC;
 
 -- name: get_run
 -- One run with everything: result, error, output, attempts, timings.
@@ -224,6 +239,51 @@ SET status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
 WHERE id = $1
   AND status IN ('queued', 'running')
 RETURNING id, status;
+
+-- name: cancel_runs
+-- cancel_run for many runs at once ($1: their ids): those still queued or running.
+UPDATE runs r
+SET status = CASE WHEN r.status = 'queued' THEN 'cancelled' ELSE r.status END,
+    finished_at = CASE WHEN r.status = 'queued' THEN now() ELSE r.finished_at END,
+    cancel_requested = true,
+    updated_at = now()
+FROM unnest($1::bigint[]) AS t(id)
+WHERE r.id = t.id
+  AND r.status IN ('queued', 'running')
+RETURNING r.id, r.status;
+
+-- name: insert_retry_runs
+-- A new manual run (attempt 1) of the job of each run in $1 that is still in one of the
+-- statuses $5 (a retry of many runs at once), requested by $2, leased to this publisher
+-- for $3 seconds (NULL: the scheduler's relay publishes them), with one audit_log row
+-- ($4: its details plus the retried and new run ids). Returns what their messages need.
+WITH original AS (
+    SELECT r.id, r.job_id
+    FROM unnest($1::bigint[]) AS t(id)
+    JOIN runs r ON r.id = t.id
+    WHERE r.status = ANY($5::text[])
+    ORDER BY r.id
+),
+run AS (
+    INSERT INTO runs (job_id, schedule_id, scheduled_for, trigger, triggered_by, status,
+                      attempt, max_attempts, available_at, publish_lease_until)
+    SELECT j.id, NULL, now(), 'manual', $2, 'queued', 1, j.max_attempts, now(),
+           now() + make_interval(secs => $3)
+    FROM original
+    JOIN jobs j ON j.id = original.job_id
+    RETURNING id, job_id, schedule_id, scheduled_for, attempt
+),
+audit AS (
+    INSERT INTO audit_log (actor, action, target_type, target_id, details)
+    SELECT $2, 'runs.retry', 'run', NULL,
+           $4::jsonb || jsonb_build_object('retried', (SELECT jsonb_agg(id) FROM original),
+                                           'queued', (SELECT jsonb_agg(id) FROM run))
+)
+SELECT run.id AS run_id, run.job_id, j.name AS job, j.handler, j.payload, j.queue,
+       run.schedule_id, run.scheduled_for, run.attempt, j.timeout_seconds
+FROM run
+JOIN jobs j ON j.id = run.job_id
+ORDER BY run.id;
 
 -- scheduler, workers, stats --------------------------------------------------------
 
