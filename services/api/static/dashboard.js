@@ -7,7 +7,11 @@ const Sundial = (() => {
   const KEY = "sundial.key";
   const ROLE = "sundial.role";
   const NAME = "sundial.name";
+  const ZONE = "sundial.zone";
   const FINAL = ["succeeded", "failed", "timed_out", "cancelled", "skipped", "dead"];
+  // The runs a person may cancel, and those worth retrying (the API refuses the others).
+  const CANCELLABLE = ["queued", "running"];
+  const RETRYABLE = ["failed", "dead", "timed_out", "cancelled"];
   const STATUS = {
     queued: { icon: "◷", label: "queued" },
     running: { icon: "", label: "running" },
@@ -166,13 +170,50 @@ const Sundial = (() => {
 
   // --- formatting ----------------------------------------------------------------------------
 
-  function time(iso) {
+  /* Times of runs, workers and the scheduler are shown in the zone the user picked (the
+     browser's by default, UTC, or any other; kept in localStorage); a schedule's fire times
+     in the schedule's own zone. Every time carries its date and its zone's name. */
+  function browserZone() {
+    try { return Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC"; } catch { return "UTC"; }
+  }
+
+  /* "browser", "UTC" or an IANA name. */
+  function zoneChoice() {
+    const chosen = localStorage.getItem(ZONE);
+    if (!chosen || chosen === "browser") return "browser";
+    try { new Intl.DateTimeFormat(undefined, { timeZone: chosen }); return chosen; } catch { return "browser"; }
+  }
+
+  const zone = () => (zoneChoice() === "browser" ? browserZone() : zoneChoice());
+
+  function setZone(choice) {
+    localStorage.setItem(ZONE, choice || "browser");
+    document.dispatchEvent(new Event("sundial:zone"));
+  }
+
+  const FORMATS = new Map();
+
+  /* style: "full" (date, time, zone), "weekday" (the same with the day's name), "minute"
+     (hour and minute only, with the zone). */
+  function formatter(timeZone, style) {
+    const id = timeZone + " " + style;
+    if (!FORMATS.has(id)) {
+      const options = { timeZone, hourCycle: "h23", hour: "2-digit", minute: "2-digit", timeZoneName: "short" };
+      if (style !== "minute") Object.assign(options, { year: "numeric", month: "short", day: "numeric", second: "2-digit" });
+      if (style === "weekday") options.weekday = "short";
+      let format;
+      try { format = new Intl.DateTimeFormat(undefined, options); } catch {
+        format = new Intl.DateTimeFormat(undefined, { ...options, timeZone: "UTC" });
+      }
+      FORMATS.set(id, format);
+    }
+    return FORMATS.get(id);
+  }
+
+  /* "2 Dec 2026, 02:00:00 CET": in timeZone (a schedule's), else in the user's zone. */
+  function time(iso, timeZone, style) {
     if (!iso) return "—";
-    const d = new Date(iso);
-    const sameDay = d.toDateString() === new Date().toDateString();
-    return d.toLocaleString(undefined, sameDay
-      ? { hour: "2-digit", minute: "2-digit", second: "2-digit" }
-      : { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+    return formatter(timeZone || zone(), style || "full").format(new Date(iso));
   }
 
   function relative(iso) {
@@ -185,10 +226,27 @@ const Sundial = (() => {
     return s < 0 ? text + " ago" : "in " + text;
   }
 
-  /* <time> showing a relative instant, the exact one on hover. */
-  function when(iso) {
+  /* <time> showing the exact instant with its date and zone, how long ago on hover. */
+  function when(iso, timeZone) {
     if (!iso) return el("span", { class: "muted" }, "—");
-    return el("time", { datetime: iso, title: new Date(iso).toLocaleString() }, relative(iso));
+    return el("time", { datetime: iso, title: relative(iso) }, time(iso, timeZone));
+  }
+
+  /* <time> showing how long ago (heartbeats, scheduler passes), the exact instant on hover. */
+  function ago(iso) {
+    if (!iso) return el("span", { class: "muted" }, "—");
+    return el("time", { datetime: iso, title: time(iso) }, relative(iso));
+  }
+
+  /* The zone picker of the top bar. */
+  function zonePicker(select) {
+    const option = (value, label) => el("option", { value }, label);
+    let zones = [];
+    try { zones = Intl.supportedValuesOf("timeZone"); } catch { /* an old browser: the two choices */ }
+    fill(select, option("browser", "Browser (" + browserZone() + ")"), option("UTC", "UTC"),
+      el("optgroup", { label: "Other zones" }, zones.filter((z) => z !== "UTC").map((z) => option(z, z))));
+    select.value = zoneChoice();
+    select.addEventListener("change", () => setZone(select.value));
   }
 
   function duration(seconds) {
@@ -309,7 +367,7 @@ const Sundial = (() => {
   /* A schedule (API shape) in words, e.g. "At 09:00 on Monday (Europe/Paris)". */
   function describeSchedule(s) {
     if (s.kind === "interval") return every(Number(s.interval_seconds));
-    if (s.kind === "once") return "once, " + (s.run_at ? new Date(s.run_at).toLocaleString() : "—");
+    if (s.kind === "once") return "once, " + time(s.run_at, s.timezone || "UTC");
     const words = describeCron(s.cron || "");
     if (!words) return "cron " + s.cron + " (" + (s.timezone || "UTC") + ")";
     // Only a time of day or a calendar day depends on the zone: "every 5 min" does not.
@@ -329,6 +387,7 @@ const Sundial = (() => {
       timer = setTimeout(() => { if (!document.hidden) tick(); }, ms);
     };
     document.addEventListener("visibilitychange", () => { if (!document.hidden) tick(); });
+    document.addEventListener("sundial:zone", tick);
     tick();
     return tick;
   }
@@ -342,6 +401,8 @@ const Sundial = (() => {
       if (!isAdmin()) $$("[data-write]").forEach((node) => node.remove());
       const who = $("#who");
       if (who) fill(who, sessionStorage.getItem(NAME) || "", " ", el("span", { class: "pill" }, role()));
+      const picker = $("#zone");
+      if (picker) zonePicker(picker);
       const out = $("#logout");
       if (out) out.addEventListener("click", () => signOut());
       main();
@@ -349,9 +410,9 @@ const Sundial = (() => {
   }
 
   return {
-    FINAL, STATUS, ApiError, api, signIn, signOut, signInReason, safeNext, key, role, isAdmin,
+    FINAL, CANCELLABLE, RETRYABLE, STATUS, ApiError, api, signIn, signOut, signInReason, safeNext, key, role, isAdmin,
     el, fill, append, $, $$,
-    flash, action, time, relative, when, duration, statusBadge, every, describeCron,
+    flash, action, zone, setZone, time, relative, when, ago, duration, statusBadge, every, describeCron,
     describeSchedule, poll, page,
   };
 })();

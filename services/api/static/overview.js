@@ -2,7 +2,7 @@
 "use strict";
 
 Sundial.page(() => {
-  const { api, el, fill, $, when, statusBadge, duration } = Sundial;
+  const { api, el, fill, $, when, ago, statusBadge, duration } = Sundial;
   const ORDER = ["succeeded", "failed", "timed_out", "dead", "cancelled", "skipped", "running", "queued"];
   const MINUTES = 60;
 
@@ -23,8 +23,8 @@ Sundial.page(() => {
     badge.className = "badge " + s.status;
     badge.textContent = s.status;
     badge.title = s.status === "stale" ? "No scheduler pass for more than " + s.stale_after_s + " s" : "";
-    fill($("#scheduler-last"), when(s.last_run));
-    fill($("#scheduler-next"), when(s.next_run), s.trigger_requested ? " (a pass was requested)" : "");
+    fill($("#scheduler-last"), ago(s.last_run));
+    fill($("#scheduler-next"), ago(s.next_run), s.trigger_requested ? " (a pass was requested)" : "");
     const live = s.instances.filter((i) => i.status === "running");
     fill($("#scheduler-instances"), s.instances.length
       ? live.length + " of " + s.instances.length + " " + (s.instances.length === 1 ? "instance" : "instances")
@@ -52,7 +52,7 @@ Sundial.page(() => {
         " ", el("span", { class: "mono" }, w.host + ":" + w.pid)),
       el("td", { "data-label": "Queues" }, w.queues.join(", ")),
       el("td", { "data-label": "Running" }, w.running + " / " + w.concurrency),
-      el("td", { "data-label": "Heartbeat" }, when(w.last_heartbeat)))) : el("tr", {}, el("td", { class: "empty", colspan: 4 }, "No worker has registered yet.")));
+      el("td", { "data-label": "Heartbeat" }, ago(w.last_heartbeat)))) : el("tr", {}, el("td", { class: "empty", colspan: 4 }, "No worker has registered yet.")));
   }
 
   function showRecent(runs) {
@@ -106,7 +106,7 @@ Sundial.page(() => {
     const colors = getComputedStyle(document.documentElement);
     buckets.forEach((b, i) => {
       let y = 6 + plotH;
-      const minute = new Date(start + i * 60000).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+      const minute = Sundial.time(new Date(start + i * 60000).toISOString(), undefined, "minute");
       for (const status of ORDER) {
         const n = b[status];
         if (!n) continue;
