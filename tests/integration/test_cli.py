@@ -203,3 +203,44 @@ async def test_runs_cancel_retry_and_follow(sundial, db_url, amqp_url, processes
     followed = await cli("runs", "follow", str(new_id), "--timeout", "60")
     assert followed.returncode == 0, followed.stdout + followed.stderr
     assert followed.stdout.splitlines()[-1].endswith("succeeded, attempt 1")
+
+
+@pytest.mark.timeout(300)
+def test_runs_cancel_and_retry_all_that_the_filters_select(sundial) -> None:
+    from sundial.api import commands, schemas
+
+    assert commands.BULK_MAX_RUNS == schemas.BULK_MAX_RUNS
+    for name, queue in (("a", "q1"), ("b", "q2")):
+        assert sundial("jobs", "add", "--name", name, "--queue", queue).returncode == 0
+    for name in ("a", "a", "b"):
+        assert sundial("jobs", "trigger", name).returncode == 0
+    listed = sundial("runs", "list", "--queue", "q1", "--limit", "1")
+    assert listed.returncode == 0 and listed.stdout.splitlines()[-1] == "1 of 2 runs"
+
+    # Without --yes (and no terminal to ask on) nothing changes; the count says what would.
+    unconfirmed = sundial("runs", "cancel", "--all", "--queue", "q1")
+    assert unconfirmed.returncode == 2
+    assert "this would cancel 2 run(s); add --yes to confirm" in unconfirmed.stderr
+    dry = json.loads(sundial("runs", "cancel", "--all", "--queue", "q1", "--dry-run",
+                             "--json").stdout)
+    assert dry["dry_run"] is True and dry["matched"] == 2
+
+    cancelled = sundial("runs", "cancel", "--all", "--queue", "q1", "--yes")
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert cancelled.stdout.strip() == "cancelled 2 run(s)"
+    statuses = {r["job"] + ":" + r["status"]
+                for r in json.loads(sundial("runs", "list", "--json").stdout)}
+    assert statuses == {"a:cancelled", "b:queued"}
+
+    retried = sundial("runs", "retry", "--all", "--job", "a", "--yes", "--json")
+    assert retried.returncode == 0, retried.stderr
+    assert len(json.loads(retried.stdout)["queued"]) == 2
+    assert sundial("runs", "list", "--job", "a").stdout.splitlines()[-1] == "4 of 4 runs"
+
+    # Bad requests say what to give instead.
+    for args, words in ((("runs", "cancel"), "give the run's id, or --all"),
+                        (("runs", "retry", "1", "--job", "a"), "--job: goes with --all"),
+                        (("runs", "retry", "--all", "--status", "succeeded", "--yes"),
+                         "status 'succeeded': a succeeded run cannot be retried")):
+        refused = sundial(*args)
+        assert refused.returncode == 2 and words in refused.stderr, (args, refused.stderr)
