@@ -29,7 +29,7 @@ from sundial.api.access import AccessLog
 from sundial.api.apidocs import include_docs
 from sundial.api.auth import KeyCache, authorize
 from sundial.api.errors import Conflict, Forbidden, Unauthorized
-from sundial.api.routes import jobs, runs, schedules, system
+from sundial.api.routes import jobs, queues, runs, schedules, system
 from sundial.api.service import Service
 from sundial.api.settings import ApiSettings
 from sundial.core import health, runtime
@@ -92,7 +92,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.public_paths = set(PUBLIC_PATHS)
 
     api = APIRouter(prefix="/api", dependencies=[Depends(authorize)])
-    for module in (jobs, schedules, runs, system):
+    for module in (jobs, schedules, runs, queues, system):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(probes.router)

@@ -103,6 +103,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("schedule_id", type=int)
         _json_flag(p).set_defaults(func=_command(func))
 
+    queues = _group(sub, "queues", "queues: list, pause, resume (one queue or all of them)")
+    _json_flag(queues.add_parser("list", help="every queue with its pause, jobs and queued runs")
+               ).set_defaults(func=_command(_queues_list))
+    for name, helptext, func in (
+            ("pause", "hold a queue's runs (or with --all every queue's) in the outbox: they "
+                      "stay queued and unpublished until resumed", _queues_pause),
+            ("resume", "publish a queue's runs again (--all: lift the pause of every queue)",
+             _queues_resume)):
+        p = queues.add_parser(name, help=helptext, description=helptext)
+        p.add_argument("queue", nargs="?", help="the queue (or --all)")
+        p.add_argument("--all", action="store_true", help="every queue")
+        _json_flag(p).set_defaults(func=_command(func))
+
     p = sub.add_parser("status", help="scheduler, workers and totals at a glance")
     _json_flag(p).set_defaults(func=_command(_status))
 
@@ -643,6 +656,56 @@ async def _schedules_delete(svc: Any, args: argparse.Namespace) -> None:
     _print(args, {"id": schedule_id, "deleted": True}, f"deleted schedule {schedule_id}")
 
 
+# --- queues ----------------------------------------------------------------------------------------
+
+QUEUE_COLUMNS = ("queue", "paused", "paused_at", "paused_by", "jobs", "queued")
+
+
+async def _queues_list(svc: Any, args: argparse.Namespace) -> None:
+    state = await svc.queues()
+    head = (f"every queue paused since {_cell(state['all_paused_at'])} by {state['all_paused_by']}"
+            "\n\n" if state["all_paused"] else "")
+    _print(args, state, head + table(state["queues"], QUEUE_COLUMNS))
+
+
+def _queue_arg(args: argparse.Namespace) -> str:
+    """The queue named, or "*" for --all."""
+    from sundial.api.schemas import QueueName
+    from sundial.api.service import ALL_QUEUES
+    from sundial.core.errors import InvalidInput
+
+    if args.all == (args.queue is not None):
+        raise InvalidInput("queue", args.queue, "give one queue's name or --all, not both"
+                           if args.all else "give the queue's name, or --all for every queue")
+    if args.all:
+        return ALL_QUEUES
+    import pydantic
+
+    try:
+        return pydantic.TypeAdapter(QueueName).validate_python(args.queue)
+    except pydantic.ValidationError:
+        raise InvalidInput("queue", args.queue, "is not a queue name (letters, digits, '_', "
+                                                "'.', '-')") from None
+
+
+def _queue_text(state: dict[str, Any], done: str) -> str:
+    what = "every queue" if state["queue"] == "*" else f"queue {state['queue']!r}"
+    text = f"{done} {what}"
+    if state["queue"] != "*" and state["all_paused"]:
+        text += "; every queue is paused, so nothing is published (sundial queues resume --all)"
+    return text
+
+
+async def _queues_pause(svc: Any, args: argparse.Namespace) -> None:
+    state = await svc.pause_queue(_actor(), _queue_arg(args))
+    _print(args, state, _queue_text(state, "paused"))
+
+
+async def _queues_resume(svc: Any, args: argparse.Namespace) -> None:
+    state = await svc.resume_queue(_actor(), _queue_arg(args))
+    _print(args, state, _queue_text(state, "resumed"))
+
+
 # --- status ----------------------------------------------------------------------------------------
 
 
@@ -650,6 +713,9 @@ async def _status(svc: Any, args: argparse.Namespace) -> int:
     scheduler = await svc.scheduler_status()
     workers = await svc.workers()
     stats = await svc.stats()
+    queues = await svc.queues()
+    paused = ("all (every queue paused)" if queues["all_paused"]
+              else ", ".join(x["queue"] for x in queues["queues"] if x["paused"]) or "none")
     ex = stats["executions"]
     rate = "-" if ex["success_rate"] is None else f"{ex['success_rate']:.1%}"
     online = sum(1 for w in workers if w["online"])
@@ -659,6 +725,7 @@ async def _status(svc: Any, args: argparse.Namespace) -> int:
         f"scheduler: {scheduler['status']} (last pass {_cell(scheduler['last_run'])}, "
         f"{running} of {len(instances)} instance(s) running)",
         f"workers:   {online} online of {len(workers)}",
+        f"paused:    {paused}",
         f"jobs:      {stats['jobs']['total']} ({stats['jobs']['enabled']} enabled)",
         f"runs:      {ex['total']} total, {ex['running']} running, {ex['queued']} queued, "
         f"{ex['successful']} succeeded, {ex['failed']} failed (success rate {rate})",
@@ -666,5 +733,6 @@ async def _status(svc: Any, args: argparse.Namespace) -> int:
         table(workers, ("id", "online", "queues", "handlers", "running", "last_heartbeat"))
         if workers else "no workers registered",
     ])
-    _print(args, {"scheduler": scheduler, "workers": workers, "stats": stats}, text)
+    _print(args, {"scheduler": scheduler, "workers": workers, "stats": stats, "queues": queues},
+           text)
     return 0

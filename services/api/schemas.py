@@ -286,6 +286,30 @@ class CancelResult(BaseModel):
     cancel_requested: bool
 
 
+# --- queues ---------------------------------------------------------------------------------
+
+
+class QueueState(BaseModel):
+    queue: str = Field(description="The queue's name; `*` for every queue.")
+    paused: bool = Field(description="This queue (or, for `*`, every queue) is paused itself.")
+    paused_at: datetime | None
+    paused_by: str | None
+    all_paused: bool = Field(description="Every queue is paused (`POST /api/queues/pause`): "
+                                         "no run is published, whatever `paused` says.")
+
+
+class QueueInfo(QueueState):
+    jobs: int = Field(description="The jobs on this queue.")
+    queued: int = Field(description="Its queued runs, published or held by a pause.")
+
+
+class Queues(BaseModel):
+    all_paused: bool
+    all_paused_at: datetime | None
+    all_paused_by: str | None
+    queues: list[QueueInfo]
+
+
 # --- scheduler, workers, stats --------------------------------------------------------------
 
 

@@ -50,6 +50,8 @@ JOB_FIELDS = ("name", "description", "handler", "payload", "secret_payload", "qu
               "retry_backoff_max_seconds", "concurrency_policy", "enabled")
 SCHEDULE_FIELDS = ("kind", "interval_seconds", "cron", "run_at", "timezone", "jitter_seconds",
                    "start_at", "end_at", "misfire_policy", "misfire_grace_seconds", "is_active")
+# The row of queue_pauses that pauses every queue (no queue can be named so).
+ALL_QUEUES = "*"
 SCHEDULE_NULLABLE = frozenset({"interval_seconds", "cron", "run_at", "start_at", "end_at",
                                "misfire_grace_seconds"})
 
@@ -453,6 +455,44 @@ class Service:
         log.info("runs.retried", count=len(rows), actor=actor)
         return {"dry_run": False, "matched": len(ids), "run_ids": ids,
                 "queued": [r["run_id"] for r in rows]}
+
+    # --- queues -----------------------------------------------------------------------
+
+    async def queues(self) -> dict[str, Any]:
+        """Every queue with its pause, jobs and queued runs, and the pause of all of them."""
+        rows = [dict(r) for r in await self.pool.fetch(q("list_queues"))]
+        everything = next((r for r in rows if r["queue"] == ALL_QUEUES), None) or {}
+        all_paused = bool(everything)
+        return {"all_paused": all_paused, "all_paused_at": everything.get("paused_at"),
+                "all_paused_by": everything.get("paused_by"),
+                "queues": [dict(r, paused=r["paused_at"] is not None, all_paused=all_paused)
+                           for r in rows if r["queue"] != ALL_QUEUES]}
+
+    async def pause_queue(self, actor: str, queue: str) -> dict[str, Any]:
+        """Hold the queue's runs in the outbox (ALL_QUEUES: every queue's) until resumed."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if queue != ALL_QUEUES and not await conn.fetchval(q("queue_in_use"), queue):
+                known = [r["queue"] for r in await conn.fetch(q("list_queues"))
+                         if r["queue"] != ALL_QUEUES]
+                raise NotFound(f"no job runs on queue {queue!r}; the queues in use are: "
+                               + (", ".join(known) or "none"))
+            await conn.execute(q("pause_queue"), queue, actor)
+            await self._audit(conn, actor, "queue.pause", "queue", queue)
+        log.info("queue.paused", queue=queue, actor=actor)
+        return await self.queue_state(queue)
+
+    async def resume_queue(self, actor: str, queue: str) -> dict[str, Any]:
+        """Publish the queue's runs again (those held meanwhile at once): the relay is woken."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(q("resume_queue"), queue)
+            await wake_scheduler(conn, "resume")
+            await self._audit(conn, actor, "queue.resume", "queue", queue)
+        log.info("queue.resumed", queue=queue, actor=actor)
+        return await self.queue_state(queue)
+
+    async def queue_state(self, queue: str) -> dict[str, Any]:
+        row = await self.pool.fetchrow(q("queue_pause"), queue)
+        return {"queue": queue, "paused": row["paused_at"] is not None, **dict(row)}
 
     # --- scheduler, workers, stats ----------------------------------------------------
 

@@ -285,6 +285,49 @@ FROM run
 JOIN jobs j ON j.id = run.job_id
 ORDER BY run.id;
 
+-- queues --------------------------------------------------------------------------
+
+-- name: list_queues
+-- Every queue a job names or a pause holds ('*': all of them), with its pause, its jobs
+-- and its queued runs (published or held).
+WITH names AS (
+    SELECT queue FROM jobs
+    UNION
+    SELECT queue FROM queue_pauses
+)
+SELECT n.queue, p.paused_at, p.paused_by,
+       (SELECT count(*) FROM jobs j WHERE j.queue = n.queue) AS jobs,
+       (SELECT count(*)
+        FROM runs r
+        JOIN jobs j ON j.id = r.job_id
+        WHERE j.queue = n.queue
+          AND r.status = 'queued') AS queued
+FROM names n
+LEFT JOIN queue_pauses p ON p.queue = n.queue
+ORDER BY n.queue;
+
+-- name: queue_in_use
+-- Whether any job runs on queue $1.
+SELECT EXISTS (SELECT 1 FROM jobs WHERE queue = $1);
+
+-- name: pause_queue
+-- Hold queue $1's runs in the outbox ('*': every queue's), paused by $2; a queue paused
+-- already keeps its first pause.
+INSERT INTO queue_pauses (queue, paused_by)
+VALUES ($1, $2)
+ON CONFLICT (queue) DO NOTHING;
+
+-- name: resume_queue
+-- Let the relay publish queue $1's runs again ('*': lift the pause of every queue).
+DELETE FROM queue_pauses WHERE queue = $1;
+
+-- name: queue_pause
+-- The pause of queue $1 and that of every queue ('*'), if any.
+SELECT p.paused_at, p.paused_by,
+       EXISTS (SELECT 1 FROM queue_pauses WHERE queue = '*') AS all_paused
+FROM (SELECT 1) AS one
+LEFT JOIN queue_pauses p ON p.queue = $1;
+
 -- scheduler, workers, stats --------------------------------------------------------
 
 -- name: scheduler_status

@@ -4,7 +4,8 @@
 -- Run $1 as the database knows it, with what its job asks of a claim: the handler that
 -- runs it and the concurrency policy (allow, forbid, replace). Read before a claim.
 SELECT r.status, r.attempt, r.cancel_requested, r.available_at <= now() AS available,
-       j.id AS job_id, j.handler, j.queue, j.concurrency_policy
+       j.id AS job_id, j.handler, j.queue, j.concurrency_policy,
+       EXISTS (SELECT 1 FROM queue_pauses p WHERE p.queue IN (j.queue, '*')) AS paused
 FROM runs r
 JOIN jobs j ON j.id = r.job_id
 WHERE r.id = $1;
@@ -17,7 +18,7 @@ SELECT pg_advisory_xact_lock(hashtextextended('sundial.job:' || $1::bigint, 0));
 -- Start attempt $2 of run $1 on worker $3, unless it is already taken, finished,
 -- cancelled, or a later attempt (a stale duplicate message), not available yet (backoff,
 -- jitter), or its job's handler is not one of $5 or its queue not one of $6 (this
--- worker's); with $4, only if its job's concurrency policy is 'allow' (many such claims
+-- worker's), or its queue is paused (a message sent before the pause); with $4, only if its job's concurrency policy is 'allow' (many such claims
 -- are pipelined in one transaction). What runs and how long it may take are returned
 -- from the job, never taken from the message.
 -- Here and below, a message in hand proves the run was published, whether or not its
@@ -42,6 +43,7 @@ WHERE r.id = $1
   AND (NOT $4 OR j.concurrency_policy = 'allow')
   AND j.handler = ANY($5::text[])
   AND j.queue = ANY($6::text[])
+  AND NOT EXISTS (SELECT 1 FROM queue_pauses p WHERE p.queue IN (j.queue, '*'))
 RETURNING r.id, r.job_id, r.attempt, r.max_attempts, j.name AS job, j.handler, j.payload,
           j.secret_payload, j.timeout_seconds, j.retry_backoff_seconds,
           j.retry_backoff_max_seconds;
@@ -119,6 +121,7 @@ WHERE r.id = $1
   AND j.id = r.job_id
   AND j.handler = ANY($5::text[])
   AND j.queue = ANY($6::text[])
+  AND NOT EXISTS (SELECT 1 FROM queue_pauses p WHERE p.queue IN (j.queue, '*'))
 RETURNING r.id, r.job_id, r.attempt, r.max_attempts, j.name AS job, j.handler, j.payload,
           j.secret_payload, j.timeout_seconds, j.retry_backoff_seconds,
           j.retry_backoff_max_seconds;
@@ -230,6 +233,18 @@ SELECT EXISTS (
       AND id <> $2
       AND last_heartbeat > now() - make_interval(secs => $3)
 );
+
+-- name: unpublish_run
+-- A queued attempt $2 of run $1 whose queue is paused: back to the outbox as it was, for
+-- the relay to publish once the queue is resumed.
+UPDATE runs
+SET published_at = NULL,
+    publish_lease_until = NULL,
+    updated_at = now()
+WHERE id = $1
+  AND attempt = $2
+  AND status = 'queued'
+RETURNING id;
 
 -- name: return_run_to_outbox
 -- A queued attempt $2 of run $1 that this worker does not start: only another worker of

@@ -85,7 +85,8 @@ def noop_job(name: str = "hb", **extra: Any) -> dict[str, Any]:
 
 
 def _concrete(path: str) -> str:
-    return (path.replace("{job}", "1").replace("{schedule_id}", "1").replace("{run_id}", "1"))
+    return (path.replace("{job}", "1").replace("{schedule_id}", "1").replace("{run_id}", "1")
+            .replace("{queue}", "default"))
 
 
 async def test_every_route_denies_by_default_and_checks_the_role(api: Api) -> None:

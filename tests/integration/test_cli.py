@@ -244,3 +244,27 @@ def test_runs_cancel_and_retry_all_that_the_filters_select(sundial) -> None:
                          "status 'succeeded': a succeeded run cannot be retried")):
         refused = sundial(*args)
         assert refused.returncode == 2 and words in refused.stderr, (args, refused.stderr)
+
+
+@pytest.mark.timeout(300)
+def test_queues_pause_and_resume_one_or_all(sundial) -> None:
+    assert sundial("jobs", "add", "--name", "mailer", "--queue", "mail").returncode == 0
+    paused = sundial("queues", "pause", "mail")
+    assert paused.returncode == 0 and paused.stdout.strip() == "paused queue 'mail'"
+    assert sundial("queues", "pause", "--all").stdout.strip() == "paused every queue"
+    listed = json.loads(sundial("queues", "list", "--json").stdout)
+    assert listed["all_paused"] and [(x["queue"], x["paused"]) for x in listed["queues"]] == [
+        ("mail", True)]
+    resumed = sundial("queues", "resume", "mail")
+    assert resumed.returncode == 0 and "every queue is paused, so nothing is published" in resumed.stdout
+    assert "paused:    all (every queue paused)" in sundial("status").stdout
+    assert sundial("queues", "resume", "--all").returncode == 0
+    listed = json.loads(sundial("queues", "list", "--json").stdout)
+    assert not listed["all_paused"] and not listed["queues"][0]["paused"]
+
+    for args, code, words in ((("queues", "pause"), 2, "give the queue's name, or --all"),
+                              (("queues", "pause", "mail", "--all"), 2, "not both"),
+                              (("queues", "pause", "nope"), 3, "no job runs on queue 'nope'")):
+        refused = sundial(*args)
+        assert refused.returncode == code and words in refused.stderr, (args, refused.stderr)
+
