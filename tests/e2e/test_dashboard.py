@@ -419,3 +419,35 @@ async def test_times_carry_their_zone_and_runs_offer_what_their_state_allows(
     await shot(page, "17-runs-bulk")
     assert await pool.fetchval("SELECT count(*) FROM runs WHERE status = 'queued'") == 3
     assert not [c for c in complaints if "Content Security Policy" in c], complaints
+
+
+@pytest.mark.timeout(180)
+async def test_queues_are_paused_and_resumed_from_the_overview(browser, processes, pool, db_url,
+                                                               amqp_url) -> None:
+    svc = Service(pool, ApiSettings(DATABASE_URL=db_url, RABBITMQ_URL=amqp_url))
+    _, key = await svc.create_key("test", "ops", "admin")
+    await svc.create_job("test", JobCreate(name="mailer", handler="noop", queue="mail"))
+    await svc.create_job("test", JobCreate(name="reports", handler="noop", queue="reports"))
+    base = await start_api(processes, db_url, amqp_url)
+    page = await new_page(browser, base)
+    await sign_in(page, key)
+
+    mail = page.locator("#queues tr[data-queue='mail']")
+    await expect(mail.locator(".pill")).to_have_text("publishing")
+    await mail.locator("[data-action='pause']").click()
+    await expect(mail.locator(".pill")).to_have_text("paused")
+    assert await pool.fetchval("SELECT paused_by FROM queue_pauses WHERE queue = 'mail'") == "ops"
+    held = await svc.trigger_job("test", "mailer")
+    assert await pool.fetchval("SELECT published_at FROM runs WHERE id = $1", held) is None
+    await expect(mail.locator("td[data-label='Queued runs']")).to_have_text("1")
+
+    await page.click("#pause-all")
+    await expect(page.locator("#all-paused")).to_contain_text("Every queue is paused since")
+    await expect(page.locator("#queues tr[data-queue='reports'] .pill")).to_have_text(
+        "held (all paused)")
+    await shot(page, "18-queues-paused")
+    await page.click("#pause-all")  # now "Resume every queue"
+    await expect(page.locator("#all-paused")).to_be_hidden()
+    await mail.locator("[data-action='resume']").click()
+    await expect(mail.locator(".pill")).to_have_text("publishing")
+    assert await pool.fetchval("SELECT count(*) FROM queue_pauses") == 0

@@ -2,7 +2,7 @@
 "use strict";
 
 Sundial.page(() => {
-  const { api, el, fill, $, when, ago, statusBadge, duration } = Sundial;
+  const { api, el, fill, $, when, ago, statusBadge, duration, action, isAdmin } = Sundial;
   const ORDER = ["succeeded", "failed", "timed_out", "dead", "cancelled", "skipped", "running", "queued"];
   const MINUTES = 60;
 
@@ -53,6 +53,43 @@ Sundial.page(() => {
       el("td", { "data-label": "Queues" }, w.queues.join(", ")),
       el("td", { "data-label": "Running" }, w.running + " / " + w.concurrency),
       el("td", { "data-label": "Heartbeat" }, ago(w.last_heartbeat)))) : el("tr", {}, el("td", { class: "empty", colspan: 4 }, "No worker has registered yet.")));
+  }
+
+  /* Queues: paused ones hold their runs (queued, unpublished) until resumed. */
+  function showQueues(q) {
+    const note = $("#all-paused");
+    note.hidden = !q.all_paused;
+    if (q.all_paused) fill(note, "Every queue is paused since ", when(q.all_paused_at), " by " + q.all_paused_by + ": no run is published.");
+    const all = $("#pause-all");
+    if (all) all.textContent = q.all_paused ? "Resume every queue" : "Pause every queue";
+    const state = (x) => (x.paused ? el("span", { class: "pill off", title: "since " + Sundial.time(x.paused_at) + " by " + x.paused_by }, "paused")
+      : q.all_paused ? el("span", { class: "pill off" }, "held (all paused)") : el("span", { class: "pill on" }, "publishing"));
+    fill($("#queues tbody"), q.queues.length ? q.queues.map((x) => el("tr", { dataset: { queue: x.queue } },
+      el("td", { "data-label": "Queue" }, el("span", { class: "mono" }, x.queue)),
+      el("td", { "data-label": "State" }, state(x)),
+      el("td", { "data-label": "Jobs" }, x.jobs),
+      el("td", { "data-label": "Queued runs" }, el("a", { href: "/runs?" + new URLSearchParams({ queue: x.queue, status: "queued" }) }, x.queued)),
+      el("td", { class: "actions-cell" }, isAdmin() ? action(x.paused ? "Resume" : "Pause", async () => {
+        await api("POST", `/api/queues/${encodeURIComponent(x.queue)}/${x.paused ? "resume" : "pause"}`);
+        refresh();
+      }, { class: "btn small", "data-action": x.paused ? "resume" : "pause" }) : null)))
+      : el("tr", {}, el("td", { class: "empty", colspan: 5 }, "No job yet, so no queue.")));
+    lastQueues = q;
+  }
+  let lastQueues = null;
+
+  const pauseAll = $("#pause-all");
+  if (pauseAll) {
+    pauseAll.addEventListener("click", async () => {
+      const resume = lastQueues && lastQueues.all_paused;
+      if (!resume && !confirm("Pause every queue? No run will be published until you resume.")) return;
+      pauseAll.disabled = true;
+      try {
+        await api("POST", `/api/queues/${resume ? "resume" : "pause"}`);
+        Sundial.flash(resume ? "Every queue resumed." : "Every queue paused.");
+        refresh();
+      } catch (err) { Sundial.flash(err.message, "error"); } finally { pauseAll.disabled = false; }
+    });
   }
 
   function showRecent(runs) {
@@ -127,9 +164,11 @@ Sundial.page(() => {
   }
 
   async function refresh() {
-    const [status, stats, workers, runs] = await Promise.all([
-      api("GET", "/api/scheduler/status"), api("GET", "/api/stats"), api("GET", "/api/workers"), lastHour()]);
+    const [status, stats, workers, runs, queues] = await Promise.all([
+      api("GET", "/api/scheduler/status"), api("GET", "/api/stats"), api("GET", "/api/workers"), lastHour(),
+      api("GET", "/api/queues")]);
     showScheduler(status);
+    showQueues(queues);
     showStats(stats, workers);
     chart(runs);
     if (runs.length < 10) {
