@@ -378,7 +378,7 @@ JOB_COLUMNS = ("id", "name", "handler", "queue", "enabled", "schedule_count", "n
 
 async def _jobs_list(svc: Any, args: argparse.Namespace) -> None:
     rows = await svc.list_jobs(limit=1000)
-    _print(args, rows, table(rows, JOB_COLUMNS))
+    _print(args, rows, table(rows, JOB_COLUMNS) + f"\n{len(rows)} of {await svc.count_jobs()} jobs")
 
 
 def _job_body(args: argparse.Namespace) -> Any:
@@ -627,7 +627,8 @@ async def _runs_follow(svc: Any, args: argparse.Namespace) -> int:
 
 async def _schedules_list(svc: Any, args: argparse.Namespace) -> None:
     rows = await svc.list_schedules(job=args.job, limit=1000)
-    _print(args, rows, table(rows, SCHEDULE_COLUMNS))
+    total = await svc.count_schedules(job=args.job)
+    _print(args, rows, table(rows, SCHEDULE_COLUMNS) + f"\n{len(rows)} of {total} schedules")
 
 
 async def _schedules_add(svc: Any, args: argparse.Namespace) -> None:

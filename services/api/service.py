@@ -96,6 +96,10 @@ class Service:
         rows = await self.pool.fetch(q("list_jobs"), enabled, limit, offset)
         return [_public_job(r) for r in rows]
 
+    async def count_jobs(self, *, enabled: bool | None = None) -> int:
+        """How many jobs list_jobs pages through with the same filter."""
+        return await self.pool.fetchval(q("count_jobs"), enabled)
+
     async def _job_row(self, conn: asyncpg.Connection, ref: str | int) -> asyncpg.Record:
         row = await conn.fetchrow(q("get_job"), parse_id(ref), str(ref))
         if row is None:
@@ -258,6 +262,13 @@ class Service:
             job_id = (await self._job_row(conn, job))["id"] if job is not None else None
             rows = await conn.fetch(q("list_schedules"), job_id, active, limit, offset)
         return [dict(r) for r in rows]
+
+    async def count_schedules(self, *, job: str | int | None = None,
+                              active: bool | None = None) -> int:
+        """How many schedules list_schedules pages through with the same filters."""
+        async with self.pool.acquire() as conn:
+            job_id = (await self._job_row(conn, job))["id"] if job is not None else None
+            return await conn.fetchval(q("count_schedules"), job_id, active)
 
     async def get_schedule(self, schedule_id: int) -> dict[str, Any]:
         row = await self.pool.fetchrow(q("get_schedule"), schedule_id)

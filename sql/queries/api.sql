@@ -72,6 +72,10 @@ WHERE ($1::boolean IS NULL OR j.enabled = $1)
 ORDER BY j.name
 LIMIT $2 OFFSET $3;
 
+-- name: count_jobs
+-- How many jobs list_jobs pages through (the X-Total-Count of GET /api/jobs).
+SELECT count(*) FROM jobs WHERE ($1::boolean IS NULL OR enabled = $1);
+
 -- name: get_job
 -- One job by id ($1) or name ($2); an id match wins over a name that looks like one.
 SELECT id, name, description, handler, payload, secret_payload,
@@ -115,6 +119,13 @@ WHERE ($1::bigint IS NULL OR s.job_id = $1)
   AND ($2::boolean IS NULL OR s.is_active = $2)
 ORDER BY s.id
 LIMIT $3 OFFSET $4;
+
+-- name: count_schedules
+-- How many schedules list_schedules pages through (X-Total-Count of GET /api/schedules).
+SELECT count(*)
+FROM schedules
+WHERE ($1::bigint IS NULL OR job_id = $1)
+  AND ($2::boolean IS NULL OR is_active = $2);
 
 -- name: get_schedule
 -- One schedule with its job's name.

@@ -789,3 +789,17 @@ async def test_every_request_is_logged_with_its_key_name_never_the_key(api: Api)
     ]
     assert all(e["duration_ms"] >= 0 for e in requests)
     assert not any(key in repr(events) for key in api.keys.values())
+
+
+async def test_job_and_schedule_lists_give_their_total_in_a_header(api: Api) -> None:
+    for i in range(3):
+        await api.post("/api/jobs", json=noop_job(f"j{i}", enabled=i != 2, schedules=[
+            {"kind": "interval", "interval_seconds": 60 + i}]))
+    jobs = await api.get("/api/jobs", "viewer", params={"limit": 1, "offset": 1})
+    assert jobs.headers["x-total-count"] == "3" and len(jobs.json()) == 1
+    assert (await api.get("/api/jobs", params={"enabled": "false"})).headers["x-total-count"] == "1"
+    schedules = await api.get("/api/schedules", params={"job": "j1", "limit": 1})
+    assert schedules.headers["x-total-count"] == "1" and len(schedules.json()) == 1
+    assert (await api.get("/api/schedules", params={"offset": 10})).headers["x-total-count"] == "3"
+    spec = (await api.get("/openapi.json", None)).json()
+    assert "X-Total-Count" in spec["paths"]["/api/jobs"]["get"]["responses"]["200"]["headers"]

@@ -62,7 +62,8 @@ def test_jobs_add_list_trigger_pause_resume_and_runs(sundial) -> None:
     listed = sundial("jobs", "list")
     assert listed.returncode == 0
     lines = listed.stdout.splitlines()
-    assert lines[0].split()[:3] == ["ID", "NAME", "HANDLER"] and len(lines) == 3
+    assert lines[0].split()[:3] == ["ID", "NAME", "HANDLER"] and len(lines) == 4
+    assert lines[-1] == "2 of 2 jobs"
 
     triggered = sundial("jobs", "trigger", "hb", "--json")
     assert triggered.returncode == 0, triggered.stderr

@@ -87,18 +87,34 @@ const Sundial = (() => {
     if (text) {
       try { data = JSON.parse(text); } catch { data = { detail: text }; }
     }
-    return { status: response.status, ok: response.ok, data };
+    const total = response.headers.get("X-Total-Count");
+    return { status: response.status, ok: response.ok, data, total: total === null ? null : Number(total) };
   }
 
   /* The parsed body of a 2xx answer; ApiError otherwise. A refused key ends the session. */
   async function api(method, path, body) {
+    return (await answer(method, path, body)).data;
+  }
+
+  /* A list and its total (the X-Total-Count header of /api/jobs and /api/schedules). */
+  async function list(path) {
+    const r = await answer("GET", path);
+    return { items: r.data, total: r.total };
+  }
+
+  async function answer(method, path, body) {
     const r = await request(method, path, body);
     if (r.status === 401) {
       signOut(refusal(r.data && r.data.detail));
       throw new ApiError(401, "signed out");
     }
     if (!r.ok) throw new ApiError(r.status, r.data ? r.data.detail : "HTTP " + r.status);
-    return r.data;
+    return r;
+  }
+
+  /* "3 of 7 jobs" */
+  function countOf(shown, total, noun) {
+    return shown + " of " + total + " " + noun + (total === 1 ? "" : "s");
   }
 
   /* The key's name and role (viewers get no write buttons). */
@@ -410,7 +426,7 @@ const Sundial = (() => {
   }
 
   return {
-    FINAL, CANCELLABLE, RETRYABLE, STATUS, ApiError, api, signIn, signOut, signInReason, safeNext, key, role, isAdmin,
+    FINAL, CANCELLABLE, RETRYABLE, STATUS, ApiError, api, list, countOf, signIn, signOut, signInReason, safeNext, key, role, isAdmin,
     el, fill, append, $, $$,
     flash, action, zone, setZone, time, relative, when, ago, duration, statusBadge, every, describeCron,
     describeSchedule, poll, page,

@@ -43,8 +43,10 @@ Sundial.page(() => {
   }
 
   async function refresh() {
-    const [jobs, schedules] = await Promise.all([
-      api("GET", "/api/jobs?limit=1000"), api("GET", "/api/schedules?limit=1000")]);
+    const [page, schedules] = await Promise.all([
+      Sundial.list("/api/jobs?limit=1000"), api("GET", "/api/schedules?limit=1000")]);
+    const jobs = page.items;
+    $("#jobs-count").textContent = page.total ? Sundial.countOf(jobs.length, page.total, "job") : "";
     const byJob = new Map();
     for (const s of schedules) byJob.set(s.job_id, [...(byJob.get(s.job_id) || []), s]);
     fill($("#jobs tbody"), jobs.length ? jobs.map((j) => row(j, byJob.get(j.id) || []))

@@ -47,7 +47,7 @@ Sundial.page(() => {
     fill($("#runs tbody"), all.length ? all.map(row) : el("tr", {}, el("td", { class: "empty", colspan: 8 }, "No runs match.")));
     $("#older").hidden = !cursor;
     if (total !== null) {
-      $("#runs-count").textContent = total ? all.length + " of " + total + (total === 1 ? " run" : " runs") : "";
+      $("#runs-count").textContent = total ? Sundial.countOf(all.length, total, "run") : "";
     }
   }
 
