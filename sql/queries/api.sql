@@ -398,11 +398,16 @@ WHERE r.status = 'queued'
 GROUP BY j.queue;
 
 -- name: metrics_gauges
--- Dispatch lag (the oldest available run not yet published), workers online and the
--- scheduler's last pass, for /metrics.
+-- Dispatch lag (the oldest available run not yet published, those a queue pause holds
+-- aside), workers online and the scheduler's last pass, for /metrics.
 SELECT COALESCE(EXTRACT(EPOCH FROM (now() - (
            SELECT min(available_at) FROM runs
-           WHERE status = 'queued' AND published_at IS NULL AND available_at <= now()))), 0)::float8
+           WHERE status = 'queued' AND published_at IS NULL AND available_at <= now()
+             AND NOT EXISTS (SELECT 1 FROM queue_pauses WHERE queue = '*')
+             AND NOT EXISTS (SELECT 1
+                             FROM jobs j
+                             JOIN queue_pauses p ON p.queue = j.queue
+                             WHERE j.id = runs.job_id)))), 0)::float8
            AS dispatch_lag_s,
        (SELECT count(*) FROM workers
         WHERE status <> 'offline' AND last_heartbeat > now() - make_interval(secs => $1)) AS workers_online,

@@ -3,6 +3,8 @@ publish them (the API, the relay) or has a message for them (a worker), until re
 
 from __future__ import annotations
 
+import re
+
 from sundial.api.service import Service
 from sundial.api.settings import ApiSettings
 from sundial.core.messages import RunRef
@@ -40,6 +42,9 @@ async def test_a_paused_queue_holds_its_runs_until_resumed(db_url, amqp_url, que
         assert not await published(api.pool, held) and await published(api.pool, free)
         assert (await relay(api.pool, publisher, batch_size=10, lease_s=LEASE_S)).published == []
         assert (await api.pool.fetchrow(q("seconds_until_next_work")))["outbox"] is None
+        metrics = (await api.get("/metrics", None)).text
+        assert re.search(r"^sundial_dispatch_lag_seconds 0\.0$", metrics, re.MULTILINE), \
+            "a held run is no dispatch lag"
 
         # Everything paused: no queue publishes; a queue's own resume does not lift it.
         assert (await api.post("/api/queues/pause")).json()["all_paused"] is True
