@@ -7,9 +7,9 @@ Screenshots of every page go to test-artifacts/screenshots/.
 from __future__ import annotations
 
 import re
-from datetime import UTC
+from datetime import UTC, timedelta
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -405,8 +405,19 @@ async def test_times_carry_their_zone_and_runs_offer_what_their_state_allows(
     assert not await page.is_visible("#retry")
     await shot(page, "16-run-times-in-utc")
 
-    # The run list says how many runs its filters select; bulk cancel, then bulk retry.
+    # The run list's time range is read in the zone picked, kept as instants in the address.
     await page.goto("/runs?job=paris-night")
+    await expect(page.locator("label[for=f-since]")).to_have_text("From (UTC)")
+    hour_before = (created.astimezone(UTC) - timedelta(hours=1)).replace(second=0, microsecond=0)
+    await page.fill("#f-since", hour_before.strftime("%Y-%m-%dT%H:%M"))
+    await page.wait_for_url(re.compile("since=" + re.escape(quote(
+        hour_before.strftime("%Y-%m-%dT%H:%M:00.000Z")))))
+    await page.select_option("#zone", "browser")  # the same instant, in New York
+    await expect(page.locator("#f-since")).to_have_value(
+        hour_before.astimezone(ZoneInfo("America/New_York")).strftime("%Y-%m-%dT%H:%M"))
+    await expect(page.locator("label[for=f-since]")).to_have_text("From (America/New_York)")
+
+    # The run list says how many runs its filters select; bulk cancel, then bulk retry.
     await expect(page.locator("#runs-count")).to_have_text("3 of 3 runs")
     await page.click("#bulk-cancel")
     await page.locator("#flash").filter(has_text="3 cancelled.").wait_for()

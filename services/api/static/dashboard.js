@@ -217,9 +217,12 @@ const Sundial = (() => {
       const options = { timeZone, hourCycle: "h23", hour: "2-digit", minute: "2-digit", timeZoneName: "short" };
       if (style !== "minute") Object.assign(options, { year: "numeric", month: "short", day: "numeric", second: "2-digit" });
       if (style === "weekday") options.weekday = "short";
+      if (style === "parts") Object.assign(options, { month: "2-digit", day: "2-digit", timeZoneName: undefined });
+      // "parts" are read as numbers: Latin digits whatever the browser's language.
+      const locale = style === "parts" ? "en-US" : undefined;
       let format;
-      try { format = new Intl.DateTimeFormat(undefined, options); } catch {
-        format = new Intl.DateTimeFormat(undefined, { ...options, timeZone: "UTC" });
+      try { format = new Intl.DateTimeFormat(locale, options); } catch {
+        format = new Intl.DateTimeFormat(locale, { ...options, timeZone: "UTC" });
       }
       FORMATS.set(id, format);
     }
@@ -252,6 +255,33 @@ const Sundial = (() => {
   function ago(iso) {
     if (!iso) return el("span", { class: "muted" }, "—");
     return el("time", { datetime: iso, title: time(iso) }, relative(iso));
+  }
+
+  /* How far (ms) timeZone's wall clock is ahead of UTC at the instant t. */
+  function offsetAt(t, timeZone) {
+    const parts = {};
+    for (const p of formatter(timeZone, "parts").formatToParts(new Date(t))) parts[p.type] = p.value;
+    const wall = Date.UTC(+parts.year, +parts.month - 1, +parts.day, +parts.hour, +parts.minute, +parts.second);
+    return wall - Math.floor(t / 1000) * 1000;
+  }
+
+  /* A datetime-local value ("2026-12-02T02:00") read as a wall time in timeZone (the
+     user's zone by default): the ISO instant, or null. */
+  function instantIn(local, timeZone) {
+    const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2}))?$/.exec(local || "");
+    if (!m) return null;
+    const wall = Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +(m[6] || 0));
+    const zoneName = timeZone || zone();
+    let t = wall - offsetAt(wall, zoneName);
+    t = wall - offsetAt(t, zoneName);  // the offset at the instant itself (DST days)
+    return new Date(t).toISOString();
+  }
+
+  /* An ISO instant as a datetime-local value in timeZone (the user's zone by default). */
+  function localIn(iso, timeZone) {
+    const t = new Date(iso).getTime();
+    if (Number.isNaN(t)) return "";
+    return new Date(t + offsetAt(t, timeZone || zone())).toISOString().slice(0, 16);
   }
 
   /* The zone picker of the top bar. */
@@ -428,7 +458,7 @@ const Sundial = (() => {
   return {
     FINAL, CANCELLABLE, RETRYABLE, STATUS, ApiError, api, list, countOf, signIn, signOut, signInReason, safeNext, key, role, isAdmin,
     el, fill, append, $, $$,
-    flash, action, zone, setZone, time, relative, when, ago, duration, statusBadge, every, describeCron,
+    flash, action, zone, setZone, instantIn, localIn, time, relative, when, ago, duration, statusBadge, every, describeCron,
     describeSchedule, poll, page,
   };
 })();

@@ -10,13 +10,20 @@ Sundial.page(() => {
   let older = false;
   let total = null;
 
-  const localInput = (iso) => {
-    const d = new Date(iso);
-    return new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
-  };
-  for (const name of ["status", "queue", "since", "until"]) {
-    if (params.get(name)) form.elements[name].value = ["status", "queue"].includes(name) ? params.get(name) : localInput(params.get(name));
+  for (const name of ["status", "queue"]) {
+    if (params.get(name)) form.elements[name].value = params.get(name);
   }
+
+  /* From and Until are wall times in the zone the user picked; the address keeps instants. */
+  function showRange() {
+    const shown = new URLSearchParams(location.search);
+    for (const name of ["since", "until"]) {
+      form.elements[name].value = shown.get(name) ? Sundial.localIn(shown.get(name)) : "";
+    }
+    Sundial.$$("[data-zone-name]").forEach((node) => { node.textContent = "(" + Sundial.zone() + ")"; });
+  }
+  showRange();
+  document.addEventListener("sundial:zone", showRange);
 
   function query(extra) {
     const q = new URLSearchParams({ limit: "50", ...extra });
@@ -25,7 +32,8 @@ Sundial.page(() => {
     if (form.elements.status.value) q.set("status", form.elements.status.value);
     if (form.elements.queue.value.trim()) q.set("queue", form.elements.queue.value.trim());
     for (const name of ["since", "until"]) {
-      if (form.elements[name].value) q.set(name, new Date(form.elements[name].value).toISOString());
+      const instant = Sundial.instantIn(form.elements[name].value);
+      if (instant) q.set(name, instant);
     }
     return q;
   }
