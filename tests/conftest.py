@@ -229,6 +229,16 @@ async def wait_for(predicate, timeout: float = 20.0, interval: float = 0.1, what
         await asyncio.sleep(interval)
 
 
+def several_hosts(db_url: str, first_port: int) -> str:
+    """The URL of the test database behind a first host (127.0.0.1:`first_port`, where
+    nothing listens), with target_session_attrs=read-write: DATABASE_URL's high
+    availability form, the first host down as after a failover."""
+    parts = urlsplit(db_url)
+    hosts = f"127.0.0.1:{first_port},{parts.hostname}:{parts.port or 5432}"
+    return urlunsplit(parts._replace(netloc=f"{parts.username}@{hosts}",
+                                     query="target_session_attrs=read-write"))
+
+
 def free_port() -> int:
     import socket
 
@@ -257,3 +267,25 @@ async def start_api(processes, db_url: str, amqp_url: str, how: dict[str, Any] |
 
     await wait_for(up, timeout=30, what="sundial api to answer /health")
     return base
+
+
+@pytest.fixture
+def receiver() -> Iterator[Any]:
+    """A local HTTP server notifications are delivered to (tests.receivers.Receiver)."""
+    from tests.receivers import Receiver
+
+    r = Receiver()
+    r.start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[Any]:
+    """A local SMTP server (aiosmtpd) email notifications are delivered to."""
+    from tests.receivers import SmtpServer
+
+    server = SmtpServer(free_port())
+    server.start()
+    yield server
+    server.stop()

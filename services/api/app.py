@@ -29,7 +29,7 @@ from sundial.api.access import AccessLog
 from sundial.api.apidocs import include_docs
 from sundial.api.auth import KeyCache, authorize
 from sundial.api.errors import Conflict, Forbidden, Unauthorized
-from sundial.api.routes import jobs, queues, runs, schedules, system
+from sundial.api.routes import audit, jobs, notifications, queues, runs, schedules, system
 from sundial.api.service import Service
 from sundial.api.settings import ApiSettings
 from sundial.core import health, runtime
@@ -92,7 +92,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.public_paths = set(PUBLIC_PATHS)
 
     api = APIRouter(prefix="/api", dependencies=[Depends(authorize)])
-    for module in (jobs, schedules, runs, queues, system):
+    for module in (jobs, schedules, runs, queues, notifications, system, audit):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(probes.router)
@@ -239,6 +239,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     for error in CONNECTION_ERRORS:
         if error not in (OSError, TimeoutError):
             app.add_exception_handler(error, _unavailable)
+    # A host that cannot write (an old primary after a failover): the pool has replaced
+    # its connections, so the retry reaches the one that can.
+    app.add_exception_handler(asyncpg.ReadOnlySQLTransactionError, _unavailable)
 
 
 # What PostgreSQL refused, in Sundial's words; its own text goes to the log only.

@@ -1,4 +1,5 @@
-"""`sundial api` and the admin commands (`keys`, `jobs`, `runs`, `status`).
+"""`sundial api` and the admin commands (`keys`, `jobs`, `runs`, `schedules`, `status`, and
+`notify` in sundial.api.notify_commands).
 
 The admin commands talk to PostgreSQL directly (they work before any API key exists) and
 share every rule with the HTTP API through sundial.api.service. Output is a readable table, or
@@ -118,6 +119,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("status", help="scheduler, workers and totals at a glance")
     _json_flag(p).set_defaults(func=_command(_status))
+
+    from sundial.api import notify_commands
+
+    notify_commands.register(sub)
 
 
 def _group(sub: argparse._SubParsersAction, name: str, helptext: str) -> argparse._SubParsersAction:

@@ -1,4 +1,4 @@
-"""The web dashboard: HTML shells served at /, /jobs, /runs and /login.
+"""The web dashboard: HTML shells served at /, /jobs, /runs, /alerts, /audit and /login.
 
 The pages carry no data and need no key. Their scripts (static/) call the JSON API under
 /api with the key the user pasted at /login, kept in the browser's sessionStorage, so the
@@ -94,3 +94,13 @@ async def runs(request: Request) -> HTMLResponse:
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
 async def run(request: Request, run_id: Id) -> HTMLResponse:
     return _page(request, "run.html", "Run", "runs", run_id=run_id)
+
+
+@router.get("/alerts", response_class=HTMLResponse)
+async def alerts(request: Request) -> HTMLResponse:
+    return _page(request, "alerts.html", "Alerts", "alerts")
+
+
+@router.get("/audit", response_class=HTMLResponse)
+async def audit(request: Request) -> HTMLResponse:
+    return _page(request, "audit.html", "Audit log", "audit")

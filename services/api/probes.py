@@ -8,7 +8,13 @@ from datetime import UTC, datetime
 import asyncpg
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Gauge,
+    generate_latest,
+)
 
 from sundial.core.broker import BROKER_ERRORS
 from sundial.core.db import CONNECTION_ERRORS
@@ -43,25 +49,52 @@ async def ready(request: Request) -> JSONResponse:
 
 @router.get("/metrics", response_class=Response)
 async def metrics(request: Request) -> Response:
-    """Prometheus text format, read from the database at each scrape: runs by status,
-    dispatch lag, queue depth, workers online, the scheduler's last pass."""
+    """Prometheus text format: this process's own collectors (CPU, memory, open files,
+    garbage collection), then what the database says at this scrape, the same from every
+    API replica: runs by job, queue and status, queue depth and workers per queue, the
+    outbox, worker slots, the scheduler's last pass, each scheduled job's last success."""
     settings = request.app.state.settings
     async with request.app.state.pool.acquire() as conn:
         by_status = await conn.fetch(q("metrics_runs_by_status"))
-        depth = await conn.fetch(q("metrics_queue_depth"))
+        job_runs = await conn.fetch(q("metrics_job_runs"), settings.metrics_max_jobs)
+        queues = await conn.fetch(q("metrics_queues"), settings.worker_offline_threshold_s)
         gauges = await conn.fetchrow(q("metrics_gauges"), settings.worker_offline_threshold_s)
+        last_success = await conn.fetch(q("metrics_last_success"), settings.metrics_max_jobs)
     registry = CollectorRegistry()
-    runs = Gauge("sundial_runs", "Runs by status", ["status"], registry=registry)
+    runs = Gauge("sundial_runs", "Runs in the database by status", ["status"],
+                 registry=registry)
     for row in by_status:
         runs.labels(row["status"]).set(row["n"])
-    queued = Gauge("sundial_queue_depth", "Queued runs per job queue", ["queue"], registry=registry)
-    for row in depth:
-        queued.labels(row["queue"]).set(row["n"])
+    by_job = Gauge("sundial_job_runs_last_hour", "Runs created in the last hour by job, queue "
+                   "and status (the METRICS_MAX_JOBS busiest jobs, the rest as "
+                   "job_name=\"other\")", ["job_name", "queue", "status"], registry=registry)
+    for row in job_runs:
+        by_job.labels(row["job_name"], row["queue"], row["status"]).set(row["n"])
+    depth = Gauge("sundial_queue_depth", "Queued runs per queue (published or not)", ["queue"],
+                  registry=registry)
+    workers = Gauge("sundial_queue_workers", "Online workers consuming each queue", ["queue"],
+                    registry=registry)
+    for row in queues:
+        depth.labels(row["queue"]).set(row["depth"])
+        workers.labels(row["queue"]).set(row["workers"])
     Gauge("sundial_dispatch_lag_seconds", "Age of the oldest available run not yet published",
           registry=registry).set(gauges["dispatch_lag_s"])
+    Gauge("sundial_outbox_size", "Queued runs not yet published (the outbox)",
+          registry=registry).set(gauges["outbox"])
     Gauge("sundial_workers_online", "Workers with a fresh heartbeat",
           registry=registry).set(gauges["workers_online"])
+    slots = Gauge("sundial_worker_slots", "Run slots of online workers (WORKER_CONCURRENCY "
+                  "summed): busy ones run a run, free ones can take one", ["state"],
+                  registry=registry)
+    slots.labels("busy").set(gauges["busy"])
+    slots.labels("free").set(max(0, gauges["slots"] - gauges["busy"]))
     Gauge("sundial_scheduler_last_pass_timestamp_seconds",
           "Unix time of the latest scheduler pass (0: never)",
           registry=registry).set(gauges["scheduler_last_tick"] or 0)
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    success = Gauge("sundial_job_last_success_timestamp_seconds",
+                    "Unix time of the latest success of each job with an active schedule "
+                    "(its creation if none)", ["job_name"], registry=registry)
+    for row in last_success:
+        success.labels(row["job_name"]).set(row["at"])
+    body = generate_latest(REGISTRY) + generate_latest(registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -215,6 +215,28 @@ class Deleted(BaseModel):
 # --- runs -----------------------------------------------------------------------------
 
 
+class JobHealth(BaseModel):
+    job_id: int
+    job: str
+    window: str = Field(description="The window as asked, e.g. 24h.")
+    window_s: float
+    since: datetime = Field(description="Runs that finished at or after this instant count.")
+    finished: int = Field(description="Runs that finished in the window, in any final status.")
+    succeeded: int
+    failed: int = Field(description="failed, timed_out and dead.")
+    cancelled: int
+    skipped: int
+    success_rate: float | None = Field(
+        description="succeeded / (succeeded + failed), 0-1; null without either.")
+    error_rate: float | None = Field(
+        description="failed / (succeeded + failed), 0-1; null without either.")
+    avg_duration_s: float | None = Field(
+        description="Mean time from start to end of the runs that succeeded or failed.")
+    p95_duration_s: float | None = Field(description="95th percentile of the same.")
+    last_success_at: datetime | None = Field(description="The latest success, in or before "
+                                                         "the window.")
+
+
 class Queued(BaseModel):
     run_id: int
     status: Literal["queued"] = "queued"
@@ -247,7 +269,11 @@ class RunSummary(BaseModel):
 class Run(RunSummary):
     handler: str
     result: Any
-    output: str | None
+    output: str | None = Field(description=(
+        "While running: the tail of what the run printed (command jobs' stdout and stderr, "
+        "in-process Python jobs' prints and logs), at most 65,536 characters, written at "
+        "each worker heartbeat. Once finished: its final output, or that tail."))
+    output_at: datetime | None = Field(description="When `output` was last written.")
 
 
 class RunPage(BaseModel):
@@ -278,6 +304,21 @@ class BulkResult(BaseModel):
     cancelled: int | None = Field(None, description="cancel: queued runs ended at once.")
     stopping: int | None = Field(None, description="cancel: running runs asked to stop.")
     queued: list[int] | None = Field(None, description="retry: the new runs.")
+
+
+class AuditEntry(BaseModel):
+    id: int
+    at: datetime
+    actor: str = Field(description="The API key's name, or cli:<user>.")
+    action: str = Field(description="e.g. job.create, schedule.pause, run.cancel, key.revoke.")
+    target_type: str
+    target_id: str | None
+    details: dict[str, Any] = Field(description="What changed; never a secret value.")
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEntry]
+    next_cursor: int | None = Field(description="Pass as `cursor` for the next (older) page.")
 
 
 class CancelResult(BaseModel):

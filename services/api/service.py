@@ -9,6 +9,7 @@ prints on one line.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -19,6 +20,7 @@ import asyncpg
 from sundial.api import payloads
 from sundial.api.auth import ROLES, new_key
 from sundial.api.errors import Conflict
+from sundial.api.notifications import Notifications
 from sundial.api.schemas import (
     BULK_MAX_RUNS,
     CANCELLABLE_STATUSES,
@@ -63,6 +65,31 @@ def parse_id(ref: str | int) -> int | None:
     return int(ref) if ref.isascii() and ref.isdigit() and 1 <= int(ref) <= MAX_ID else None
 
 
+WINDOW = re.compile(r"(?P<n>[0-9]+(?:\.[0-9]+)?)(?P<unit>[smhd])")
+WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_WINDOW_S = 366 * 86400
+
+
+def parse_window(text: str) -> float:
+    """`30m`, `24h`, `7d` as seconds: a number and a unit (s, m, h, d), 1 minute to 366 days."""
+    match = WINDOW.fullmatch(text.strip())
+    if not match:
+        raise InvalidInput("window", text, "must be a number and a unit s, m, h or d, "
+                                           "e.g. 30m, 24h or 7d")
+    seconds = float(match["n"]) * WINDOW_UNITS[match["unit"]]
+    if not 60 <= seconds <= MAX_WINDOW_S:
+        raise InvalidInput("window", text, "must be from 1m to 366d, e.g. 24h")
+    return seconds
+
+
+def keyset_page(rows: Sequence[asyncpg.Record], limit: int
+                ) -> tuple[list[dict[str, Any]], int | None]:
+    """The first `limit` of `limit + 1` rows fetched newest first, and the cursor of the
+    next page: the last id shown, or None when nothing older is left."""
+    items = [dict(r) for r in rows[:limit]]
+    return items, (items[-1]["id"] if len(rows) > limit else None)
+
+
 @contextmanager
 def db_errors(what: str) -> Iterator[None]:
     """Translate constraint violations at the database boundary."""
@@ -80,6 +107,7 @@ class Service:
         self.pool = pool
         self.settings = settings
         self.publisher = publisher
+        self.notifications = Notifications(pool, settings, self._audit)
 
     # --- audit ----------------------------------------------------------------------
 
@@ -161,6 +189,19 @@ class Service:
             await self._audit(conn, actor, "job.update", "job", row["id"],
                               {"name": values["name"], "fields": sorted(change)})
         return await self.get_job(row["id"])
+
+    async def job_health(self, ref: str | int, window: str) -> dict[str, Any]:
+        """Success and error rates, mean and p95 duration of a job's runs that finished
+        within `window` (e.g. 30m, 24h, 7d)."""
+        window_s = parse_window(window)
+        async with self.pool.acquire() as conn:
+            job = await self._job_row(conn, ref)
+            row = await conn.fetchrow(q("job_health"), job["id"], window_s)
+        judged = row["succeeded"] + row["failed"]
+        return {"job_id": job["id"], "job": job["name"], "window": window, "window_s": window_s,
+                **dict(row),
+                "success_rate": round(row["succeeded"] / judged, 4) if judged else None,
+                "error_rate": round(row["failed"] / judged, 4) if judged else None}
 
     async def set_job_enabled(self, actor: str, ref: str | int, enabled: bool) -> dict[str, Any]:
         """Pause (slots pass without runs) or resume a job."""
@@ -377,10 +418,21 @@ class Service:
             rows = await conn.fetch(q("list_runs"), job_id, schedule_id,
                                     list(statuses) if statuses else None, since, until,
                                     cursor, limit + 1, queue)
-        items = [{k: v for k, v in r.items() if k != "total"} for r in rows[:limit]
-                 if r["id"] is not None]
-        return {"items": items, "next_cursor": items[-1]["id"] if len(rows) > limit else None,
-                "total": rows[0]["total"]}
+        # An empty page is one row of NULLs but `total`.
+        items, next_cursor = keyset_page([r for r in rows if r["id"] is not None], limit)
+        for item in items:
+            del item["total"]
+        return {"items": items, "next_cursor": next_cursor, "total": rows[0]["total"]}
+
+    async def list_audit(self, *, actor: str | None = None, action: str | None = None,
+                         target_type: str | None = None, target_id: str | None = None,
+                         since: datetime | None = None, until: datetime | None = None,
+                         cursor: int | None = None, limit: int = 50
+                         ) -> tuple[list[dict[str, Any]], int | None]:
+        """A page of the audit log, newest first, and the cursor of the next page."""
+        rows = await self.pool.fetch(q("list_audit"), actor, action, target_type, target_id,
+                                     since, cursor, until, limit + 1)
+        return keyset_page(rows, limit)
 
     async def get_run(self, run_id: int) -> dict[str, Any]:
         row = await self.pool.fetchrow(q("get_run"), run_id)

@@ -25,6 +25,11 @@ class ApiSettings(HttpPolicySettings):
         10.0, ge=0, le=3600, validation_alias=env("API_KEY_CACHE_SECONDS"),
         description="how long a verified API key is remembered, in seconds, 0-3600 (0: "
                     "looked up on every request); a change to a key ends it at once")
+    metrics_max_jobs: int = Field(
+        50, ge=1, le=10000, validation_alias=env("METRICS_MAX_JOBS"),
+        description="jobs named in the per-job series of /metrics, 1-10000: the ones with "
+                    "the most runs (the others are summed as job_name=\"other\") and, for "
+                    "the last-success gauge, the first scheduled jobs by name")
     # Each new queue name is a durable quorum queue in RabbitMQ: an operator may list them.
     api_allowed_queues: Annotated[tuple[str, ...], NoDecode] = Field(
         (), validation_alias=env("API_ALLOWED_QUEUES"),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -50,6 +52,45 @@ def is_transient(exc: BaseException) -> bool:
         return True
     state = getattr(exc, "sqlstate", None) if isinstance(exc, asyncpg.PostgresError) else None
     return isinstance(state, str) and (state[:2] in _TRANSIENT_CLASSES or state in _TRANSIENT_CODES)
+
+
+def _leaves_pool_when_read_only(method: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    async def statement(self: FailoverConnection, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(self, *args, **kwargs)
+        except asyncpg.ReadOnlySQLTransactionError as exc:
+            await self.read_only(exc)
+            raise
+    return statement
+
+
+class FailoverConnection(asyncpg.Connection):
+    """A pooled connection that takes its pool's connections out of service when a
+    statement fails read-only (SQLSTATE 25006): the host they reached cannot write (an
+    old primary back after a failover, read-only or as a standby; a standby reached
+    without `target_session_attrs=read-write`). Each is closed when released, or replaced
+    at its next acquire, so the next acquire connects afresh and `target_session_attrs`
+    picks the host that can write. The error still reaches the caller, which waits it
+    out like any transient one (`is_transient`) and tries again on the new connection."""
+
+    pool: asyncpg.Pool | None = None  # set by the pool's init; a lone connection has none
+    _expired = False
+
+    async def read_only(self, exc: BaseException) -> None:
+        if self.pool is None or self._expired:
+            return  # once per connection: its siblings went with it the first time
+        self._expired = True
+        log.warning("db.read_only_host", error=repr(exc), server_pid=self.get_server_pid(),
+                    action="every connection of the pool replaced")
+        await self.pool.expire_connections()
+
+    execute = _leaves_pool_when_read_only(asyncpg.Connection.execute)
+    executemany = _leaves_pool_when_read_only(asyncpg.Connection.executemany)
+    fetch = _leaves_pool_when_read_only(asyncpg.Connection.fetch)
+    fetchval = _leaves_pool_when_read_only(asyncpg.Connection.fetchval)
+    fetchrow = _leaves_pool_when_read_only(asyncpg.Connection.fetchrow)
+    fetchmany = _leaves_pool_when_read_only(asyncpg.Connection.fetchmany)
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -107,12 +148,20 @@ def waiting_out(event: str, max_wait_s: float = 10.0) -> tenacity.AsyncRetrying:
 
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10,
                       attempts: int | None = None, **kwargs: Any) -> asyncpg.Pool:
-    """A pool, waiting with backoff until PostgreSQL answers (forever unless `attempts`)."""
+    """A pool, waiting with backoff until PostgreSQL answers (forever unless `attempts`).
+    Its connections leave it when one reaches a host that cannot write
+    (`FailoverConnection`)."""
 
     @connect_retrying(attempts=attempts)
     async def _create() -> asyncpg.Pool:
-        return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size,
-                                         init=_init_connection, reset=_keep_session, **kwargs)
+        async def init(conn: FailoverConnection) -> None:
+            conn.pool = pool
+            await _init_connection(conn)
+
+        pool = asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=init,
+                                   reset=_keep_session, connection_class=FailoverConnection,
+                                   **kwargs)
+        return await pool
 
     return await _create()
 

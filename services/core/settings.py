@@ -17,6 +17,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from sundial.core.database_url import EXAMPLE as DATABASE_URL_EXAMPLE
+from sundial.core.database_url import check_database_url
 from sundial.core.errors import ConfigError
 from sundial.core.netguard import Network, parse_networks
 
@@ -37,7 +39,7 @@ class Settings(BaseSettings):
     # --- PostgreSQL: DATABASE_URL, or the split POSTGRES_* form -------------------
     database_url_raw: str | None = Field(
         None, validation_alias=env("DATABASE_URL"),
-        description="a postgresql:// URL, e.g. postgresql://user:pass@host:5432/sundial")
+        description=f"a postgresql:// URL, e.g. {DATABASE_URL_EXAMPLE}")
     postgres_host: str = Field("localhost", validation_alias=env("POSTGRES_HOST"))
     postgres_port: int = Field(5432, gt=0, lt=65536, validation_alias=env("POSTGRES_PORT"),
                                description="a TCP port, 1-65535")
@@ -163,9 +165,7 @@ class Settings(BaseSettings):
     @field_validator("database_url_raw")
     @classmethod
     def _check_db_url(cls, value: str | None) -> str | None:
-        if value is not None and urlsplit(value).scheme not in ("postgresql", "postgres"):
-            raise ValueError("must start with postgresql://")
-        return value
+        return None if value is None else check_database_url(value)
 
     @field_validator("rabbitmq_url_raw")
     @classmethod

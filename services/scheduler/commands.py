@@ -15,7 +15,8 @@ def _scheduler(_args: argparse.Namespace) -> int:
     from sundial.core.logging import configure_logging
     from sundial.core.settings import load_settings
     from sundial.scheduler.main import serve
+    from sundial.scheduler.settings import SchedulerSettings
 
-    settings = load_settings()
+    settings = load_settings(SchedulerSettings)
     configure_logging(settings.log_level, settings.log_format, service="scheduler")
     return run_async(serve, settings)

@@ -7,6 +7,9 @@
   after a failed publish it backs off, and fresh batches go to it meanwhile.
 - reap (every 5 s), retention (once a minute from start-up), status (once a second
   after a pass) and the healthcheck log (every HEALTHCHECK_INTERVAL).
+- notify: deliver the notifications due (once a second); alerts: evaluate the
+  notification rules on conditions (every NOTIFY_CHECK_INTERVAL). Neither is in the
+  tick's path: a slow webhook or SMTP server delays only other notifications.
 
 A loop's failing round is logged and retried with backoff while the others go on
 (`supervisor.py`); the process never needs a restart to recover from a database or
@@ -32,12 +35,16 @@ from sundial.core.logging import get_logger
 from sundial.core.migrate import wait_until_migrated
 from sundial.core.outbox import WAKEUP_CHANNEL
 from sundial.core.runtime import iso_utc
-from sundial.core.settings import Settings, instance_id
+from sundial.core.settings import instance_id
 from sundial.core.sql import q
 from sundial.core.zones import TZDATA_VERSION
+from sundial.scheduler.alerts import evaluate
+from sundial.scheduler.notifier import BATCH as NOTIFY_BATCH
+from sundial.scheduler.notifier import Notifier
 from sundial.scheduler.publishing import Counters, Publishing
 from sundial.scheduler.reaper import delete_old_runs, reap
 from sundial.scheduler.relay import relay
+from sundial.scheduler.settings import SchedulerSettings
 from sundial.scheduler.supervisor import Loop, Outage, Supervisor
 from sundial.scheduler.tick import tick
 
@@ -53,6 +60,8 @@ STATUS_EVERY_S = 1.0
 # The relay looks at the outbox this often without a wake-up (runs whose publisher's
 # lease ran out); "trigger now" is looked for as often.
 SWEEP_EVERY_S = 1.0
+# The delivery loop looks for due notifications this often (a test, a retry, a failure).
+NOTIFY_EVERY_S = 1.0
 # When something is due but another instance holds it, look again soon, not at once.
 BUSY_RETRY_S = 0.05
 # When slots fell due while a pass was claiming others, the next pass starts this soon.
@@ -64,7 +73,7 @@ class RelayFailed(Outage):
 
 
 class Scheduler:
-    def __init__(self, settings: Settings, *, name: str | None = None):
+    def __init__(self, settings: SchedulerSettings, *, name: str | None = None):
         self.settings = settings
         self.name = name or instance_id("scheduler")
         self.counters = Counters()
@@ -76,6 +85,7 @@ class Scheduler:
                                     confirm_timeout_s=min(CONFIRM_TIMEOUT_S,
                                                           settings.publish_lease_s / 2))
         self._publishing: Publishing | None = None
+        self._notifier: Notifier | None = None
         self._rng = random.Random()
         self._trigger_due = True           # "trigger now" may be pending (NOTIFY, sweep)
         self._last_sweep = 0.0
@@ -90,6 +100,8 @@ class Scheduler:
             Loop("retention", self._retention_round, "scheduler.retention_failed",
                  cancel_on_stop=True),   # a delete batch is one statement: nothing half-done
             Loop("status", self._status_round, "scheduler.status_failed"),
+            Loop("notify", self._notify_round, "scheduler.notify_failed"),
+            Loop("alerts", self._alerts_round, "scheduler.alerts_failed"),
             Loop("healthcheck", self._health_round, "scheduler.healthcheck_failed",
                  first_in_s=settings.healthcheck_interval_s),
         ])
@@ -110,6 +122,7 @@ class Scheduler:
                                os.getpid(), TZDATA_VERSION)
         self._publishing = Publishing(self._pool, self._publisher, self.counters,
                                       on_failure=self._relay.wakeup.set)
+        self._notifier = Notifier(self._pool, s)
         await self._ensure_listener()
         log.info("scheduler.started", instance=self.name, poll_interval_s=s.poll_interval_s,
                  batch_size=s.batch_size, tzdata=TZDATA_VERSION)
@@ -269,7 +282,19 @@ class Scheduler:
         clean-up never delays a pass."""
         assert self._pool is not None
         await delete_old_runs(self._pool, retention_days=self.settings.cleanup_retention_days)
+        await self._pool.execute(q("delete_old_notifications"), self.settings.cleanup_retention_days,
+                                 10_000)
         return RETENTION_EVERY_S
+
+    async def _notify_round(self) -> float:
+        assert self._notifier is not None
+        claimed = await self._notifier.run_once()
+        return 0.0 if claimed >= NOTIFY_BATCH else NOTIFY_EVERY_S
+
+    async def _alerts_round(self) -> float:
+        assert self._pool is not None
+        await evaluate(self._pool)
+        return self.settings.notify_check_interval_s
 
     async def _status_round(self) -> float:
         """Publish failures onto their schedules, and this instance's status after each
@@ -310,7 +335,7 @@ class Scheduler:
         return self.settings.healthcheck_interval_s
 
 
-async def serve(settings: Settings) -> int:
+async def serve(settings: SchedulerSettings) -> int:
     scheduler = Scheduler(settings)
     return await runtime.serve(scheduler.run, scheduler.stop, metrics_port=settings.metrics_port,
                                announces_start=True)

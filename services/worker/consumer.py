@@ -36,6 +36,7 @@ from sundial.core.messages import RunRef, decode_ref
 from sundial.core.outbox import wake_scheduler
 from sundial.core.secrets import decrypt_fields, merge_secrets
 from sundial.core.sql import q
+from sundial.worker import metrics
 from sundial.worker.claim import Claim, Claimer, ClaimResult, end_unstarted, return_to_outbox
 from sundial.worker.executor import MAX_ERROR_CHARS, Held, Outcome, Retry, execute
 from sundial.worker.handlers import HINTS, Handler, RunContext
@@ -248,6 +249,9 @@ class Consumer:
         log.debug("run.claimed", detail=detail, **fields)
         held = Held(run.run_id, run.attempt)
         self.held[held.key] = held
+        if not suspect:
+            metrics.FIRE_LAG.labels(row["queue"]).observe(max(0.0, row["fire_lag_s"]))
+        started = time.monotonic()
         # From here on the run is ours: whatever happens, it gets an outcome (a requeued
         # message would find it running and be dropped as a duplicate).
         try:
@@ -262,6 +266,9 @@ class Consumer:
             else:
                 self.quarantine.leave()
         held.finished = True
+        if outcome.output is None:
+            outcome.output = held.live.text()   # what it printed, its last lines included
+        metrics.DURATION.labels(row["queue"], outcome.kind).observe(time.monotonic() - started)
         self.recorder.add(Finished(message, held, outcome))
 
     async def _take_over(self, message: AbstractIncomingMessage, run: RunRef,
@@ -362,7 +369,7 @@ class Consumer:
     async def _execute(self, row: asyncpg.Record, held: Held) -> Outcome:
         """Run the claimed attempt as the database describes it (the row of the claim)."""
         ctx = RunContext(self.settings, row["id"], row["job_id"], row["job"], row["attempt"],
-                         row["max_attempts"])
+                         row["max_attempts"], held.live)
         retry = Retry(row["max_attempts"], row["retry_backoff_seconds"],
                       row["retry_backoff_max_seconds"], self._rng)
         try:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sundial.worker.handlers import Handler, JobError, RunContext, current
+from sundial.worker.live import LiveOutput
 from sundial.worker.retry import backoff_s
 
 MAX_ERROR_CHARS = 2000
@@ -50,6 +51,7 @@ class Held:
     stop_reason: str | None = None
     finished: bool = False
     alive_at: float = field(default_factory=time.monotonic)  # claimed or last heartbeat
+    live: LiveOutput = field(default_factory=LiveOutput)     # written at each heartbeat
 
     @property
     def key(self) -> tuple[int, int]:

@@ -1,6 +1,7 @@
 """Liveness: the worker's row in `workers`, and `heartbeat_at` of every run it holds.
 
-One set-based statement per beat keeps all held runs alive and reports which ones the
+One set-based statement per beat keeps all held runs alive, writes the tail of the output
+of those that printed since the last beat (sundial.worker.live), and reports which ones the
 API asked to cancel; a run that is no longer ours (rescued by the reaper after a long
 pause) is stopped and its result dropped.
 """
@@ -65,7 +66,8 @@ class Heartbeat:
         if held:
             beat_at = time.monotonic()
             rows = await self.pool.fetch(q("heartbeat_runs"), [h.run_id for h in held.values()],
-                                         [h.attempt for h in held.values()], self.worker_id)
+                                         [h.attempt for h in held.values()], self.worker_id,
+                                         [h.live.take() for h in held.values()])
             alive = {(row["id"], row["attempt"]): row["cancel_requested"] for row in rows}
             for key, h in held.items():
                 if h.finished:

@@ -17,7 +17,6 @@ import asyncio
 from contextlib import suppress
 
 import asyncpg
-import prometheus_client as prom
 
 from sundial.core import runtime
 from sundial.core.db import CONNECTION_ERRORS, create_pool, waiting_out
@@ -25,7 +24,7 @@ from sundial.core.logging import get_logger
 from sundial.core.migrate import wait_until_migrated
 from sundial.core.runtime import iso_utc
 from sundial.core.settings import instance_id
-from sundial.worker import registry
+from sundial.worker import live, metrics, registry
 from sundial.worker.consumer import Consumer
 from sundial.worker.executor import RELEASE, Held
 from sundial.worker.handlers import available
@@ -35,8 +34,6 @@ from sundial.worker.recorder import Acks, Recorder
 from sundial.worker.settings import WorkerSettings
 
 log = get_logger("worker")
-
-IN_FLIGHT = prom.Gauge("sundial_worker_runs_in_flight", "Runs this worker is executing")
 
 # After the grace: how long released runs and pending results may take to be written.
 RELEASE_WAIT_S = 10.0
@@ -54,6 +51,7 @@ class Worker:
         self.stopping.set()
 
     async def run(self) -> int:
+        live.capture_python_output()
         registry.import_modules(self.settings.imports)
         sync = SyncPool(self.settings) if self.settings.sync_processes else None
         try:  # whatever ends start-up or the service, no sync-job process stays behind
@@ -71,6 +69,7 @@ class Worker:
         await wait_until_migrated(pool)
         held: dict[tuple[int, int], Held] = {}
         recorder = Recorder(pool, self.id, Acks(), held)
+        metrics.watch_slots(s.worker_concurrency, lambda: len(held))
         self.heartbeat = Heartbeat(s, pool, self.id, sorted(handlers), held, recorder.counts)
         self.consumer = Consumer(s, pool, self.id, handlers, recorder)
         # A database that cannot take writes yet (read-only during a failover) is waited
@@ -143,7 +142,6 @@ class Worker:
     async def _health_log(self, recorder: Recorder) -> None:
         while True:
             await asyncio.sleep(self.settings.healthcheck_interval_s)
-            IN_FLIGHT.set(len(recorder.held))
             log.info("healthcheck", worker_id=self.id, status=self.heartbeat.status,
                      broker_connected=self.consumer.connected, **self._counters(recorder))
 

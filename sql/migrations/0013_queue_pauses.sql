@@ -10,3 +10,15 @@ CREATE TABLE queue_pauses (
     paused_at  timestamptz NOT NULL DEFAULT now(),
     paused_by  text        NOT NULL
 );
+
+-- Whether the runs of job $1 are held by a pause (its queue's or every queue's): the one
+-- definition the relay, the scheduler's wake-up, the workers' claim, the dispatch-lag
+-- gauge and the outbox-backlog alert share. A plain SQL function: inlined by the planner.
+CREATE FUNCTION job_paused(job_id bigint) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT EXISTS (SELECT 1
+                   FROM queue_pauses p
+                   JOIN jobs j ON p.queue IN (j.queue, '*')
+                   WHERE j.id = job_id)
+$$;

@@ -233,7 +233,7 @@ ORDER BY page.id DESC;
 SELECT r.id, r.job_id, j.name AS job, j.handler, r.schedule_id, r.scheduled_for, r.trigger,
        r.triggered_by, r.status, r.attempt, r.max_attempts, r.available_at,
        r.published_at, r.cancel_requested, r.started_at, r.finished_at, r.heartbeat_at,
-       r.worker_id, r.result, r.error, r.output, r.created_at, r.updated_at,
+       r.worker_id, r.result, r.error, r.output, r.output_at, r.created_at, r.updated_at,
        EXTRACT(EPOCH FROM (r.finished_at - r.started_at))::float8 AS duration_s
 FROM runs r
 JOIN jobs j ON j.id = r.job_id
@@ -385,30 +385,41 @@ SELECT (SELECT count(*) FROM jobs) AS jobs_total,
        count(*) FILTER (WHERE status = 'queued') AS runs_queued
 FROM runs;
 
--- name: metrics_runs_by_status
--- Runs per status, for /metrics.
-SELECT status, count(*) AS n FROM runs GROUP BY status;
+-- name: job_health
+-- Job $1's runs that finished in the last $2 seconds, by outcome, with the mean and 95th
+-- percentile of their durations (runs that succeeded or failed) and its latest success.
+-- Reads the index runs_job_finished only (job, status, finish time).
+SELECT now() - make_interval(secs => $2) AS since,
+       count(*) AS finished,
+       count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
+       count(*) FILTER (WHERE status IN ('failed', 'timed_out', 'dead')) AS failed,
+       count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
+       count(*) FILTER (WHERE status = 'skipped') AS skipped,
+       avg(EXTRACT(EPOCH FROM finished_at - started_at))
+           FILTER (WHERE status IN ('succeeded', 'failed', 'timed_out', 'dead'))::float8
+           AS avg_duration_s,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM finished_at - started_at))
+           FILTER (WHERE status IN ('succeeded', 'failed', 'timed_out', 'dead'))::float8
+           AS p95_duration_s,
+       (SELECT max(finished_at) FROM runs
+        WHERE job_id = $1 AND status = 'succeeded' AND finished_at IS NOT NULL) AS last_success_at
+FROM runs
+WHERE job_id = $1
+  AND status IN ('succeeded', 'failed', 'timed_out', 'dead', 'cancelled', 'skipped')
+  AND finished_at >= now() - make_interval(secs => $2);
 
--- name: metrics_queue_depth
--- Runs waiting per job queue (queued, published or not), for /metrics.
-SELECT j.queue, count(*) AS n
-FROM runs r
-JOIN jobs j ON j.id = r.job_id
-WHERE r.status = 'queued'
-GROUP BY j.queue;
-
--- name: metrics_gauges
--- Dispatch lag (the oldest available run not yet published, those a queue pause holds
--- aside), workers online and the scheduler's last pass, for /metrics.
-SELECT COALESCE(EXTRACT(EPOCH FROM (now() - (
-           SELECT min(available_at) FROM runs
-           WHERE status = 'queued' AND published_at IS NULL AND available_at <= now()
-             AND NOT EXISTS (SELECT 1 FROM queue_pauses WHERE queue = '*')
-             AND NOT EXISTS (SELECT 1
-                             FROM jobs j
-                             JOIN queue_pauses p ON p.queue = j.queue
-                             WHERE j.id = runs.job_id)))), 0)::float8
-           AS dispatch_lag_s,
-       (SELECT count(*) FROM workers
-        WHERE status <> 'offline' AND last_heartbeat > now() - make_interval(secs => $1)) AS workers_online,
-       (SELECT EXTRACT(EPOCH FROM max(last_tick_at)) FROM scheduler_instances)::float8 AS scheduler_last_tick;
+-- name: list_audit
+-- The audit log, newest first, keyset-paginated on id ($6: the last id of the previous
+-- page); filters: actor $1, action $2 (exact, or a prefix ending in '.': 'job.'),
+-- target type $3 and id $4, at or after $5, before $7.
+SELECT id, at, actor, action, target_type, target_id, details
+FROM audit_log
+WHERE ($1::text IS NULL OR actor = $1)
+  AND ($2::text IS NULL OR action = $2 OR (right($2, 1) = '.' AND starts_with(action, $2)))
+  AND ($3::text IS NULL OR target_type = $3)
+  AND ($4::text IS NULL OR target_id = $4)
+  AND ($5::timestamptz IS NULL OR at >= $5)
+  AND ($7::timestamptz IS NULL OR at < $7)
+  AND ($6::bigint IS NULL OR id < $6)
+ORDER BY id DESC
+LIMIT $8;

@@ -35,11 +35,7 @@ WITH pending AS (
       AND published_at IS NULL
       AND available_at <= now()
       AND (publish_lease_until IS NULL OR publish_lease_until < now())
-      AND NOT EXISTS (SELECT 1 FROM queue_pauses WHERE queue = '*')
-      AND NOT EXISTS (SELECT 1
-                      FROM jobs j
-                      JOIN queue_pauses p ON p.queue = j.queue
-                      WHERE j.id = runs.job_id)
+      AND NOT job_paused(job_id)
     ORDER BY available_at
     LIMIT $1
     FOR UPDATE SKIP LOCKED

@@ -5,7 +5,7 @@
 -- runs it and the concurrency policy (allow, forbid, replace). Read before a claim.
 SELECT r.status, r.attempt, r.cancel_requested, r.available_at <= now() AS available,
        j.id AS job_id, j.handler, j.queue, j.concurrency_policy,
-       EXISTS (SELECT 1 FROM queue_pauses p WHERE p.queue IN (j.queue, '*')) AS paused
+       job_paused(j.id) AS paused
 FROM runs r
 JOIN jobs j ON j.id = r.job_id
 WHERE r.id = $1;
@@ -18,9 +18,12 @@ SELECT pg_advisory_xact_lock(hashtextextended('sundial.job:' || $1::bigint, 0));
 -- Start attempt $2 of run $1 on worker $3, unless it is already taken, finished,
 -- cancelled, or a later attempt (a stale duplicate message), not available yet (backoff,
 -- jitter), or its job's handler is not one of $5 or its queue not one of $6 (this
--- worker's), or its queue is paused (a message sent before the pause); with $4, only if its job's concurrency policy is 'allow' (many such claims
--- are pipelined in one transaction). What runs and how long it may take are returned
+-- worker's), or its queue is paused (a message sent before the pause); with $4, only if
+-- its job's concurrency policy is 'allow' (many such claims are pipelined in one
+-- transaction). What runs and how long it may take are returned
 -- from the job, never taken from the message.
+-- fire_lag_s: how late it starts, from when it was due (its slot with jitter, or the
+-- end of a retry's backoff), for the worker's fire lag histogram.
 -- Here and below, a message in hand proves the run was published, whether or not its
 -- publisher lived to mark it. Takeovers and fresh messages are counted per message and
 -- attempt: a claim starts afresh.
@@ -29,6 +32,8 @@ SET status = 'running',
     published_at = coalesce(r.published_at, now()),
     takeovers = 0,
     republished = 0,
+    output = NULL,
+    output_at = NULL,
     started_at = now(),
     heartbeat_at = now(),
     worker_id = $3,
@@ -43,10 +48,11 @@ WHERE r.id = $1
   AND (NOT $4 OR j.concurrency_policy = 'allow')
   AND j.handler = ANY($5::text[])
   AND j.queue = ANY($6::text[])
-  AND NOT EXISTS (SELECT 1 FROM queue_pauses p WHERE p.queue IN (j.queue, '*'))
-RETURNING r.id, r.job_id, r.attempt, r.max_attempts, j.name AS job, j.handler, j.payload,
-          j.secret_payload, j.timeout_seconds, j.retry_backoff_seconds,
-          j.retry_backoff_max_seconds;
+  AND NOT job_paused(j.id)
+RETURNING r.id, r.job_id, r.attempt, r.max_attempts, j.name AS job, j.handler, j.queue,
+          j.payload, j.secret_payload, j.timeout_seconds, j.retry_backoff_seconds,
+          j.retry_backoff_max_seconds,
+          EXTRACT(EPOCH FROM now() - r.available_at)::float8 AS fire_lag_s;
 
 -- name: skip_run_if_job_busy
 -- forbid policy: attempt $2 of run $1 ends 'skipped' when its job already has a running run.
@@ -121,10 +127,10 @@ WHERE r.id = $1
   AND j.id = r.job_id
   AND j.handler = ANY($5::text[])
   AND j.queue = ANY($6::text[])
-  AND NOT EXISTS (SELECT 1 FROM queue_pauses p WHERE p.queue IN (j.queue, '*'))
-RETURNING r.id, r.job_id, r.attempt, r.max_attempts, j.name AS job, j.handler, j.payload,
-          j.secret_payload, j.timeout_seconds, j.retry_backoff_seconds,
-          j.retry_backoff_max_seconds;
+RETURNING r.id, r.job_id, r.attempt, r.max_attempts, j.name AS job, j.handler, j.queue,
+          j.payload, j.secret_payload, j.timeout_seconds, j.retry_backoff_seconds,
+          j.retry_backoff_max_seconds,
+          EXTRACT(EPOCH FROM now() - r.available_at)::float8 AS fire_lag_s;
 
 -- name: end_abandoned_run
 -- The delivery limit is reached and attempt $2 of run $1 is running on a worker whose
@@ -184,7 +190,9 @@ SET status = CASE WHEN d.kind IN ('retry', 'release') THEN 'queued' ELSE d.kind 
     finished_at = CASE WHEN d.kind IN ('retry', 'release') THEN NULL ELSE now() END,
     result = d.result,
     error = d.error,
-    output = d.output,
+    -- A run that ends without output of its own keeps the tail written while it ran.
+    output = COALESCE(d.output, r.output),
+    output_at = CASE WHEN d.output IS NULL THEN r.output_at ELSE now() END,
     updated_at = now()
 FROM unnest($2::bigint[], $3::int[], $4::text[], $5::jsonb[], $6::text[], $7::text[],
             $8::float8[]) AS d(id, attempt, kind, result, error, output, retry_in_s)
@@ -195,11 +203,14 @@ WHERE r.id = d.id
 RETURNING r.id, d.kind;
 
 -- name: heartbeat_runs
--- Keep the attempts ($1 run ids, $2 attempts) worker $3 holds alive; returns those still
--- its own, with cancel requests.
+-- Keep the attempts ($1 run ids, $2 attempts) worker $3 holds alive, with the tail of
+-- their output that changed since the last beat ($4, NULL: unchanged); returns those
+-- still its own, with cancel requests.
 UPDATE runs r
-SET heartbeat_at = now()
-FROM unnest($1::bigint[], $2::int[]) AS h(id, attempt)
+SET heartbeat_at = now(),
+    output = COALESCE(h.output, r.output),
+    output_at = CASE WHEN h.output IS NULL THEN r.output_at ELSE now() END
+FROM unnest($1::bigint[], $2::int[], $4::text[]) AS h(id, attempt, output)
 WHERE r.id = h.id
   AND r.attempt = h.attempt
   AND r.status = 'running'

@@ -35,19 +35,6 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
                                        "(apt-get install -y chromium; .ci/run installs it)")
 
 
-@pytest.fixture
-async def browser():
-    from playwright.async_api import async_playwright
-
-    expect.set_options(timeout=WAIT_MS)
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
 async def new_page(browser, base_url: str = "", viewport: dict = LAPTOP):
     # Paris in English: fire times of a Paris cron read "09:00" whatever the host's zone.
     context = await browser.new_context(base_url=base_url or None, viewport=viewport,

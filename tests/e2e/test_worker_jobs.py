@@ -81,3 +81,18 @@ def environment(name: str) -> dict:
     with open("/proc/self/environ", "rb") as f:
         started_with = [v.split(b"=", 1)[0].decode() for v in f.read().split(b"\0") if v]
     return {"value": os.environ.get(name), "started_with": name in started_with}
+
+
+@job("talks_while_running")
+async def talks_while_running(go_file: str) -> dict:
+    """Prints and logs, then waits for `go_file` to exist, then prints again."""
+    import asyncio
+    import logging
+
+    print("step 1: started")
+    logging.getLogger("reports").warning("halfway there")
+    # Polls a file another process creates: an Event cannot cross processes.
+    while not os.path.exists(go_file):  # noqa: ASYNC110, ASYNC240
+        await asyncio.sleep(0.05)
+    print("step 2: done")
+    return {"ok": True}

@@ -17,7 +17,7 @@ from cryptography.fernet import Fernet
 from sundial.api.app import create_app, route_table
 from sundial.api.auth import CHECK_EVERY_S, KEYS_CHANNEL, PING_TIMEOUT_S
 from sundial.api.settings import ApiSettings
-from tests.conftest import wait_for
+from tests.conftest import free_port, several_hosts, wait_for
 
 ENCRYPTION_KEY = Fernet.generate_key().decode()
 
@@ -803,3 +803,25 @@ async def test_job_and_schedule_lists_give_their_total_in_a_header(api: Api) -> 
     assert (await api.get("/api/schedules", params={"offset": 10})).headers["x-total-count"] == "3"
     spec = (await api.get("/openapi.json", None)).json()
     assert "X-Total-Count" in spec["paths"]["/api/jobs"]["get"]["responses"]["200"]["headers"]
+
+async def test_a_write_that_reaches_a_read_only_host_is_503_and_the_next_one_succeeds(
+        db_url: str, amqp_url: str) -> None:
+    """After a failover a connection may still reach the old primary, read-only: the
+    request gets 503 with Retry-After (not a 500), and the retry a fresh connection."""
+    async with serving(db_url, amqp_url, DATABASE_POOL_MIN=1, DATABASE_POOL_MAX=1) as api:
+        async with api.pool.acquire() as conn:
+            await conn.execute("SET SESSION default_transaction_read_only = on")
+        refused = await api.post("/api/jobs", json=noop_job("after-failover"))
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["Retry-After"] == "5"
+        assert refused.json() == {"detail": "the database is unavailable; try again"}
+        created = await api.post("/api/jobs", json=noop_job("after-failover"))
+        assert created.status_code == 201, created.text
+
+
+async def test_the_api_serves_with_several_hosts_in_database_url(db_url: str,
+                                                                amqp_url: str) -> None:
+    async with serving(several_hosts(db_url, free_port()), amqp_url) as api:
+        created = await api.post("/api/jobs", json=noop_job("ha"))
+        assert created.status_code == 201, created.text
+        assert (await api.get("/ready")).status_code == 200

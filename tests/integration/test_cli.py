@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, service_env
+from tests.conftest import ROOT, free_port, service_env, several_hosts
 
 
 @pytest.fixture
@@ -269,3 +269,19 @@ def test_queues_pause_and_resume_one_or_all(sundial) -> None:
         refused = sundial(*args)
         assert refused.returncode == code and words in refused.stderr, (args, refused.stderr)
 
+def test_several_hosts_in_database_url_reach_the_one_that_answers(db_url, amqp_url) -> None:
+    env = service_env(several_hosts(db_url, free_port()), amqp_url)
+
+    def sundial(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "sundial", *args], env=env, cwd=ROOT,
+                              capture_output=True, text=True, timeout=60)
+
+    migrated = sundial("migrate")
+    assert migrated.returncode == 0 and "up to date" in migrated.stdout, migrated.stderr
+    assert sundial("jobs", "add", "--name", "ha", "--handler", "noop").returncode == 0
+    assert "ha" in sundial("jobs", "list").stdout
+    env["DATABASE_URL"] = several_hosts(db_url, 99999)
+    bad = sundial("jobs", "list")
+    assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1, bad.stderr
+    assert ("configuration error: DATABASE_URL=***: host '127.0.0.1' port '99999' must be a "
+            "number 1-65535") in bad.stderr, bad.stderr

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from sundial.core import pinned
 from sundial.core.netguard import check_url, parse_networks
 from sundial.worker.handlers import PayloadError, RunContext
 from sundial.worker.handlers import http as http_handler
@@ -239,7 +240,7 @@ async def test_https_to_a_pinned_address_checks_the_certificate_against_the_name
     names: list[str | None] = []
     server_side.sni_callback = lambda _conn, name, _ctx: names.append(name)
     allowed.socket = server_side.wrap_socket(allowed.socket, server_side=True)
-    monkeypatch.setattr(http_handler, "_tls", lambda: ssl.create_default_context(
+    monkeypatch.setattr(pinned, "tls_context", lambda: ssl.create_default_context(
         cadata=cert.decode()))
 
     result = await run_http({"url": f"https://tls.rebind.test:{port}/hook",

@@ -17,12 +17,13 @@ from pydantic_settings import BaseSettings
 from sundial.api.settings import ApiSettings
 from sundial.core.cli import build_parser
 from sundial.core.settings import Settings, variables
+from sundial.scheduler.settings import SchedulerSettings
 from sundial.worker.settings import WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("scheduler", "worker", "api")
 INFRASTRUCTURE = ("postgres", "rabbitmq")
-MODELS: tuple[type[BaseSettings], ...] = (Settings, WorkerSettings, ApiSettings)
+MODELS: tuple[type[BaseSettings], ...] = (Settings, WorkerSettings, ApiSettings, SchedulerSettings)
 
 
 ALL_VARIABLES = {name for model in MODELS for name in variables(model)}
@@ -30,7 +31,7 @@ ALL_VARIABLES = {name for model in MODELS for name in variables(model)}
 
 def model_of(name: str) -> type[BaseSettings]:
     """The narrowest settings class that reads this variable."""
-    for model in (Settings, WorkerSettings, ApiSettings):
+    for model in MODELS:
         if name in variables(model):
             return model
     raise AssertionError(f"{name} is read by no settings class")

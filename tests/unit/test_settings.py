@@ -21,7 +21,7 @@ ENV_NAMES = sorted({str(name) for info in Settings.model_fields.values()
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """Only what a test sets: the developer's or CI's own variables must not leak in."""
-    for name in ENV_NAMES:
+    for name in [*ENV_NAMES, "PGTARGETSESSIONATTRS"]:
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
@@ -221,3 +221,58 @@ def test_settings_are_frozen(clean_env: pytest.MonkeyPatch) -> None:
 ])
 def test_redact_url_hides_the_password(url: str, shown: str) -> None:
     assert redact_url(url) == shown
+
+
+# (DATABASE_URL, what the message must say: the part that is wrong and the fix)
+BAD_DATABASE_URLS = [
+    ("postgresql://app:hunter2@db1:5432,db2:99999/jobs?target_session_attrs=read-write",
+     "host 'db2' port '99999' must be a number 1-65535"),
+    ("postgresql://app:hunter2@db1:54x2/jobs", "host 'db1' port '54x2' must be a number 1-65535"),
+    ("postgresql://app:hunter2@db1:5432,,db2/jobs?target_session_attrs=read-write",
+     "host 2 of 'db1:5432,,db2' is empty or malformed: write host[:port]"),
+    ("postgresql://app:hunter2@db1:5432,db2:5432/jobs?target_session_attrs=master",
+     "target_session_attrs 'master' must be one of any, primary, standby, prefer-standby, "
+     "read-write, read-only"),
+    ("postgresql://app:hunter2@db1/jobs?sslmode=on",
+     "sslmode 'on' must be one of disable, allow, prefer, require, verify-ca, verify-full"),
+    ("postgresql://app:hunter2@db1,db2/jobs",
+     "2 hosts with target_session_attrs 'any': add ?target_session_attrs=read-write"),
+    ("postgresql://app:hunter2@db1,db2/jobs?target_session_attrs=standby",
+     "2 hosts with target_session_attrs 'standby': add ?target_session_attrs=read-write"),
+    ("postgresql://app:hunter2@db1/jobs?host=db2&port=0",
+     "the port parameter's port '0' must be a number 1-65535"),
+    ("postgresql://app:hunter2@db1/jobs?target_session_attrs",
+     "query 'target_session_attrs' must be name=value pairs joined by &"),
+]
+
+
+@pytest.mark.parametrize(("url", "expected"), BAD_DATABASE_URLS)
+def test_bad_database_url_names_the_part_and_the_fix(clean_env: pytest.MonkeyPatch, url: str,
+                                                     expected: str) -> None:
+    message = config_error(clean_env, DATABASE_URL=url)
+    assert f"DATABASE_URL=***: {expected}" in message, message
+    assert "(expected a postgresql:// URL, e.g. " in message and "read-write)" in message
+    assert "hunter2" not in message
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://app:pw@db1:5432,db2:5433/jobs?target_session_attrs=read-write",
+    "postgresql://app@db1,db2/jobs?target_session_attrs=primary&sslmode=require",
+    "postgresql://app@[::1]:5432,[fd00::2]/jobs?target_session_attrs=read-write",
+    "postgres://app@/jobs?host=/var/run/postgresql",
+    "postgresql://app@db1/jobs?application_name=sundial",
+])
+def test_good_database_urls_load_as_given(clean_env: pytest.MonkeyPatch, url: str) -> None:
+    assert load(clean_env, DATABASE_URL=url).database_url == url
+
+
+def test_several_hosts_may_take_the_session_attribute_from_libpq_variable(
+        clean_env: pytest.MonkeyPatch) -> None:
+    url = "postgresql://app@db1,db2/jobs"
+    assert load(clean_env, DATABASE_URL=url, PGTARGETSESSIONATTRS="read-write").database_url == url
+
+
+def test_redact_url_hides_the_password_of_several_hosts() -> None:
+    assert redact_url("postgresql://app:s3cret@db1:5432,db2:5433/jobs?target_session_attrs="
+                      "read-write") == ("postgresql://app:***@db1:5432,db2:5433/jobs?"
+                                        "target_session_attrs=read-write")

@@ -13,6 +13,8 @@ from sundial.core.db import is_transient
     (OSError("connection refused"), True),
     (asyncpg.ConnectionDoesNotExistError("gone"), True),
     (asyncpg.exceptions.ReadOnlySQLTransactionError("read-only after a failover"), True),
+    # Several hosts, none writable yet (the primary gone, the standby not promoted).
+    (asyncpg.exceptions.TargetServerAttributeNotMatched("no host matches read-write"), True),
     (asyncpg.exceptions.QueryCanceledError("statement timeout"), True),
     (asyncpg.exceptions.DeadlockDetectedError("deadlock"), True),
     (asyncpg.exceptions.SerializationError("serialization failure"), True),

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, Response, status
 
 from sundial.api.auth import Caller
 from sundial.api.routes import TOTAL_COUNT, TOTAL_HEADER, Svc
-from sundial.api.schemas import Deleted, JobCreate, JobDetail, JobSummary, JobUpdate, Queued
+from sundial.api.schemas import Deleted, JobCreate, JobDetail, JobHealth, JobSummary, JobUpdate, Queued
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 JobRef = Annotated[str, Path(min_length=1, max_length=200, description="A job's id or name.")]
@@ -32,6 +32,16 @@ async def create_job(body: JobCreate, svc: Svc, who: Caller):
 @router.get("/{job}", response_model=JobDetail)
 async def get_job(job: JobRef, svc: Svc):
     return await svc.get_job(job)
+
+
+@router.get("/{job}/health", response_model=JobHealth)
+async def job_health(job: JobRef, svc: Svc,
+                     window: Annotated[str, Query(max_length=20, description=(
+                         "How far back: a number and a unit s, m, h or d, 1m to 366d."))]
+                     = "24h"):
+    """Success and error rates, mean and p95 duration of the job's runs that finished in
+    the window."""
+    return await svc.job_health(job, window)
 
 
 @router.patch("/{job}", response_model=JobDetail)

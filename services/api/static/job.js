@@ -372,9 +372,27 @@ Sundial.page(() => {
       : el("tr", {}, el("td", { class: "empty", colspan: 4 }, "No runs yet.")));
   }
 
+  function percent(rate) {
+    return rate === null ? "—" : (Math.round(rate * 1000) / 10) + " %";
+  }
+
+  /* Success and error rates and durations of the runs that finished in the chosen window. */
+  async function health() {
+    const h = await api("GET", `/api/jobs/${jobId}/health?window=${$("#health-window").value}`);
+    $("#health-success").textContent = percent(h.success_rate);
+    $("#health-error").textContent = percent(h.error_rate);
+    $("#health-finished").textContent = `${h.finished} finished`;
+    $("#health-failed").textContent = `${h.failed} failed, ${h.cancelled} cancelled, ${h.skipped} skipped`;
+    $("#health-avg").textContent = duration(h.avg_duration_s);
+    $("#health-p95").textContent = duration(h.p95_duration_s);
+    fill($("#health-last-success"), "last success ", when(h.last_success_at));
+  }
+
   if (jobId) {
     load().catch((err) => Sundial.flash(err.message, "error"));
     Sundial.poll(latestRuns, 3000);
+    const refreshHealth = Sundial.poll(health, 10000);
+    $("#health-window").addEventListener("change", () => refreshHealth());
     if (new URLSearchParams(location.search).get("created")) Sundial.flash("Job created.");
     if (isAdmin()) {
       $("#run-now").addEventListener("click", async () => {

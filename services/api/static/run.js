@@ -1,4 +1,5 @@
-/* One run: status, timings, result, error, output; cancel and retry. Live until final. */
+/* One run: status, timings, result, error, output (a running run's output as its worker
+   writes it at each heartbeat); cancel and retry. Live until final. */
 "use strict";
 
 Sundial.page(() => {
@@ -31,7 +32,11 @@ Sundial.page(() => {
       fact("Last heartbeat", ago(r.heartbeat_at)),
       fact("Worker", r.worker_id ? el("span", { class: "mono" }, r.worker_id) : null));
     $("#run-result").textContent = r.result === null || r.result === undefined ? "—" : JSON.stringify(r.result, null, 2);
-    $("#run-output").textContent = r.output || "—";
+    const out = $("#run-output");
+    const following = out.scrollTop + out.clientHeight >= out.scrollHeight - 4;
+    out.textContent = r.output || "—";
+    if (r.status === "running" && following) out.scrollTop = out.scrollHeight;  // follow the tail
+    fill($("#run-output-at"), r.status === "running" && r.output_at ? ["live, last written ", ago(r.output_at)] : "");
     $("#error-card").hidden = !r.error;
     $("#run-error").textContent = r.error || "";
     if (isAdmin()) {

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from sundial.worker.settings import WorkerSettings
 
 if TYPE_CHECKING:
+    from sundial.worker.live import LiveOutput
     from sundial.worker.processes import SyncPool
 
 
@@ -26,6 +27,8 @@ class RunContext:
     job: str
     attempt: int
     max_attempts: int
+    # The running attempt's live output (sundial.worker.live), written at each heartbeat.
+    live: LiveOutput | None = None
 
 
 Handler = Callable[[dict[str, Any], RunContext], Awaitable[Any]]

@@ -7,12 +7,14 @@ job's `env` and PATH (sundial.core.commandguard).
 
 Payload: {"argv": ["pg_dump", "--schema-only", "app"], "cwd": "/srv", "env": {"K": "v"},
 "max_output_bytes": 65536}. Result: {"exit_code": 0, "stdout": ..., "stderr": ...,
-"truncated": bool}; a non-zero exit code fails the attempt with that output kept.
+"truncated": bool}; a non-zero exit code fails the attempt with that output kept. While
+it runs, the tail of stdout and stderr together is the run's live output.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import os
 import signal
 from contextlib import suppress
@@ -21,6 +23,7 @@ from typing import Any
 from sundial.core.commandguard import allowed, check_payload, child_env
 from sundial.core.errors import InvalidInput
 from sundial.worker.handlers import JobError, PayloadError, RunContext, field
+from sundial.worker.live import LiveOutput
 
 
 async def run(payload: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
@@ -55,7 +58,7 @@ async def run(payload: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
         raise PayloadError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from None
     try:
         (stdout, out_cut), (stderr, err_cut) = await asyncio.gather(
-            _read_bounded(proc.stdout, limit), _read_bounded(proc.stderr, limit))
+            _read_bounded(proc.stdout, limit, ctx.live), _read_bounded(proc.stderr, limit, ctx.live))
         code = await proc.wait()
     finally:
         if proc.returncode is None:
@@ -71,12 +74,17 @@ async def run(payload: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     return result
 
 
-async def _read_bounded(stream: asyncio.StreamReader | None, limit: int) -> tuple[str, bool]:
-    """The first `limit` bytes; the rest is read and dropped so the program never blocks."""
+async def _read_bounded(stream: asyncio.StreamReader | None, limit: int,
+                        live: LiveOutput | None) -> tuple[str, bool]:
+    """The first `limit` bytes; the rest is read and dropped so the program never blocks.
+    Everything read also goes to the run's live output (which keeps the tail)."""
     assert stream is not None
     data = bytearray()
     cut = False
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     while chunk := await stream.read(65536):
+        if live is not None:
+            live.write(decoder.decode(chunk))
         room = limit - len(data)
         if len(chunk) > room:
             cut = True

@@ -25,17 +25,14 @@ min(max_body_bytes, WORKER_HTTP_MAX_BODY_BYTES) bytes: the rest is never read, a
 from __future__ import annotations
 
 import asyncio
-import functools
-import ssl
 import zlib
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from sundial.core.netguard import Address, checked_addresses
+from sundial.core.pinned import pinned_request
 from sundial.core.secrets import masked_url, same_origin
 from sundial.worker.handlers import JobError, PayloadError, RunContext, field
 
@@ -123,40 +120,11 @@ async def _guard(url: str, allowed: Any) -> list[Address]:
         raise PayloadError(f"refused: {exc}") from None
 
 
-@functools.cache
-def _tls() -> ssl.SSLContext:
-    """One context for every run: certificates verified against certifi's authorities
-    (SSL_CERT_FILE and SSL_CERT_DIR are ignored, as every other proxy or TLS variable
-    is) and against the URL's host name."""
-    return httpx.create_ssl_context(trust_env=False)
-
-
-@asynccontextmanager
-async def _pinned(hop: Hop, addresses: list[Address], timeout_s: float,
-                  ) -> AsyncIterator[httpx.Response]:
-    """The response to `hop` (its body unread) from a connection to the first of `addresses`
-    that accepts one. The URL's host name is still the Host header, the TLS server name
-    and the name the certificate must be valid for."""
+def _pinned(hop: Hop, addresses: list[Address], timeout_s: float):
+    """The response to `hop` (its body unread), from a connection to a checked address."""
     headers = httpx.Headers(hop.headers)
-    headers.setdefault("Host", hop.url.netloc.decode("ascii"))
     headers.setdefault("Accept-Encoding", ENCODINGS)
-    server_name = hop.url.raw_host.decode("ascii")
-    async with httpx.AsyncClient(timeout=timeout_s, verify=_tls(), trust_env=False) as client:
-        for tried, address in enumerate(addresses, start=1):
-            request = client.build_request(
-                hop.method, hop.url.copy_with(host=str(address)), headers=headers,
-                extensions={"sni_hostname": server_name}, **hop.content)
-            try:
-                response = await client.send(request, stream=True)
-            except (httpx.ConnectError, httpx.ConnectTimeout):  # the next checked address
-                if tried == len(addresses):
-                    raise
-                continue
-            try:
-                yield response
-            finally:
-                await response.aclose()
-            return
+    return pinned_request(hop.method, hop.url, headers, hop.content, addresses, timeout_s)
 
 
 async def _read_bounded(response: httpx.Response, limit: int) -> tuple[str, bool]:

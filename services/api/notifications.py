@@ -1,0 +1,309 @@
+"""Notification channels and rules, shared by the HTTP routes and the CLI (`sundial notify`).
+
+A channel's secrets (a webhook's URL and signing secret, a Slack URL) are encrypted with
+ENCRYPTION_KEY like a job's secret fields, and never returned: `config` shows the URL
+masked. A generated signing secret is returned once, by the create that made it.
+Webhook and Slack targets are checked against the SSRF policy of http jobs
+(WORKER_HTTP_ALLOWED_NETWORKS) on every write, as the schedulers do at every delivery.
+Every write has its audit_log row in the same transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from sundial.api.errors import Conflict
+from sundial.api.notification_schemas import ChannelCreate, ChannelUpdate, RuleCreate, RuleUpdate
+from sundial.api.settings import ApiSettings
+from sundial.core import notifications as n
+from sundial.core.errors import AlreadyExists, ConfigError, InvalidInput, NotFound
+from sundial.core.netguard import check_url
+from sundial.core.secrets import decrypt_fields, encrypt_fields, masked_url
+from sundial.core.sql import q
+
+RULE_FIELDS = ("name", "kind", "channel_id", "job_id", "queue", "schedule_id", "statuses",
+               "within_seconds", "threshold", "max_per_hour", "enabled")
+Audit = Callable[[asyncpg.Connection, str, str, str, object, Mapping[str, Any]], Awaitable[None]]
+
+
+def _id(ref: str | int) -> int | None:
+    from sundial.api.service import parse_id
+
+    return parse_id(ref)
+
+
+def shown_url(kind: str, url: str) -> str:
+    """A URL as viewers see it: a Slack URL is a credential from its path on."""
+    if kind == "slack":
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.hostname}/***"
+    return masked_url(url)
+
+
+def public_channel(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {"id": row["id"], "name": row["name"], "kind": row["kind"], "config": row["config"],
+            "has_signing_secret": row["kind"] == "webhook" and row["has_secret"],
+            "enabled": row["enabled"], "created_at": row["created_at"],
+            "updated_at": row["updated_at"]}
+
+
+def public_notification(row: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    out["summary"] = n.summary(row["event"], row["state"], row["details"])
+    return out
+
+
+class Notifications:
+    def __init__(self, pool: asyncpg.Pool, settings: ApiSettings, audit: Audit):
+        self.pool = pool
+        self.settings = settings
+        self._audit = audit
+
+    # --- channels ---------------------------------------------------------------------
+
+    async def list_channels(self) -> list[dict[str, Any]]:
+        return [public_channel(r) for r in await self.pool.fetch(q("list_channels"))]
+
+    async def _channel_row(self, conn: asyncpg.Connection, ref: str | int) -> asyncpg.Record:
+        row = await conn.fetchrow(q("get_channel"), _id(ref), str(ref))
+        if row is None:
+            raise NotFound(f"no notification channel {ref!r}")
+        return row
+
+    async def get_channel(self, ref: str | int) -> dict[str, Any]:
+        async with self.pool.acquire() as conn:
+            return public_channel(await self._channel_row(conn, ref))
+
+    async def create_channel(self, actor: str, body: ChannelCreate) -> dict[str, Any]:
+        generated = None
+        fields: dict[str, Any] = {"url": body.url, "to": body.to,
+                                  "signing_secret": body.signing_secret}
+        if body.kind == "webhook" and not body.signing_secret:
+            generated = fields["signing_secret"] = secrets.token_urlsafe(32)
+        config, secret = await self._prepare_channel(body.kind, fields)
+        async with self.pool.acquire() as conn, conn.transaction():
+            try:
+                channel_id = await conn.fetchval(q("insert_channel"), body.name, body.kind, config,
+                                                 secret, body.enabled)
+            except asyncpg.UniqueViolationError:
+                raise AlreadyExists(f"a notification channel named {body.name!r} already exists") from None
+            await self._audit(conn, actor, "channel.create", "notification_channel", channel_id,
+                              {"name": body.name, "kind": body.kind})
+        channel = await self.get_channel(channel_id)
+        if generated:
+            channel["signing_secret"] = generated
+        return channel
+
+    async def update_channel(self, actor: str, ref: str | int, body: ChannelUpdate) -> dict[str, Any]:
+        change = body.model_dump(exclude_unset=True)
+        for name, value in change.items():
+            if value is None:
+                raise InvalidInput(name, None, "must not be null; leave it out to keep the value")
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await self._channel_row(conn, ref)
+            config, secret = row["config"], row["secret_config"]
+            if {"url", "to", "signing_secret"} & change.keys():
+                stored = self._decrypt(secret) if secret else {}
+                fields = {"url": stored.get("url"), "to": config.get("to"),
+                          "signing_secret": stored.get("signing_secret")}
+                fields.update({k: v for k, v in change.items() if k in fields})
+                config, secret = await self._prepare_channel(row["kind"], fields)
+            name = change.get("name", row["name"])
+            enabled = change.get("enabled", row["enabled"])
+            try:
+                await conn.execute(q("update_channel"), row["id"], name, config, secret, enabled)
+            except asyncpg.UniqueViolationError:
+                raise AlreadyExists(f"a notification channel named {name!r} already exists") from None
+            await self._audit(conn, actor, "channel.update", "notification_channel", row["id"],
+                              {"name": name, "fields": sorted(change)})
+        return await self.get_channel(row["id"])
+
+    async def delete_channel(self, actor: str, ref: str | int) -> int:
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await self._channel_row(conn, ref)
+            if await conn.fetchval(q("delete_channel"), row["id"]) is None:
+                raise NotFound(f"no notification channel {ref!r}")
+            await self._audit(conn, actor, "channel.delete", "notification_channel", row["id"],
+                              {"name": row["name"]})
+        return row["id"]
+
+    async def test_channel(self, actor: str, ref: str | int) -> int:
+        """Queue a test notification to the channel; the schedulers deliver it."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await self._channel_row(conn, ref)
+            notification_id = await conn.fetchval(
+                q("insert_test_notification"), row["id"], None, "test",
+                {"channel": row["name"], "requested_by": actor})
+            await self._audit(conn, actor, "channel.test", "notification_channel", row["id"],
+                              {"name": row["name"], "notification_id": notification_id})
+        return notification_id
+
+    async def _prepare_channel(self, kind: str, fields: Mapping[str, Any]
+                               ) -> tuple[dict[str, Any], str | None]:
+        """(config to show, encrypted secrets) of a channel, its fields checked for its kind."""
+        url, to, signing = fields.get("url"), fields.get("to"), fields.get("signing_secret")
+        if kind in ("webhook", "slack"):
+            if not url:
+                raise InvalidInput("url", url, f"a {kind} channel needs the URL to POST to")
+            if to:
+                raise InvalidInput("to", to, f"is for email channels; a {kind} channel has a url")
+            try:
+                await asyncio.to_thread(check_url, url, self.settings.http_allowed_networks)
+            except ValueError as exc:
+                raise InvalidInput("url", masked_url(url), str(exc)) from None
+            if kind == "slack" and signing:
+                raise InvalidInput("signing_secret", "***", "is for webhook channels; Slack "
+                                                            "checks its URL instead")
+            secret = {"url": url, **({"signing_secret": signing} if signing else {})}
+            try:
+                token = encrypt_fields(self.settings.encryption_key, secret)
+            except ConfigError:
+                raise InvalidInput("url", shown_url(kind, url),
+                                   "is stored encrypted, and ENCRYPTION_KEY is not set on the API; "
+                                   "set it (on the schedulers too)") from None
+            return {"url": shown_url(kind, url)}, token
+        if url or signing:
+            raise InvalidInput("url" if url else "signing_secret", "***",
+                               "is for webhook and slack channels; an email channel has `to`")
+        if not to:
+            raise InvalidInput("to", to, "an email channel needs recipients, e.g. [\"ops@example.com\"]")
+        return {"to": list(to)}, None
+
+    def _decrypt(self, token: str) -> dict[str, Any]:
+        try:
+            return decrypt_fields(self.settings.encryption_key, token)
+        except ConfigError:
+            raise Conflict("this channel's secrets are encrypted and ENCRYPTION_KEY is not set on "
+                           "the API; set it to change the channel") from None
+
+    # --- rules ------------------------------------------------------------------------
+
+    async def list_rules(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in await self.pool.fetch(q("list_rules"), None, None)]
+
+    async def _rule_row(self, conn: asyncpg.Connection, ref: str | int) -> asyncpg.Record:
+        rows = await conn.fetch(q("list_rules"), _id(ref), str(ref))
+        if not rows:
+            raise NotFound(f"no notification rule {ref!r}")
+        return next((r for r in rows if r["id"] == _id(ref)), rows[0])
+
+    async def get_rule(self, ref: str | int) -> dict[str, Any]:
+        async with self.pool.acquire() as conn:
+            return dict(await self._rule_row(conn, ref))
+
+    async def create_rule(self, actor: str, body: RuleCreate) -> dict[str, Any]:
+        values = body.model_dump()
+        values["statuses"] = values["statuses"] or list(n.FAILED_STATUSES)
+        check_rule(values, given=body.model_fields_set)
+        async with self.pool.acquire() as conn, conn.transaction():
+            rule_id = await self._write_rule(conn, values, None)
+            await self._audit(conn, actor, "rule.create", "notification_rule", rule_id,
+                              {"name": body.name, "kind": body.kind})
+        return await self.get_rule(rule_id)
+
+    async def update_rule(self, actor: str, ref: str | int, body: RuleUpdate) -> dict[str, Any]:
+        change = body.model_dump(exclude_unset=True)
+        for name in ("name", "channel_id", "statuses", "max_per_hour", "enabled"):
+            if name in change and change[name] is None:
+                raise InvalidInput(name, None, "must not be null; leave it out to keep the value")
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await self._rule_row(conn, ref)
+            values = {f: row[f] for f in RULE_FIELDS}
+            values.update(change)
+            check_rule(values, given=set(change))
+            await self._write_rule(conn, values, row["id"])
+            await self._audit(conn, actor, "rule.update", "notification_rule", row["id"],
+                              {"name": values["name"], "fields": sorted(change)})
+        return await self.get_rule(row["id"])
+
+    async def _write_rule(self, conn: asyncpg.Connection, values: dict[str, Any],
+                          rule_id: int | None) -> int:
+        args = [values[f] for f in RULE_FIELDS]
+        try:
+            if rule_id is None:
+                return await conn.fetchval(q("insert_rule"), *args)
+            await conn.execute(q("update_rule"), rule_id, *(a for f, a in zip(RULE_FIELDS, args,
+                                                                             strict=True)
+                                                           if f != "kind"))
+            return rule_id
+        except asyncpg.UniqueViolationError:
+            raise AlreadyExists(f"a notification rule named {values['name']!r} already exists") from None
+        except asyncpg.ForeignKeyViolationError as exc:
+            field = next((f for f in ("channel_id", "job_id", "schedule_id")
+                          if f in (exc.constraint_name or "")), "channel_id")
+            what = {"channel_id": "notification channel", "job_id": "job",
+                    "schedule_id": "schedule"}[field]
+            raise InvalidInput(field, values[field], f"there is no {what} with this id") from None
+
+    async def delete_rule(self, actor: str, ref: str | int) -> int:
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await self._rule_row(conn, ref)
+            if await conn.fetchval(q("delete_rule"), row["id"]) is None:
+                raise NotFound(f"no notification rule {ref!r}")
+            await self._audit(conn, actor, "rule.delete", "notification_rule", row["id"],
+                              {"name": row["name"]})
+        return row["id"]
+
+    async def test_rule(self, actor: str, ref: str | int) -> int:
+        """Queue a test notification of the rule's kind to its channel."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await self._rule_row(conn, ref)
+            notification_id = await conn.fetchval(
+                q("insert_test_notification"), row["channel_id"], row["id"], row["kind"],
+                {"channel": row["channel"], "rule": row["name"], "requested_by": actor})
+            await self._audit(conn, actor, "rule.test", "notification_rule", row["id"],
+                              {"name": row["name"], "notification_id": notification_id})
+        return notification_id
+
+    # --- history ----------------------------------------------------------------------
+
+    async def list_notifications(self, *, status: str | None = None, channel: str | int | None = None,
+                                 rule: str | int | None = None, limit: int = 50,
+                                 before: int | None = None) -> list[dict[str, Any]]:
+        channel_id = rule_id = None
+        async with self.pool.acquire() as conn:
+            if channel is not None:
+                channel_id = (await self._channel_row(conn, channel))["id"]
+            if rule is not None:
+                rule_id = (await self._rule_row(conn, rule))["id"]
+            rows = await conn.fetch(q("list_notifications"), status, channel_id, rule_id, limit,
+                                    before)
+        return [public_notification(r) for r in rows]
+
+    async def get_notification(self, notification_id: int) -> dict[str, Any]:
+        rows = await self.pool.fetch(q("list_notifications"), None, None, None, 1,
+                                     notification_id + 1)
+        if not rows or rows[0]["id"] != notification_id:
+            raise NotFound(f"no notification {notification_id}")
+        return public_notification(rows[0])
+
+
+def check_rule(values: Mapping[str, Any], *, given: set[str]) -> None:
+    """Each kind with the fields it needs and only the scopes it has; InvalidInput names
+    the field, its value and the fix."""
+    kind = values["kind"]
+    if kind in n.NEEDS_WITHIN and values.get("within_seconds") is None:
+        raise InvalidInput("within_seconds", None, f"a {kind} rule needs it: for how many "
+                                                   "seconds the condition must hold, e.g. 3600")
+    if kind not in n.NEEDS_WITHIN and values.get("within_seconds") is not None:
+        raise InvalidInput("within_seconds", values["within_seconds"],
+                           f"a {kind} rule has no time; leave it out")
+    if kind in n.NEEDS_THRESHOLD and values.get("threshold") is None:
+        raise InvalidInput("threshold", None, f"a {kind} rule needs it: how many unpublished "
+                                              "runs are too many, e.g. 1000")
+    if kind not in n.NEEDS_THRESHOLD and values.get("threshold") is not None:
+        raise InvalidInput("threshold", values["threshold"], f"a {kind} rule has no threshold; "
+                                                             "leave it out")
+    if kind != "run_failed" and "statuses" in given and values.get("statuses"):
+        raise InvalidInput("statuses", values["statuses"], "only run_failed rules have statuses")
+    for scope in ("job_id", "queue", "schedule_id"):
+        if values.get(scope) is not None and scope not in n.SCOPES[kind]:
+            allowed = ", ".join(n.SCOPES[kind]) or "none: it watches everything"
+            raise InvalidInput(scope, values[scope], f"a {kind} rule cannot be scoped so "
+                                                     f"(its scopes: {allowed})")
