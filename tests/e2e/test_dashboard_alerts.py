@@ -12,13 +12,13 @@ from sundial.api.service import Service
 from sundial.api.settings import ApiSettings
 from sundial.core import notifications as n
 from tests.conftest import service_env, start_api, wait_for
-from tests.e2e.test_dashboard import browser, new_page, pytestmark, shot, sign_in  # noqa: F401
+from tests.e2e.test_dashboard import new_page, pytestmark, shot, sign_in  # noqa: F401
 
 KEY = Fernet.generate_key().decode()
 
 
 async def test_an_admin_adds_a_channel_and_a_rule_and_sends_a_test(
-        browser, processes, pool, db_url, amqp_url, receiver) -> None:  # noqa: F811
+        browser, processes, pool, db_url, amqp_url, receiver) -> None:
     svc = Service(pool, ApiSettings(DATABASE_URL=db_url, RABBITMQ_URL=amqp_url))
     _, admin_key = await svc.create_key("test", "ops-admin", "admin")
     _, viewer_key = await svc.create_key("test", "ops-viewer", "viewer")
