@@ -6,7 +6,8 @@
 #   1. migrate (creating the database if needed)
 #   2. create the admin key "demo-admin" and print it (a fresh one on every run; the
 #      previous demo-admin key is revoked, so only the key printed last works)
-#   3. load the demo jobs (left as they are when they exist already)
+#   3. load the demo jobs (left as they are when they exist already), and write the jobs
+#      examples/reports.py declares with `sundial sync`
 #   4. start the API, the worker and the scheduler, each log line prefixed with its service
 #   5. Ctrl-C (SIGINT) or SIGTERM: SIGTERM to all three, wait for them, exit 0
 #      (a second Ctrl-C kills them at once); each service runs in a session of its own, so
@@ -87,6 +88,8 @@ say "loading the demo jobs"
 "$SUNDIAL" jobs add --exists-ok --name demo-cron --handler sleep --payload '{"seconds": 1}' \
   --cron '*/1 * * * *' --timezone Europe/Paris \
   --description "demo: sleep 1 s at the start of every minute, Paris time"
+say "writing the jobs examples/reports.py declares (sundial sync)"
+"$SUNDIAL" sync
 
 # --- 4. the services -------------------------------------------------------------------------
 names=() pids=() prefixers=()
@@ -159,7 +162,8 @@ if [ -z "$stopping" ] && alive "${pids[0]}"; then
   │               (name demo-admin; shown once: the next \`make run\` replaces it)
   │   demo jobs   demo-heartbeat (noop, every 10 s), demo-api-health (http, every 30 s),
   │               demo-cron (sleep, every minute, Europe/Paris)
-  │   python jobs examples/reports.py (reports.daily), imported by the worker
+  │   python jobs examples/reports.py (reports.daily), imported by the worker;
+  │               its declared jobs (reports.summary, reports.cleanup) by \`sundial sync\`
   │   try         source .venv/bin/activate; sundial status; sundial runs list
   │ Ctrl-C stops everything.
   └──────────────────────────────────────────────────────────────────────────────

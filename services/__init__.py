@@ -2,9 +2,9 @@
 
 What a handler author needs, importable from the top:
 
-    from sundial import job, current_run, JobError, PayloadError
+    from sundial import job, declare, current_run, JobError, PayloadError
 
-    @job("reports.daily")
+    @job("reports.daily", cron="0 2 * * *", timezone="Europe/Paris")  # for `sundial sync`
     async def daily(day: str) -> dict:
         run = current_run()          # run_id, job, attempt, max_attempts
         ...
@@ -22,15 +22,17 @@ from typing import TYPE_CHECKING, Any
 # name -> the module that defines it
 _EXPORTS = {
     "job": "sundial.worker.registry",
+    "declare": "sundial.core.declarations",
     "current_run": "sundial.worker.handlers",
     "RunContext": "sundial.worker.handlers",
     "JobError": "sundial.worker.handlers",
     "PayloadError": "sundial.worker.handlers",
 }
 
-__all__ = ["JobError", "PayloadError", "RunContext", "__version__", "current_run", "job"]
+__all__ = ["JobError", "PayloadError", "RunContext", "__version__", "current_run", "declare", "job"]
 
 if TYPE_CHECKING:
+    from sundial.core.declarations import declare
     from sundial.worker.handlers import JobError, PayloadError, RunContext, current_run
     from sundial.worker.registry import job
 

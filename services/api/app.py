@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,6 +21,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sundial.api import dashboard, probes
@@ -29,10 +29,11 @@ from sundial.api.access import AccessLog
 from sundial.api.apidocs import include_docs
 from sundial.api.auth import KeyCache, authorize
 from sundial.api.errors import Conflict, Forbidden, Unauthorized
-from sundial.api.routes import audit, jobs, notifications, queues, runs, schedules, system
+from sundial.api.openapi import install_openapi
+from sundial.api.routes import audit, jobs, known_query, notifications, queues, runs, schedules, system
 from sundial.api.service import Service
 from sundial.api.settings import ApiSettings
-from sundial.core import health, runtime
+from sundial.core import health, jsonb, runtime
 from sundial.core.broker import Publisher
 from sundial.core.db import CONNECTION_ERRORS, create_pool
 from sundial.core.errors import AlreadyExists, InvalidInput, NotFound, SundialError
@@ -91,13 +92,14 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.public_paths = set(PUBLIC_PATHS)
 
-    api = APIRouter(prefix="/api", dependencies=[Depends(authorize)])
+    api = APIRouter(prefix="/api", dependencies=[Depends(authorize), Depends(known_query)])
     for module in (jobs, schedules, runs, queues, notifications, system, audit):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(probes.router)
     _include_dashboard(app)
     include_docs(app)
+    install_openapi(app)
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(AccessLog)  # outermost: every answer is logged, a 413 included
@@ -151,10 +153,7 @@ def _shown(field: str, value: Any) -> Any:
     if _is_secret(field):
         return "***"
     value = _json_safe(value)
-    try:
-        text = json.dumps(value)
-    except (TypeError, ValueError, RecursionError):
-        value = text = _printable(repr(value))
+    text = json.dumps(value)
     if len(text) > _MAX_SHOWN:
         return text[:_MAX_SHOWN] + "…"
     return value
@@ -164,35 +163,17 @@ def _is_secret(field: str) -> bool:
     return any(s in field.lower() for s in _SECRET_FIELD)
 
 
-def _json_safe(value: Any, depth: int = 0) -> Any:
+def _json_safe(value: Any) -> Any:
     """`value` as JSON that any client can read: NaN and infinities as the strings "NaN",
-    "Infinity", a lone surrogate as its escape, nesting beyond a few levels as "…"."""
-    if isinstance(value, str):
-        return _printable(masked_url(value))
-    if isinstance(value, float) and not math.isfinite(value):
-        return json.dumps(value)
-    if value is None or isinstance(value, bool | int | float):
-        return value
-    if depth >= _MAX_SHOWN_DEPTH:
-        return "…"
-    if isinstance(value, dict):
-        return {_printable(str(k)): _shown(str(k), v) if _is_secret(str(k))
-                else _json_safe(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v, depth + 1) for v in value]
-    try:
-        return _json_safe(jsonable_encoder(value), depth + 1)
-    except (TypeError, ValueError, RecursionError):  # not JSON-like: its repr will do
-        return _printable(repr(value))
-
-
-def _printable(text: str) -> str:
-    # A lone surrogate ("\ud800" in the request's JSON) cannot be encoded as UTF-8.
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    "Infinity", a lone surrogate as its escape, a URL's password and the values of keys
+    named like a secret as "***", nesting beyond a few levels as "…"."""
+    return jsonb.render(value, max_depth=_MAX_SHOWN_DEPTH, too_deep="…",
+                        text=lambda text: jsonb.printable(masked_url(text)),
+                        hidden=_is_secret, other=jsonable_encoder)
 
 
 def _problem(field: str, value: Any, reason: str) -> dict[str, Any]:
-    field, reason = _printable(field), _printable(reason)
+    field, reason = jsonb.printable(field), jsonb.printable(reason)
     shown = _shown(field, value)
     return {"field": field, "value": shown, "reason": reason,
             "loc": field.split("."), "msg": f"{field}: {reason}"}
@@ -206,14 +187,38 @@ def _invalid(_request: Request, exc: Exception) -> JSONResponse:
 def _request_invalid(_request: Request, exc: Exception) -> JSONResponse:
     problems = []
     for err in exc.errors():  # type: ignore[attr-defined]
-        loc = [str(part) for part in err.get("loc", ())]
+        if err.get("type") == "json_invalid":
+            where = err.get("loc", ("body", "?"))[-1]
+            why = (err.get("ctx") or {}).get("error", "it cannot be read")
+            problems.append(_problem("body", None, f"is not valid JSON ({why} at character "
+                                                   f"{where}); send a JSON object"))
+            continue
+        loc = list(err.get("loc", ()))
         if loc and loc[0] in ("body", "query", "path", "header"):
             loc = loc[1:] or loc
         reason = str(err.get("msg", "is invalid")).removeprefix("Value error, ")
         # A missing field's "input" is the whole object around it: nothing to show.
         value = None if err.get("type") == "missing" else err.get("input")
-        problems.append(_problem(".".join(loc) or "body", value, reason))
+        problems.append(_problem(_field(loc), value, reason))
     return JSONResponse({"detail": problems}, status_code=422)
+
+
+def _field(loc: list[Any]) -> str:
+    """pydantic's ("schedules", 0, "cron") as "schedules[0].cron", as InvalidInput names it."""
+    field = ""
+    for part in loc:
+        field += f"[{part}]" if isinstance(part, int) else f".{part}" if field else str(part)
+    return field or "body"
+
+
+def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    status = exc.status_code  # type: ignore[attr-defined]
+    if status == 400:  # FastAPI's answer to a body that is not even text
+        problem = _problem("body", None, "is not valid JSON (it is not UTF-8 text); send a "
+                                         "JSON object")
+        return JSONResponse({"detail": [problem]}, status_code=422)
+    return JSONResponse({"detail": exc.detail}, status_code=status,  # type: ignore[attr-defined]
+                        headers=exc.headers)  # type: ignore[attr-defined]
 
 
 def _status(code: int, headers: dict[str, str] | None = None):
@@ -225,6 +230,7 @@ def _status(code: int, headers: dict[str, str] | None = None):
 def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InvalidInput, _invalid)
     app.add_exception_handler(RequestValidationError, _request_invalid)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Unauthorized, _status(401, {"WWW-Authenticate": "Bearer"}))
     app.add_exception_handler(Forbidden, _status(403))
     app.add_exception_handler(NotFound, _status(404))

@@ -1,5 +1,5 @@
-"""`sundial api` and the admin commands (`keys`, `jobs`, `runs`, `schedules`, `status`, and
-`notify` in sundial.api.notify_commands).
+"""`sundial api` and the admin commands (`keys`, `jobs`, `runs`, `schedules`, `status`,
+`sync`, and `notify` in sundial.api.notify_commands).
 
 The admin commands talk to PostgreSQL directly (they work before any API key exists) and
 share every rule with the HTTP API through sundial.api.service. Output is a readable table, or
@@ -120,6 +120,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help="scheduler, workers and totals at a glance")
     _json_flag(p).set_defaults(func=_command(_status))
 
+    p = sub.add_parser("sync", help="write the jobs and schedules declared in code "
+                                    "(@job(..., cron=...), sundial.declare)",
+                       description="Imports the modules of WORKER_IMPORTS (or --import), then "
+                                   "creates or updates each declared job by name, in one "
+                                   "transaction; jobs code no longer declares are disabled, "
+                                   "never deleted. Safe to run again and from several places "
+                                   "at once.")
+    p.add_argument("--import", dest="imports", action="append", metavar="MODULE",
+                   help="a module that declares jobs (repeatable; default WORKER_IMPORTS)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    p.add_argument("--adopt", action="store_true",
+                   help="let code manage a declared job that was made through the API")
+    _json_flag(p).set_defaults(func=_command(_sync, settings_model="SyncSettings"))
+
     from sundial.api import notify_commands
 
     notify_commands.register(sub)
@@ -238,16 +252,17 @@ def _api(args: argparse.Namespace) -> int:
 # --- running an admin command -------------------------------------------------------------------
 
 
-def _command(action: Callable[..., Awaitable[int | None]]) -> Callable[[argparse.Namespace], int]:
+def _command(action: Callable[..., Awaitable[int | None]], settings_model: str = "ApiSettings"
+             ) -> Callable[[argparse.Namespace], int]:
     """Run `action(service, args)` with a pool; map errors to one line and an exit code."""
 
     def run(args: argparse.Namespace) -> int:
-        from sundial.api.settings import ApiSettings
+        from sundial.api import settings as api_settings
         from sundial.core.cli import run_async
         from sundial.core.logging import configure_logging
         from sundial.core.settings import load_settings
 
-        settings = load_settings(ApiSettings)
+        settings = load_settings(getattr(api_settings, settings_model))
         configure_logging("ERROR", settings.log_format, stream=sys.stderr)
         try:
             return run_async(_with_service, settings, action, args)
@@ -377,8 +392,8 @@ async def _keys_revoke(svc: Any, args: argparse.Namespace) -> None:
 
 # --- jobs ------------------------------------------------------------------------------------------
 
-JOB_COLUMNS = ("id", "name", "handler", "queue", "enabled", "schedule_count", "next_run_at",
-               "last_run_status")
+JOB_COLUMNS = ("id", "name", "handler", "queue", "enabled", "managed_by", "schedule_count",
+               "next_run_at", "last_run_status")
 
 
 async def _jobs_list(svc: Any, args: argparse.Namespace) -> None:
@@ -438,7 +453,7 @@ async def _jobs_add(svc: Any, args: argparse.Namespace) -> None:
 
 
 SCHEDULE_COLUMNS = ("id", "job", "kind", "interval_seconds", "cron", "run_at", "timezone",
-                    "is_active", "next_run_at", "last_error")
+                    "is_active", "next_run_at", "managed_key", "last_error")
 
 
 async def _jobs_show(svc: Any, args: argparse.Namespace) -> None:
@@ -518,14 +533,17 @@ async def _runs_show(svc: Any, args: argparse.Namespace) -> None:
     _print(args, run, "\n".join(lines))
 
 
-def _filters(args: argparse.Namespace) -> Any:
-    """The run filters given on the command line, checked as the API checks them."""
-    from sundial.api.schemas import BulkRuns
+def _filters(args: argparse.Namespace, model: str = "RunSelection") -> Any:
+    """The run filters given on the command line, checked as the API checks them (`model`:
+    RunSelection for a list, CancelRuns or RetryRuns for a bulk action)."""
+    from sundial.api import schemas
 
     given = {"job": args.job, "status": args.status, "queue": args.queue, "since": args.since,
              "until": args.until}
-    return BulkRuns.model_validate({k: v for k, v in given.items() if v is not None}
-                                   | {"dry_run": getattr(args, "dry_run", False)})
+    if model != "RunSelection":
+        given["dry_run"] = args.dry_run
+    return getattr(schemas, model).model_validate(
+        {k: v for k, v in given.items() if v is not None})
 
 
 def _one_or_all(args: argparse.Namespace) -> bool:
@@ -552,7 +570,7 @@ async def _runs_bulk(svc: Any, args: argparse.Namespace, action: str) -> int:
 
     verb = action
     act = svc.cancel_runs if action == "cancel" else svc.retry_runs
-    body = _filters(args)
+    body = _filters(args, "CancelRuns" if action == "cancel" else "RetryRuns")
     if not args.yes or body.dry_run:
         dry = await act(_actor(), body.model_copy(update={"dry_run": True}))
         count = dry["matched"]
@@ -712,6 +730,33 @@ async def _queues_resume(svc: Any, args: argparse.Namespace) -> None:
     _print(args, state, _queue_text(state, "resumed"))
 
 
+# --- sync ------------------------------------------------------------------------------------------
+
+
+async def _sync(svc: Any, args: argparse.Namespace) -> None:
+    from sundial.api.sync import sync
+    from sundial.core import declarations
+    from sundial.core.errors import InvalidInput
+
+    modules = args.imports or svc.settings.imports
+    if not modules:
+        raise InvalidInput("--import", None, "name the modules that declare jobs, e.g. "
+                           "--import myapp.jobs, or set WORKER_IMPORTS as for the worker")
+    declarations.import_modules(modules, "--import" if args.imports else "WORKER_IMPORTS")
+    result = await sync(svc, declarations.declared(), actor=_actor(), dry_run=args.dry_run,
+                        adopt=args.adopt)
+    counts = f"{result.jobs} declared job(s), {result.schedules} schedule(s)"
+    if result.unchanged:
+        text = f"unchanged: {counts}"
+    else:
+        lines = [("would " if result.dry_run else "") + str(c) for c in result.changes]
+        text = "\n".join([*lines, f"dry run: nothing written ({counts})" if result.dry_run
+                          else f"synced {counts}: {len(result.changes)} change(s)"])
+    _print(args, {"dry_run": result.dry_run, "unchanged": result.unchanged,
+                  "jobs": result.jobs, "schedules": result.schedules,
+                  "changes": [c.as_dict() for c in result.changes]}, text)
+
+
 # --- status ----------------------------------------------------------------------------------------
 
 
@@ -727,9 +772,12 @@ async def _status(svc: Any, args: argparse.Namespace) -> int:
     online = sum(1 for w in workers if w["online"])
     instances = scheduler["instances"]
     running = sum(1 for i in instances if i["status"] == "running")
+    blocked = [i for i in instances if i["status"] == "running" and i["broker_blocked_since"]]
     text = "\n".join([
         f"scheduler: {scheduler['status']} (last pass {_cell(scheduler['last_run'])}, "
         f"{running} of {len(instances)} instance(s) running)",
+        *([f"broker:    blocks publishing since {_cell(blocked[0]['broker_blocked_since'])} "
+           f"({blocked[0]['broker_blocked_reason']}): runs wait in the outbox"] if blocked else []),
         f"workers:   {online} online of {len(workers)}",
         f"paused:    {paused}",
         f"jobs:      {stats['jobs']['total']} ({stats['jobs']['enabled']} enabled)",

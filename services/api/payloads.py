@@ -24,13 +24,12 @@ from typing import Any
 
 from sundial.core.commandguard import check_payload
 from sundial.core.errors import InvalidInput
+from sundial.core.jsonb import MAX_DEPTH
 from sundial.core.netguard import check_url
 from sundial.core.secrets import MASK, masked_url, same_origin, url_password, with_password
 
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-MAX_DEPTH = 32
-TOO_DEEP = f"… (nested deeper than {MAX_DEPTH} levels; not shown)"
 MAX_HTTP_BODY_BYTES = 1024 * 1024
 MAX_HTTP_TIMEOUT_S = 7 * 86400
 
@@ -74,18 +73,6 @@ def _check_values(value: Any, where: str, depth: int) -> None:
                 _check_values(item, f"{where}.{key}", depth + 1)
             else:
                 _check_values(item, f"{where}[{key}]", depth + 1)
-
-
-def shown(value: Any, depth: int = 1) -> Any:
-    """A stored payload or result as a response can carry it: what lies deeper than
-    MAX_DEPTH (a row written before the limit, or by SQL) is replaced by TOO_DEEP."""
-    if not isinstance(value, dict | list):
-        return value
-    if depth > MAX_DEPTH:
-        return TOO_DEEP
-    if isinstance(value, dict):
-        return {k: shown(v, depth + 1) for k, v in value.items()}
-    return [shown(v, depth + 1) for v in value]
 
 
 def unstorable_text(text: str) -> str | None:

@@ -30,7 +30,8 @@ async def health() -> dict[str, str]:
     return {"status": "healthy", "service": "api", "timestamp": datetime.now(UTC).isoformat()}
 
 
-@router.get("/ready")
+@router.get("/ready", responses={503: {"description": "PostgreSQL or RabbitMQ does not "
+                                                    "answer: `checks` says which."}})
 async def ready(request: Request) -> JSONResponse:
     """200 only when PostgreSQL and RabbitMQ both answer; 503 naming what does not."""
     checks = {"database": "ok", "broker": "ok"}
@@ -47,18 +48,21 @@ async def ready(request: Request) -> JSONResponse:
                         status_code=200 if ok else 503)
 
 
-@router.get("/metrics", response_class=Response)
+@router.get("/metrics", response_class=Response, responses={200: {
+    "description": "Prometheus text format.", "content": {"text/plain": {}}}})
 async def metrics(request: Request) -> Response:
     """Prometheus text format: this process's own collectors (CPU, memory, open files,
     garbage collection), then what the database says at this scrape, the same from every
     API replica: runs by job, queue and status, queue depth and workers per queue, the
-    outbox, worker slots, the scheduler's last pass, each scheduled job's last success."""
+    outbox, worker slots, the scheduler's last pass, each scheduled job's last success, and
+    how many running schedulers the broker blocks."""
     settings = request.app.state.settings
     async with request.app.state.pool.acquire() as conn:
         by_status = await conn.fetch(q("metrics_runs_by_status"))
         job_runs = await conn.fetch(q("metrics_job_runs"), settings.metrics_max_jobs)
         queues = await conn.fetch(q("metrics_queues"), settings.worker_offline_threshold_s)
-        gauges = await conn.fetchrow(q("metrics_gauges"), settings.worker_offline_threshold_s)
+        gauges = await conn.fetchrow(q("metrics_gauges"), settings.worker_offline_threshold_s,
+                                     settings.scheduler_stale_after_s)
         last_success = await conn.fetch(q("metrics_last_success"), settings.metrics_max_jobs)
     registry = CollectorRegistry()
     runs = Gauge("sundial_runs", "Runs in the database by status", ["status"],
@@ -96,5 +100,8 @@ async def metrics(request: Request) -> Response:
                     "(its creation if none)", ["job_name"], registry=registry)
     for row in last_success:
         success.labels(row["job_name"]).set(row["at"])
+    Gauge("sundial_scheduler_broker_blocked",
+          "Running schedulers whose publishing RabbitMQ blocks (a memory or disk alarm)",
+          registry=registry).set(gauges["schedulers_blocked"])
     body = generate_latest(REGISTRY) + generate_latest(registry)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+)
 
 from sundial.api.payloads import unstorable_text
 
@@ -24,7 +33,9 @@ CANCELLABLE_STATUSES: tuple[str, ...] = ("queued", "running")
 RETRYABLE_STATUSES: tuple[str, ...] = ("failed", "dead", "timed_out", "cancelled")
 BULK_MAX_RUNS = 1000
 
-MAX_ID = 2**63 - 1
+# The largest id the API takes: what every JSON reader holds exactly (a double; JavaScript's
+# Number.MAX_SAFE_INTEGER). A bigint above it would be read as a neighbour by some clients.
+MAX_ID = 2**53 - 1
 YEAR_S = 366 * 86400
 
 
@@ -42,10 +53,54 @@ def _sane_instant(value: datetime) -> datetime:
     return value
 
 
+def _as_text(value: Any) -> Any:
+    # JSON has no time type: a date and time is a string (pydantic would also take a number
+    # of seconds since 1970, which the schema does not say).
+    if not isinstance(value, str | datetime):
+        raise ValueError("must be a date and time as text, ISO 8601 with a UTC offset, e.g. "
+                         "2030-01-01T09:00:00+00:00")
+    return value
+
+
+def _not_null(value: Any) -> Any:
+    if value is None:
+        raise ValueError("must not be null; leave it out to keep the value")
+    return value
+
+
+def Kept(kind: Any) -> Any:
+    """A field of a change that cannot be empty: left out to keep the stored value, never
+    sent as null."""
+    return Annotated[kind, BeforeValidator(_not_null)]
+
+
+# A bound of a filter: before 1970 or after 9000 it selects what those years would.
+FIRST_INSTANT = datetime(1970, 1, 1, tzinfo=UTC)
+LAST_INSTANT = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def _clamped(value: datetime) -> datetime:
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:  # beyond year 9999 or before year 1 once in UTC
+        return LAST_INSTANT if value.year > 1970 else FIRST_INSTANT
+    return min(max(value, FIRST_INSTANT), LAST_INSTANT)
+
+
 Text = Annotated[str, AfterValidator(_storable)]
-Instant = Annotated[AwareDatetime, AfterValidator(_sane_instant)]
+Instant = Annotated[AwareDatetime, BeforeValidator(_as_text), AfterValidator(_sane_instant)]
+Bound = Annotated[AwareDatetime, AfterValidator(_clamped)]
 JobName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")]
 QueueName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")]
+def _number(value: Any) -> Any:
+    # JSON's true is not a number, nor is "10" (pydantic would take both); 3.0 is an integer.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a number (true, false and text are not numbers)")
+    return value
+
+
+# Last in a field's Annotated[...], after its bounds (which then stay in the JSON schema).
+NUMBER = BeforeValidator(_number)
 Seconds = Annotated[float, Field(allow_inf_nan=False)]
 
 
@@ -53,45 +108,60 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _no_null_default(schema: dict[str, Any]) -> None:
+    # A field that may be left out but not sent as null: no "default": null in the schema.
+    for prop in schema.get("properties", {}).values():
+        if "default" in prop and prop["default"] is None and "anyOf" not in prop:
+            del prop["default"]
+
+
+class Change(BaseModel):
+    """Fields to change; the others keep their values. A field that cannot be empty is
+    left out to keep it, never sent as null."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_no_null_default)
+
+
 # --- schedules ------------------------------------------------------------------------
 
 
 class ScheduleFields(Strict):
     kind: Kind
-    interval_seconds: Annotated[Seconds, Field(le=10 * YEAR_S)] | None = Field(
+    interval_seconds: Annotated[Seconds, Field(le=10 * YEAR_S), NUMBER] | None = Field(
         None, description="For kind=interval: seconds between slots, at least 1.")
     cron: Annotated[Text, Field(max_length=200)] | None = Field(
         None, description="For kind=cron: 5 fields or an alias like @hourly.")
     run_at: Instant | None = Field(None, description="For kind=once: when, with a UTC offset.")
     timezone: Annotated[Text, Field(max_length=100)] = Field(
         "UTC", description="IANA time zone of a cron expression, e.g. Europe/Paris.")
-    jitter_seconds: Annotated[Seconds, Field(ge=0, le=86400)] = 0.0
+    jitter_seconds: Annotated[Seconds, Field(ge=0, le=86400), NUMBER] = 0.0
     start_at: Instant | None = None
     end_at: Instant | None = None
     misfire_policy: MisfirePolicy = "run_once"
-    misfire_grace_seconds: Annotated[Seconds, Field(ge=0, le=YEAR_S)] | None = None
-    is_active: bool = True
+    misfire_grace_seconds: Annotated[Seconds, Field(ge=0, le=YEAR_S), NUMBER] | None = None
+    is_active: StrictBool = True
 
 
 class ScheduleCreate(ScheduleFields):
-    job_id: int = Field(ge=1, le=MAX_ID)
+    job_id: Annotated[int, Field(ge=1, le=MAX_ID), NUMBER]
 
 
-class ScheduleUpdate(Strict):
+class ScheduleUpdate(Change):
     """Fields to change; the others keep their values. Changing `kind` clears the fields
-    of the former kind."""
+    of the former kind; `interval_seconds`, `cron`, `run_at`, `start_at`, `end_at` and
+    `misfire_grace_seconds` may be null (none)."""
 
-    kind: Kind | None = None
-    interval_seconds: Annotated[Seconds, Field(le=10 * YEAR_S)] | None = None
+    kind: Kept(Kind) = None
+    interval_seconds: Annotated[Seconds, Field(le=10 * YEAR_S), NUMBER] | None = None
     cron: Annotated[Text, Field(max_length=200)] | None = None
     run_at: Instant | None = None
-    timezone: Annotated[Text, Field(max_length=100)] | None = None
-    jitter_seconds: Annotated[Seconds, Field(ge=0, le=86400)] | None = None
+    timezone: Kept(Annotated[Text, Field(max_length=100)]) = None
+    jitter_seconds: Kept(Annotated[Seconds, Field(ge=0, le=86400), NUMBER]) = None
     start_at: Instant | None = None
     end_at: Instant | None = None
-    misfire_policy: MisfirePolicy | None = None
-    misfire_grace_seconds: Annotated[Seconds, Field(ge=0, le=YEAR_S)] | None = None
-    is_active: bool | None = None
+    misfire_policy: Kept(MisfirePolicy) = None
+    misfire_grace_seconds: Annotated[Seconds, Field(ge=0, le=YEAR_S), NUMBER] | None = None
+    is_active: Kept(StrictBool) = None
 
 
 class Schedule(BaseModel):
@@ -119,6 +189,10 @@ class Schedule(BaseModel):
                     "planned (is_active is then false; last_error says what to fix). A "
                     "change that passes validation clears it and makes the schedule "
                     "active again.")
+    managed_key: str | None = Field(
+        None, description="The schedule's key in its job's declaration in code (`sundial "
+                          "sync`), by which a sync finds it again; null for a schedule made "
+                          "through the API and for one code no longer declares.")
     created_at: datetime
     updated_at: datetime
 
@@ -142,14 +216,14 @@ class JobFields(Strict):
                     "http `url`, and everything under `secrets`) are encrypted at rest and "
                     "shown as \"***\".")
     queue: QueueName = "default"
-    priority: int = Field(0, ge=0, le=9)
-    timeout_seconds: Annotated[Seconds, Field(gt=0, le=7 * 86400)] = 300.0
-    max_attempts: int | None = Field(None, ge=1, le=100,
-                                     description="Default: MAX_RETRY_ATTEMPTS.")
-    retry_backoff_seconds: Annotated[Seconds, Field(ge=0, le=86400)] = 10.0
-    retry_backoff_max_seconds: Annotated[Seconds, Field(ge=0, le=7 * 86400)] = 3600.0
+    priority: Annotated[int, Field(ge=0, le=9), NUMBER] = 0
+    timeout_seconds: Annotated[Seconds, Field(gt=0, le=7 * 86400), NUMBER] = 300.0
+    max_attempts: Annotated[int, Field(ge=1, le=100), NUMBER] | None = Field(
+        None,                                      description="Default: MAX_RETRY_ATTEMPTS.")
+    retry_backoff_seconds: Annotated[Seconds, Field(ge=0, le=86400), NUMBER] = 10.0
+    retry_backoff_max_seconds: Annotated[Seconds, Field(ge=0, le=7 * 86400), NUMBER] = 3600.0
     concurrency_policy: ConcurrencyPolicy = "allow"
-    enabled: bool = True
+    enabled: StrictBool = True
 
 
 class JobCreate(JobFields):
@@ -160,21 +234,19 @@ class JobCreate(JobFields):
         description="Schedules created in the same transaction as the job.")
 
 
-class JobUpdate(Strict):
-    """Fields to change; the others keep their values."""
-
-    name: JobName | None = None
-    description: Annotated[Text, Field(max_length=2000)] | None = None
-    handler: Handler | None = None
-    payload: dict[str, Any] | None = None
-    queue: QueueName | None = None
-    priority: int | None = Field(None, ge=0, le=9)
-    timeout_seconds: Annotated[Seconds, Field(gt=0, le=7 * 86400)] | None = None
-    max_attempts: int | None = Field(None, ge=1, le=100)
-    retry_backoff_seconds: Annotated[Seconds, Field(ge=0, le=86400)] | None = None
-    retry_backoff_max_seconds: Annotated[Seconds, Field(ge=0, le=7 * 86400)] | None = None
-    concurrency_policy: ConcurrencyPolicy | None = None
-    enabled: bool | None = None
+class JobUpdate(Change):
+    name: Kept(JobName) = None
+    description: Kept(Annotated[Text, Field(max_length=2000)]) = None
+    handler: Kept(Handler) = None
+    payload: Kept(dict[str, Any]) = None
+    queue: Kept(QueueName) = None
+    priority: Kept(Annotated[int, Field(ge=0, le=9), NUMBER]) = None
+    timeout_seconds: Kept(Annotated[Seconds, Field(gt=0, le=7 * 86400), NUMBER]) = None
+    max_attempts: Kept(Annotated[int, Field(ge=1, le=100), NUMBER]) = None
+    retry_backoff_seconds: Kept(Annotated[Seconds, Field(ge=0, le=86400), NUMBER]) = None
+    retry_backoff_max_seconds: Kept(Annotated[Seconds, Field(ge=0, le=7 * 86400), NUMBER]) = None
+    concurrency_policy: Kept(ConcurrencyPolicy) = None
+    enabled: Kept(StrictBool) = None
 
 
 class Job(BaseModel):
@@ -192,6 +264,14 @@ class Job(BaseModel):
     retry_backoff_max_seconds: float
     concurrency_policy: ConcurrencyPolicy
     enabled: bool
+    managed_by: Literal["code"] | None = Field(
+        None, description="\"code\" while the job is declared in code and written by "
+                          "`sundial sync`: its declared fields and schedules are then changed "
+                          "in code (edits and deletion here are a 409), while pause, resume "
+                          "and trigger stay open. null for a job made through the API.")
+    undeclared_at: datetime | None = Field(
+        None, description="When `sundial sync` found the job no longer declared in code and "
+                          "disabled it; null otherwise.")
     created_at: datetime
     updated_at: datetime
 
@@ -283,17 +363,33 @@ class RunPage(BaseModel):
 
 
 class RunFilters(Strict):
-    """Which runs: the filters of `GET /api/runs`, all optional."""
+    """Which runs: the filters of `GET /api/runs` but `status`, all optional."""
     job: str | None = Field(None, min_length=1, max_length=200, description="A job's id or name.")
-    schedule: int | None = Field(None, ge=1, le=MAX_ID)
-    status: list[RunStatus] | None = Field(None, description="Any of these statuses.")
+    schedule: Annotated[int, Field(ge=1, le=MAX_ID), NUMBER] | None = None
     queue: QueueName | None = Field(None, description="Runs of the jobs of this queue.")
-    since: Instant | None = Field(None, description="Created at or after.")
-    until: Instant | None = Field(None, description="Created before.")
+    since: Annotated[Bound, BeforeValidator(_as_text)] | None = Field(
+        None, description="Created at or after (ISO 8601 with a UTC offset).")
+    until: Annotated[Bound, BeforeValidator(_as_text)] | None = Field(
+        None, description="Created before (ISO 8601 with a UTC offset).")
 
 
-class BulkRuns(RunFilters):
-    dry_run: bool = Field(False, description="Only count the runs it would change.")
+class RunSelection(RunFilters):
+    status: list[RunStatus] | None = Field(None, description="Any of these statuses.")
+
+
+class CancelRuns(RunFilters):
+    """The runs to cancel: those of the filters that are queued or running."""
+    status: list[Literal["queued", "running"]] | None = Field(
+        None, description="Any of these statuses (both if left out).")
+    dry_run: StrictBool = Field(False, description="Only count the runs it would change.")
+
+
+class RetryRuns(RunFilters):
+    """The runs to retry: those of the filters that failed, are dead, timed out or were
+    cancelled."""
+    status: list[Literal["failed", "dead", "timed_out", "cancelled"]] | None = Field(
+        None, description="Any of these statuses (all four if left out).")
+    dry_run: StrictBool = Field(False, description="Only count the runs it would change.")
 
 
 class BulkResult(BaseModel):
@@ -373,6 +469,11 @@ class SchedulerInstance(BaseModel):
         description="stale: it has not passed for SCHEDULER_STALE_AFTER (killed or cut off)")
     tzdata: str | None = Field(description="The IANA release of the time-zone rules this "
                                            "instance computes fire times with, e.g. 2026a.")
+    broker_blocked_since: datetime | None = Field(
+        description="Since when RabbitMQ blocks this instance's publishing (a memory or disk "
+                    "alarm: runs wait in the outbox while ticking goes on); null if it does not.")
+    broker_blocked_reason: str | None = Field(
+        description="The reason RabbitMQ gave for the block, e.g. 'low on memory'.")
 
 
 class SchedulerStatus(BaseModel):
@@ -386,6 +487,8 @@ class SchedulerStatus(BaseModel):
                                     "tzdata package) this API computes first slots and "
                                     "previews with, e.g. 2026a.")
     instances: list[SchedulerInstance]
+    broker_blocked: bool = Field(
+        description="Whether RabbitMQ blocks the publishing of a running scheduler instance.")
 
 
 class Accepted(BaseModel):
@@ -428,3 +531,28 @@ class ExecutionStats(BaseModel):
 class Stats(BaseModel):
     jobs: JobStats
     executions: ExecutionStats
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+class Error(BaseModel):
+    """401, 403, 404, 409, 413, 503: what went wrong, in words."""
+
+    detail: str
+
+
+class Problem(BaseModel):
+    field: str = Field(description="The field at fault, e.g. schedules[0].cron "
+                                   "(`body` for the request as a whole).")
+    value: Any = Field(description="The value sent, made safe to show (secrets as \"***\", "
+                                   "long values cut); null for a missing field.")
+    reason: str = Field(description="Why it is refused and what is accepted.")
+    loc: list[str] = Field(description="`field` as a path.")
+    msg: str = Field(description="`field: reason`.")
+
+
+class Invalid(BaseModel):
+    """422: every field refused, each naming its value and the fix."""
+
+    detail: list[Problem]

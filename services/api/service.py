@@ -1,7 +1,9 @@
 """What the control plane does, shared by the HTTP routes and the admin CLI.
 
 Every write runs in one transaction with its audit_log row; schedule writes also wake
-the schedulers (NOTIFY, delivered on commit). Errors are Sundial errors that the API
+the schedulers (NOTIFY, delivered on commit). A job that code declares (managed_by
+"code", written by `sundial sync`) keeps its declared fields and schedules: writes the next
+sync would undo are a Conflict, pausing, resuming and running it now are not. Errors are Sundial errors that the API
 maps to statuses (InvalidInput 422, NotFound 404, AlreadyExists/Conflict 409) and the CLI
 prints on one line.
 """
@@ -27,15 +29,17 @@ from sundial.api.schemas import (
     FINAL_STATUSES,
     MAX_ID,
     RETRYABLE_STATUSES,
-    BulkRuns,
+    CancelRuns,
     JobCreate,
     JobUpdate,
+    RetryRuns,
     RunFilters,
     ScheduleCreate,
     ScheduleFields,
     ScheduleUpdate,
 )
 from sundial.api.settings import ApiSettings
+from sundial.core import jsonb
 from sundial.core import schedule as sched
 from sundial.core.broker import Publisher
 from sundial.core.errors import AlreadyExists, ConfigError, InvalidInput, NotFound
@@ -129,6 +133,9 @@ class Service:
         return await self.pool.fetchval(q("count_jobs"), enabled)
 
     async def _job_row(self, conn: asyncpg.Connection, ref: str | int) -> asyncpg.Record:
+        # A name with NUL (or a lone surrogate) names no job: PostgreSQL cannot even compare it.
+        if payloads.unstorable_text(str(ref)):
+            raise NotFound(f"no job {ref!r}")
         row = await conn.fetchrow(q("get_job"), parse_id(ref), str(ref))
         if row is None:
             raise NotFound(f"no job {ref!r}")
@@ -143,7 +150,7 @@ class Service:
 
     async def create_job(self, actor: str, body: JobCreate) -> dict[str, Any]:
         values = body.model_dump(exclude={"schedules"})
-        self._check_queue(body.queue)
+        self.check_queue(body.queue)
         if values["max_attempts"] is None:
             values["max_attempts"] = self.settings.max_retry_attempts
         values = await self._prepare_job(values, stored_secret={})
@@ -170,12 +177,14 @@ class Service:
             if value is None:
                 raise InvalidInput(name, None, "must not be null; leave it out to keep the value")
         if "queue" in change:
-            self._check_queue(change["queue"])
+            self.check_queue(change["queue"])
         async with self.pool.acquire() as conn, conn.transaction():
             row = await self._job_row(conn, ref)
+            if change.keys() - {"enabled"}:
+                _check_not_declared(row, "changing " + ", ".join(sorted(change.keys() - {"enabled"})))
             values = {f: row[f] for f in JOB_FIELDS}
             if "payload" in change or "handler" in change:
-                stored = self._stored_secrets(row)
+                stored = self.stored_secrets(row)
                 values.update(change)
                 values["payload"] = change.get("payload", row["payload"])
                 values = await self._prepare_job(values, stored_secret=stored)
@@ -210,6 +219,8 @@ class Service:
     async def delete_job(self, actor: str, ref: str | int) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
             row = await self._job_row(conn, ref)
+            _check_not_declared(row, "deleting it", fix="remove its declaration from code and "
+                                "run `sundial sync`, which disables it; then delete it")
             # A concurrent DELETE of the same job waits for this one, then deletes nothing:
             # it is a 404 with no audit row of its own.
             if await conn.fetchval(q("delete_job"), row["id"]) is None:
@@ -218,7 +229,7 @@ class Service:
             await self._audit(conn, actor, "job.delete", "job", row["id"], {"name": row["name"]})
         return row["id"]
 
-    def _stored_secrets(self, row: Mapping[str, Any]) -> dict[str, Any]:
+    def stored_secrets(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """The job's secret values: those in secret_payload, and any still kept in its
         plain payload (a row written by SQL or saved before the field was a secret), so
         that a payload sent back as shown, "***" and all, keeps them."""
@@ -231,13 +242,24 @@ class Service:
     async def _prepare_job(self, values: dict[str, Any], *, stored_secret: dict[str, Any]
                            ) -> dict[str, Any]:
         """Check the payload for its handler; move its secret fields to secret_payload."""
+        public, secret = await self.check_job(values, stored_secret=stored_secret)
+        return self.with_secrets(values, public, secret)
+
+    async def check_job(self, values: dict[str, Any], *, stored_secret: dict[str, Any]
+                        ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Check a job's fields beyond its schema (backoff, the payload for its handler);
+        return its payload split into (public, secret) values."""
         _check_backoff(values)
         payload = values["payload"]
         await asyncio.to_thread(payloads.validate, values["handler"], payload,
                                 max_bytes=self.settings.api_max_payload_bytes,
                                 allowed_networks=self.settings.http_allowed_networks)
         public, secret = payloads.split_secrets(values["handler"], payload)
-        secret = payloads.keep_masked(secret, stored_secret)
+        return public, payloads.keep_masked(secret, stored_secret)
+
+    def with_secrets(self, values: dict[str, Any], public: dict[str, Any],
+                     secret: dict[str, Any]) -> dict[str, Any]:
+        """The job's values with its public payload, and its secret values encrypted."""
         values = dict(values, payload=public, secret_payload=None)
         if secret:
             try:
@@ -248,7 +270,7 @@ class Service:
                               "set it (on the workers too) or leave the secrets out") from None
         return values
 
-    def _check_queue(self, queue: str) -> None:
+    def check_queue(self, queue: str) -> None:
         allowed = self.settings.api_allowed_queues
         if allowed and queue not in allowed:
             raise InvalidInput("queue", queue, "is not one of the queues this API allows ("
@@ -322,6 +344,7 @@ class Service:
             job = await conn.fetchrow(q("get_job"), body.job_id, None)
             if job is None:
                 raise NotFound(f"no job {body.job_id}")
+            _check_not_declared(job, "adding a schedule")
             now = await conn.fetchval(q("db_now"))
             fields = body.model_dump(exclude={"job_id"})
             schedule_id = await self._insert_schedule(conn, job["id"], fields, now)
@@ -332,7 +355,7 @@ class Service:
 
     async def _insert_schedule(self, conn: asyncpg.Connection, job_id: int,
                                fields: dict[str, Any], now: datetime) -> int:
-        fields, next_run_at = _plan_schedule(fields, created_at=now, now=now)
+        fields, next_run_at = plan_schedule(fields, created_at=now, now=now)
         with db_errors("schedule"):
             return await conn.fetchval(q("insert_schedule"), job_id,
                                        *(fields[f] for f in SCHEDULE_FIELDS), next_run_at)
@@ -347,6 +370,8 @@ class Service:
             row = await conn.fetchrow(q("lock_schedule"), schedule_id)
             if row is None:
                 raise NotFound(f"no schedule {schedule_id}")
+            if row["job_managed"] and change.keys() - {"is_active"}:
+                raise _declared_conflict(row["job"], f"changing schedule {schedule_id}")
             fields = {f: row[f] for f in SCHEDULE_FIELDS}
             if row["set_aside_at"] is not None and "is_active" not in change:
                 # Set aside by the scheduler, not paused by a person: a change that
@@ -357,7 +382,7 @@ class Service:
                     fields[other] = None
             fields.update(change)
             now = await conn.fetchval(q("db_now"))
-            fields, next_run_at = _plan_schedule(fields, created_at=row["created_at"], now=now)
+            fields, next_run_at = plan_schedule(fields, created_at=row["created_at"], now=now)
             with db_errors("schedule"):
                 await conn.execute(q("update_schedule"), schedule_id,
                                    *(fields[f] for f in SCHEDULE_FIELDS), next_run_at)
@@ -377,6 +402,9 @@ class Service:
 
     async def delete_schedule(self, actor: str, schedule_id: int) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(q("lock_schedule"), schedule_id)
+            if row is not None and row["job_managed"] and row["managed_key"] is not None:
+                raise _declared_conflict(row["job"], f"deleting schedule {schedule_id}")
             if await conn.fetchval(q("delete_schedule"), schedule_id) is None:
                 raise NotFound(f"no schedule {schedule_id}")
             await wake_scheduler(conn, "schedules")
@@ -397,7 +425,7 @@ class Service:
     async def preview_unsaved(self, fields: ScheduleFields, count: int) -> dict[str, Any]:
         """Fire times of a schedule not saved yet (the job form's live preview)."""
         now = await self.pool.fetchval(q("db_now"))
-        values, _ = _plan_schedule(fields.model_dump(), created_at=now, now=now)
+        values, _ = plan_schedule(fields.model_dump(), created_at=now, now=now)
         spec = sched.Spec.from_row({**values, "created_at": now})
         try:
             times = sched.preview(spec, count, now)
@@ -438,7 +466,7 @@ class Service:
         row = await self.pool.fetchrow(q("get_run"), run_id)
         if row is None:
             raise NotFound(f"no run {run_id}")
-        return dict(row, result=payloads.shown(row["result"]))
+        return dict(row, result=jsonb.render(row["result"]))
 
     async def cancel_run(self, actor: str, run_id: int) -> dict[str, Any]:
         """A queued run is cancelled at once; a running one is asked to stop."""
@@ -467,15 +495,12 @@ class Service:
 
     # --- many runs at once ----------------------------------------------------------------
 
-    async def _select_runs(self, filters: RunFilters, allowed: Sequence[str],
-                           verb: str) -> list[int]:
-        """The ids of the runs the filters select among those in the `allowed` statuses,
-        at most BULK_MAX_RUNS of them (InvalidInput beyond: nothing is changed)."""
+    async def _select_runs(self, filters: CancelRuns | RetryRuns,
+                           allowed: Sequence[str]) -> list[int]:
+        """The ids of the runs the filters select among those in the `allowed` statuses
+        (or those of filters.status, which its model keeps among them), at most
+        BULK_MAX_RUNS of them (InvalidInput beyond: nothing is changed)."""
         statuses = filters.status or list(allowed)
-        for status in statuses:
-            if status not in allowed:
-                raise InvalidInput("status", status, f"a {status} run cannot be {verb}; give "
-                                   f"{', '.join(allowed)}, or leave status out for all of them")
         page = await self.list_runs(job=filters.job, schedule_id=filters.schedule,
                                     statuses=statuses, since=filters.since, until=filters.until,
                                     queue=filters.queue, limit=BULK_MAX_RUNS)
@@ -486,9 +511,9 @@ class Service:
                                "them (job, status, queue, since, until) and repeat")
         return [r["id"] for r in page["items"]]
 
-    async def cancel_runs(self, actor: str, body: BulkRuns) -> dict[str, Any]:
+    async def cancel_runs(self, actor: str, body: CancelRuns) -> dict[str, Any]:
         """Cancel every queued or running run the filters select, as cancel_run does."""
-        ids = await self._select_runs(body, CANCELLABLE_STATUSES, "cancelled")
+        ids = await self._select_runs(body, CANCELLABLE_STATUSES)
         if body.dry_run or not ids:
             return {"dry_run": body.dry_run, "matched": len(ids), "run_ids": ids,
                     "cancelled": 0, "stopping": 0}
@@ -502,11 +527,11 @@ class Service:
         return {"dry_run": False, "matched": len(ids), "run_ids": done, "cancelled": cancelled,
                 "stopping": len(done) - cancelled}
 
-    async def retry_runs(self, actor: str, body: BulkRuns) -> dict[str, Any]:
+    async def retry_runs(self, actor: str, body: RetryRuns) -> dict[str, Any]:
         """Retry every failed, dead, timed_out or cancelled run the filters select, as
         retry_run does: one new manual run each."""
         lease_s = self.settings.publish_lease_s if self.publisher is not None else None
-        ids = await self._select_runs(body, RETRYABLE_STATUSES, "retried")
+        ids = await self._select_runs(body, RETRYABLE_STATUSES)
         if body.dry_run or not ids:
             return {"dry_run": body.dry_run, "matched": len(ids), "run_ids": ids, "queued": []}
         async with self.pool.acquire() as conn, conn.transaction():
@@ -576,7 +601,9 @@ class Service:
                 "seconds_since_last_run": age,
                 "stale_after_s": self.settings.scheduler_stale_after_s,
                 "trigger_requested": row["trigger_requested"] == "true",
-                "tzdata": TZDATA_VERSION, "instances": instances}
+                "tzdata": TZDATA_VERSION, "instances": instances,
+                "broker_blocked": any(i["status"] == "running" and i["broker_blocked_since"]
+                                      for i in instances)}
 
     async def trigger_scheduler(self, actor: str) -> None:
         """Ask for a scheduler pass now: one scheduler takes the flag."""
@@ -647,7 +674,7 @@ def _public_job(row: Mapping[str, Any]) -> dict[str, Any]:
     # text and break the limits a write through the API keeps: mask it, cut it.
     if isinstance(payload, dict):
         payload = payloads.split_secrets(job["handler"], payload)[0]
-    job["payload"] = payloads.shown(payload if isinstance(payload, dict) else {"value": payload})
+    job["payload"] = jsonb.render(payload if isinstance(payload, dict) else {"value": payload})
     return job
 
 
@@ -656,13 +683,25 @@ def _filters(body: RunFilters) -> dict[str, Any]:
     return body.model_dump(mode="json", exclude_none=True, exclude={"dry_run"})
 
 
+def _check_not_declared(job: Mapping[str, Any], what: str, fix: str | None = None) -> None:
+    """Conflict if code declares the job (get_job's managed_by)."""
+    if job["managed_by"] == "code":
+        raise _declared_conflict(job["name"], what, fix)
+
+
+def _declared_conflict(job: str, what: str, fix: str | None = None) -> Conflict:
+    fix = fix or "change its declaration in code and run `sundial sync`"
+    return Conflict(f"job {job!r} is managed by code: the next `sundial sync` would undo "
+                    f"{what}; {fix} (pausing, resuming and running it now stay allowed)")
+
+
 def _check_backoff(values: Mapping[str, Any]) -> None:
     if values["retry_backoff_max_seconds"] < values["retry_backoff_seconds"]:
         raise InvalidInput("retry_backoff_max_seconds", values["retry_backoff_max_seconds"],
                       f"must be >= retry_backoff_seconds ({values['retry_backoff_seconds']})")
 
 
-def _plan_schedule(fields: dict[str, Any], *, created_at: datetime, now: datetime
+def plan_schedule(fields: dict[str, Any], *, created_at: datetime, now: datetime
                    ) -> tuple[dict[str, Any], datetime | None]:
     """The validated fields and the first slot (None while paused); InvalidInput otherwise."""
     fields = {f: fields.get(f, ScheduleFields.model_fields[f].default) for f in SCHEDULE_FIELDS}

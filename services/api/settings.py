@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
-from sundial.core.settings import QUEUE_NAME, HttpPolicySettings, comma_list, env
+from sundial.core.settings import QUEUE_NAME, HttpPolicySettings, ImportSettings, comma_list, env
 
 
 class ApiSettings(HttpPolicySettings):
@@ -44,3 +44,8 @@ class ApiSettings(HttpPolicySettings):
             if not QUEUE_NAME.fullmatch(q):
                 raise ValueError(f"queue name {q!r} must be letters, digits, '_', '.', '-'")
         return value
+
+
+class SyncSettings(ApiSettings, ImportSettings):
+    """Settings of `sundial sync`: the API's rules for jobs, and WORKER_IMPORTS, the modules
+    whose declarations it writes."""

@@ -9,21 +9,23 @@ Topology (declared idempotently by every service that needs it):
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from functools import partial
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from aiormq.abc import ChannelFrame
-from pamqp.commands import Basic
+from pamqp.commands import Basic, Connection
 from pamqp.header import ContentHeader
 
 from sundial.core import faults
 from sundial.core.logging import get_logger
 from sundial.core.messages import CONTENT_TYPE
+from sundial.core.nodes import CONNECT_ERRORS, Nodes, parse_nodes
 
 log = get_logger("core.broker")
 
@@ -37,11 +39,7 @@ class PublishNotConfirmed(Exception):
 
 BROKER_ERRORS: tuple[type[BaseException], ...] = (
     PublishNotConfirmed,
-    aiormq.exceptions.AMQPError,
-    aio_pika.exceptions.AMQPException,
-    ConnectionError,
-    OSError,
-    asyncio.TimeoutError,
+    *CONNECT_ERRORS,
     RuntimeError,  # aio-pika raises it for a closed channel
 )
 
@@ -105,17 +103,25 @@ class Publisher:
     """Publishes with publisher confirms and `mandatory`, many messages in flight at once.
 
     Not robust by itself on purpose: a failed publish marks the connection broken and the
-    next call reconnects, so the caller (the tick) decides when to try again and never
-    blocks on a broker that is down.
+    next call reconnects (to the next node of RABBITMQ_URL that answers, core.nodes), so
+    the caller (the tick) decides when to try again and never blocks on a broker that is
+    down. `url` is RABBITMQ_URL: one node's URL or several, comma-separated.
+
+    `blocked` holds the reason while the broker blocks this publisher (a memory or disk
+    alarm: `connection.blocked`), from that notice until `connection.unblocked` or a
+    confirm on a connection made since.
     """
 
     def __init__(self, url: str, delivery_limit: int, *, connect_timeout_s: float = 5.0,
                  confirm_timeout_s: float = CONFIRM_TIMEOUT_S):
-        self.url = url
+        self.nodes = Nodes(parse_nodes(url))
         self.delivery_limit = delivery_limit
         self.connect_timeout_s = connect_timeout_s
         self.confirm_timeout_s = confirm_timeout_s
-        self._connection: AbstractRobustConnection | None = None
+        self.blocked: str | None = None
+        self.blocked_since: float | None = None   # wall time of the notice
+        self._blocked_on: AbstractConnection | None = None
+        self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
         self._queues: set[str] = set()
@@ -131,15 +137,36 @@ class Publisher:
             if self.connected:
                 return
             await self._close_quietly()
-            connection = await aio_pika.connect(self.url, timeout=self.connect_timeout_s)
+            connection = await self.nodes.connect(timeout_s=self.connect_timeout_s)
             try:
+                watch_blocking(connection, partial(self._on_blocked, connection),
+                               partial(self._on_unblocked, connection))
                 channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
                 self._exchange = await declare_base(channel)
             except BaseException:
                 await connection.close()
                 raise
             self._connection, self._channel, self._queues = connection, channel, set()
-            log.info("broker.connected")
+            log.info("broker.connected", node=self.nodes.current)
+
+    def _on_blocked(self, connection: AbstractConnection, reason: str) -> None:
+        self._blocked_on = connection
+        if self.blocked is None:
+            self.blocked, self.blocked_since = reason or "no reason given", time.time()
+            log.warning("broker.blocked", reason=self.blocked, node=self.nodes.current)
+
+    def _on_unblocked(self, _connection: AbstractConnection) -> None:
+        if self.blocked is not None:
+            assert self.blocked_since is not None
+            log.info("broker.unblocked", reason=self.blocked, node=self.nodes.current,
+                     blocked_s=round(time.time() - self.blocked_since, 3))
+        self.blocked = self.blocked_since = self._blocked_on = None
+
+    def _confirmed(self, connection: AbstractConnection | None) -> None:
+        """A message was confirmed on `connection`: the block is over unless that is the
+        connection blocked (which may confirm messages it took before the block)."""
+        if self.blocked is not None and connection is not self._blocked_on:
+            self._on_unblocked(connection)
 
     async def _close_quietly(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None
@@ -190,13 +217,24 @@ class Publisher:
                     confirmations += await _publish_together(
                         channel, messages[start:start + FRAME_BATCH])
         except TimeoutError:
+            log.warning("broker.unresponsive", timeout_s=self.confirm_timeout_s)
             await self._abandon(connection)
             return [self._unanswered()] * len(messages)
         confirmations[0].add_done_callback(lambda _f: faults.reached("after_publish"))
         _, pending = await asyncio.wait(confirmations, timeout=max(0.0, deadline - loop.time()))
         errors = [_error(m, _outcome(c)) if c.done() else self._unanswered()
                   for m, c in zip(messages, confirmations, strict=True)]
+        if any(e is None for e in errors):
+            self._confirmed(connection)
         if pending:
+            log.warning("broker.unresponsive", timeout_s=self.confirm_timeout_s)
+            await self._abandon(connection)
+        elif any(_nacked(e) for e in errors):
+            # A channel whose publish a quorum queue nacked (it had lost its leader) goes
+            # on nacking every later publish even once a new leader is elected (RabbitMQ
+            # 3.10, measured: still after two minutes), while a new channel's publishes
+            # are confirmed: the next publish gets a new connection.
+            log.warning("broker.nacked", runs=sum(1 for e in errors if _nacked(e)))
             await self._abandon(connection)
         elif any(e is not None for e in errors) and not self.connected:
             await self.close()
@@ -207,11 +245,10 @@ class Publisher:
             f"no confirm within {self.confirm_timeout_s:g} s: the broker does not answer, or "
             "blocks publishers (a memory or disk alarm)")
 
-    async def _abandon(self, connection: AbstractRobustConnection | None) -> None:
-        """Drop the connection this publish used, which stopped answering (not one made
-        since by another publish): its close handshake gets a second at most, a stalled
-        socket would never answer it."""
-        log.warning("broker.unresponsive", timeout_s=self.confirm_timeout_s)
+    async def _abandon(self, connection: AbstractConnection | None) -> None:
+        """Drop the connection this publish used (not one made since by another publish),
+        so that the next publish connects afresh: its close handshake gets a second at
+        most, a stalled socket would never answer it."""
         if connection is None:
             return
         if connection is self._connection:
@@ -221,10 +258,45 @@ class Publisher:
                 await connection.close()
 
 
+def watch_blocking(connection: AbstractConnection, on_blocked: Callable[[str], None],
+                   on_unblocked: Callable[[], None]) -> None:
+    """Call `on_blocked(reason)` when the broker blocks this connection (RabbitMQ's
+    `connection.blocked`, sent on a memory or disk alarm) and `on_unblocked()` when it
+    lifts the block. aiormq handles both notices itself (it advertises the capability and
+    holds its writes while blocked) but tells no one: this wraps its two handlers on this
+    one connection. The seam on aiormq internals besides `_publish_together`, hence the
+    pinned minor version; tests/unit/test_broker_seams.py fails if the handlers move."""
+    underlay = connection.transport.connection   # the aiormq.Connection
+    handle_blocked = underlay._Connection__handle_connection_blocked
+    handle_unblocked = underlay._Connection__handle_connection_unblocked
+
+    async def blocked(frame: Connection.Blocked) -> None:
+        await handle_blocked(frame)
+        on_blocked(frame.reason or "")
+
+    async def unblocked(frame: Connection.Unblocked) -> None:
+        await handle_unblocked(frame)
+        on_unblocked()
+
+    underlay._Connection__handle_connection_blocked = blocked
+    underlay._Connection__handle_connection_unblocked = unblocked
+
+
 def _outcome(confirmation: asyncio.Future) -> object:
     if confirmation.cancelled():
         return PublishNotConfirmed("the confirmation was cancelled")
     return confirmation.exception() or confirmation.result()
+
+
+def _nacked(error: BaseException | None) -> bool:
+    """Whether the broker answered with a nack (a queue that cannot take the message)."""
+    if isinstance(error, aiormq.exceptions.DeliveryError):
+        return isinstance(error.frame, Basic.Nack)
+    return isinstance(error, Nacked)
+
+
+class Nacked(PublishNotConfirmed):
+    """The broker nacked the message."""
 
 
 def _error(message: Outgoing, confirmation: object) -> BaseException | None:
@@ -233,6 +305,8 @@ def _error(message: Outgoing, confirmation: object) -> BaseException | None:
         return confirmation
     if isinstance(confirmation, Basic.Ack):
         return None
+    if isinstance(confirmation, Basic.Nack):
+        return Nacked(f"run {message.run_id}: broker answered {confirmation!r}")
     return PublishNotConfirmed(f"run {message.run_id}: broker answered {confirmation!r}")
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -11,6 +10,7 @@ import asyncpg
 import asyncpg.exceptions._base as asyncpg_base
 import tenacity
 
+from sundial.core import jsonb
 from sundial.core.logging import get_logger
 
 log = get_logger("core.db")
@@ -95,7 +95,7 @@ class FailoverConnection(asyncpg.Connection):
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for name in ("json", "jsonb"):
-        await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads,
+        await conn.set_type_codec(name, encoder=jsonb.dumps, decoder=jsonb.loads,
                                   schema="pg_catalog")
 
 

@@ -26,6 +26,15 @@ class InvalidSchedule(InvalidInput):
     """The schedule is invalid."""
 
 
+class InvalidDeclaration(InvalidInput):
+    """A job declared in code is invalid: the message names the job, the field, the value
+    and the fix."""
+
+    def __init__(self, job: str, field: str, value: object, reason: str):
+        self.job = job
+        super().__init__(f"job {job!r}: {field}", value, reason)
+
+
 class NotFound(SundialError):
     """No such object."""
 

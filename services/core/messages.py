@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sundial.core import jsonb
+
 MESSAGE_VERSION = 1
 CONTENT_TYPE = "application/json"
 # PostgreSQL's bigint and integer: a run id or attempt beyond them names no run.
@@ -43,7 +45,7 @@ def encode_run(row: Any) -> bytes:
 
     Built by hand rather than through the model: this is the scheduler's hot path.
     """
-    return json.dumps({
+    return jsonb.dumps({
         "version": MESSAGE_VERSION,
         "run_id": row["run_id"],
         "job_id": row["job_id"],
@@ -54,7 +56,7 @@ def encode_run(row: Any) -> bytes:
         "scheduled_for": row["scheduled_for"].isoformat(),
         "attempt": row["attempt"],
         "timeout_seconds": row["timeout_seconds"],
-    }, separators=(",", ":")).encode()
+    }, separators=(",", ":")).encode()  # jsonb: a payload stored by SQL may be very deep
 
 
 def decode_run(body: bytes) -> RunMessage:

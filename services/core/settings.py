@@ -54,7 +54,9 @@ class Settings(BaseSettings):
     # --- RabbitMQ: RABBITMQ_URL, or the split RABBITMQ_* form ---------------------
     rabbitmq_url_raw: str | None = Field(
         None, validation_alias=env("RABBITMQ_URL"),
-        description="an amqp:// URL, e.g. amqp://guest:guest@localhost:5672/")
+        description="an amqp:// URL, e.g. amqp://guest:guest@localhost:5672/, or one per node "
+                    "of a cluster separated by commas, e.g. "
+                    "amqp://app:pw@mq1:5672/sundial,amqp://app:pw@mq2:5672/sundial")
     rabbitmq_host: str = Field("localhost", validation_alias=env("RABBITMQ_HOST"))
     rabbitmq_port: int = Field(5672, gt=0, lt=65536, validation_alias=env("RABBITMQ_PORT"),
                                description="a TCP port, 1-65535")
@@ -170,8 +172,10 @@ class Settings(BaseSettings):
     @field_validator("rabbitmq_url_raw")
     @classmethod
     def _check_amqp_url(cls, value: str | None) -> str | None:
-        if value is not None and urlsplit(value).scheme not in ("amqp", "amqps"):
-            raise ValueError("must start with amqp:// or amqps://")
+        from sundial.core.nodes import parse_nodes  # nodes uses redact_url, from here
+
+        if value is not None:
+            parse_nodes(value)
         return value
 
     @field_validator("encryption_key")
@@ -210,6 +214,13 @@ class Settings(BaseSettings):
         vhost = quote(self.rabbitmq_vhost, safe="")
         return f"amqp://{auth}@{self.rabbitmq_host}:{self.rabbitmq_port}/{vhost}"
 
+    @cached_property
+    def rabbitmq_nodes(self) -> tuple[str, ...]:
+        """The URL of each RabbitMQ node (RABBITMQ_URL may list several, core.nodes)."""
+        from sundial.core.nodes import parse_nodes
+
+        return parse_nodes(self.rabbitmq_url)
+
 
 class HttpPolicySettings(Settings):
     """The SSRF policy of http jobs, read by the workers (which enforce it at every run)
@@ -224,6 +235,21 @@ class HttpPolicySettings(Settings):
     @classmethod
     def _networks(cls, value: object) -> object:
         return parse_networks(value) if isinstance(value, str) else value
+
+
+class ImportSettings(Settings):
+    """The modules that hold the Python jobs and the declarations: imported by the worker
+    (which runs their @job functions) and by `sundial sync` (which writes what they
+    declare)."""
+
+    imports: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), validation_alias=env("WORKER_IMPORTS"),
+        description="comma-separated Python modules whose @job functions this worker runs")
+
+    @field_validator("imports", mode="before")
+    @classmethod
+    def _split_imports(cls, value: object) -> object:
+        return comma_list(value)
 
 
 def comma_list(value: object) -> object:

@@ -24,6 +24,7 @@ import random
 import socket
 import time
 from contextlib import suppress
+from datetime import UTC, datetime
 
 import asyncpg
 import prometheus_client as prom
@@ -53,6 +54,9 @@ log = get_logger("scheduler")
 TICKS = prom.Counter("sundial_scheduler_passes_total", "Scheduler passes")
 CREATED = prom.Counter("sundial_scheduler_runs_created_total", "Runs recorded for due slots")
 PASS_SECONDS = prom.Histogram("sundial_scheduler_pass_seconds", "Duration of a scheduler pass")
+BROKER_BLOCKED = prom.Gauge("sundial_scheduler_broker_blocked",
+                            "1 while RabbitMQ blocks this scheduler's publishing (a memory or "
+                            "disk alarm), else 0")
 
 REAP_EVERY_S = 5.0
 RETENTION_EVERY_S = 60.0
@@ -90,6 +94,7 @@ class Scheduler:
         self._trigger_due = True           # "trigger now" may be pending (NOTIFY, sweep)
         self._last_sweep = 0.0
         self._passes_recorded = -1
+        self._blocked_recorded: float | None = None
         self._tick = Loop("tick", self._tick_round, "scheduler.pass_failed")
         self._relay = Loop("relay", self._relay_round, "scheduler.relay_failed",
                            on_backoff=self._relay_backing_off)
@@ -298,7 +303,8 @@ class Scheduler:
 
     async def _status_round(self) -> float:
         """Publish failures onto their schedules, and this instance's status after each
-        pass (no pass, no status: the API then reports the scheduler stale)."""
+        pass (no pass, no status: the API then reports the scheduler stale) or when the
+        broker starts or stops blocking its publishing."""
         assert self._pool is not None and self._publishing is not None
         if self._publishing.pending_failures:
             per_schedule, error = self._publishing.pending_failures
@@ -311,13 +317,15 @@ class Scheduler:
                 raise
         c = self.counters
         passes = c.passes   # the tick may pass again while this is written
-        if passes != self._passes_recorded:
+        blocked, since = self._publisher.blocked, self._publisher.blocked_since
+        BROKER_BLOCKED.set(1 if blocked is not None else 0)
+        if passes != self._passes_recorded or since != self._blocked_recorded:
             faults.reached("status")
             await self._pool.execute(q("record_status"), self.name,
                                      self.settings.poll_interval_s, passes, c.dispatched,
                                      c.failures, socket.gethostname(), os.getpid(),
-                                     TZDATA_VERSION)
-            self._passes_recorded = passes
+                                     TZDATA_VERSION, since and datetime.fromtimestamp(since, UTC), blocked)
+            self._passes_recorded, self._blocked_recorded = passes, since
         return STATUS_EVERY_S
 
     # --- health ----------------------------------------------------------------------------
@@ -330,6 +338,7 @@ class Scheduler:
 
     async def _health_round(self) -> float:
         log.info("healthcheck", instance=self.name, broker_connected=self._publisher.connected,
+                 broker_blocked=self._publisher.blocked,
                  listening=self._listener is not None and not self._listener.is_closed(),
                  **self._counter_fields())
         return self.settings.healthcheck_interval_s

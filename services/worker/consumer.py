@@ -6,7 +6,8 @@ run, delivered too often), or requeued (the worker is shutting down, or a bug be
 claim). A run whose handler only another worker has goes back to the outbox, and so
 does one that may not start here yet because a taken-over run executes here alone, or
 waits to (quarantine.py): it stays `queued` meanwhile, never `running`.
-The connection is robust: after a broker restart the consumers are registered again.
+The connection fails over: when it goes (a broker restart, its node of RABBITMQ_URL
+stopped), the next node that answers takes over and the consumers are registered again.
 
 A message the broker redelivers while its attempt is still running elsewhere is held
 until that attempt ends (then acked) or its worker's heartbeat is older than the lease:
@@ -25,14 +26,14 @@ from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from typing import Any, TypeVar
 
-import aio_pika
 import asyncpg
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
+from aio_pika.abc import AbstractConnection, AbstractIncomingMessage, AbstractQueue
 
 from sundial.core.broker import BROKER_ERRORS, declare_base, declare_queue
 from sundial.core.db import waiting_out
 from sundial.core.logging import get_logger
 from sundial.core.messages import RunRef, decode_ref
+from sundial.core.nodes import FailoverConnection, Nodes
 from sundial.core.outbox import wake_scheduler
 from sundial.core.secrets import decrypt_fields, merge_secrets
 from sundial.core.sql import q
@@ -84,7 +85,9 @@ class Consumer:
         self._stopping = asyncio.Event()
         self.last_execution: float | None = None
         self._rng = random.Random()
-        self._connection: AbstractRobustConnection | None = None
+        self._failover = FailoverConnection(
+            Nodes(settings.rabbitmq_nodes), self._consume, timeout_s=10.0,
+            on_lost=self._on_connection_lost, on_restored=self._on_reconnect)
         self._consumers: list[tuple[AbstractQueue, str]] = []
         self._connected = False
         self.claimer = Claimer(self._db, worker_id, list(handlers), list(settings.worker_queues))
@@ -101,41 +104,33 @@ class Consumer:
     # --- connection ------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect (waiting for the broker with backoff) and start consuming."""
-        failures = 0
-        while True:
-            try:
-                self._connection = await aio_pika.connect_robust(self.settings.rabbitmq_url,
-                                                                 timeout=10)
-                break
-            except BROKER_ERRORS as exc:
-                failures += 1
-                delay = min(30.0, 0.5 * 2 ** min(failures, 6)) * self._rng.uniform(0.8, 1.2)
-                log.warning("broker.connect_retry", attempt=failures, error=repr(exc),
-                            wait_s=round(delay, 2))
-                await asyncio.sleep(delay)
-        channel = await self._connection.channel()
-        await channel.set_qos(prefetch_count=self.settings.worker_concurrency)
-        exchange = await declare_base(channel)
-        for name in self.settings.worker_queues:
-            queue = await declare_queue(channel, exchange, name, self.settings.delivery_limit)
-            tag = await queue.consume(self._on_message)
-            self._consumers.append((queue, tag))
-        self._connection.close_callbacks.add(self._on_connection_lost)
-        self._connection.reconnect_callbacks.add(self._on_reconnect)
+        """Connect (waiting for a node of RABBITMQ_URL with backoff) and start consuming."""
+        await self._failover.start()
         self._connected = True
         log.info("worker.consuming", queues=list(self.settings.worker_queues),
-                 prefetch=self.settings.worker_concurrency)
+                 prefetch=self.settings.worker_concurrency, node=self._failover.nodes.current)
 
-    def _on_connection_lost(self, _connection: object, exc: BaseException | None = None) -> None:
+    async def _consume(self, connection: AbstractConnection) -> None:
+        """On each new connection: the channel, the topology and the consumers."""
+        channel = await connection.channel()
+        self._failover.watch(channel)
+        await channel.set_qos(prefetch_count=self.settings.worker_concurrency)
+        exchange = await declare_base(channel)
+        self._consumers = []
+        for name in self.settings.worker_queues:
+            queue = await declare_queue(channel, exchange, name, self.settings.delivery_limit)
+            if not self.stopping:   # draining: no new deliveries on a new connection
+                self._consumers.append((queue, await queue.consume(self._on_message)))
+
+    def _on_connection_lost(self, exc: BaseException | None) -> None:
         if self._connected and not self.stopping:
-            log.warning("broker.connection_lost", error=repr(exc))
+            log.warning("broker.connection_lost", error=repr(exc), node=self._failover.nodes.current)
         self._connected = False
 
-    def _on_reconnect(self, *_args: object) -> None:
-        # aio-pika's robust channel declares the queues and consumers again.
+    def _on_reconnect(self) -> None:
         self._connected = True
-        log.info("broker.reconnected", queues=list(self.settings.worker_queues))
+        log.info("broker.reconnected", queues=list(self.settings.worker_queues),
+                 node=self._failover.nodes.current)
 
     async def stop_consuming(self) -> None:
         self._stopping.set()
@@ -147,11 +142,7 @@ class Consumer:
         self._consumers.clear()
 
     async def close(self) -> None:
-        if self._connection is not None:
-            try:
-                await asyncio.wait_for(self._connection.close(), BROKER_CALL_TIMEOUT_S)
-            except BROKER_ERRORS:
-                pass
+        await self._failover.close(BROKER_CALL_TIMEOUT_S)
 
     # --- one message -----------------------------------------------------------------
 

@@ -254,7 +254,7 @@ def without_secrets(settings: WorkerSettings) -> WorkerSettings:
     values = {name: getattr(settings, name) for name in type(settings).model_fields}
     copy = type(settings).model_construct(**{**values, **NO_SECRETS})
     copy.__dict__["database_url"] = redact_url(settings.database_url)
-    copy.__dict__["rabbitmq_url"] = redact_url(settings.rabbitmq_url)
+    copy.__dict__["rabbitmq_url"] = ",".join(redact_url(u) for u in settings.rabbitmq_nodes)
     return copy
 
 

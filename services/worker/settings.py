@@ -8,10 +8,10 @@ from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
 from sundial.core.commandguard import CommandRule, parse_allowlist, parse_path, worker_variable_refusal
-from sundial.core.settings import HttpPolicySettings, comma_list, env, variables
+from sundial.core.settings import HttpPolicySettings, ImportSettings, comma_list, env, variables
 
 
-class WorkerSettings(HttpPolicySettings):
+class WorkerSettings(HttpPolicySettings, ImportSettings):
     """Settings of `sundial worker`."""
 
     http_max_body_bytes: int = Field(
@@ -39,9 +39,6 @@ class WorkerSettings(HttpPolicySettings):
         "/usr/local/bin:/usr/bin:/bin", validation_alias=env("WORKER_COMMAND_PATH"),
         description="absolute directories joined by ':' where `command` programs are "
                     "looked up, and their PATH, e.g. /usr/local/bin:/usr/bin:/bin")
-    imports: Annotated[tuple[str, ...], NoDecode] = Field(
-        (), validation_alias=env("WORKER_IMPORTS"),
-        description="comma-separated Python modules whose @job functions this worker runs")
     sync_processes_raw: int | None = Field(
         None, ge=0, le=10000, validation_alias=env("WORKER_SYNC_PROCESSES"),
         description="child processes for sync Python jobs, 0-10000; default "
@@ -56,11 +53,6 @@ class WorkerSettings(HttpPolicySettings):
         if self.sync_processes_raw is None:
             return self.worker_concurrency
         return self.sync_processes_raw
-
-    @field_validator("imports", mode="before")
-    @classmethod
-    def _split(cls, value: object) -> object:
-        return comma_list(value)
 
     @field_validator("command_allowlist", mode="before")
     @classmethod

@@ -56,6 +56,7 @@ RETURNING id, name, prefix, role, created_at, expires_at, revoked_at, last_used_
 SELECT j.id, j.name, j.description, j.handler, j.payload, j.secret_payload IS NOT NULL AS has_secrets,
        j.queue, j.priority, j.timeout_seconds, j.max_attempts, j.retry_backoff_seconds,
        j.retry_backoff_max_seconds, j.concurrency_policy, j.enabled, j.created_at, j.updated_at,
+       CASE WHEN j.undeclared_at IS NULL THEN j.managed_by END AS managed_by, j.undeclared_at,
        (SELECT count(*) FROM schedules s WHERE s.job_id = j.id) AS schedule_count,
        (SELECT min(s.next_run_at) FROM schedules s WHERE s.job_id = j.id AND s.is_active) AS next_run_at,
        last.status AS last_run_status,
@@ -78,10 +79,12 @@ SELECT count(*) FROM jobs WHERE ($1::boolean IS NULL OR enabled = $1);
 
 -- name: get_job
 -- One job by id ($1) or name ($2); an id match wins over a name that looks like one.
+-- managed_by is 'code' while code declares the job (`sundial sync`).
 SELECT id, name, description, handler, payload, secret_payload,
        secret_payload IS NOT NULL AS has_secrets,
        queue, priority, timeout_seconds, max_attempts, retry_backoff_seconds,
-       retry_backoff_max_seconds, concurrency_policy, enabled, created_at, updated_at
+       retry_backoff_max_seconds, concurrency_policy, enabled, created_at, updated_at,
+       CASE WHEN undeclared_at IS NULL THEN managed_by END AS managed_by, undeclared_at
 FROM jobs
 WHERE id = $1 OR name = $2
 ORDER BY (id IS NOT DISTINCT FROM $1) DESC
@@ -135,8 +138,13 @@ JOIN jobs j ON j.id = s.job_id
 WHERE s.id = $1;
 
 -- name: lock_schedule
--- The schedule, locked for an update in this transaction.
-SELECT * FROM schedules WHERE id = $1 FOR UPDATE;
+-- The schedule, locked for an update in this transaction, with its job's name and
+-- whether code declares that job (then only pausing and resuming are left to people).
+SELECT s.*, j.name AS job, (j.managed_by = 'code' AND j.undeclared_at IS NULL) AS job_managed
+FROM schedules s
+JOIN jobs j ON j.id = s.job_id
+WHERE s.id = $1
+FOR UPDATE OF s;
 
 -- name: insert_schedule
 -- A new schedule with its first slot already computed (the tick then finds it due).
@@ -355,7 +363,7 @@ SELECT id, host, pid, started_at, last_tick_at, next_tick_at, ticks, dispatched,
        CASE WHEN status = 'running'
                  AND coalesce(last_tick_at, started_at) < now() - make_interval(secs => $1)
             THEN 'stale' ELSE status END AS status,
-       tzdata
+       tzdata, broker_blocked_since, broker_blocked_reason
 FROM scheduler_instances
 ORDER BY last_tick_at DESC NULLS LAST, id;
 

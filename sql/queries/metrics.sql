@@ -51,7 +51,7 @@ FROM names;
 -- Dispatch lag (the oldest available run not yet published, those a queue pause holds
 -- aside), the outbox's size (held runs included), workers
 -- online (heartbeat within $1 s), their busy and total run slots, and the scheduler's
--- last pass.
+-- last pass, and its running instances the broker blocks ($2: stale after).
 WITH online AS (
     SELECT id, concurrency FROM workers
     WHERE status <> 'offline' AND last_heartbeat > now() - make_interval(secs => $1)
@@ -66,7 +66,10 @@ SELECT COALESCE(EXTRACT(EPOCH FROM (now() - (
        (SELECT COALESCE(sum(concurrency), 0) FROM online)::bigint AS slots,
        (SELECT count(*) FROM runs r JOIN online o ON o.id = r.worker_id
         WHERE r.status = 'running') AS busy,
-       (SELECT EXTRACT(EPOCH FROM max(last_tick_at)) FROM scheduler_instances)::float8 AS scheduler_last_tick;
+       (SELECT EXTRACT(EPOCH FROM max(last_tick_at)) FROM scheduler_instances)::float8 AS scheduler_last_tick,
+       (SELECT count(*) FROM scheduler_instances
+        WHERE status = 'running' AND broker_blocked_since IS NOT NULL
+          AND last_tick_at > now() - make_interval(secs => $2)) AS schedulers_blocked;
 
 -- name: metrics_last_success
 -- For the dead man's switch: when each job with an active schedule last succeeded (its

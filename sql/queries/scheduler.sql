@@ -124,21 +124,25 @@ INSERT INTO scheduler_instances (id, host, pid, started_at, status, tzdata)
 VALUES ($1, $2, $3, now(), 'running', $4)
 ON CONFLICT (id) DO UPDATE
 SET host = EXCLUDED.host, pid = EXCLUDED.pid, started_at = now(), status = 'running',
-    tzdata = EXCLUDED.tzdata, ticks = 0, dispatched = 0, failures = 0;
+    tzdata = EXCLUDED.tzdata, ticks = 0, dispatched = 0, failures = 0,
+    broker_blocked_since = NULL, broker_blocked_reason = NULL;
 
 -- name: record_status
--- After a pass: this instance's counters and the keys the API reads
+-- After a pass: this instance's counters, whether the broker blocks its publishing
+-- (since $9, for the reason $10; both NULL when not) and the keys the API reads
 -- (scheduler_last_run, scheduler_next_run, ISO 8601). The instance's row comes back
 -- (host $6, pid $7, tzdata $8) if it was forgotten while this process could not pass.
 WITH instance AS (
     INSERT INTO scheduler_instances (id, host, pid, started_at, status, tzdata, last_tick_at,
-                                     next_tick_at, ticks, dispatched, failures)
+                                     next_tick_at, ticks, dispatched, failures,
+                                     broker_blocked_since, broker_blocked_reason)
     VALUES ($1, $6, $7, now(), 'running', $8, now(), now() + make_interval(secs => $2),
-            $3, $4, $5)
+            $3, $4, $5, $9, $10)
     ON CONFLICT (id) DO UPDATE
     SET last_tick_at = now(),
         next_tick_at = now() + make_interval(secs => $2),
-        ticks = $3, dispatched = $4, failures = $5, status = 'running'
+        ticks = $3, dispatched = $4, failures = $5, status = 'running',
+        broker_blocked_since = $9, broker_blocked_reason = $10
 )
 INSERT INTO system_settings (key, value, updated_at)
 VALUES ('scheduler_last_run', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), now()),
@@ -149,7 +153,10 @@ ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.up
 
 -- name: stop_instance
 -- A clean exit.
-UPDATE scheduler_instances SET status = 'stopped', next_tick_at = NULL WHERE id = $1;
+UPDATE scheduler_instances
+SET status = 'stopped', next_tick_at = NULL, broker_blocked_since = NULL,
+    broker_blocked_reason = NULL
+WHERE id = $1;
 
 -- name: take_trigger_request
 -- "Trigger now" from the API: one scheduler serves it and clears the flag.

@@ -99,6 +99,18 @@ def memory_alarm() -> Iterator[None]:
                        capture_output=True, timeout=30, check=True)
 
 
+async def reported_blocked(conn: asyncpg.Connection, seconds: float) -> str | None:
+    """Watch the scheduler's status row for `seconds`: the reason of a block it reported."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    reason = None
+    while asyncio.get_running_loop().time() < deadline:
+        reason = reason or await conn.fetchval(
+            "SELECT max(broker_blocked_reason) FROM scheduler_instances "
+            "WHERE broker_blocked_since IS NOT NULL")
+        await asyncio.sleep(0.2)
+    return reason
+
+
 @pytest.mark.parametrize("fault, seconds", [
     pytest.param("stall", 6, id="stall-short"),
     pytest.param("stall", 20, id="stall-long", marks=pytest.mark.slow),
@@ -128,7 +140,7 @@ async def test_a_broker_that_stops_taking_messages_holds_up_no_slot(
                 await proxy.restore()
             else:
                 with memory_alarm():
-                    await asyncio.sleep(seconds)
+                    blocked = await reported_blocked(conn, seconds)
             recorded = await conn.fetchval(
                 "SELECT count(*) FROM runs WHERE created_at > $1::timestamptz + interval '1 s' "
                 "AND created_at < $1::timestamptz + make_interval(secs => $2)",
@@ -137,6 +149,16 @@ async def test_a_broker_that_stops_taking_messages_holds_up_no_slot(
                 "SELECT count(*) FROM schedules WHERE next_run_at < now() - interval '2 s'")
             await flowing(conn, await conn.fetchval("SELECT now()"), 30, f"the {fault}")
             assert scheduler.alive() and worker.alive(), "recovered without a restart"
+            if fault == "alarm":
+                # Reported while it lasted (status row, hence the API, /metrics and the
+                # dashboard), cleared after, and logged once each way.
+                assert blocked, "the scheduler's status row said the broker blocks it"
+                await wait_for(lambda: conn.fetchval(
+                    "SELECT bool_and(broker_blocked_since IS NULL) FROM scheduler_instances"),
+                    30, interval=0.2, what="the block cleared from the status row")
+                log = scheduler.output()
+                assert log.count('"event": "broker.blocked"') == 1, "logged once on block"
+                assert log.count('"event": "broker.unblocked"') == 1, "logged once on unblock"
             await freeze(conn)
             counts = await check(conn, amqp_url, seed=seed)
         print(f"seed={seed} {fault}: runs recorded meanwhile={recorded} schedules behind={behind}")

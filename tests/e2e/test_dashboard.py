@@ -20,6 +20,7 @@ from sundial.api.schemas import JobCreate, JobUpdate
 from sundial.api.service import Service
 from sundial.api.settings import ApiSettings
 from tests.conftest import ARTIFACTS, service_env, start_api, wait_for
+from tests.unit.test_dashboard_signin import NEXT
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -83,22 +84,6 @@ async def test_schedules_read_as_words(browser) -> None:
     said = await page.evaluate("specs => specs.map(s => Sundial.describeSchedule(s))",
                                [spec for spec, _ in WORDS])
     assert said == [words for _, words in WORDS]
-
-
-# Where sign-in may go next: a path on this site, never another origin however spelled.
-NEXT = [
-    ("/runs?status=failed#top", "/runs?status=failed#top"),
-    ("/jobs/7", "/jobs/7"),
-    ("/\\evil.example/", "/"),
-    ("//evil.example/", "/"),
-    ("/\t/evil.example/", "/"),
-    ("/\\/evil.example/", "/"),
-    ("https://evil.example/", "/"),
-    ("javascript:alert(1)", "/"),
-    ("evil.example", "/"),
-    ("", "/"),
-    (None, "/"),
-]
 
 
 async def test_sign_in_returns_only_to_this_site_and_shows_only_known_reasons(
@@ -316,6 +301,29 @@ async def test_a_schedule_the_scheduler_set_aside_shows_why(browser, processes, 
     await expect(page.locator("#scheduler-tzdata")).to_have_text(f"tzdata {tzdata.IANA_VERSION}")
 
 
+async def test_a_blocked_broker_shows_on_the_overview(browser, processes, pool, db_url,
+                                                      amqp_url) -> None:
+    """A scheduler whose publishing RabbitMQ blocks (its status row says so, as a memory
+    alarm makes it write) shows on the overview, with the reason; and clears."""
+    from sundial.core.sql import q
+
+    svc = Service(pool, ApiSettings(DATABASE_URL=db_url, RABBITMQ_URL=amqp_url))
+    _, key = await svc.create_key("test", "ops", "viewer")
+    await pool.execute(q("record_status"), "scheduler@h:1", 1.0, 1, 0, 0, "h", 1,
+                       tzdata.IANA_VERSION, await pool.fetchval("SELECT now()"), "low on memory")
+    base = await start_api(processes, db_url, amqp_url)
+    page = await new_page(browser, base)
+    await sign_in(page, key)
+    await page.goto("/")
+    broker = page.locator("#scheduler-broker")
+    await expect(broker.locator(".badge")).to_have_text("blocked")
+    await expect(broker).to_contain_text("(low on memory): runs wait in the outbox")
+    await shot(page, "15-overview-broker-blocked")
+    await pool.execute(q("record_status"), "scheduler@h:1", 1.0, 2, 0, 0, "h", 1,
+                       tzdata.IANA_VERSION, None, None)
+    await expect(broker).to_have_text("publishing")
+
+
 async def test_api_docs_load_nothing_from_another_site_and_obey_the_csp(
         browser, processes, db_url, amqp_url) -> None:
     base = await start_api(processes, db_url, amqp_url)
@@ -373,7 +381,7 @@ async def test_times_carry_their_zone_and_runs_offer_what_their_state_allows(
     await page.goto("/jobs")
     await expect(page.locator("#jobs tr[data-job='paris-night'] td[data-label='Next run']")
                  ).to_contain_text(re.compile(r"\d{4}, 02:00:00 CES?T"))
-    await shot(page, "15-fire-times-in-the-schedule-zone")
+    await shot(page, "20-fire-times-in-the-schedule-zone")
 
     # Other times: date, time and zone, in the browser's zone until the user picks another.
     runs = [await svc.trigger_job("test", "paris-night") for _ in range(3)]
@@ -390,7 +398,7 @@ async def test_times_carry_their_zone_and_runs_offer_what_their_state_allows(
     await expect(facts).to_contain_text(created.astimezone(UTC).strftime("%Y, %H:%M:%S UTC"))
     await expect(page.locator("#cancel")).to_be_visible()
     assert not await page.is_visible("#retry")
-    await shot(page, "16-run-times-in-utc")
+    await shot(page, "21-run-times-in-utc")
 
     # The run list's time range is read in the zone picked, kept as instants in the address.
     await page.goto("/runs?job=paris-night")
@@ -414,7 +422,7 @@ async def test_times_carry_their_zone_and_runs_offer_what_their_state_allows(
     await page.locator("#flash").filter(has_text="3 new runs queued.").wait_for()
     await page.select_option("#f-status", "")
     await expect(page.locator("#runs-count")).to_have_text("6 of 6 runs")
-    await shot(page, "17-runs-bulk")
+    await shot(page, "22-runs-bulk")
     assert await pool.fetchval("SELECT count(*) FROM runs WHERE status = 'queued'") == 3
     assert not [c for c in complaints if "Content Security Policy" in c], complaints
 
@@ -443,9 +451,45 @@ async def test_queues_are_paused_and_resumed_from_the_overview(browser, processe
     await expect(page.locator("#all-paused")).to_contain_text("Every queue is paused since")
     await expect(page.locator("#queues tr[data-queue='reports'] .pill")).to_have_text(
         "held (all paused)")
-    await shot(page, "18-queues-paused")
+    await shot(page, "23-queues-paused")
     await page.click("#pause-all")  # now "Resume every queue"
     await expect(page.locator("#all-paused")).to_be_hidden()
     await mail.locator("[data-action='resume']").click()
     await expect(mail.locator(".pill")).to_have_text("publishing")
     assert await pool.fetchval("SELECT count(*) FROM queue_pauses") == 0
+
+
+async def test_a_job_declared_in_code_is_marked_and_offers_only_what_sync_keeps(
+        browser, processes, pool, db_url, amqp_url, queue) -> None:
+    from sundial.api.sync import sync
+    from sundial.core.declarations import build
+
+    svc = Service(pool, ApiSettings(DATABASE_URL=db_url, RABBITMQ_URL=amqp_url))
+    _, key = await svc.create_key("test", "ops", "admin")
+    await sync(svc, [build("declared", handler="noop", payload=None, where="tests", queue=queue,
+                           cron="0 9 * * 1", timezone="Europe/Paris")], actor="test")
+    made = await svc.create_job("test", JobCreate(name="made", handler="noop", queue=queue))
+    declared = await svc.get_job("declared")
+    base = await start_api(processes, db_url, amqp_url)
+
+    page = await new_page(browser, base)
+    await sign_in(page, key)
+    await page.goto("/jobs")
+    await expect(page.locator("#jobs tr[data-job='declared'] [data-managed=code]")).to_have_text("code")
+    await expect(page.locator("#jobs tr[data-job='made'] [data-managed]")).to_have_count(0)
+
+    await page.goto(f"/jobs/{declared['id']}")
+    await expect(page.locator("#job-enabled [data-managed=code]")).to_be_visible()
+    await expect(page.locator("#managed-note")).to_contain_text("sundial sync")
+    for hidden in ("#save-job", "#delete-job", "#add-schedule"):
+        await expect(page.locator(hidden)).to_be_hidden()
+    card = page.locator(".schedule-card").first
+    await expect(card.get_by_role("button", name="Pause")).to_be_visible()
+    await expect(card.get_by_role("button", name="Edit")).to_have_count(0)
+    await expect(card.get_by_role("button", name="Delete")).to_have_count(0)
+    await expect(page.locator("#run-now")).to_be_visible()
+    await shot(page, "15-job-declared-in-code")
+
+    await page.goto(f"/jobs/{made['id']}")
+    await expect(page.locator("#delete-job")).to_be_visible()
+    await expect(page.locator("#managed-note")).to_be_hidden()

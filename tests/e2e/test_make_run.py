@@ -26,7 +26,9 @@ from tests.conftest import ARTIFACTS, ROOT, _with_database, free_port, service_e
 pytestmark = pytest.mark.timeout(300)
 
 SUNDIAL = Path(sys.executable).parent / "sundial"
-DEMO_JOBS = {"demo-heartbeat", "demo-api-health", "demo-cron"}
+# The jobs the script adds, and those examples/reports.py declares (`sundial sync`).
+DEMO_JOBS = {"demo-heartbeat", "demo-api-health", "demo-cron", "reports.summary",
+             "reports.cleanup"}
 
 
 class RunLocal:
@@ -118,6 +120,8 @@ async def test_make_run_brings_up_the_demo_and_ctrl_c_stops_everything(
                            interval=1, what="a succeeded run of demo-heartbeat")
             await wait_for(lambda: succeeded_runs(db_url, "demo-api-health"), timeout=60,
                            interval=1, what="the demo's http check of the API's /health")
+            await wait_for(lambda: succeeded_runs(db_url, "reports.summary"), timeout=60,
+                           interval=1, what="a succeeded run of the job declared in examples/")
             key = run.admin_key()
             assert key, "the admin key is printed"
             async with httpx.AsyncClient(base_url=base, timeout=15) as http:

@@ -694,7 +694,7 @@ async def test_runs_are_cancelled_and_retried_in_bulk_by_the_list_filters(api: A
         bad = await api.post(path, json={"status": [status]})
         assert bad.status_code == 422, bad.text
         [problem] = bad.json()["detail"]
-        assert problem["field"] == "status" and problem["value"] == status
+        assert problem["field"] == "status[0]" and problem["value"] == status
 
 
 async def test_a_bulk_action_beyond_the_cap_changes_nothing_and_says_how_many(api: Api) -> None:
@@ -728,6 +728,41 @@ async def test_scheduler_status_reports_the_zone_rules_in_use(api: Api) -> None:
     schemas = (await api.get("/openapi.json", None)).json()["components"]["schemas"]
     assert "tzdata" in schemas["SchedulerStatus"]["required"]
     assert "tzdata" in schemas["SchedulerInstance"]["properties"]
+
+
+async def test_a_blocked_broker_shows_in_the_status_and_the_metrics(api: Api) -> None:
+    """A scheduler that RabbitMQ blocks (a memory or disk alarm) says so in its status row:
+    /api/scheduler/status and /metrics report it while the instance runs, not after."""
+    from sundial.core.sql import q
+
+    def gauge(text: str) -> str:
+        return next(line for line in text.splitlines()
+                    if line.startswith("sundial_scheduler_broker_blocked "))
+
+    since = datetime.now(UTC) - timedelta(seconds=3)
+    for name, blocked in (("calm", None), ("alarmed", since)):
+        await api.pool.execute(q("record_status"), name, 1.0, 1, 0, 0, "h", 1, "2026a",
+                               blocked, "low on memory" if blocked else None)
+    status = (await api.get("/api/scheduler/status", "viewer")).json()
+    assert status["broker_blocked"] is True
+    by_id = {i["id"]: i for i in status["instances"]}
+    assert by_id["alarmed"]["broker_blocked_reason"] == "low on memory"
+    assert datetime.fromisoformat(by_id["alarmed"]["broker_blocked_since"]) == since
+    assert by_id["calm"]["broker_blocked_since"] is None
+    assert gauge((await api.get("/metrics", None)).text).endswith(" 1.0")
+
+    # Unblocked: the next status row clears it.
+    await api.pool.execute(q("record_status"), "alarmed", 1.0, 2, 0, 0, "h", 1, "2026a",
+                           None, None)
+    assert (await api.get("/api/scheduler/status")).json()["broker_blocked"] is False
+    assert gauge((await api.get("/metrics", None)).text).endswith(" 0.0")
+
+    # An instance that stopped passing long ago no longer counts as blocked.
+    await api.pool.execute(q("record_status"), "alarmed", 1.0, 3, 0, 0, "h", 1, "2026a",
+                           since, "low on memory")
+    await api.pool.execute("UPDATE scheduler_instances SET last_tick_at = now() - interval '1 day'")
+    assert (await api.get("/api/scheduler/status")).json()["broker_blocked"] is False
+    assert gauge((await api.get("/metrics", None)).text).endswith(" 0.0")
 
 
 async def test_scheduler_status_and_stats(api: Api) -> None:

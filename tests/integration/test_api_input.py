@@ -95,6 +95,112 @@ async def test_after_odd_input_the_next_request_is_answered(api: Api) -> None:
         assert (await api.get("/api/jobs")).status_code == 200
 
 
+# --- strict JSON -------------------------------------------------------------------------------
+
+STRICT = [
+    ("timeout_seconds", True), ("timeout_seconds", "10"), ("priority", False), ("priority", "1"),
+    ("priority", 1.5), ("max_attempts", True), ("enabled", 1), ("enabled", "true"),
+    ("retry_backoff_seconds", [1]),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), STRICT, ids=[f"{f}={v!r}" for f, v in STRICT])
+async def test_a_number_is_a_number_and_a_boolean_a_boolean(api: Api, field: str,
+                                                             value: Any) -> None:
+    for method, path, body in (("POST", "/api/jobs", noop_job(**{field: value})),
+                               ("PATCH", "/api/jobs/hb", {field: value})):
+        p = problem(await api.call(method, path, json=body))
+        assert p["field"] == field and p["value"] == value, p
+        await api.post("/api/jobs", json=noop_job())
+
+
+async def test_a_schedule_is_strict_too_and_an_integer_may_be_written_3_0(api: Api) -> None:
+    job_id = (await api.post("/api/jobs", json=noop_job())).json()["id"]
+    for fields, field in (({"interval_seconds": True}, "interval_seconds"),
+                          ({"interval_seconds": 60, "is_active": 0}, "is_active"),
+                          ({"interval_seconds": 60, "jitter_seconds": "1"}, "jitter_seconds"),
+                          ({"kind": "once", "run_at": 1900000000}, "run_at"),
+                          ({"interval_seconds": 60, "job_id": True}, "job_id")):
+        body = {"job_id": job_id, "kind": "interval", **fields}
+        p = problem(await api.post("/api/schedules", json=body))
+        assert p["field"] == field, p
+    p = problem(await api.post("/api/jobs", json=noop_job("x", schedules=[
+        {"kind": "interval", "interval_seconds": False}])))
+    assert p["field"] == "schedules[0].interval_seconds" and "not numbers" in p["reason"], p
+    r = await api.post("/api/schedules", json={"job_id": float(job_id), "kind": "interval",
+                                               "interval_seconds": 60})
+    assert r.status_code == 201 and r.json()["job_id"] == job_id, r.text
+
+
+async def test_null_is_refused_for_a_field_that_cannot_be_empty(api: Api) -> None:
+    await api.post("/api/jobs", json=noop_job())
+    p = problem(await api.call("PATCH", "/api/jobs/hb", json={"description": None}))
+    assert p["field"] == "description" and "leave it out" in p["reason"], p
+    schema = (await api.get("/openapi.json", None)).json()["components"]["schemas"]
+    assert schema["JobUpdate"]["properties"]["description"]["type"] == "string"
+
+
+async def test_an_unknown_query_parameter_is_refused_by_name(api: Api) -> None:
+    p = problem(await api.get("/api/runs?stauts=failed"))
+    assert p["field"] == "stauts" and p["value"] == "failed" and "status" in p["reason"], p
+    assert (await api.get("/api/runs?status=failed&limit=5")).status_code == 200
+    p = problem(await api.get("/api/me?x=1"))
+    assert p["field"] == "x" and "none" in p["reason"], p
+
+
+async def test_a_body_that_is_not_json_is_a_422_naming_the_body(api: Api) -> None:
+    for raw in (b"\xe2x", b"}(y\x84", b'{"name": '):
+        r = await api.call("POST", "/api/jobs", content=raw,
+                           headers={"content-type": "application/json"})
+        p = problem(r)
+        assert p["field"] == "body" and "not valid JSON" in p["reason"], p
+
+
+# --- the documented errors ------------------------------------------------------------------------
+
+ANSWERS = [  # (method, path, role, body or raw bytes, the status it gets)
+    ("GET", "/api/jobs", None, None, 401),
+    ("POST", "/api/jobs", "viewer", {"name": "x", "handler": "noop"}, 403),
+    ("GET", "/api/runs/999", "admin", None, 404),
+    ("GET", "/api/runs?job=nope", "admin", None, 404),
+    ("POST", "/api/schedules", "admin", {"job_id": 999, "kind": "interval",
+                                          "interval_seconds": 60}, 404),
+    ("POST", "/api/jobs", "admin", {"name": "hb", "handler": "noop"}, 409),
+    ("POST", "/api/jobs", "admin", b"[" + b" " * 2 * 1024 * 1024 + b"]", 413),
+    ("PATCH", "/api/jobs/hb", "admin", {"priority": True}, 422),
+    ("GET", "/api/schedules?limit=0", "admin", None, 422),
+]
+
+
+async def test_every_error_answered_is_documented_for_its_operation(api: Api) -> None:
+    """401, 403, 404, 409, 413 and 422 as they happen, each in the operation's OpenAPI
+    responses with the body schema it has."""
+    schema = (await api.get("/openapi.json", None)).json()
+    await api.post("/api/jobs", json=noop_job())
+    for method, path, role, body, status in ANSWERS:
+        kwargs = {"content": body} if isinstance(body, bytes) else {"json": body}
+        r = await api.call(method, path, role, **kwargs)
+        assert r.status_code == status, (method, path, r.status_code, r.text)
+        documented = schema["paths"][path.partition("?")[0].replace("999", "{run_id}")
+                                     .replace("/hb", "/{job}")][method.lower()]["responses"]
+        assert str(status) in documented, (method, path, status, sorted(documented))
+        ref = documented[str(status)]["content"]["application/json"]["schema"]["$ref"]
+        detail = r.json()["detail"]
+        if status == 422:
+            assert ref.endswith("/Invalid")
+            assert all(set(p) == {"field", "value", "reason", "loc", "msg"} for p in detail)
+        else:
+            assert ref.endswith("/Error") and isinstance(detail, str) and detail
+    # By rule: every /api operation documents 401 and 503, every write 403, 409 and 413.
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            if path.startswith("/api/"):
+                assert {"401", "503"} <= set(operation["responses"]), (method, path)
+            if path.startswith("/api/") and method != "get":
+                assert {"403", "409", "413", "422"} <= set(operation["responses"]), (method, path)
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
+
+
 # --- limits -------------------------------------------------------------------------------------
 
 
@@ -118,27 +224,52 @@ async def test_a_payload_nested_too_deeply_is_refused_and_the_limit_is_kept(api:
     assert r.status_code == 200 and r.json()[0]["payload"] == nested(32)
 
 
+def nested_sql(levels: int, inner: str = "1") -> str:
+    """jsonb text `levels` objects deep, too deep for Python's json to read or write."""
+    return '{"a": ' * levels + inner + "}" * levels
+
+
 async def test_a_stored_row_beyond_the_limits_never_breaks_a_listing(api: Api) -> None:
-    """Rows written by SQL (or before a limit existed) still list and show, cut."""
+    """Rows written by SQL (or before a limit existed) still list, show and change: nested
+    thousands of levels deep, large, with numbers JSON cannot carry."""
     await api.post("/api/jobs", json=noop_job("deep"))
     await api.post("/api/jobs", json=noop_job("list"))
-    await api.pool.execute("UPDATE jobs SET payload = $1 WHERE name = 'deep'", nested(300))
+    await api.post("/api/jobs", json=noop_job("odd"))
+    await api.pool.execute("UPDATE jobs SET payload = $1::text::jsonb WHERE name = 'deep'",
+                           nested_sql(5000))
     await api.pool.execute("UPDATE jobs SET payload = '[1, 2]' WHERE name = 'list'")
+    await api.pool.execute(
+        "UPDATE jobs SET payload = jsonb_build_object('big', 1e400::numeric + 0.5, 'text', "
+        "repeat('x', 2000000), 'list', $1::text::jsonb) WHERE name = 'odd'",
+        "[" * 3000 + "]" * 3000)
     run_id = (await api.post("/api/jobs/deep/trigger")).json()["run_id"]
-    await api.pool.execute("UPDATE runs SET result = $1 WHERE id = $2", nested(400), run_id)
+    await api.pool.execute("UPDATE runs SET result = $1::text::jsonb WHERE id = $2",
+                           nested_sql(4000, '"end"'), run_id)
 
-    listing = await api.get("/api/jobs")
-    assert listing.status_code == 200, listing.text
+    for who in ("admin", "viewer"):
+        listing = await api.get("/api/jobs", who)
+        assert listing.status_code == 200, listing.text
     jobs = {job["name"]: job for job in listing.json()}
     assert jobs["list"]["payload"] == {"value": [1, 2]}
     shown = jobs["deep"]["payload"]
     for _ in range(31):
         shown = shown["a"]
     assert shown == {"a": "… (nested deeper than 32 levels; not shown)"}
+    odd = jobs["odd"]["payload"]
+    assert odd["big"] == "Infinity" and len(odd["text"]) == 2000000
+    assert "nested deeper than 32 levels" in str(odd["list"])
     assert (await api.get("/api/jobs/deep")).json()["payload"] == jobs["deep"]["payload"]
     run = await api.get(f"/api/runs/{run_id}")
     assert run.status_code == 200 and "nested deeper than 32 levels" in run.text
     assert (await api.get("/api/runs")).status_code == 200
+    for page in ("/jobs", f"/jobs/{jobs['deep']['id']}", "/runs", f"/runs/{run_id}"):
+        assert (await api.get(page, None)).status_code == 200, page
+    # A change to another field keeps the stored payload as it is, at its full depth.
+    r = await api.call("PATCH", "/api/jobs/deep", json={"priority": 3})
+    assert r.status_code == 200, r.text
+    assert (await api.call("POST", "/api/jobs/deep/pause")).status_code == 200
+    assert await api.pool.fetchval("SELECT payload::text FROM jobs WHERE name = 'deep'") == \
+        nested_sql(5000)
 
 
 async def test_numbers_out_of_bounds_are_refused_with_the_bounds(api: Api) -> None:

@@ -78,7 +78,7 @@ async def test_bad_channels_are_refused_naming_the_field(api: Api) -> None:
     assert bad["field"] == "to" and "recipients" in bad["reason"]
     bad = problem(await api.post(f"{BASE}/channels", json={
         "name": "mail", "kind": "email", "to": ["ops@example.com\nBcc: x@evil.test"]}))
-    assert bad["field"] == "to.0"
+    assert bad["field"] == "to[0]"
     bad = problem(await api.post(f"{BASE}/channels", json={"name": "hook", "kind": "webhook"}))
     assert bad["field"] == "url"
     bad = problem(await api.post(f"{BASE}/channels", json={

@@ -242,7 +242,7 @@ def test_runs_cancel_and_retry_all_that_the_filters_select(sundial) -> None:
     for args, words in ((("runs", "cancel"), "give the run's id, or --all"),
                         (("runs", "retry", "1", "--job", "a"), "--job: goes with --all"),
                         (("runs", "retry", "--all", "--status", "succeeded", "--yes"),
-                         "status 'succeeded': a succeeded run cannot be retried")):
+                         "status.0 'succeeded': Input should be 'failed', 'dead'")):
         refused = sundial(*args)
         assert refused.returncode == 2 and words in refused.stderr, (args, refused.stderr)
 

@@ -103,6 +103,37 @@ def test_urls_are_used_as_given(clean_env: pytest.MonkeyPatch) -> None:
     assert s.rabbitmq_url == "amqps://app:s3cret@mq.internal:5671/prod"
 
 
+def test_rabbitmq_url_may_list_several_nodes(clean_env: pytest.MonkeyPatch) -> None:
+    s = load(clean_env, RABBITMQ_URL=" amqp://app:p%2Cw@mq1:5672/prod, amqps://app:p%2Cw@mq2/prod")
+    assert s.rabbitmq_nodes == ("amqp://app:p%2Cw@mq1:5672/prod", "amqps://app:p%2Cw@mq2/prod")
+
+
+def test_one_node_is_a_list_of_one(clean_env: pytest.MonkeyPatch) -> None:
+    assert load(clean_env, RABBITMQ_PORT="5673").rabbitmq_nodes == (
+        "amqp://guest:guest@localhost:5673/%2F",)
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("amqp://app:hunter2@mq1/,http://app:hunter2@mq2/",
+     "node 2 of 2 ('http://app:***@mq2/') must start with amqp:// or amqps://"),
+    ("amqp://app:hunter2@mq1/,,amqp://app:hunter2@mq2/",
+     "node 2 of 3 is empty: separate the node URLs with single commas, and write a comma "
+     "inside a password as %2C"),
+    ("amqp://app:hunter2@mq1/,amqp://app:hunter2@mq1/",
+     "names node 'amqp://app:***@mq1/' twice: list each node once"),
+    ("amqp://app:hunter2@mq1/a,amqp://app:hunter2@mq2/b",
+     "names several vhosts (a, b): every node of the cluster must name the same vhost"),
+    ("amqp://app:hunter2@mq1:5672/,amqp://app:hunter2@mq2:99999/",
+     "node 2 of 2 ('amqp://app:***@mq2:99999/') has a bad port"),
+    ("amqp:///", "names no host, e.g. amqp://guest:guest@mq1:5672/"),
+])
+def test_a_bad_node_list_names_the_node_and_the_fix(clean_env: pytest.MonkeyPatch, value: str,
+                                                    expected: str) -> None:
+    message = config_error(clean_env, RABBITMQ_URL=value)
+    assert f"RABBITMQ_URL=***: {expected}" in message, message
+    assert "hunter2" not in message
+
+
 def test_split_forms_build_the_urls(clean_env: pytest.MonkeyPatch) -> None:
     s = load(clean_env, POSTGRES_HOST="db", POSTGRES_PORT="6543", POSTGRES_DB="jobs",
              POSTGRES_USER="app", POSTGRES_PASSWORD="pw", RABBITMQ_HOST="mq",

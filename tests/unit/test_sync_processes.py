@@ -44,7 +44,7 @@ def test_a_bad_sync_processes_value_says_what_is_expected(monkeypatch, value) ->
 def test_a_child_gets_the_settings_without_secrets(monkeypatch) -> None:
     key = Fernet.generate_key().decode()
     monkeypatch.setenv("DATABASE_URL", "postgresql://app:db-secret@db:5432/app")
-    monkeypatch.setenv("RABBITMQ_URL", "amqp://app:mq-secret@mq:5672/")
+    monkeypatch.setenv("RABBITMQ_URL", "amqp://app:mq-secret@mq:5672/,amqp://app:mq-secret@mq2/")
     monkeypatch.setenv("ENCRYPTION_KEY", key)
     monkeypatch.setenv("WORKER_SYNC_PROCESSES", "3")
     settings = load_settings(WorkerSettings)
@@ -54,7 +54,7 @@ def test_a_child_gets_the_settings_without_secrets(monkeypatch) -> None:
         assert secret.encode() not in sent
     child = pickle.loads(sent)
     assert child.database_url == "postgresql://app:***@db:5432/app"
-    assert child.rabbitmq_url == "amqp://app:***@mq:5672/"
+    assert child.rabbitmq_url == "amqp://app:***@mq:5672/,amqp://app:***@mq2/"
     assert child.encryption_key is None
     assert (child.sync_processes, child.worker_queues) == (3, settings.worker_queues)
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.routing import APIRoute
 
 from sundial.api.service import Service
+from sundial.core.errors import InvalidInput
 
 
 async def _service(request: Request) -> Service:
@@ -24,3 +26,22 @@ TOTAL_HEADER = "X-Total-Count"
 TOTAL_COUNT: dict[int | str, dict[str, Any]] = {200: {"headers": {TOTAL_HEADER: {
     "description": "How many items the filters select, whatever limit and offset.",
     "schema": {"type": "integer"}}}}}
+
+
+async def known_query(request: Request) -> None:
+    """422 for a query parameter the route does not have (a misspelt filter would otherwise
+    be ignored and answer with everything)."""
+    known = _query_names(request.scope["route"])
+    for name, value in request.query_params.items():
+        if name not in known:
+            raise InvalidInput(name, value, "is not a parameter of this route; it has "
+                               + (", ".join(sorted(known)) or "none"))
+
+
+def _query_names(route: APIRoute) -> frozenset[str]:
+    names, dependants = set(), [route.dependant]
+    while dependants:
+        dependant = dependants.pop()
+        names.update(param.alias for param in dependant.query_params)
+        dependants.extend(dependant.dependencies)
+    return frozenset(names)

@@ -46,13 +46,16 @@ async def job_health(job: JobRef, svc: Svc,
 
 @router.patch("/{job}", response_model=JobDetail)
 async def update_job(job: JobRef, body: JobUpdate, svc: Svc, who: Caller):
-    """Change some fields. A secret value sent back as "***" keeps the stored one."""
+    """Change some fields. A secret value sent back as "***" keeps the stored one. A job
+    managed by code (`managed_by: "code"`) takes only `enabled` here: 409 for the rest,
+    which its declaration and `sundial sync` change."""
     return await svc.update_job(who.name, job, body)
 
 
 @router.delete("/{job}", response_model=Deleted)
 async def delete_job(job: JobRef, svc: Svc, who: Caller):
-    """Delete the job with its schedules and its run history."""
+    """Delete the job with its schedules and its run history. 409 for a job managed by
+    code: remove its declaration and run `sundial sync` (which disables it) first."""
     return {"id": await svc.delete_job(who.name, job)}
 
 

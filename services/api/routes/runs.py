@@ -11,12 +11,13 @@ from sundial.api.routes import Svc
 from sundial.api.schemas import (
     BULK_MAX_RUNS,
     MAX_ID,
+    Bound,
     BulkResult,
-    BulkRuns,
     CancelResult,
-    Instant,
+    CancelRuns,
     Queued,
     QueueName,
+    RetryRuns,
     Run,
     RunPage,
     RunStatus,
@@ -32,8 +33,8 @@ async def list_runs(svc: Svc,
                                                      description="A job's id or name.")] = None,
                     schedule: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
                     status: Annotated[list[RunStatus] | None, Query()] = None,
-                    since: Annotated[Instant | None, Query(description="Created at or after.")] = None,
-                    until: Annotated[Instant | None, Query(description="Created before.")] = None,
+                    since: Annotated[Bound | None, Query(description="Created at or after.")] = None,
+                    until: Annotated[Bound | None, Query(description="Created before.")] = None,
                     queue: Annotated[QueueName | None, Query(description="Runs of the jobs "
                                                                          "of this queue.")] = None,
                     cursor: Annotated[int | None, Query(ge=1, le=MAX_ID,
@@ -53,7 +54,7 @@ _CAP = (f"At most {BULK_MAX_RUNS} runs: more is a 422 naming how many, and nothi
              description="Cancel every queued or running run the filters select (those of "
                          "`GET /api/runs`; `status` among queued and running, both if left "
                          "out), as one cancel each would. " + _CAP)
-async def cancel_runs(body: BulkRuns, svc: Svc, who: Caller):
+async def cancel_runs(body: CancelRuns, svc: Svc, who: Caller):
     return await svc.cancel_runs(who.name, body)
 
 
@@ -61,7 +62,7 @@ async def cancel_runs(body: BulkRuns, svc: Svc, who: Caller):
              description="Retry every failed, dead, timed_out or cancelled run the filters "
                          "select (`status` among those, all four if left out): a new manual "
                          "run each. " + _CAP)
-async def retry_runs(body: BulkRuns, svc: Svc, who: Caller):
+async def retry_runs(body: RetryRuns, svc: Svc, who: Caller):
     return await svc.retry_runs(who.name, body)
 
 

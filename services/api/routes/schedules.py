@@ -46,13 +46,15 @@ async def get_schedule(schedule_id: ScheduleId, svc: Svc):
 
 @router.patch("/{schedule_id}", response_model=Schedule)
 async def update_schedule(schedule_id: ScheduleId, body: ScheduleUpdate, svc: Svc, who: Caller):
-    """Change some fields; the next slot is recomputed from now."""
+    """Change some fields; the next slot is recomputed from now. A schedule of a job
+    managed by code takes only `is_active` here (409 for the rest: see `sundial sync`)."""
     return await svc.update_schedule(who.name, schedule_id, body)
 
 
 @router.delete("/{schedule_id}", response_model=Deleted)
 async def delete_schedule(schedule_id: ScheduleId, svc: Svc, who: Caller):
-    """Its past runs stay in the history."""
+    """Its past runs stay in the history. 409 for a schedule declared in code
+    (`managed_key` set, its job managed by code)."""
     return {"id": await svc.delete_schedule(who.name, schedule_id)}
 
 

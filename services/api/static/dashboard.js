@@ -455,7 +455,16 @@ const Sundial = (() => {
     });
   }
 
+  /* A job declared in code: `sundial sync` writes it, so its fields and schedules are
+     changed in code; pause, resume and run now stay here. */
+  const CODE_MANAGED = "Managed by code: change its declaration and run `sundial sync`. "
+    + "Pause, resume and run now stay available here.";
+  function codeBadge() {
+    return el("span", { class: "pill code", title: CODE_MANAGED, "data-managed": "code" }, "code");
+  }
+
   return {
+    CODE_MANAGED, codeBadge,
     FINAL, CANCELLABLE, RETRYABLE, STATUS, ApiError, api, list, countOf, signIn, signOut, signInReason, safeNext, key, role, isAdmin,
     el, fill, append, $, $$,
     flash, action, zone, setZone, instantIn, localIn, time, relative, when, ago, duration, statusBadge, every, describeCron,

@@ -305,6 +305,7 @@ Sundial.page(() => {
   const newSchedule = jobId ? null : scheduleEditor($("#new-schedule"));
 
   function scheduleCard(s) {
+    const declared = job.managed_by === "code";
     const preview = el("ol", { class: "times" });
     api("GET", `/api/schedules/${s.id}/preview?count=5`).then((p) => Sundial.fill(preview, fireTimes(p)))
       .catch(() => {});
@@ -326,8 +327,8 @@ Sundial.page(() => {
           await api("POST", `/api/schedules/${s.id}/${s.is_active ? "pause" : "resume"}`);
           load();
         }, { class: "btn small" }),
-        Sundial.action("Edit", async () => openEditor(s), { class: "btn small" }),
-        Sundial.action("Delete", async () => {
+        declared ? null : Sundial.action("Edit", async () => openEditor(s), { class: "btn small" }),
+        declared && s.managed_key !== null ? null : Sundial.action("Delete", async () => {
           if (!confirm("Delete this schedule? Its past runs stay in the history.")) return;
           await api("DELETE", `/api/schedules/${s.id}`);
           load();
@@ -348,7 +349,16 @@ Sundial.page(() => {
     job = j;
     document.title = j.name + " · Sundial";
     $("#job-title").textContent = j.name;
-    fill($("#job-enabled"), el("span", { class: "pill " + (j.enabled ? "on" : "off") }, j.enabled ? "enabled" : "paused"));
+    fill($("#job-enabled"), el("span", { class: "pill " + (j.enabled ? "on" : "off") }, j.enabled ? "enabled" : "paused"),
+      j.managed_by === "code" ? [" ", Sundial.codeBadge()] : null);
+    // Declared in code: what the next `sundial sync` would undo is not offered.
+    const declared = j.managed_by === "code";
+    const note = $("#managed-note");
+    if (note) { note.hidden = !declared; note.textContent = declared ? Sundial.CODE_MANAGED : ""; }
+    for (const id of ["#save-job", "#delete-job", "#add-schedule"]) {
+      const node = $(id);
+      if (node) node.hidden = declared;
+    }
     const toggle = $("#toggle-job");
     if (toggle) toggle.textContent = j.enabled ? "Pause" : "Resume";
     if (!form.dataset.filled) { fillJob(j); form.dataset.filled = "1"; }

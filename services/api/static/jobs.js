@@ -33,6 +33,7 @@ Sundial.page(() => {
   function row(job, schedules) {
     return el("tr", { dataset: { job: job.name } },
       el("td", { "data-label": "Name" }, el("a", { href: "/jobs/" + job.id }, job.name),
+        job.managed_by === "code" ? [" ", Sundial.codeBadge()] : null,
         job.description ? el("div", { class: "muted" }, job.description) : null),
       el("td", { "data-label": "Handler" }, el("span", { class: "mono" }, job.handler)),
       el("td", { "data-label": "Schedule", class: "schedule" }, scheduleCell(schedules)),

@@ -33,6 +33,14 @@ Sundial.page(() => {
     // The API's tzdata release, and any running instance's that differs from it.
     const other = [...new Set(live.map((i) => i.tzdata).filter((v) => v && v !== s.tzdata))];
     fill($("#scheduler-tzdata"), "tzdata " + s.tzdata + (other.length ? " (schedulers: " + other.join(", ") + ")" : ""));
+    // A RabbitMQ memory or disk alarm blocks publishing: runs wait in the outbox.
+    const blocked = live.filter((i) => i.broker_blocked_since);
+    fill($("#scheduler-broker"), blocked.length
+      ? el("span", { class: "badge blocked" }, "blocked")
+      : "publishing", blocked.length
+      ? [" by RabbitMQ since ", when(blocked[0].broker_blocked_since),
+        " (" + (blocked[0].broker_blocked_reason || "no reason given") + "): runs wait in the outbox"]
+      : []);
   }
 
   function showStats(s, workers) {
