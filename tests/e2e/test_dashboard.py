@@ -379,6 +379,7 @@ async def test_times_carry_their_zone_and_runs_offer_what_their_state_allows(
         assert re.search(r"\b02:00:00 (CET|CEST)$", text), text
     await expect(card.locator("[data-next-run]")).to_contain_text(re.compile(r"02:00:00 CES?T"))
     await page.goto("/jobs")
+    await expect(page.locator("#jobs-count")).to_have_text("1 of 1 job")
     await expect(page.locator("#jobs tr[data-job='paris-night'] td[data-label='Next run']")
                  ).to_contain_text(re.compile(r"\d{4}, 02:00:00 CES?T"))
     await shot(page, "20-fire-times-in-the-schedule-zone")
