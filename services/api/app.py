@@ -30,7 +30,7 @@ from sundial.api.apidocs import include_docs
 from sundial.api.auth import KeyCache, authorize
 from sundial.api.errors import Conflict, Forbidden, Unauthorized
 from sundial.api.openapi import install_openapi
-from sundial.api.routes import audit, jobs, known_query, notifications, runs, schedules, system
+from sundial.api.routes import audit, jobs, known_query, notifications, queues, runs, schedules, system
 from sundial.api.service import Service
 from sundial.api.settings import ApiSettings
 from sundial.core import health, jsonb, runtime
@@ -93,7 +93,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.public_paths = set(PUBLIC_PATHS)
 
     api = APIRouter(prefix="/api", dependencies=[Depends(authorize), Depends(known_query)])
-    for module in (jobs, schedules, runs, notifications, system, audit):
+    for module in (jobs, schedules, runs, queues, notifications, system, audit):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(probes.router)

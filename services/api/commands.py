@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 EXIT_UNREACHABLE, EXIT_INVALID, EXIT_NOT_FOUND, EXIT_CONFLICT = 1, 2, 3, 4
+BULK_MAX_RUNS = 1000  # sundial.api.schemas.BULK_MAX_RUNS; not imported: --help stays fast
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -70,17 +71,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     _json_flag(p).set_defaults(func=_command(_jobs_delete))
 
     runs = _group(sub, "runs", "run history: list, show, follow, cancel, retry")
-    p = runs.add_parser("list", help="runs, newest first")
-    p.add_argument("--job", help="only this job (id or name)")
-    p.add_argument("--status", action="append", help="only this status (repeatable)")
+    p = runs.add_parser("list", help="runs, newest first, and how many the filters select")
+    _run_filters(p)
     p.add_argument("--limit", type=int, default=20)
     _json_flag(p).set_defaults(func=_command(_runs_list))
+    p = runs.add_parser("show", help="one run with its result, error and output")
+    p.add_argument("run_id", type=int)
+    _json_flag(p).set_defaults(func=_command(_runs_show))
     for name, helptext, func in (
-            ("show", "one run with its result, error and output", _runs_show),
-            ("cancel", "cancel a queued or running run", _runs_cancel),
-            ("retry", "run a finished run's job again, as a new run", _runs_retry)):
-        p = runs.add_parser(name, help=helptext)
-        p.add_argument("run_id", type=int)
+            ("cancel", "cancel a queued or running run, or with --all every one the filters "
+                       "select", _runs_cancel),
+            ("retry", "run a failed, dead, timed-out or cancelled run's job again, as a new run; "
+                      "with --all, every such run the filters select", _runs_retry)):
+        p = runs.add_parser(name, help=helptext, description=helptext + f" (at most "
+                            f"{BULK_MAX_RUNS}), e.g. sundial runs {name} --all --job nightly "
+                            "--since 2026-12-01T00:00Z --yes")
+        p.add_argument("run_id", type=int, nargs="?", help="the run (or --all)")
+        p.add_argument("--all", action="store_true", help="every run the filters select")
+        _run_filters(p)
+        p.add_argument("--dry-run", action="store_true", help="--all: only count them")
+        p.add_argument("--yes", action="store_true", help="--all: confirm without a question")
         _json_flag(p).set_defaults(func=_command(func))
     p = runs.add_parser("follow", help="print a run's status as it changes until it ends; "
                                        "exit 0 if it succeeded, 5 if it ended otherwise")
@@ -116,6 +126,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("schedule_id", type=int)
         _json_flag(p).set_defaults(func=_command(func))
 
+    queues = _group(sub, "queues", "queues: list, pause, resume (one queue or all of them)")
+    _json_flag(queues.add_parser("list", help="every queue with its pause, jobs and queued runs")
+               ).set_defaults(func=_command(_queues_list))
+    for name, helptext, func in (
+            ("pause", "hold a queue's runs (or with --all every queue's) in the outbox: they "
+                      "stay queued and unpublished until resumed", _queues_pause),
+            ("resume", "publish a queue's runs again (--all: lift the pause of every queue)",
+             _queues_resume)):
+        p = queues.add_parser(name, help=helptext, description=helptext)
+        p.add_argument("queue", nargs="?", help="the queue (or --all)")
+        p.add_argument("--all", action="store_true", help="every queue")
+        _json_flag(p).set_defaults(func=_command(func))
+
     p = sub.add_parser("status", help="scheduler, workers and totals at a glance")
     _json_flag(p).set_defaults(func=_command(_status))
 
@@ -141,6 +164,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _group(sub: argparse._SubParsersAction, name: str, helptext: str) -> argparse._SubParsersAction:
     parser = sub.add_parser(name, help=helptext)
     return parser.add_subparsers(dest=f"{name}_command", metavar="ACTION", required=True)
+
+
+def _run_filters(p: argparse.ArgumentParser) -> None:
+    """The filters of `runs list` and of `runs cancel|retry --all` (those of GET /api/runs)."""
+    p.add_argument("--job", help="only this job's runs (id or name)")
+    p.add_argument("--status", action="append", help="only runs in this status (repeatable)")
+    p.add_argument("--queue", help="only the runs of this queue's jobs")
+    p.add_argument("--since", metavar="ISO_TIME", help="created at or after, with a UTC offset")
+    p.add_argument("--until", metavar="ISO_TIME", help="created before, with a UTC offset")
 
 
 def _json_flag(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -388,7 +420,7 @@ JOB_COLUMNS = ("id", "name", "handler", "queue", "enabled", "managed_by", "sched
 
 async def _jobs_list(svc: Any, args: argparse.Namespace) -> None:
     rows = await svc.list_jobs(limit=1000)
-    _print(args, rows, table(rows, JOB_COLUMNS))
+    _print(args, rows, table(rows, JOB_COLUMNS) + f"\n{len(rows)} of {await svc.count_jobs()} jobs")
 
 
 def _job_body(args: argparse.Namespace) -> Any:
@@ -518,11 +550,14 @@ async def _runs_list(svc: Any, args: argparse.Namespace) -> None:
 
     if not 1 <= args.limit <= 500:
         raise InvalidInput("--limit", args.limit, "must be between 1 and 500")
-    rows, _ = await svc.list_runs(job=args.job, statuses=args.status, limit=args.limit)
+    filters = _filters(args)
+    page = await svc.list_runs(job=filters.job, statuses=filters.status, queue=filters.queue,
+                               since=filters.since, until=filters.until, limit=args.limit)
+    rows = page["items"]
     for row in rows:
         if row["duration_s"] is not None:
             row["duration_s"] = round(row["duration_s"], 3)
-    _print(args, rows, table(rows, RUN_COLUMNS))
+    _print(args, rows, table(rows, RUN_COLUMNS) + f"\n{len(rows)} of {page['total']} runs")
 
 
 async def _runs_show(svc: Any, args: argparse.Namespace) -> None:
@@ -533,14 +568,81 @@ async def _runs_show(svc: Any, args: argparse.Namespace) -> None:
     _print(args, run, "\n".join(lines))
 
 
-async def _runs_cancel(svc: Any, args: argparse.Namespace) -> None:
+def _filters(args: argparse.Namespace, model: str = "RunSelection") -> Any:
+    """The run filters given on the command line, checked as the API checks them (`model`:
+    RunSelection for a list, CancelRuns or RetryRuns for a bulk action)."""
+    from sundial.api import schemas
+
+    given = {"job": args.job, "status": args.status, "queue": args.queue, "since": args.since,
+             "until": args.until}
+    if model != "RunSelection":
+        given["dry_run"] = args.dry_run
+    return getattr(schemas, model).model_validate(
+        {k: v for k, v in given.items() if v is not None})
+
+
+def _one_or_all(args: argparse.Namespace) -> bool:
+    """True for --all (with its filters), False for one run id; InvalidInput otherwise."""
+    from sundial.core.errors import InvalidInput
+
+    filters = [f"--{k.replace('_', '-')}" for k in ("job", "status", "queue", "since", "until",
+                                                    "dry_run") if getattr(args, k)]
+    if args.all and args.run_id is not None:
+        raise InvalidInput("--all", args.run_id, "give one run id or --all with filters, not both")
+    if not args.all and args.run_id is None:
+        raise InvalidInput("run_id", None, "give the run's id, or --all (with --job, --status, "
+                                           "--queue, --since, --until to narrow it)")
+    if not args.all and filters:
+        raise InvalidInput(filters[0], None, "goes with --all, not with one run id")
+    return args.all
+
+
+async def _runs_bulk(svc: Any, args: argparse.Namespace, action: str) -> int:
+    """`runs cancel|retry --all`: count, confirm (--yes, or a question on a terminal), act."""
+    import asyncio
+
+    from sundial.core.errors import InvalidInput
+
+    verb = action
+    act = svc.cancel_runs if action == "cancel" else svc.retry_runs
+    body = _filters(args, "CancelRuns" if action == "cancel" else "RetryRuns")
+    if not args.yes or body.dry_run:
+        dry = await act(_actor(), body.model_copy(update={"dry_run": True}))
+        count = dry["matched"]
+        if body.dry_run or not count:
+            _print(args, dry, f"would {verb} {count} run(s)"
+                              + (": " + " ".join(map(str, dry["run_ids"])) if count else ""))
+            return 0
+        if not sys.stdin.isatty():
+            raise InvalidInput("--yes", None, f"this would {verb} {count} run(s); add --yes to "
+                                              "confirm, or --dry-run to list them")
+        answer = (await asyncio.to_thread(input, f"{verb} {count} run(s)? [y/N] ")).strip().lower()
+        if answer not in ("y", "yes"):
+            print("nothing changed")
+            return EXIT_INVALID
+    done = await act(_actor(), body)
+    if action == "cancel":
+        text = (f"cancelled {done['cancelled']} run(s)"
+                + (f", asked {done['stopping']} running run(s) to stop" if done["stopping"] else ""))
+    else:
+        text = f"queued {len(done['queued'])} new run(s), retries of {len(done['run_ids'])}"
+    _print(args, done, text)
+    return 0
+
+
+async def _runs_cancel(svc: Any, args: argparse.Namespace) -> int | None:
+    if _one_or_all(args):
+        return await _runs_bulk(svc, args, "cancel")
     done = await svc.cancel_run(_actor(), args.run_id)
     text = (f"cancelled run {args.run_id}" if done["status"] == "cancelled"
             else f"asked run {args.run_id} to stop (it is {done['status']})")
     _print(args, done, text)
+    return None
 
 
-async def _runs_retry(svc: Any, args: argparse.Namespace) -> None:
+async def _runs_retry(svc: Any, args: argparse.Namespace) -> int | None:
+    if _one_or_all(args):
+        return await _runs_bulk(svc, args, "retry")
     run_id = await svc.retry_run(_actor(), args.run_id)
     _print(args, {"run_id": run_id, "status": "queued", "retry_of": args.run_id},
            f"queued run {run_id} (a retry of run {args.run_id})")
@@ -583,7 +685,8 @@ async def _runs_follow(svc: Any, args: argparse.Namespace) -> int:
 
 async def _schedules_list(svc: Any, args: argparse.Namespace) -> None:
     rows = await svc.list_schedules(job=args.job, limit=1000)
-    _print(args, rows, table(rows, SCHEDULE_COLUMNS))
+    total = await svc.count_schedules(job=args.job)
+    _print(args, rows, table(rows, SCHEDULE_COLUMNS) + f"\n{len(rows)} of {total} schedules")
 
 
 async def _schedules_add(svc: Any, args: argparse.Namespace) -> None:
@@ -626,6 +729,56 @@ async def _schedules_delete(svc: Any, args: argparse.Namespace) -> None:
     _print(args, {"id": schedule_id, "deleted": True}, f"deleted schedule {schedule_id}")
 
 
+# --- queues ----------------------------------------------------------------------------------------
+
+QUEUE_COLUMNS = ("queue", "paused", "paused_at", "paused_by", "jobs", "queued")
+
+
+async def _queues_list(svc: Any, args: argparse.Namespace) -> None:
+    state = await svc.queues()
+    head = (f"every queue paused since {_cell(state['all_paused_at'])} by {state['all_paused_by']}"
+            "\n\n" if state["all_paused"] else "")
+    _print(args, state, head + table(state["queues"], QUEUE_COLUMNS))
+
+
+def _queue_arg(args: argparse.Namespace) -> str:
+    """The queue named, or "*" for --all."""
+    from sundial.api.schemas import QueueName
+    from sundial.api.service import ALL_QUEUES
+    from sundial.core.errors import InvalidInput
+
+    if args.all == (args.queue is not None):
+        raise InvalidInput("queue", args.queue, "give one queue's name or --all, not both"
+                           if args.all else "give the queue's name, or --all for every queue")
+    if args.all:
+        return ALL_QUEUES
+    import pydantic
+
+    try:
+        return pydantic.TypeAdapter(QueueName).validate_python(args.queue)
+    except pydantic.ValidationError:
+        raise InvalidInput("queue", args.queue, "is not a queue name (letters, digits, '_', "
+                                                "'.', '-')") from None
+
+
+def _queue_text(state: dict[str, Any], done: str) -> str:
+    what = "every queue" if state["queue"] == "*" else f"queue {state['queue']!r}"
+    text = f"{done} {what}"
+    if state["queue"] != "*" and state["all_paused"]:
+        text += "; every queue is paused, so nothing is published (sundial queues resume --all)"
+    return text
+
+
+async def _queues_pause(svc: Any, args: argparse.Namespace) -> None:
+    state = await svc.pause_queue(_actor(), _queue_arg(args))
+    _print(args, state, _queue_text(state, "paused"))
+
+
+async def _queues_resume(svc: Any, args: argparse.Namespace) -> None:
+    state = await svc.resume_queue(_actor(), _queue_arg(args))
+    _print(args, state, _queue_text(state, "resumed"))
+
+
 # --- sync ------------------------------------------------------------------------------------------
 
 
@@ -660,6 +813,9 @@ async def _status(svc: Any, args: argparse.Namespace) -> int:
     scheduler = await svc.scheduler_status()
     workers = await svc.workers()
     stats = await svc.stats()
+    queues = await svc.queues()
+    paused = ("all (every queue paused)" if queues["all_paused"]
+              else ", ".join(x["queue"] for x in queues["queues"] if x["paused"]) or "none")
     ex = stats["executions"]
     rate = "-" if ex["success_rate"] is None else f"{ex['success_rate']:.1%}"
     online = sum(1 for w in workers if w["online"])
@@ -672,6 +828,7 @@ async def _status(svc: Any, args: argparse.Namespace) -> int:
         *([f"broker:    blocks publishing since {_cell(blocked[0]['broker_blocked_since'])} "
            f"({blocked[0]['broker_blocked_reason']}): runs wait in the outbox"] if blocked else []),
         f"workers:   {online} online of {len(workers)}",
+        f"paused:    {paused}",
         f"jobs:      {stats['jobs']['total']} ({stats['jobs']['enabled']} enabled)",
         f"runs:      {ex['total']} total, {ex['running']} running, {ex['queued']} queued, "
         f"{ex['successful']} succeeded, {ex['failed']} failed (success rate {rate})",
@@ -679,5 +836,6 @@ async def _status(svc: Any, args: argparse.Namespace) -> int:
         table(workers, ("id", "online", "queues", "handlers", "running", "last_heartbeat"))
         if workers else "no workers registered",
     ])
-    _print(args, {"scheduler": scheduler, "workers": workers, "stats": stats}, text)
+    _print(args, {"scheduler": scheduler, "workers": workers, "stats": stats, "queues": queues},
+           text)
     return 0

@@ -14,7 +14,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Request
 from fastapi import Path as PathParam
-from fastapi.responses import HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 HERE = Path(__file__).resolve().parent
@@ -52,6 +52,13 @@ def _page(request: Request, template: str, title: str, nav: str, **context: obje
     return templates.TemplateResponse(
         request, template, {"title": title, "nav": nav, "script": script, **context},
         headers=SECURITY_HEADERS)
+
+
+@router.get("/favicon.ico")
+async def favicon() -> FileResponse:
+    """For clients that ask at the conventional place (the pages link /static/favicon.svg)."""
+    return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml",
+                        headers={"Cache-Control": "public, max-age=86400"})
 
 
 @router.get("/", response_class=HTMLResponse)

@@ -27,6 +27,11 @@ RunStatus = Literal["queued", "running", "succeeded", "failed", "timed_out", "ca
                     "skipped", "dead"]
 FINAL_STATUSES: tuple[str, ...] = ("succeeded", "failed", "timed_out", "cancelled", "skipped",
                                    "dead")
+# The runs a person may cancel, and those worth retrying (a succeeded or skipped run is
+# not: run its job again instead).
+CANCELLABLE_STATUSES: tuple[str, ...] = ("queued", "running")
+RETRYABLE_STATUSES: tuple[str, ...] = ("failed", "dead", "timed_out", "cancelled")
+BULK_MAX_RUNS = 1000
 
 # The largest id the API takes: what every JSON reader holds exactly (a double; JavaScript's
 # Number.MAX_SAFE_INTEGER). A bigint above it would be read as a neighbour by some clients.
@@ -404,6 +409,47 @@ class Run(RunSummary):
 class RunPage(BaseModel):
     items: list[RunSummary]
     next_cursor: int | None = Field(description="Pass as `cursor` for the next (older) page.")
+    total: int = Field(description="How many runs match the filters, on every page.")
+
+
+class RunFilters(Strict):
+    """Which runs: the filters of `GET /api/runs` but `status`, all optional."""
+    job: str | None = Field(None, min_length=1, max_length=200, description="A job's id or name.")
+    schedule: Annotated[int, Field(ge=1, le=MAX_ID), NUMBER] | None = None
+    queue: QueueName | None = Field(None, description="Runs of the jobs of this queue.")
+    since: Annotated[Bound, BeforeValidator(_as_text)] | None = Field(
+        None, description="Created at or after (ISO 8601 with a UTC offset).")
+    until: Annotated[Bound, BeforeValidator(_as_text)] | None = Field(
+        None, description="Created before (ISO 8601 with a UTC offset).")
+
+
+class RunSelection(RunFilters):
+    status: list[RunStatus] | None = Field(None, description="Any of these statuses.")
+
+
+class CancelRuns(RunFilters):
+    """The runs to cancel: those of the filters that are queued or running."""
+    status: list[Literal["queued", "running"]] | None = Field(
+        None, description="Any of these statuses (both if left out).")
+    dry_run: StrictBool = Field(False, description="Only count the runs it would change.")
+
+
+class RetryRuns(RunFilters):
+    """The runs to retry: those of the filters that failed, are dead, timed out or were
+    cancelled."""
+    status: list[Literal["failed", "dead", "timed_out", "cancelled"]] | None = Field(
+        None, description="Any of these statuses (all four if left out).")
+    dry_run: StrictBool = Field(False, description="Only count the runs it would change.")
+
+
+class BulkResult(BaseModel):
+    dry_run: bool
+    matched: int = Field(description="The runs the filters select (at most "
+                                     f"{BULK_MAX_RUNS}).")
+    run_ids: list[int] = Field(description="Those runs' ids (changed unless dry_run).")
+    cancelled: int | None = Field(None, description="cancel: queued runs ended at once.")
+    stopping: int | None = Field(None, description="cancel: running runs asked to stop.")
+    queued: list[int] | None = Field(None, description="retry: the new runs.")
 
 
 class AuditEntry(BaseModel):
@@ -425,6 +471,30 @@ class CancelResult(BaseModel):
     id: int
     status: RunStatus
     cancel_requested: bool
+
+
+# --- queues ---------------------------------------------------------------------------------
+
+
+class QueueState(BaseModel):
+    queue: str = Field(description="The queue's name; `*` for every queue.")
+    paused: bool = Field(description="This queue (or, for `*`, every queue) is paused itself.")
+    paused_at: datetime | None
+    paused_by: str | None
+    all_paused: bool = Field(description="Every queue is paused (`POST /api/queues/pause`): "
+                                         "no run is published, whatever `paused` says.")
+
+
+class QueueInfo(QueueState):
+    jobs: int = Field(description="The jobs on this queue.")
+    queued: int = Field(description="Its queued runs, published or held by a pause.")
+
+
+class Queues(BaseModel):
+    all_paused: bool
+    all_paused_at: datetime | None
+    all_paused_by: str | None
+    queues: list[QueueInfo]
 
 
 # --- scheduler, workers, stats --------------------------------------------------------------

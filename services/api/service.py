@@ -25,10 +25,16 @@ from sundial.api.auth import ROLES, new_key
 from sundial.api.errors import Conflict
 from sundial.api.notifications import Notifications
 from sundial.api.schemas import (
+    BULK_MAX_RUNS,
+    CANCELLABLE_STATUSES,
     FINAL_STATUSES,
     MAX_ID,
+    RETRYABLE_STATUSES,
+    CancelRuns,
     JobCreate,
     JobUpdate,
+    RetryRuns,
+    RunFilters,
     ScheduleCreate,
     ScheduleFields,
     ScheduleUpdate,
@@ -52,6 +58,8 @@ JOB_FIELDS = ("name", "description", "handler", "payload", "secret_payload", "qu
               "retry_backoff_max_seconds", "concurrency_policy", "enabled")
 SCHEDULE_FIELDS = ("kind", "interval_seconds", "cron", "run_at", "timezone", "jitter_seconds",
                    "start_at", "end_at", "misfire_policy", "misfire_grace_seconds", "is_active")
+# The row of queue_pauses that pauses every queue (no queue can be named so).
+ALL_QUEUES = "*"
 SCHEDULE_NULLABLE = frozenset({"interval_seconds", "cron", "run_at", "start_at", "end_at",
                                "misfire_grace_seconds"})
 # A trigger's idempotency key finds the run it made for this long (docs/api.md).
@@ -139,6 +147,10 @@ class Service:
                         offset: int = 0) -> list[dict[str, Any]]:
         rows = await self.pool.fetch(q("list_jobs"), enabled, limit, offset)
         return [_public_job(r) for r in rows]
+
+    async def count_jobs(self, *, enabled: bool | None = None) -> int:
+        """How many jobs list_jobs pages through with the same filter."""
+        return await self.pool.fetchval(q("count_jobs"), enabled)
 
     async def _job_row(self, conn: asyncpg.Connection, ref: str | int) -> asyncpg.Record:
         # A name with NUL (or a lone surrogate) names no job: PostgreSQL cannot even compare it.
@@ -356,18 +368,23 @@ class Service:
                 return {"run_id": first["id"], "status": first["status"], "replayed": True}, False
             if self.publisher is None:
                 await wake_scheduler(conn, "manual")
-        if self.publisher is not None:
-            # Published directly after the commit (the outbox); on failure the lease is
-            # released and the woken scheduler's relay publishes it.
-            result = await publish_runs(self.pool, self.publisher, [dict(row)])
-            if result.failed:
-                log.warning("run.publish_deferred", run_id=row["run_id"],
-                            error=repr(result.first_error))
-                async with self.pool.acquire() as conn:
-                    await wake_scheduler(conn, "manual")
+        await self._publish([row])
         log.info("run.queued", run_id=row["run_id"], job_id=row["job_id"], actor=actor,
                  action=action)
         return {"run_id": row["run_id"], "status": "queued", "replayed": False}, True
+
+    async def _publish(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Publish runs just committed (the outbox); on failure their leases are released
+        and the woken scheduler's relay publishes them. Without a publisher (the CLI) the
+        caller woke the scheduler already."""
+        if self.publisher is None or not rows:
+            return
+        result = await publish_runs(self.pool, self.publisher, [dict(r) for r in rows])
+        if result.failed:
+            log.warning("run.publish_deferred", run_ids=sorted(result.failed),
+                        error=repr(result.first_error))
+            async with self.pool.acquire() as conn:
+                await wake_scheduler(conn, "manual")
 
     # --- schedules --------------------------------------------------------------------
 
@@ -377,6 +394,13 @@ class Service:
             job_id = (await self._job_row(conn, job))["id"] if job is not None else None
             rows = await conn.fetch(q("list_schedules"), job_id, active, limit, offset)
         return [dict(r) for r in rows]
+
+    async def count_schedules(self, *, job: str | int | None = None,
+                              active: bool | None = None) -> int:
+        """How many schedules list_schedules pages through with the same filters."""
+        async with self.pool.acquire() as conn:
+            job_id = (await self._job_row(conn, job))["id"] if job is not None else None
+            return await conn.fetchval(q("count_schedules"), job_id, active)
 
     async def get_schedule(self, schedule_id: int) -> dict[str, Any]:
         row = await self.pool.fetchrow(q("get_schedule"), schedule_id)
@@ -529,15 +553,20 @@ class Service:
 
     async def list_runs(self, *, job: str | int | None = None, schedule_id: int | None = None,
                         statuses: Sequence[str] | None = None, since: datetime | None = None,
-                        until: datetime | None = None, cursor: int | None = None,
-                        limit: int = 50) -> tuple[list[dict[str, Any]], int | None]:
-        """A page of runs, newest first, and the cursor of the next page (None: the last)."""
+                        until: datetime | None = None, queue: str | None = None,
+                        cursor: int | None = None, limit: int = 50) -> dict[str, Any]:
+        """A page of runs, newest first: {"items", "next_cursor" (None: the last page),
+        "total" (the runs the filters select, whatever the cursor)}."""
         async with self.pool.acquire() as conn:
             job_id = (await self._job_row(conn, job))["id"] if job is not None else None
             rows = await conn.fetch(q("list_runs"), job_id, schedule_id,
                                     list(statuses) if statuses else None, since, until,
-                                    cursor, limit + 1)
-        return keyset_page(rows, limit)
+                                    cursor, limit + 1, queue)
+        # An empty page is one row of NULLs but `total`.
+        items, next_cursor = keyset_page([r for r in rows if r["id"] is not None], limit)
+        for item in items:
+            del item["total"]
+        return {"items": items, "next_cursor": next_cursor, "total": rows[0]["total"]}
 
     async def list_audit(self, *, actor: str | None = None, action: str | None = None,
                          target_type: str | None = None, target_id: str | None = None,
@@ -577,11 +606,104 @@ class Service:
         if run["status"] not in FINAL_STATUSES:
             raise Conflict(f"run {run_id} is still {run['status']}; retry a finished run, "
                            "or cancel this one first")
+        if run["status"] not in RETRYABLE_STATUSES:
+            raise Conflict(f"run {run_id} {run['status']}; only a failed, dead, timed_out or "
+                           f"cancelled run can be retried (to run job {run['job']!r} again, "
+                           "trigger it)")
         again = RunArguments(payload=run["payload"], secret_payload=run["secret_payload"],
                              priority=run["priority"])
         queued, _ = await self._enqueue(actor, run["job_id"], "run.retry",
                                         {"retry_of": run_id}, again)
         return queued["run_id"]
+
+    # --- many runs at once ----------------------------------------------------------------
+
+    async def _select_runs(self, filters: CancelRuns | RetryRuns,
+                           allowed: Sequence[str]) -> list[int]:
+        """The ids of the runs the filters select among those in the `allowed` statuses
+        (or those of filters.status, which its model keeps among them), at most
+        BULK_MAX_RUNS of them (InvalidInput beyond: nothing is changed)."""
+        statuses = filters.status or list(allowed)
+        page = await self.list_runs(job=filters.job, schedule_id=filters.schedule,
+                                    statuses=statuses, since=filters.since, until=filters.until,
+                                    queue=filters.queue, limit=BULK_MAX_RUNS)
+        if page["total"] > BULK_MAX_RUNS:
+            count = page["total"]
+            raise InvalidInput("filters", count, f"select {count} runs, {count - BULK_MAX_RUNS} "
+                               f"more than the {BULK_MAX_RUNS} one request may change; narrow "
+                               "them (job, status, queue, since, until) and repeat")
+        return [r["id"] for r in page["items"]]
+
+    async def cancel_runs(self, actor: str, body: CancelRuns) -> dict[str, Any]:
+        """Cancel every queued or running run the filters select, as cancel_run does."""
+        ids = await self._select_runs(body, CANCELLABLE_STATUSES)
+        if body.dry_run or not ids:
+            return {"dry_run": body.dry_run, "matched": len(ids), "run_ids": ids,
+                    "cancelled": 0, "stopping": 0}
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(q("cancel_runs"), ids)
+            done = sorted(r["id"] for r in rows)
+            await self._audit(conn, actor, "runs.cancel", "run", None,
+                              {"filters": _filters(body), "runs": done})
+        cancelled = sum(1 for r in rows if r["status"] == "cancelled")
+        log.info("runs.cancelled", count=len(done), actor=actor)
+        return {"dry_run": False, "matched": len(ids), "run_ids": done, "cancelled": cancelled,
+                "stopping": len(done) - cancelled}
+
+    async def retry_runs(self, actor: str, body: RetryRuns) -> dict[str, Any]:
+        """Retry every failed, dead, timed_out or cancelled run the filters select, as
+        retry_run does: one new manual run each."""
+        lease_s = self.settings.publish_lease_s if self.publisher is not None else None
+        ids = await self._select_runs(body, RETRYABLE_STATUSES)
+        if body.dry_run or not ids:
+            return {"dry_run": body.dry_run, "matched": len(ids), "run_ids": ids, "queued": []}
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(q("insert_retry_runs"), ids, actor, lease_s,
+                                    {"filters": _filters(body)}, list(RETRYABLE_STATUSES))
+            if self.publisher is None:
+                await wake_scheduler(conn, "manual")
+        await self._publish(rows)
+        log.info("runs.retried", count=len(rows), actor=actor)
+        return {"dry_run": False, "matched": len(ids), "run_ids": ids,
+                "queued": [r["run_id"] for r in rows]}
+
+    # --- queues -----------------------------------------------------------------------
+
+    async def queues(self) -> dict[str, Any]:
+        """Every queue with its pause, jobs and queued runs, and the pause of all of them."""
+        rows = [dict(r) for r in await self.pool.fetch(q("list_queues"))]
+        everything = next((r for r in rows if r["queue"] == ALL_QUEUES), None) or {}
+        all_paused = bool(everything)
+        return {"all_paused": all_paused, "all_paused_at": everything.get("paused_at"),
+                "all_paused_by": everything.get("paused_by"),
+                "queues": [dict(r, paused=r["paused_at"] is not None, all_paused=all_paused)
+                           for r in rows if r["queue"] != ALL_QUEUES]}
+
+    async def pause_queue(self, actor: str, queue: str) -> dict[str, Any]:
+        """Hold the queue's runs in the outbox (ALL_QUEUES: every queue's) until resumed."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if queue != ALL_QUEUES and not await conn.fetchval(q("queue_in_use"), queue):
+                known = [r["queue"] for r in await conn.fetch(q("list_queues"))
+                         if r["queue"] != ALL_QUEUES]
+                raise NotFound(f"no job runs on queue {queue!r}; the queues in use are: "
+                               + (", ".join(known) or "none"))
+            await conn.execute(q("pause_queue"), queue, actor)
+            await self._audit(conn, actor, "queue.pause", "queue", queue)
+        log.info("queue.paused", queue=queue, actor=actor)
+        return await self.queue_state(queue)
+
+    async def resume_queue(self, actor: str, queue: str) -> dict[str, Any]:
+        """Publish the queue's runs again (those held meanwhile at once): the relay is woken."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(q("resume_queue"), queue)
+            await wake_scheduler(conn, "resume")
+            await self._audit(conn, actor, "queue.resume", "queue", queue)
+        log.info("queue.resumed", queue=queue, actor=actor)
+        return await self.queue_state(queue)
+
+    async def queue_state(self, queue: str) -> dict[str, Any]:
+        row = await self.pool.fetchrow(q("queue_pause"), queue)
+        return {"queue": queue, "paused": row["paused_at"] is not None, **dict(row)}
 
     # --- scheduler, workers, stats ----------------------------------------------------
 
@@ -677,6 +799,11 @@ def _public_job(row: Mapping[str, Any]) -> dict[str, Any]:
         payload = payloads.split_secrets(job["handler"], payload)[0]
     job["payload"] = jsonb.render(payload if isinstance(payload, dict) else {"value": payload})
     return job
+
+
+def _filters(body: RunFilters) -> dict[str, Any]:
+    """The filters a bulk action was given, for its audit row."""
+    return body.model_dump(mode="json", exclude_none=True, exclude={"dry_run"})
 
 
 def _check_not_declared(job: Mapping[str, Any], what: str, fix: str | None = None) -> None:

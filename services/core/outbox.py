@@ -28,6 +28,7 @@ WAKEUP_CHANNEL = "sundial_scheduler"
 class PublishResult:
     published: list[int] = field(default_factory=list)
     failed: dict[int, BaseException] = field(default_factory=dict)
+    held: list[int] = field(default_factory=list)  # of a paused queue: left in the outbox
 
     @property
     def first_error(self) -> BaseException | None:
@@ -38,11 +39,20 @@ async def publish_runs(pool: asyncpg.Pool, publisher: Publisher,
                        rows: Sequence[Mapping[str, Any]]) -> PublishResult:
     """Publish the runs (rows with the RunMessage fields, `job` = name, and `queue`).
 
-    Never raises for broker trouble: failures are returned, their leases released.
+    Never raises for broker trouble: failures are returned, their leases released. The
+    runs of a paused queue are not published: their leases are released, and the relay
+    leaves them alone until the queue is resumed.
     """
     result = PublishResult()
     if not rows:
         return result
+    paused = {r["queue"] for r in await pool.fetch(q("paused_queues"))}
+    if paused:
+        result.held = [r["run_id"] for r in rows if "*" in paused or r["queue"] in paused]
+        rows = [r for r in rows if not ("*" in paused or r["queue"] in paused)]
+        await pool.execute(q("release_publish_lease"), result.held)
+        if not rows:
+            return result
     outgoing = [Outgoing(r["run_id"], r["queue"], encode_run(r)) for r in rows]
     attempts = {r["run_id"]: r["attempt"] for r in rows}
     try:

@@ -49,6 +49,7 @@ class Claim(enum.Enum):
     NO_HANDLER = "no_handler"  # queued, but its job's handler is not one of this worker's
     NOT_HERE = "not_here"      # queued, but not available yet or not of this worker's queues
     HANDED_BACK = "handed_back"  # queued, but nothing may start here now: back to the outbox
+    PAUSED = "paused"          # queued, but its queue is paused: back to the outbox
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,11 @@ async def claim(conn: asyncpg.Connection, message: RunRef, worker_id: str,
                                                           f"{'now' if job['available'] else 'later'}")
             if job["handler"] not in handlers:
                 return ClaimResult(Claim.NO_HANDLER, handler=job["handler"], queue=job["queue"])
+            if (job["paused"] and not job["cancel_requested"]
+                    and await conn.fetchval(q("unpublish_run"), message.run_id,
+                                            message.attempt) is not None):
+                # Published before its queue was paused: the relay sends it again on resume.
+                return ClaimResult(Claim.PAUSED, detail=f"queue {job['queue']!r} is paused")
             if (not may_start and not job["cancel_requested"]
                     and await return_to_outbox(conn, message, "handed back")):
                 return ClaimResult(Claim.HANDED_BACK,

@@ -73,6 +73,10 @@ WHERE ($1::boolean IS NULL OR j.enabled = $1)
 ORDER BY j.name
 LIMIT $2 OFFSET $3;
 
+-- name: count_jobs
+-- How many jobs list_jobs pages through (the X-Total-Count of GET /api/jobs).
+SELECT count(*) FROM jobs WHERE ($1::boolean IS NULL OR enabled = $1);
+
 -- name: get_job
 -- One job by id ($1) or name ($2); an id match wins over a name that looks like one.
 -- managed_by is 'code' while code declares the job (`sundial sync`).
@@ -118,6 +122,13 @@ WHERE ($1::bigint IS NULL OR s.job_id = $1)
   AND ($2::boolean IS NULL OR s.is_active = $2)
 ORDER BY s.id
 LIMIT $3 OFFSET $4;
+
+-- name: count_schedules
+-- How many schedules list_schedules pages through (X-Total-Count of GET /api/schedules).
+SELECT count(*)
+FROM schedules
+WHERE ($1::bigint IS NULL OR job_id = $1)
+  AND ($2::boolean IS NULL OR is_active = $2);
 
 -- name: get_schedule
 -- One schedule with its job's name.
@@ -217,10 +228,12 @@ WHERE job_id = $1
   AND idempotency_key = $2;
 
 -- name: run_arguments
--- What a retry of run $1 runs again: its own payload (NULL: the job's) and priority.
-SELECT job_id, status, payload, secret_payload, priority
-FROM runs
-WHERE id = $1;
+-- What a retry of run $1 runs again: its own payload (NULL: the job's) and priority;
+-- its status and its job's name.
+SELECT r.job_id, j.name AS job, r.status, r.payload, r.secret_payload, r.priority
+FROM runs r
+JOIN jobs j ON j.id = r.job_id
+WHERE r.id = $1;
 
 -- name: backfill_slots
 -- Which of the slots $2 of schedule $1 have a run already (the tick's or a backfill's).
@@ -251,22 +264,37 @@ audit AS (
 SELECT id, scheduled_for FROM run ORDER BY scheduled_for;
 
 -- name: list_runs
--- History, newest first, keyset-paginated on id ($6: the last id of the previous page).
-SELECT r.id, r.job_id, j.name AS job, r.schedule_id, r.scheduled_for, r.trigger,
-       r.triggered_by, r.status, r.attempt, r.max_attempts, r.available_at,
-       r.published_at, r.cancel_requested, r.started_at, r.finished_at, r.heartbeat_at,
-       r.worker_id, r.error, r.priority, r.created_at, r.updated_at,
-       EXTRACT(EPOCH FROM (r.finished_at - r.started_at))::float8 AS duration_s
-FROM runs r
-JOIN jobs j ON j.id = r.job_id
-WHERE ($1::bigint IS NULL OR r.job_id = $1)
-  AND ($2::bigint IS NULL OR r.schedule_id = $2)
-  AND ($3::text[] IS NULL OR r.status = ANY($3))
-  AND ($4::timestamptz IS NULL OR r.created_at >= $4)
-  AND ($5::timestamptz IS NULL OR r.created_at < $5)
-  AND ($6::bigint IS NULL OR r.id < $6)
-ORDER BY r.id DESC
-LIMIT $7;
+-- History, newest first, keyset-paginated on id ($6: the last id of the previous page),
+-- optionally of the jobs of one queue ($8), with the number of runs the filters select
+-- whatever the cursor (`total`, on every row; one row of NULLs but `total` for an empty
+-- page). NOT MATERIALIZED: the page and the count each get their own plan (the page walks
+-- the primary key backwards and stops after $7 rows).
+WITH matching AS NOT MATERIALIZED (
+    SELECT r.id, r.job_id, j.name AS job, r.schedule_id, r.scheduled_for, r.trigger,
+           r.triggered_by, r.status, r.attempt, r.max_attempts, r.available_at,
+           r.published_at, r.cancel_requested, r.started_at, r.finished_at, r.heartbeat_at,
+           r.worker_id, r.error, r.priority, r.created_at, r.updated_at,
+           EXTRACT(EPOCH FROM (r.finished_at - r.started_at))::float8 AS duration_s
+    FROM runs r
+    JOIN jobs j ON j.id = r.job_id
+    WHERE ($1::bigint IS NULL OR r.job_id = $1)
+      AND ($2::bigint IS NULL OR r.schedule_id = $2)
+      AND ($3::text[] IS NULL OR r.status = ANY($3))
+      AND ($4::timestamptz IS NULL OR r.created_at >= $4)
+      AND ($5::timestamptz IS NULL OR r.created_at < $5)
+      AND ($8::text IS NULL OR j.queue = $8)
+),
+page AS (
+    SELECT *
+    FROM matching
+    WHERE ($6::bigint IS NULL OR id < $6)
+    ORDER BY id DESC
+    LIMIT $7
+)
+SELECT page.*, total.n AS total
+FROM (SELECT count(*) AS n FROM matching) AS total
+LEFT JOIN page ON true
+ORDER BY page.id DESC;
 
 -- name: get_run
 -- One run with everything: result, error, output, attempts, timings.
@@ -291,6 +319,98 @@ SET status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
 WHERE id = $1
   AND status IN ('queued', 'running')
 RETURNING id, status;
+
+-- name: cancel_runs
+-- cancel_run for many runs at once ($1: their ids): those still queued or running.
+UPDATE runs r
+SET status = CASE WHEN r.status = 'queued' THEN 'cancelled' ELSE r.status END,
+    finished_at = CASE WHEN r.status = 'queued' THEN now() ELSE r.finished_at END,
+    cancel_requested = true,
+    updated_at = now()
+FROM unnest($1::bigint[]) AS t(id)
+WHERE r.id = t.id
+  AND r.status IN ('queued', 'running')
+RETURNING r.id, r.status;
+
+-- name: insert_retry_runs
+-- A new manual run (attempt 1) of the job of each run in $1 that is still in one of the
+-- statuses $5 (a retry of many runs at once), requested by $2, leased to this publisher
+-- for $3 seconds (NULL: the scheduler's relay publishes them), with one audit_log row
+-- ($4: its details plus the retried and new run ids). Each new run has its original's
+-- payload, secret fields and priority, as retry_run. Returns what their messages need.
+WITH original AS (
+    SELECT r.id, r.job_id, r.payload, r.secret_payload, r.priority
+    FROM unnest($1::bigint[]) AS t(id)
+    JOIN runs r ON r.id = t.id
+    WHERE r.status = ANY($5::text[])
+    ORDER BY r.id
+),
+run AS (
+    INSERT INTO runs (job_id, schedule_id, scheduled_for, trigger, triggered_by, status,
+                      attempt, max_attempts, available_at, publish_lease_until,
+                      payload, secret_payload, priority)
+    SELECT j.id, NULL, now(), 'manual', $2, 'queued', 1, j.max_attempts, now(),
+           now() + make_interval(secs => $3), original.payload, original.secret_payload,
+           coalesce(original.priority, j.priority)
+    FROM original
+    JOIN jobs j ON j.id = original.job_id
+    RETURNING id, job_id, schedule_id, scheduled_for, attempt, payload
+),
+audit AS (
+    INSERT INTO audit_log (actor, action, target_type, target_id, details)
+    SELECT $2, 'runs.retry', 'run', NULL,
+           $4::jsonb || jsonb_build_object('retried', (SELECT jsonb_agg(id) FROM original),
+                                           'queued', (SELECT jsonb_agg(id) FROM run))
+)
+SELECT run.id AS run_id, run.job_id, j.name AS job, j.handler,
+       coalesce(run.payload, j.payload) AS payload, j.queue,
+       run.schedule_id, run.scheduled_for, run.attempt, j.timeout_seconds
+FROM run
+JOIN jobs j ON j.id = run.job_id
+ORDER BY run.id;
+
+-- queues --------------------------------------------------------------------------
+
+-- name: list_queues
+-- Every queue a job names or a pause holds ('*': all of them), with its pause, its jobs
+-- and its queued runs (published or held).
+WITH names AS (
+    SELECT queue FROM jobs
+    UNION
+    SELECT queue FROM queue_pauses
+)
+SELECT n.queue, p.paused_at, p.paused_by,
+       (SELECT count(*) FROM jobs j WHERE j.queue = n.queue) AS jobs,
+       (SELECT count(*)
+        FROM runs r
+        JOIN jobs j ON j.id = r.job_id
+        WHERE j.queue = n.queue
+          AND r.status = 'queued') AS queued
+FROM names n
+LEFT JOIN queue_pauses p ON p.queue = n.queue
+ORDER BY n.queue;
+
+-- name: queue_in_use
+-- Whether any job runs on queue $1.
+SELECT EXISTS (SELECT 1 FROM jobs WHERE queue = $1);
+
+-- name: pause_queue
+-- Hold queue $1's runs in the outbox ('*': every queue's), paused by $2; a queue paused
+-- already keeps its first pause.
+INSERT INTO queue_pauses (queue, paused_by)
+VALUES ($1, $2)
+ON CONFLICT (queue) DO NOTHING;
+
+-- name: resume_queue
+-- Let the relay publish queue $1's runs again ('*': lift the pause of every queue).
+DELETE FROM queue_pauses WHERE queue = $1;
+
+-- name: queue_pause
+-- The pause of queue $1 and that of every queue ('*'), if any.
+SELECT p.paused_at, p.paused_by,
+       EXISTS (SELECT 1 FROM queue_pauses WHERE queue = '*') AS all_paused
+FROM (SELECT 1) AS one
+LEFT JOIN queue_pauses p ON p.queue = $1;
 
 -- scheduler, workers, stats --------------------------------------------------------
 

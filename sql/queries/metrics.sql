@@ -48,7 +48,8 @@ SELECT names.queue,
 FROM names;
 
 -- name: metrics_gauges
--- Dispatch lag (the oldest available run not yet published), the outbox's size, workers
+-- Dispatch lag (the oldest available run not yet published, those a queue pause holds
+-- aside), the outbox's size (held runs included), workers
 -- online (heartbeat within $1 s), their busy and total run slots, and the scheduler's
 -- last pass, and its running instances the broker blocks ($2: stale after).
 WITH online AS (
@@ -57,7 +58,8 @@ WITH online AS (
 )
 SELECT COALESCE(EXTRACT(EPOCH FROM (now() - (
            SELECT min(available_at) FROM runs
-           WHERE status = 'queued' AND published_at IS NULL AND available_at <= now()))), 0)::float8
+           WHERE status = 'queued' AND published_at IS NULL AND available_at <= now()
+             AND NOT job_paused(job_id)))), 0)::float8
            AS dispatch_lag_s,
        (SELECT count(*) FROM runs WHERE status = 'queued' AND published_at IS NULL) AS outbox,
        (SELECT count(*) FROM online) AS workers_online,

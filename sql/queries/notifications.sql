@@ -148,8 +148,9 @@ WHERE r.kind = 'queue_unattended'
         AND w.last_heartbeat > now() - make_interval(secs => r.within_seconds));
 
 -- name: firing_outbox_backlog
--- The outbox (runs available and not yet published) holding more than a rule's threshold;
--- counted no further than the largest threshold needs.
+-- The outbox (runs available and not yet published, but for those a queue pause holds)
+-- holding more than a rule's threshold; counted no further than the largest threshold
+-- needs.
 WITH backlog AS (
     SELECT count(*) AS n
     FROM (
@@ -158,6 +159,7 @@ WITH backlog AS (
         WHERE status = 'queued'
           AND published_at IS NULL
           AND available_at <= now()
+          AND NOT job_paused(job_id)
         LIMIT (SELECT coalesce(max(threshold) + 1, 0)
                FROM notification_rules
                WHERE kind = 'outbox_backlog' AND enabled)

@@ -26,7 +26,8 @@ WHERE s.failure_count > 0
 
 -- name: claim_unpublished
 -- The relay: lease up to $1 queued, unpublished, available runs for $2 seconds
--- (left by a crashed publisher, a broker outage, jitter or a retry's backoff).
+-- (left by a crashed publisher, a broker outage, jitter or a retry's backoff), but none
+-- of a paused queue (queue_pauses; '*' pauses them all).
 WITH pending AS (
     SELECT id
     FROM runs
@@ -34,6 +35,7 @@ WITH pending AS (
       AND published_at IS NULL
       AND available_at <= now()
       AND (publish_lease_until IS NULL OR publish_lease_until < now())
+      AND NOT job_paused(job_id)
     ORDER BY available_at
     LIMIT $1
     FOR UPDATE SKIP LOCKED
@@ -46,6 +48,10 @@ WHERE r.id = pending.id
 RETURNING r.id AS run_id, r.job_id, j.name AS job, j.handler,
           coalesce(r.payload, j.payload) AS payload, j.queue,
           r.schedule_id, r.scheduled_for, r.attempt, j.timeout_seconds;
+
+-- name: paused_queues
+-- The queues whose runs are not to be published now ('*': all of them).
+SELECT queue FROM queue_pauses;
 
 -- name: release_publish_lease
 -- A publish failed: let the relay take these runs on its next pass.

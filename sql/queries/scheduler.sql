@@ -102,7 +102,8 @@ WHERE s.id = t.id;
 -- available (`outbox`), in seconds from now; NULL where there is nothing. The outbox part
 -- walks the runs_outbox index from its start, past the runs publishers hold (at most the
 -- batches in flight), whatever the outbox's size; held runs whose lease runs out are
--- found by the relay's once-a-second sweep.
+-- found by the relay's once-a-second sweep. The runs of paused queues wait for a resume
+-- (which wakes the scheduler), not for a time: they are passed over.
 SELECT EXTRACT(EPOCH FROM (LEAST(
            (SELECT min(next_run_at) FROM schedules WHERE is_active),
            (SELECT now() FROM schedules WHERE is_active AND next_run_at IS NULL LIMIT 1)
@@ -113,6 +114,7 @@ SELECT EXTRACT(EPOCH FROM (LEAST(
             WHERE status = 'queued'
               AND published_at IS NULL
               AND (publish_lease_until IS NULL OR publish_lease_until < now())
+              AND NOT job_paused(job_id)
             ORDER BY available_at
             LIMIT 1)
        - now()))::float8 AS outbox;

@@ -4,7 +4,8 @@
 -- Run $1 as the database knows it, with what its job asks of a claim: the handler that
 -- runs it and the concurrency policy (allow, forbid, replace). Read before a claim.
 SELECT r.status, r.attempt, r.cancel_requested, r.available_at <= now() AS available,
-       j.id AS job_id, j.handler, j.queue, j.concurrency_policy
+       j.id AS job_id, j.handler, j.queue, j.concurrency_policy,
+       job_paused(j.id) AS paused
 FROM runs r
 JOIN jobs j ON j.id = r.job_id
 WHERE r.id = $1;
@@ -19,7 +20,7 @@ SELECT pg_advisory_xact_lock(hashtextextended('sundial.job:' || $1::bigint, 0));
 -- jitter), or its job's handler is not one of $4 or its queue not one of $5 (this
 -- worker's). What runs and how long it may take are returned from the run and its job,
 -- never taken from the message: the run's own payload (a trigger with arguments), else
--- its job's.
+-- its job's. Not while its queue is paused (a message sent before the pause).
 -- With $6 (the batch claim, many pipelined in one transaction): only a job with policy
 -- 'allow', and priority: the worker starts the run of highest priority that waits,
 -- published, on the same queue for one of its handlers, if one ranks above the message's
@@ -44,6 +45,7 @@ WITH msg AS (
       AND (NOT $6 OR j.concurrency_policy = 'allow')
       AND j.handler = ANY($4::text[])
       AND j.queue = ANY($5::text[])
+      AND NOT job_paused(j.id)
     FOR UPDATE OF r
 ),
 better AS (
@@ -300,6 +302,18 @@ SELECT EXISTS (
       AND id <> $2
       AND last_heartbeat > now() - make_interval(secs => $3)
 );
+
+-- name: unpublish_run
+-- A queued attempt $2 of run $1 whose queue is paused: back to the outbox as it was, for
+-- the relay to publish once the queue is resumed.
+UPDATE runs
+SET published_at = NULL,
+    publish_lease_until = NULL,
+    updated_at = now()
+WHERE id = $1
+  AND attempt = $2
+  AND status = 'queued'
+RETURNING id;
 
 -- name: return_run_to_outbox
 -- A queued attempt $2 of run $1 that this worker does not start: only another worker of

@@ -7,14 +7,16 @@ Screenshots of every page go to test-artifacts/screenshots/.
 from __future__ import annotations
 
 import re
+from datetime import UTC, timedelta
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
+from zoneinfo import ZoneInfo
 
 import pytest
 import tzdata
 from playwright.async_api import expect
 
-from sundial.api.schemas import JobCreate, ScheduleFields
+from sundial.api.schemas import JobCreate, JobUpdate, ScheduleFields
 from sundial.api.service import Service
 from sundial.api.settings import ApiSettings
 from tests.conftest import ARTIFACTS, service_env, start_api, wait_for
@@ -181,7 +183,8 @@ async def test_operator_creates_runs_and_inspects_a_job(browser, processes, pool
     await page.locator("#run-status .status-succeeded").wait_for()
     assert '"ok": true' in await page.text_content("#run-result")
     assert "manual by ops-admin" in await page.text_content("#run-facts")
-    assert await page.is_visible("#retry") and not await page.is_visible("#cancel")
+    # A succeeded run can be neither cancelled nor retried.
+    assert not await page.is_visible("#retry") and not await page.is_visible("#cancel")
     await shot(page, "05-run")
     assert await pool.fetchval("SELECT status FROM runs WHERE id = $1", run_id) == "succeeded"
 
@@ -239,11 +242,20 @@ async def test_operator_creates_runs_and_inspects_a_job(browser, processes, pool
     assert forged == 403
     assert await pool.fetchval("SELECT count(*) FROM runs WHERE job_id = $1", job_id) == 1
 
-    # Retry a finished run: a new run that succeeds too. Cancel a run no worker will take.
+    # Retry a run that timed out: a new run, that succeeds once the job is fixed. Cancel a
+    # run no worker will take.
     await page.set_viewport_size(LAPTOP)
-    await page.goto(f"/runs/{run_id}")
+    await svc.create_job("test", JobCreate(name="slow", handler="sleep", queue=queue,
+                                           payload={"seconds": 30}, timeout_seconds=1,
+                                           max_attempts=1))
+    slow = await svc.trigger_job("test", "slow")
+    await page.goto(f"/runs/{slow}")
+    await page.locator("#run-status .status-timed_out").wait_for()
+    await expect(page.locator("#retry")).to_be_visible()
+    assert not await page.is_visible("#cancel")
+    await svc.update_job("test", "slow", JobUpdate(payload={"seconds": 0}))
     await page.click("#retry")
-    await page.wait_for_url(re.compile(rf"/runs/(?!{run_id}$)\d+$"))
+    await page.wait_for_url(re.compile(rf"/runs/(?!{slow}$)\d+$"))
     await page.locator("#run-status .status-succeeded").wait_for()
     assert "manual by ops-admin" in await page.text_content("#run-facts")
     await svc.create_job("test", JobCreate(name="no-worker-here", handler="noop", queue="idle"))
@@ -383,6 +395,122 @@ async def test_api_docs_load_nothing_from_another_site_and_obey_the_csp(
     await shot(page, "11-api-docs")
     assert requested and all(url.startswith(base + "/") for url in requested), requested
     assert not [c for c in complaints if "Content Security Policy" in c], complaints
+
+
+@pytest.mark.timeout(180)
+async def test_times_carry_their_zone_and_runs_offer_what_their_state_allows(
+        browser, processes, pool, db_url, amqp_url) -> None:
+    svc = Service(pool, ApiSettings(DATABASE_URL=db_url, RABBITMQ_URL=amqp_url))
+    _, key = await svc.create_key("test", "ops", "admin")
+    job = await svc.create_job("test", JobCreate.model_validate({
+        "name": "paris-night", "handler": "noop", "queue": "nobody-listens",
+        "schedules": [{"kind": "cron", "cron": "0 2 * * *", "timezone": "Europe/Paris"}]}))
+    base = await start_api(processes, db_url, amqp_url)
+    # A browser in New York: a 02:00 Paris cron is 20:00 or 21:00 there.
+    context = await browser.new_context(base_url=base, viewport=LAPTOP, locale="en-GB",
+                                        timezone_id="America/New_York")
+    context.set_default_timeout(WAIT_MS)
+    page = await context.new_page()
+    page.on("dialog", lambda dialog: dialog.accept())
+    complaints: list[str] = []
+    page.on("console", lambda message: complaints.append(message.text)
+            if message.type in ("error", "warning") else None)
+    await sign_in(page, key)
+
+    # The favicon is served from this site, under the CSP.
+    icon = await page.locator("link[rel=icon]").get_attribute("href")
+    assert icon.startswith("/static/favicon.svg")
+    for path in (icon, "/favicon.ico"):
+        fetched = await page.request.get(base + path)
+        assert fetched.ok and fetched.headers["content-type"].startswith("image/svg+xml"), path
+
+    # Fire times read in the schedule's own zone, named, whatever the browser's zone.
+    await page.goto(f"/jobs/{job['id']}")
+    card = page.locator(".schedule-card")
+    await expect(card.locator("ol li")).to_have_count(5)
+    for text in await card.locator("ol li").all_text_contents():
+        assert re.search(r"\b02:00:00 (CET|CEST)$", text), text
+    await expect(card.locator("[data-next-run]")).to_contain_text(re.compile(r"02:00:00 CES?T"))
+    await page.goto("/jobs")
+    await expect(page.locator("#jobs-count")).to_have_text("1 of 1 job")
+    await expect(page.locator("#jobs tr[data-job='paris-night'] td[data-label='Next run']")
+                 ).to_contain_text(re.compile(r"\d{4}, 02:00:00 CES?T"))
+    await shot(page, "20-fire-times-in-the-schedule-zone")
+
+    # Other times: date, time and zone, in the browser's zone until the user picks another.
+    runs = [await svc.trigger_job("test", "paris-night") for _ in range(3)]
+    created = await pool.fetchval("SELECT created_at FROM runs WHERE id = $1", runs[0])
+    await page.goto(f"/runs/{runs[0]}")
+    await expect(page.locator("#zone")).to_have_value("browser")
+    new_york = created.astimezone(ZoneInfo("America/New_York"))
+    facts = page.locator("#run-facts")
+    await expect(facts).to_contain_text(new_york.strftime("%Y, %H:%M:%S GMT-"))
+    await page.select_option("#zone", "UTC")
+    await expect(facts).to_contain_text(created.astimezone(UTC).strftime("%Y, %H:%M:%S UTC"))
+    await page.reload()  # remembered
+    await expect(page.locator("#zone")).to_have_value("UTC")
+    await expect(facts).to_contain_text(created.astimezone(UTC).strftime("%Y, %H:%M:%S UTC"))
+    await expect(page.locator("#cancel")).to_be_visible()
+    assert not await page.is_visible("#retry")
+    await shot(page, "21-run-times-in-utc")
+
+    # The run list's time range is read in the zone picked, kept as instants in the address.
+    await page.goto("/runs?job=paris-night")
+    await expect(page.locator("label[for=f-since]")).to_have_text("From (UTC)")
+    hour_before = (created.astimezone(UTC) - timedelta(hours=1)).replace(second=0, microsecond=0)
+    await page.fill("#f-since", hour_before.strftime("%Y-%m-%dT%H:%M"))
+    await page.wait_for_url(re.compile("since=" + re.escape(quote(
+        hour_before.strftime("%Y-%m-%dT%H:%M:00.000Z")))))
+    await page.select_option("#zone", "browser")  # the same instant, in New York
+    await expect(page.locator("#f-since")).to_have_value(
+        hour_before.astimezone(ZoneInfo("America/New_York")).strftime("%Y-%m-%dT%H:%M"))
+    await expect(page.locator("label[for=f-since]")).to_have_text("From (America/New_York)")
+
+    # The run list says how many runs its filters select; bulk cancel, then bulk retry.
+    await expect(page.locator("#runs-count")).to_have_text("3 of 3 runs")
+    await page.click("#bulk-cancel")
+    await page.locator("#flash").filter(has_text="3 cancelled.").wait_for()
+    assert await pool.fetch("SELECT DISTINCT status FROM runs") == [("cancelled",)]
+    await page.select_option("#f-status", "cancelled")
+    await page.click("#bulk-retry")
+    await page.locator("#flash").filter(has_text="3 new runs queued.").wait_for()
+    await page.select_option("#f-status", "")
+    await expect(page.locator("#runs-count")).to_have_text("6 of 6 runs")
+    await shot(page, "22-runs-bulk")
+    assert await pool.fetchval("SELECT count(*) FROM runs WHERE status = 'queued'") == 3
+    assert not [c for c in complaints if "Content Security Policy" in c], complaints
+
+
+@pytest.mark.timeout(180)
+async def test_queues_are_paused_and_resumed_from_the_overview(browser, processes, pool, db_url,
+                                                               amqp_url) -> None:
+    svc = Service(pool, ApiSettings(DATABASE_URL=db_url, RABBITMQ_URL=amqp_url))
+    _, key = await svc.create_key("test", "ops", "admin")
+    await svc.create_job("test", JobCreate(name="mailer", handler="noop", queue="mail"))
+    await svc.create_job("test", JobCreate(name="reports", handler="noop", queue="reports"))
+    base = await start_api(processes, db_url, amqp_url)
+    page = await new_page(browser, base)
+    await sign_in(page, key)
+
+    mail = page.locator("#queues tr[data-queue='mail']")
+    await expect(mail.locator(".pill")).to_have_text("publishing")
+    await mail.locator("[data-action='pause']").click()
+    await expect(mail.locator(".pill")).to_have_text("paused")
+    assert await pool.fetchval("SELECT paused_by FROM queue_pauses WHERE queue = 'mail'") == "ops"
+    held = await svc.trigger_job("test", "mailer")
+    assert await pool.fetchval("SELECT published_at FROM runs WHERE id = $1", held) is None
+    await expect(mail.locator("td[data-label='Queued runs']")).to_have_text("1")
+
+    await page.click("#pause-all")
+    await expect(page.locator("#all-paused")).to_contain_text("Every queue is paused since")
+    await expect(page.locator("#queues tr[data-queue='reports'] .pill")).to_have_text(
+        "held (all paused)")
+    await shot(page, "23-queues-paused")
+    await page.click("#pause-all")  # now "Resume every queue"
+    await expect(page.locator("#all-paused")).to_be_hidden()
+    await mail.locator("[data-action='resume']").click()
+    await expect(mail.locator(".pill")).to_have_text("publishing")
+    assert await pool.fetchval("SELECT count(*) FROM queue_pauses") == 0
 
 
 async def test_a_job_declared_in_code_is_marked_and_offers_only_what_sync_keeps(

@@ -85,7 +85,8 @@ def noop_job(name: str = "hb", **extra: Any) -> dict[str, Any]:
 
 
 def _concrete(path: str) -> str:
-    return (path.replace("{job}", "1").replace("{schedule_id}", "1").replace("{run_id}", "1"))
+    return (path.replace("{job}", "1").replace("{schedule_id}", "1").replace("{run_id}", "1")
+            .replace("{queue}", "default"))
 
 
 async def test_every_route_denies_by_default_and_checks_the_role(api: Api) -> None:
@@ -612,6 +613,109 @@ async def test_cancel_a_queued_run_at_once_and_refuse_final_ones(api: Api) -> No
     assert (await api.post(f"/api/runs/{new['id']}/retry")).status_code == 409
 
 
+async def test_only_a_run_that_did_not_succeed_can_be_retried(api: Api) -> None:
+    await api.post("/api/jobs", json=noop_job("idle", queue="nobody-listens"))
+    job_id = (await api.get("/api/jobs/idle")).json()["id"]
+    ended = {status: await insert_runs(api, job_id, status) for status in
+             ("succeeded", "skipped", "failed", "dead", "timed_out", "cancelled")}
+    for status in ("succeeded", "skipped"):
+        [run_id] = ended[status]
+        refused = await api.post(f"/api/runs/{run_id}/retry")
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["detail"] == (
+            f"run {run_id} {status}; only a failed, dead, timed_out or cancelled run can be "
+            "retried (to run job 'idle' again, trigger it)")
+    for status in ("failed", "dead", "timed_out", "cancelled"):
+        [run_id] = ended[status]
+        assert (await api.post(f"/api/runs/{run_id}/retry")).status_code == 202, status
+    assert await api.count("runs") == 6 + 4
+
+
+async def insert_runs(api: Api, job_id: int, status: str, count: int = 1) -> list[int]:
+    """`count` runs of the job in `status`, written as a worker would have left them."""
+    rows = await api.pool.fetch(
+        "INSERT INTO runs (job_id, scheduled_for, trigger, status, finished_at) "
+        "SELECT $1, now(), 'manual', $2, CASE WHEN $2 NOT IN ('queued', 'running') "
+        "THEN now() END FROM generate_series(1, $3) RETURNING id", job_id, status, count)
+    return [r["id"] for r in rows]
+
+
+async def test_runs_are_cancelled_and_retried_in_bulk_by_the_list_filters(api: Api) -> None:
+    for name, queue in (("a", "reports"), ("b", "reports"), ("c", "mail")):
+        await api.post("/api/jobs", json=noop_job(name, queue=queue))
+    jobs = {j["name"]: j["id"] for j in (await api.get("/api/jobs")).json()}
+    queued_a = await insert_runs(api, jobs["a"], "queued", 3)
+    running_b = await insert_runs(api, jobs["b"], "running", 2)
+    queued_c = await insert_runs(api, jobs["c"], "queued", 2)
+    failed_a = await insert_runs(api, jobs["a"], "failed", 2)
+    await insert_runs(api, jobs["a"], "succeeded", 4)
+
+    # The list filters by queue and counts what the filters select, on every page.
+    page = (await api.get("/api/runs", "viewer", params={"queue": "reports", "limit": 2})).json()
+    assert page["total"] == 11 and len(page["items"]) == 2 and page["next_cursor"]
+    older = (await api.get("/api/runs", params={"queue": "reports", "limit": 2,
+                                                "cursor": page["next_cursor"]})).json()
+    assert older["total"] == 11
+    assert (await api.get("/api/runs", params={"queue": "mail"})).json()["total"] == 2
+
+    # A dry run counts, changes nothing; a viewer may not even count.
+    dry = await api.post("/api/runs/cancel", json={"queue": "reports", "dry_run": True})
+    assert dry.status_code == 200, dry.text
+    assert dry.json() == {"dry_run": True, "matched": 5, "run_ids": sorted(
+        queued_a + running_b, reverse=True), "cancelled": 0, "stopping": 0}
+    assert await api.pool.fetchval("SELECT count(*) FROM runs WHERE cancel_requested") == 0
+    assert (await api.post("/api/runs/cancel", "viewer", json={"dry_run": True})).status_code == 403
+
+    # Cancel: queued runs end at once, running ones are asked to stop; other queues wait.
+    done = (await api.post("/api/runs/cancel", json={"queue": "reports"})).json()
+    assert (done["matched"], done["cancelled"], done["stopping"]) == (5, 3, 2)
+    states = dict(await api.pool.fetch("SELECT id, status FROM runs WHERE id = ANY($1)",
+                                       queued_a + running_b + queued_c))
+    assert [states[i] for i in queued_a] == ["cancelled"] * 3
+    assert [states[i] for i in running_b + queued_c] == ["running"] * 2 + ["queued"] * 2
+    audit = await api.pool.fetchrow("SELECT actor, details FROM audit_log "
+                                    "WHERE action = 'runs.cancel'")
+    assert audit["actor"] == "admin-key" and audit["details"]["filters"] == {"queue": "reports"}
+
+    # Retry: a new run for each failed run of job a (the cancelled ones too unless
+    # `status` says otherwise); a succeeded run is never retried.
+    retried = (await api.post("/api/runs/retry", json={"job": "a", "status": ["failed"]})).json()
+    assert retried["matched"] == 2 and sorted(retried["run_ids"]) == failed_a
+    new = await api.pool.fetch("SELECT status, trigger, triggered_by, published_at "
+                               "FROM runs WHERE id = ANY($1)", retried["queued"])
+    assert len(new) == 2 and all(r["status"] == "queued" and r["trigger"] == "manual"
+                                 and r["triggered_by"] == "admin-key" and r["published_at"]
+                                 for r in new)
+    everything = (await api.post("/api/runs/retry", json={"job": "a", "dry_run": True})).json()
+    assert everything["matched"] == 5  # 2 failed + 3 cancelled
+
+    # Statuses that cannot be cancelled or retried are refused by name.
+    for path, status in (("/api/runs/cancel", "failed"), ("/api/runs/retry", "succeeded")):
+        bad = await api.post(path, json={"status": [status]})
+        assert bad.status_code == 422, bad.text
+        [problem] = bad.json()["detail"]
+        assert problem["field"] == "status[0]" and problem["value"] == status
+
+
+async def test_a_bulk_action_beyond_the_cap_changes_nothing_and_says_how_many(api: Api) -> None:
+    await api.post("/api/jobs", json=noop_job("flood", queue="nobody-listens"))
+    job_id = (await api.get("/api/jobs/flood")).json()["id"]
+    await insert_runs(api, job_id, "queued", 1003)
+    r = await api.post("/api/runs/cancel", json={"job": "flood"})
+    assert r.status_code == 422, r.text
+    [problem] = r.json()["detail"]
+    assert problem["field"] == "filters" and problem["value"] == 1003
+    assert problem["reason"].startswith("select 1003 runs, 3 more than the 1000 one request "
+                                        "may change; narrow them")
+    assert await api.pool.fetchval("SELECT count(*) FROM runs WHERE status = 'queued'") == 1003
+    assert (await api.get("/api/runs", params={"limit": 1})).json()["total"] == 1003
+    # Narrowed to the cap, it goes through.
+    await api.pool.execute("UPDATE runs SET status = 'running' WHERE id IN "
+                           "(SELECT id FROM runs ORDER BY id LIMIT 3)")
+    done = (await api.post("/api/runs/cancel", json={"job": "flood", "status": ["queued"]})).json()
+    assert done["matched"] == done["cancelled"] == 1000
+
+
 async def test_scheduler_status_reports_the_zone_rules_in_use(api: Api) -> None:
     import tzdata
 
@@ -721,6 +825,19 @@ async def test_every_request_is_logged_with_its_key_name_never_the_key(api: Api)
     assert all(e["duration_ms"] >= 0 for e in requests)
     assert not any(key in repr(events) for key in api.keys.values())
 
+
+async def test_job_and_schedule_lists_give_their_total_in_a_header(api: Api) -> None:
+    for i in range(3):
+        await api.post("/api/jobs", json=noop_job(f"j{i}", enabled=i != 2, schedules=[
+            {"kind": "interval", "interval_seconds": 60 + i}]))
+    jobs = await api.get("/api/jobs", "viewer", params={"limit": 1, "offset": 1})
+    assert jobs.headers["x-total-count"] == "3" and len(jobs.json()) == 1
+    assert (await api.get("/api/jobs", params={"enabled": "false"})).headers["x-total-count"] == "1"
+    schedules = await api.get("/api/schedules", params={"job": "j1", "limit": 1})
+    assert schedules.headers["x-total-count"] == "1" and len(schedules.json()) == 1
+    assert (await api.get("/api/schedules", params={"offset": 10})).headers["x-total-count"] == "3"
+    spec = (await api.get("/openapi.json", None)).json()
+    assert "X-Total-Count" in spec["paths"]["/api/jobs"]["get"]["responses"]["200"]["headers"]
 
 async def test_a_write_that_reaches_a_read_only_host_is_503_and_the_next_one_succeeds(
         db_url: str, amqp_url: str) -> None:

@@ -62,7 +62,8 @@ def test_jobs_add_list_trigger_pause_resume_and_runs(sundial) -> None:
     listed = sundial("jobs", "list")
     assert listed.returncode == 0
     lines = listed.stdout.splitlines()
-    assert lines[0].split()[:3] == ["ID", "NAME", "HANDLER"] and len(lines) == 3
+    assert lines[0].split()[:3] == ["ID", "NAME", "HANDLER"] and len(lines) == 4
+    assert lines[-1] == "2 of 2 jobs"
 
     triggered = sundial("jobs", "trigger", "hb", "--json")
     assert triggered.returncode == 0, triggered.stderr
@@ -254,6 +255,68 @@ def test_schedules_backfill_makes_each_slot_once(sundial) -> None:
                   "--to", "2024-03-01T09:00:00Z")
     assert bad.returncode == 2 and "from 'yesterday'" in bad.stderr
 
+@pytest.mark.timeout(300)
+def test_runs_cancel_and_retry_all_that_the_filters_select(sundial) -> None:
+    from sundial.api import commands, schemas
+
+    assert commands.BULK_MAX_RUNS == schemas.BULK_MAX_RUNS
+    for name, queue in (("a", "q1"), ("b", "q2")):
+        assert sundial("jobs", "add", "--name", name, "--queue", queue).returncode == 0
+    for name in ("a", "a", "b"):
+        assert sundial("jobs", "trigger", name).returncode == 0
+    listed = sundial("runs", "list", "--queue", "q1", "--limit", "1")
+    assert listed.returncode == 0 and listed.stdout.splitlines()[-1] == "1 of 2 runs"
+
+    # Without --yes (and no terminal to ask on) nothing changes; the count says what would.
+    unconfirmed = sundial("runs", "cancel", "--all", "--queue", "q1")
+    assert unconfirmed.returncode == 2
+    assert "this would cancel 2 run(s); add --yes to confirm" in unconfirmed.stderr
+    dry = json.loads(sundial("runs", "cancel", "--all", "--queue", "q1", "--dry-run",
+                             "--json").stdout)
+    assert dry["dry_run"] is True and dry["matched"] == 2
+
+    cancelled = sundial("runs", "cancel", "--all", "--queue", "q1", "--yes")
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert cancelled.stdout.strip() == "cancelled 2 run(s)"
+    statuses = {r["job"] + ":" + r["status"]
+                for r in json.loads(sundial("runs", "list", "--json").stdout)}
+    assert statuses == {"a:cancelled", "b:queued"}
+
+    retried = sundial("runs", "retry", "--all", "--job", "a", "--yes", "--json")
+    assert retried.returncode == 0, retried.stderr
+    assert len(json.loads(retried.stdout)["queued"]) == 2
+    assert sundial("runs", "list", "--job", "a").stdout.splitlines()[-1] == "4 of 4 runs"
+
+    # Bad requests say what to give instead.
+    for args, words in ((("runs", "cancel"), "give the run's id, or --all"),
+                        (("runs", "retry", "1", "--job", "a"), "--job: goes with --all"),
+                        (("runs", "retry", "--all", "--status", "succeeded", "--yes"),
+                         "status.0 'succeeded': Input should be 'failed', 'dead'")):
+        refused = sundial(*args)
+        assert refused.returncode == 2 and words in refused.stderr, (args, refused.stderr)
+
+
+@pytest.mark.timeout(300)
+def test_queues_pause_and_resume_one_or_all(sundial) -> None:
+    assert sundial("jobs", "add", "--name", "mailer", "--queue", "mail").returncode == 0
+    paused = sundial("queues", "pause", "mail")
+    assert paused.returncode == 0 and paused.stdout.strip() == "paused queue 'mail'"
+    assert sundial("queues", "pause", "--all").stdout.strip() == "paused every queue"
+    listed = json.loads(sundial("queues", "list", "--json").stdout)
+    assert listed["all_paused"] and [(x["queue"], x["paused"]) for x in listed["queues"]] == [
+        ("mail", True)]
+    resumed = sundial("queues", "resume", "mail")
+    assert resumed.returncode == 0 and "every queue is paused, so nothing is published" in resumed.stdout
+    assert "paused:    all (every queue paused)" in sundial("status").stdout
+    assert sundial("queues", "resume", "--all").returncode == 0
+    listed = json.loads(sundial("queues", "list", "--json").stdout)
+    assert not listed["all_paused"] and not listed["queues"][0]["paused"]
+
+    for args, code, words in ((("queues", "pause"), 2, "give the queue's name, or --all"),
+                              (("queues", "pause", "mail", "--all"), 2, "not both"),
+                              (("queues", "pause", "nope"), 3, "no job runs on queue 'nope'")):
+        refused = sundial(*args)
+        assert refused.returncode == code and words in refused.stderr, (args, refused.stderr)
 
 def test_several_hosts_in_database_url_reach_the_one_that_answers(db_url, amqp_url) -> None:
     env = service_env(several_hosts(db_url, free_port()), amqp_url)

@@ -3,7 +3,7 @@ check of sundial.api.auth (attached to the router in sundial.api.app): denied un
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.routing import APIRoute
@@ -19,6 +19,13 @@ async def _service(request: Request) -> Service:
 
 
 Svc = Annotated[Service, Depends(_service)]
+
+# The lists that answer a bare JSON array (jobs, schedules) give their total in a header,
+# so that older clients read the same body; GET /api/runs has `total` in its envelope.
+TOTAL_HEADER = "X-Total-Count"
+TOTAL_COUNT: dict[int | str, dict[str, Any]] = {200: {"headers": {TOTAL_HEADER: {
+    "description": "How many items the filters select, whatever limit and offset.",
+    "schema": {"type": "integer"}}}}}
 
 
 async def known_query(request: Request) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Path, Query, Response, status
 
 from sundial.api.auth import Caller
-from sundial.api.routes import Svc
+from sundial.api.routes import TOTAL_COUNT, TOTAL_HEADER, Svc
 from sundial.api.schemas import (
     Deleted,
     JobCreate,
@@ -23,10 +23,12 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 JobRef = Annotated[str, Path(min_length=1, max_length=200, description="A job's id or name.")]
 
 
-@router.get("", response_model=list[JobSummary])
-async def list_jobs(svc: Svc, enabled: bool | None = None,
+@router.get("", response_model=list[JobSummary], responses=TOTAL_COUNT)
+async def list_jobs(svc: Svc, response: Response, enabled: bool | None = None,
                     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0):
+    """Jobs by name. The `X-Total-Count` header counts every job the filter selects."""
+    response.headers[TOTAL_HEADER] = str(await svc.count_jobs(enabled=enabled))
     return await svc.list_jobs(enabled=enabled, limit=limit, offset=offset)
 
 

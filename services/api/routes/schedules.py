@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Path, Query, Response, status
 
 from sundial.api.auth import Caller
-from sundial.api.routes import Svc
+from sundial.api.routes import TOTAL_COUNT, TOTAL_HEADER, Svc
 from sundial.api.schemas import (
     MAX_ID,
     Backfill,
@@ -24,13 +24,15 @@ router = APIRouter(prefix="/schedules", tags=["schedules"])
 ScheduleId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
-@router.get("", response_model=list[Schedule])
-async def list_schedules(svc: Svc,
+@router.get("", response_model=list[Schedule], responses=TOTAL_COUNT)
+async def list_schedules(svc: Svc, response: Response,
                          job: Annotated[str | None, Query(min_length=1, max_length=200,
                                                           description="A job's id or name.")] = None,
                          active: bool | None = None,
                          limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                          offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0):
+    """Schedules by id. The `X-Total-Count` header counts every schedule the filters select."""
+    response.headers[TOTAL_HEADER] = str(await svc.count_schedules(job=job, active=active))
     return await svc.list_schedules(job=job, active=active, limit=limit, offset=offset)
 
 

@@ -7,7 +7,11 @@ const Sundial = (() => {
   const KEY = "sundial.key";
   const ROLE = "sundial.role";
   const NAME = "sundial.name";
+  const ZONE = "sundial.zone";
   const FINAL = ["succeeded", "failed", "timed_out", "cancelled", "skipped", "dead"];
+  // The runs a person may cancel, and those worth retrying (the API refuses the others).
+  const CANCELLABLE = ["queued", "running"];
+  const RETRYABLE = ["failed", "dead", "timed_out", "cancelled"];
   const STATUS = {
     queued: { icon: "◷", label: "queued" },
     running: { icon: "", label: "running" },
@@ -83,18 +87,34 @@ const Sundial = (() => {
     if (text) {
       try { data = JSON.parse(text); } catch { data = { detail: text }; }
     }
-    return { status: response.status, ok: response.ok, data };
+    const total = response.headers.get("X-Total-Count");
+    return { status: response.status, ok: response.ok, data, total: total === null ? null : Number(total) };
   }
 
   /* The parsed body of a 2xx answer; ApiError otherwise. A refused key ends the session. */
   async function api(method, path, body) {
+    return (await answer(method, path, body)).data;
+  }
+
+  /* A list and its total (the X-Total-Count header of /api/jobs and /api/schedules). */
+  async function list(path) {
+    const r = await answer("GET", path);
+    return { items: r.data, total: r.total };
+  }
+
+  async function answer(method, path, body) {
     const r = await request(method, path, body);
     if (r.status === 401) {
       signOut(refusal(r.data && r.data.detail));
       throw new ApiError(401, "signed out");
     }
     if (!r.ok) throw new ApiError(r.status, r.data ? r.data.detail : "HTTP " + r.status);
-    return r.data;
+    return r;
+  }
+
+  /* "3 of 7 jobs" */
+  function countOf(shown, total, noun) {
+    return shown + " of " + total + " " + noun + (total === 1 ? "" : "s");
   }
 
   /* The key's name and role (viewers get no write buttons). */
@@ -166,13 +186,53 @@ const Sundial = (() => {
 
   // --- formatting ----------------------------------------------------------------------------
 
-  function time(iso) {
+  /* Times of runs, workers and the scheduler are shown in the zone the user picked (the
+     browser's by default, UTC, or any other; kept in localStorage); a schedule's fire times
+     in the schedule's own zone. Every time carries its date and its zone's name. */
+  function browserZone() {
+    try { return Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC"; } catch { return "UTC"; }
+  }
+
+  /* "browser", "UTC" or an IANA name. */
+  function zoneChoice() {
+    const chosen = localStorage.getItem(ZONE);
+    if (!chosen || chosen === "browser") return "browser";
+    try { new Intl.DateTimeFormat(undefined, { timeZone: chosen }); return chosen; } catch { return "browser"; }
+  }
+
+  const zone = () => (zoneChoice() === "browser" ? browserZone() : zoneChoice());
+
+  function setZone(choice) {
+    localStorage.setItem(ZONE, choice || "browser");
+    document.dispatchEvent(new Event("sundial:zone"));
+  }
+
+  const FORMATS = new Map();
+
+  /* style: "full" (date, time, zone), "weekday" (the same with the day's name), "minute"
+     (hour and minute only, with the zone). */
+  function formatter(timeZone, style) {
+    const id = timeZone + " " + style;
+    if (!FORMATS.has(id)) {
+      const options = { timeZone, hourCycle: "h23", hour: "2-digit", minute: "2-digit", timeZoneName: "short" };
+      if (style !== "minute") Object.assign(options, { year: "numeric", month: "short", day: "numeric", second: "2-digit" });
+      if (style === "weekday") options.weekday = "short";
+      if (style === "parts") Object.assign(options, { month: "2-digit", day: "2-digit", timeZoneName: undefined });
+      // "parts" are read as numbers: Latin digits whatever the browser's language.
+      const locale = style === "parts" ? "en-US" : undefined;
+      let format;
+      try { format = new Intl.DateTimeFormat(locale, options); } catch {
+        format = new Intl.DateTimeFormat(locale, { ...options, timeZone: "UTC" });
+      }
+      FORMATS.set(id, format);
+    }
+    return FORMATS.get(id);
+  }
+
+  /* "2 Dec 2026, 02:00:00 CET": in timeZone (a schedule's), else in the user's zone. */
+  function time(iso, timeZone, style) {
     if (!iso) return "—";
-    const d = new Date(iso);
-    const sameDay = d.toDateString() === new Date().toDateString();
-    return d.toLocaleString(undefined, sameDay
-      ? { hour: "2-digit", minute: "2-digit", second: "2-digit" }
-      : { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+    return formatter(timeZone || zone(), style || "full").format(new Date(iso));
   }
 
   function relative(iso) {
@@ -185,10 +245,54 @@ const Sundial = (() => {
     return s < 0 ? text + " ago" : "in " + text;
   }
 
-  /* <time> showing a relative instant, the exact one on hover. */
-  function when(iso) {
+  /* <time> showing the exact instant with its date and zone, how long ago on hover. */
+  function when(iso, timeZone) {
     if (!iso) return el("span", { class: "muted" }, "—");
-    return el("time", { datetime: iso, title: new Date(iso).toLocaleString() }, relative(iso));
+    return el("time", { datetime: iso, title: relative(iso) }, time(iso, timeZone));
+  }
+
+  /* <time> showing how long ago (heartbeats, scheduler passes), the exact instant on hover. */
+  function ago(iso) {
+    if (!iso) return el("span", { class: "muted" }, "—");
+    return el("time", { datetime: iso, title: time(iso) }, relative(iso));
+  }
+
+  /* How far (ms) timeZone's wall clock is ahead of UTC at the instant t. */
+  function offsetAt(t, timeZone) {
+    const parts = {};
+    for (const p of formatter(timeZone, "parts").formatToParts(new Date(t))) parts[p.type] = p.value;
+    const wall = Date.UTC(+parts.year, +parts.month - 1, +parts.day, +parts.hour, +parts.minute, +parts.second);
+    return wall - Math.floor(t / 1000) * 1000;
+  }
+
+  /* A datetime-local value ("2026-12-02T02:00") read as a wall time in timeZone (the
+     user's zone by default): the ISO instant, or null. */
+  function instantIn(local, timeZone) {
+    const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2}))?$/.exec(local || "");
+    if (!m) return null;
+    const wall = Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +(m[6] || 0));
+    const zoneName = timeZone || zone();
+    let t = wall - offsetAt(wall, zoneName);
+    t = wall - offsetAt(t, zoneName);  // the offset at the instant itself (DST days)
+    return new Date(t).toISOString();
+  }
+
+  /* An ISO instant as a datetime-local value in timeZone (the user's zone by default). */
+  function localIn(iso, timeZone) {
+    const t = new Date(iso).getTime();
+    if (Number.isNaN(t)) return "";
+    return new Date(t + offsetAt(t, timeZone || zone())).toISOString().slice(0, 16);
+  }
+
+  /* The zone picker of the top bar. */
+  function zonePicker(select) {
+    const option = (value, label) => el("option", { value }, label);
+    let zones = [];
+    try { zones = Intl.supportedValuesOf("timeZone"); } catch { /* an old browser: the two choices */ }
+    fill(select, option("browser", "Browser (" + browserZone() + ")"), option("UTC", "UTC"),
+      el("optgroup", { label: "Other zones" }, zones.filter((z) => z !== "UTC").map((z) => option(z, z))));
+    select.value = zoneChoice();
+    select.addEventListener("change", () => setZone(select.value));
   }
 
   function duration(seconds) {
@@ -309,7 +413,7 @@ const Sundial = (() => {
   /* A schedule (API shape) in words, e.g. "At 09:00 on Monday (Europe/Paris)". */
   function describeSchedule(s) {
     if (s.kind === "interval") return every(Number(s.interval_seconds));
-    if (s.kind === "once") return "once, " + (s.run_at ? new Date(s.run_at).toLocaleString() : "—");
+    if (s.kind === "once") return "once, " + time(s.run_at, s.timezone || "UTC");
     const words = describeCron(s.cron || "");
     if (!words) return "cron " + s.cron + " (" + (s.timezone || "UTC") + ")";
     // Only a time of day or a calendar day depends on the zone: "every 5 min" does not.
@@ -329,6 +433,7 @@ const Sundial = (() => {
       timer = setTimeout(() => { if (!document.hidden) tick(); }, ms);
     };
     document.addEventListener("visibilitychange", () => { if (!document.hidden) tick(); });
+    document.addEventListener("sundial:zone", tick);
     tick();
     return tick;
   }
@@ -342,6 +447,8 @@ const Sundial = (() => {
       if (!isAdmin()) $$("[data-write]").forEach((node) => node.remove());
       const who = $("#who");
       if (who) fill(who, sessionStorage.getItem(NAME) || "", " ", el("span", { class: "pill" }, role()));
+      const picker = $("#zone");
+      if (picker) zonePicker(picker);
       const out = $("#logout");
       if (out) out.addEventListener("click", () => signOut());
       main();
@@ -358,9 +465,9 @@ const Sundial = (() => {
 
   return {
     CODE_MANAGED, codeBadge,
-    FINAL, STATUS, ApiError, api, signIn, signOut, signInReason, safeNext, key, role, isAdmin,
+    FINAL, CANCELLABLE, RETRYABLE, STATUS, ApiError, api, list, countOf, signIn, signOut, signInReason, safeNext, key, role, isAdmin,
     el, fill, append, $, $$,
-    flash, action, time, relative, when, duration, statusBadge, every, describeCron,
+    flash, action, zone, setZone, instantIn, localIn, time, relative, when, ago, duration, statusBadge, every, describeCron,
     describeSchedule, poll, page,
   };
 })();

@@ -150,8 +150,10 @@ Sundial.page(() => {
 
   // --- the schedule editor -----------------------------------------------------------------------
 
-  const fireTime = (t) => el("li", {}, el("time", { datetime: t }, new Date(t).toLocaleString(undefined,
-    { weekday: "short", year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit" })));
+  /* A preview's fire times, in the schedule's own zone: a 02:00 Europe/Paris cron reads
+     02:00 CET wherever the browser is. */
+  const fireTimes = (preview) => preview.times.map((t) => el("li", {},
+    el("time", { datetime: t }, Sundial.time(t, preview.timezone, "weekday"))));
 
   function scheduleEditor(box) {
     const f = (name) => $(`[name="${name}"]`, box);
@@ -203,10 +205,10 @@ Sundial.page(() => {
 
     async function times(s) {
       if (state.saved && state.saved.id && same(s, state.saved)) {
-        return (await api("GET", `/api/schedules/${state.saved.id}/preview?count=5`)).times;
+        return api("GET", `/api/schedules/${state.saved.id}/preview?count=5`);
       }
       if (!isAdmin()) return null;  // previewing an unsaved schedule is a POST: admins only
-      return (await api("POST", "/api/schedules/preview?count=5", s)).times;
+      return api("POST", "/api/schedules/preview?count=5", s);
     }
 
     async function update() {
@@ -225,8 +227,8 @@ Sundial.page(() => {
           note.textContent = "The next fire times show once the schedule is saved.";
           return;
         }
-        Sundial.fill(list, next.map(fireTime));
-        note.textContent = next.length ? "Next fire times (your local time):" : "It will not fire again.";
+        Sundial.fill(list, fireTimes(next));
+        note.textContent = next.times.length ? "Next fire times (" + next.timezone + "):" : "It will not fire again.";
         clearErrors(box);
       } catch (err) {
         if (seq !== state.seq) return;
@@ -305,7 +307,7 @@ Sundial.page(() => {
   function scheduleCard(s) {
     const declared = job.managed_by === "code";
     const preview = el("ol", { class: "times" });
-    api("GET", `/api/schedules/${s.id}/preview?count=5`).then((p) => Sundial.fill(preview, p.times.map(fireTime)))
+    api("GET", `/api/schedules/${s.id}/preview?count=5`).then((p) => Sundial.fill(preview, fireTimes(p)))
       .catch(() => {});
     return el("div", { class: "schedule-card", dataset: { schedule: s.id } },
       el("div", { class: "head" },
@@ -313,13 +315,13 @@ Sundial.page(() => {
         el("span", { class: "pill " + (s.is_active ? "on" : "off") },
           s.set_aside_at ? "set aside" : s.is_active ? "active" : "paused")),
       el("dl", { class: "facts", "data-spaced": "" },
-        el("dt", {}, "Next run"), el("dd", {}, s.is_active ? when(s.next_run_at) : "—"),
-        el("dt", {}, "Last run"), el("dd", {}, when(s.last_run_at)),
+        el("dt", {}, "Next run"), el("dd", { "data-next-run": "" }, s.is_active ? when(s.next_run_at, s.timezone) : "—"),
+        el("dt", {}, "Last run"), el("dd", {}, when(s.last_run_at, s.timezone)),
         el("dt", {}, "Runs"), el("dd", {}, s.run_count + (s.failure_count ? `, ${s.failure_count} dispatch failures` : "")),
         // Set aside by the scheduler: it cannot be planned until edited; the error says why.
         s.set_aside_at ? [el("dt", {}, "Set aside"), el("dd", { "data-set-aside": "" }, when(s.set_aside_at), ": ", s.last_error)]
           : s.last_error ? [el("dt", {}, "Last error"), el("dd", {}, s.last_error)] : null),
-      el("div", { class: "muted", "data-spaced": "" }, "Next fire times:"), preview,
+      el("div", { class: "muted", "data-spaced": "" }, "Next fire times (" + s.timezone + "):"), preview,
       isAdmin() ? el("div", { class: "actions", dataset: { write: "" } },
         Sundial.action(s.is_active ? "Pause" : "Resume", async () => {
           await api("POST", `/api/schedules/${s.id}/${s.is_active ? "pause" : "resume"}`);
@@ -428,6 +430,8 @@ Sundial.page(() => {
 
   async function latestRuns() {
     const page = await api("GET", `/api/runs?job=${jobId}&limit=10`);
+    fill($("#job-runs-count"), page.total ? [Sundial.countOf(page.items.length, page.total, "run"), " · ",
+      el("a", { href: "/runs?job=" + jobId }, "all of them")] : null);
     fill($("#job-latest-runs tbody"), page.items.length ? page.items.map((r) => el("tr", {},
       el("td", { "data-label": "Run" }, el("a", { href: "/runs/" + r.id }, "#" + r.id)),
       el("td", { "data-label": "Status" }, statusBadge(r.status)),

@@ -24,6 +24,12 @@ Sundial.page(() => {
       }, { class: "btn small", "data-action": job.enabled ? "pause" : "resume" }));
   }
 
+  /* The zone of the schedule whose slot this is: a fire time reads in its schedule's zone. */
+  function zoneOf(iso, schedules) {
+    const s = schedules.find((x) => x.is_active && x.next_run_at && new Date(x.next_run_at).getTime() === new Date(iso).getTime());
+    return s ? s.timezone : undefined;
+  }
+
   function row(job, schedules) {
     return el("tr", { dataset: { job: job.name } },
       el("td", { "data-label": "Name" }, el("a", { href: "/jobs/" + job.id }, job.name),
@@ -31,15 +37,17 @@ Sundial.page(() => {
         job.description ? el("div", { class: "muted" }, job.description) : null),
       el("td", { "data-label": "Handler" }, el("span", { class: "mono" }, job.handler)),
       el("td", { "data-label": "Schedule", class: "schedule" }, scheduleCell(schedules)),
-      el("td", { "data-label": "Next run" }, job.enabled ? when(job.next_run_at) : el("span", { class: "muted" }, "paused")),
+      el("td", { "data-label": "Next run" }, job.enabled ? when(job.next_run_at, zoneOf(job.next_run_at, schedules)) : el("span", { class: "muted" }, "paused")),
       el("td", { "data-label": "Last status" }, job.last_run_status ? statusBadge(job.last_run_status) : el("span", { class: "muted" }, "never run")),
       el("td", { "data-label": "Enabled" }, el("span", { class: "pill " + (job.enabled ? "on" : "off") }, job.enabled ? "enabled" : "paused")),
       el("td", { class: "actions-cell" }, actions(job)));
   }
 
   async function refresh() {
-    const [jobs, schedules] = await Promise.all([
-      api("GET", "/api/jobs?limit=1000"), api("GET", "/api/schedules?limit=1000")]);
+    const [page, schedules] = await Promise.all([
+      Sundial.list("/api/jobs?limit=1000"), api("GET", "/api/schedules?limit=1000")]);
+    const jobs = page.items;
+    $("#jobs-count").textContent = page.total ? Sundial.countOf(jobs.length, page.total, "job") : "";
     const byJob = new Map();
     for (const s of schedules) byJob.set(s.job_id, [...(byJob.get(s.job_id) || []), s]);
     fill($("#jobs tbody"), jobs.length ? jobs.map((j) => row(j, byJob.get(j.id) || []))

@@ -2,7 +2,7 @@
 "use strict";
 
 Sundial.page(() => {
-  const { api, el, fill, $, when, statusBadge, duration } = Sundial;
+  const { api, el, fill, $, when, ago, statusBadge, duration, action, isAdmin } = Sundial;
   const ORDER = ["succeeded", "failed", "timed_out", "dead", "cancelled", "skipped", "running", "queued"];
   const MINUTES = 60;
 
@@ -23,8 +23,8 @@ Sundial.page(() => {
     badge.className = "badge " + s.status;
     badge.textContent = s.status;
     badge.title = s.status === "stale" ? "No scheduler pass for more than " + s.stale_after_s + " s" : "";
-    fill($("#scheduler-last"), when(s.last_run));
-    fill($("#scheduler-next"), when(s.next_run), s.trigger_requested ? " (a pass was requested)" : "");
+    fill($("#scheduler-last"), ago(s.last_run));
+    fill($("#scheduler-next"), ago(s.next_run), s.trigger_requested ? " (a pass was requested)" : "");
     const live = s.instances.filter((i) => i.status === "running");
     fill($("#scheduler-instances"), s.instances.length
       ? live.length + " of " + s.instances.length + " " + (s.instances.length === 1 ? "instance" : "instances")
@@ -60,7 +60,44 @@ Sundial.page(() => {
         " ", el("span", { class: "mono" }, w.host + ":" + w.pid)),
       el("td", { "data-label": "Queues" }, w.queues.join(", ")),
       el("td", { "data-label": "Running" }, w.running + " / " + w.concurrency),
-      el("td", { "data-label": "Heartbeat" }, when(w.last_heartbeat)))) : el("tr", {}, el("td", { class: "empty", colspan: 4 }, "No worker has registered yet.")));
+      el("td", { "data-label": "Heartbeat" }, ago(w.last_heartbeat)))) : el("tr", {}, el("td", { class: "empty", colspan: 4 }, "No worker has registered yet.")));
+  }
+
+  /* Queues: paused ones hold their runs (queued, unpublished) until resumed. */
+  function showQueues(q) {
+    const note = $("#all-paused");
+    note.hidden = !q.all_paused;
+    if (q.all_paused) fill(note, "Every queue is paused since ", when(q.all_paused_at), " by " + q.all_paused_by + ": no run is published.");
+    const all = $("#pause-all");
+    if (all) all.textContent = q.all_paused ? "Resume every queue" : "Pause every queue";
+    const state = (x) => (x.paused ? el("span", { class: "pill off", title: "since " + Sundial.time(x.paused_at) + " by " + x.paused_by }, "paused")
+      : q.all_paused ? el("span", { class: "pill off" }, "held (all paused)") : el("span", { class: "pill on" }, "publishing"));
+    fill($("#queues tbody"), q.queues.length ? q.queues.map((x) => el("tr", { dataset: { queue: x.queue } },
+      el("td", { "data-label": "Queue" }, el("span", { class: "mono" }, x.queue)),
+      el("td", { "data-label": "State" }, state(x)),
+      el("td", { "data-label": "Jobs" }, x.jobs),
+      el("td", { "data-label": "Queued runs" }, el("a", { href: "/runs?" + new URLSearchParams({ queue: x.queue, status: "queued" }) }, x.queued)),
+      el("td", { class: "actions-cell" }, isAdmin() ? action(x.paused ? "Resume" : "Pause", async () => {
+        await api("POST", `/api/queues/${encodeURIComponent(x.queue)}/${x.paused ? "resume" : "pause"}`);
+        refresh();
+      }, { class: "btn small", "data-action": x.paused ? "resume" : "pause" }) : null)))
+      : el("tr", {}, el("td", { class: "empty", colspan: 5 }, "No job yet, so no queue.")));
+    lastQueues = q;
+  }
+  let lastQueues = null;
+
+  const pauseAll = $("#pause-all");
+  if (pauseAll) {
+    pauseAll.addEventListener("click", async () => {
+      const resume = lastQueues && lastQueues.all_paused;
+      if (!resume && !confirm("Pause every queue? No run will be published until you resume.")) return;
+      pauseAll.disabled = true;
+      try {
+        await api("POST", `/api/queues/${resume ? "resume" : "pause"}`);
+        Sundial.flash(resume ? "Every queue resumed." : "Every queue paused.");
+        refresh();
+      } catch (err) { Sundial.flash(err.message, "error"); } finally { pauseAll.disabled = false; }
+    });
   }
 
   function showRecent(runs) {
@@ -114,7 +151,7 @@ Sundial.page(() => {
     const colors = getComputedStyle(document.documentElement);
     buckets.forEach((b, i) => {
       let y = 6 + plotH;
-      const minute = new Date(start + i * 60000).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+      const minute = Sundial.time(new Date(start + i * 60000).toISOString(), undefined, "minute");
       for (const status of ORDER) {
         const n = b[status];
         if (!n) continue;
@@ -135,9 +172,11 @@ Sundial.page(() => {
   }
 
   async function refresh() {
-    const [status, stats, workers, runs] = await Promise.all([
-      api("GET", "/api/scheduler/status"), api("GET", "/api/stats"), api("GET", "/api/workers"), lastHour()]);
+    const [status, stats, workers, runs, queues] = await Promise.all([
+      api("GET", "/api/scheduler/status"), api("GET", "/api/stats"), api("GET", "/api/workers"), lastHour(),
+      api("GET", "/api/queues")]);
     showScheduler(status);
+    showQueues(queues);
     showStats(stats, workers);
     chart(runs);
     if (runs.length < 10) {

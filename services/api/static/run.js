@@ -3,7 +3,7 @@
 "use strict";
 
 Sundial.page(() => {
-  const { api, el, fill, $, when, statusBadge, duration, FINAL, isAdmin } = Sundial;
+  const { api, el, fill, $, ago, statusBadge, duration, FINAL, CANCELLABLE, RETRYABLE, isAdmin } = Sundial;
   const id = document.body.dataset.runId;
   let run = null;
 
@@ -29,19 +29,21 @@ Sundial.page(() => {
       fact("Finished", Sundial.time(r.finished_at)),
       fact("Waited", wait === null ? null : duration(Math.max(wait, 0))),
       fact("Duration", duration(r.duration_s)),
-      fact("Last heartbeat", when(r.heartbeat_at)),
+      fact("Last heartbeat", ago(r.heartbeat_at)),
       fact("Worker", r.worker_id ? el("span", { class: "mono" }, r.worker_id) : null));
     $("#run-result").textContent = r.result === null || r.result === undefined ? "—" : JSON.stringify(r.result, null, 2);
     const out = $("#run-output");
     const following = out.scrollTop + out.clientHeight >= out.scrollHeight - 4;
     out.textContent = r.output || "—";
     if (r.status === "running" && following) out.scrollTop = out.scrollHeight;  // follow the tail
-    fill($("#run-output-at"), r.status === "running" && r.output_at ? ["live, last written ", when(r.output_at)] : "");
+    fill($("#run-output-at"), r.status === "running" && r.output_at ? ["live, last written ", ago(r.output_at)] : "");
     $("#error-card").hidden = !r.error;
     $("#run-error").textContent = r.error || "";
     if (isAdmin()) {
-      $("#cancel").hidden = FINAL.includes(r.status) || r.cancel_requested;
-      $("#retry").hidden = !FINAL.includes(r.status);
+      // Cancel while queued or running; retry only what did not succeed (a succeeded or
+      // skipped run has nothing to retry: run its job again instead).
+      $("#cancel").hidden = !CANCELLABLE.includes(r.status) || r.cancel_requested;
+      $("#retry").hidden = !RETRYABLE.includes(r.status);
     }
   }
 
@@ -69,4 +71,6 @@ Sundial.page(() => {
   }
 
   const tick = Sundial.poll(refresh, 1500);
+  // A final run is no longer polled: a new zone choice still redraws its times.
+  document.addEventListener("sundial:zone", () => { if (run) show(run); });
 });

@@ -2,28 +2,38 @@
 "use strict";
 
 Sundial.page(() => {
-  const { api, el, fill, $, when, statusBadge, duration } = Sundial;
+  const { api, el, fill, $, when, statusBadge, duration, isAdmin } = Sundial;
   const form = $("#run-filters");
   const params = new URLSearchParams(location.search);
   const rows = new Map();
   let cursor = null;
   let older = false;
+  let total = null;
 
-  const localInput = (iso) => {
-    const d = new Date(iso);
-    return new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
-  };
-  for (const name of ["status", "since", "until"]) {
-    if (params.get(name)) form.elements[name].value = name === "status" ? params.get(name) : localInput(params.get(name));
+  for (const name of ["status", "queue"]) {
+    if (params.get(name)) form.elements[name].value = params.get(name);
   }
+
+  /* From and Until are wall times in the zone the user picked; the address keeps instants. */
+  function showRange() {
+    const shown = new URLSearchParams(location.search);
+    for (const name of ["since", "until"]) {
+      form.elements[name].value = shown.get(name) ? Sundial.localIn(shown.get(name)) : "";
+    }
+    Sundial.$$("[data-zone-name]").forEach((node) => { node.textContent = "(" + Sundial.zone() + ")"; });
+  }
+  showRange();
+  document.addEventListener("sundial:zone", showRange);
 
   function query(extra) {
     const q = new URLSearchParams({ limit: "50", ...extra });
     const job = form.elements.job.value || params.get("job");
     if (job) q.set("job", job);
     if (form.elements.status.value) q.set("status", form.elements.status.value);
+    if (form.elements.queue.value.trim()) q.set("queue", form.elements.queue.value.trim());
     for (const name of ["since", "until"]) {
-      if (form.elements[name].value) q.set(name, new Date(form.elements[name].value).toISOString());
+      const instant = Sundial.instantIn(form.elements[name].value);
+      if (instant) q.set(name, instant);
     }
     return q;
   }
@@ -44,12 +54,16 @@ Sundial.page(() => {
     const all = [...rows.values()].sort((a, b) => b.id - a.id);
     fill($("#runs tbody"), all.length ? all.map(row) : el("tr", {}, el("td", { class: "empty", colspan: 8 }, "No runs match.")));
     $("#older").hidden = !cursor;
+    if (total !== null) {
+      $("#runs-count").textContent = total ? Sundial.countOf(all.length, total, "run") : "";
+    }
   }
 
   /* The newest page: new runs appear, shown ones change status in place. */
   async function refresh() {
     const page = await api("GET", "/api/runs?" + query().toString());
     if (!older) { rows.clear(); cursor = page.next_cursor; }
+    total = page.total;
     for (const r of page.items) rows.set(r.id, r);
     render();
   }
@@ -57,6 +71,7 @@ Sundial.page(() => {
   $("#older").addEventListener("click", async () => {
     const page = await api("GET", "/api/runs?" + query({ cursor: String(cursor) }).toString());
     older = true;
+    total = page.total;
     for (const r of page.items) rows.set(r.id, r);
     cursor = page.next_cursor;
     render();
@@ -76,6 +91,33 @@ Sundial.page(() => {
   form.addEventListener("submit", (event) => { event.preventDefault(); refilter(); });
 
   const tick = Sundial.poll(refresh, 3000);
+
+  /* The list's filters as the body of a bulk action. */
+  function selection() {
+    const q = query();
+    const body = {};
+    for (const name of ["job", "queue", "since", "until"]) if (q.get(name)) body[name] = q.get(name);
+    if (q.get("status")) body.status = [q.get("status")];
+    return body;
+  }
+
+  /* Count first (dry_run), confirm, then act on the runs the filters select. */
+  async function bulk(action, what, done) {
+    const body = selection();
+    const dry = await api("POST", `/api/runs/${action}`, { ...body, dry_run: true });
+    if (!dry.matched) { Sundial.flash(`No ${what} run matches these filters.`); return; }
+    if (!confirm(`${action === "cancel" ? "Cancel" : "Retry"} ${dry.matched} ${what} ${dry.matched === 1 ? "run" : "runs"}?`)) return;
+    Sundial.flash(done(await api("POST", `/api/runs/${action}`, body)));
+    older = false;
+    tick();
+  }
+
+  if (isAdmin()) {
+    $("#bulk-cancel").addEventListener("click", () => bulk("cancel", "queued or running",
+      (r) => `${r.cancelled} cancelled` + (r.stopping ? `, ${r.stopping} asked to stop.` : ".")).catch((err) => Sundial.flash(err.message, "error")));
+    $("#bulk-retry").addEventListener("click", () => bulk("retry", "failed, dead, timed out or cancelled",
+      (r) => `${r.queued.length} new ${r.queued.length === 1 ? "run" : "runs"} queued.`).catch((err) => Sundial.flash(err.message, "error")));
+  }
 
   api("GET", "/api/jobs?limit=1000").then((jobs) => {
     const wanted = params.get("job");
