@@ -6,22 +6,45 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
-from sundial.api.schemas import MAX_ID, YEAR_S, QueueName, Seconds, Strict, Text
+from sundial.api.schemas import (
+    MAX_ID,
+    NUMBER,
+    YEAR_S,
+    Change,
+    Kept,
+    QueueName,
+    Seconds,
+    Strict,
+    Text,
+    WithPattern,
+    by_kind,
+)
+from sundial.core import notifications as n
 
 ChannelKind = Literal["webhook", "slack", "email"]
 RuleKind = Literal["run_failed", "schedule_silent", "missed_slot", "scheduler_stale",
                    "queue_unattended", "outbox_backlog"]
 FailedStatus = Literal["failed", "timed_out", "dead"]
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")]
-Url = Annotated[Text, Field(min_length=1, max_length=2000)]
-# An address on its own line of a header: no spaces, commas or line breaks.
-Email = Annotated[str, StringConstraints(pattern=r"^[^\s,<>@]+@[^\s,<>@]+$", max_length=254)]
-Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+# Where its host may be (WORKER_HTTP_ALLOWED_NETWORKS) is checked on write.
+Url = Annotated[Text, Field(min_length=1, max_length=2000),
+                WithPattern(r"^[Hh][Tt][Tt][Pp][Ss]?://[^\x00]*$")]
+# An address on its own line of a header: no spaces, commas, control characters or line
+# breaks. Spelt out rather than \s, which the validator and JSON Schema tools read apart.
+_ADDRESS_PART = r"[^\x00-\x20\x7f-\xa0\u2028\u2029,<>@]+"
+Email = Annotated[str, StringConstraints(pattern=f"^{_ADDRESS_PART}@{_ADDRESS_PART}$",
+                                         max_length=254)]
+Id = Annotated[int, Field(ge=1, le=MAX_ID), NUMBER]
 
 
 class ChannelCreate(Strict):
+    """The fields of its `kind` only: a webhook or slack channel has `url`, an email one
+    `to`."""
+
+    model_config = ConfigDict(json_schema_extra=by_kind(n.CHANNEL_KIND_FIELDS))
+
     name: Name
     kind: ChannelKind
     url: Url | None = Field(None, description="webhook and slack: where to POST (secret: "
@@ -31,17 +54,17 @@ class ChannelCreate(Strict):
                           "one is generated and returned once")
     to: Annotated[list[Email], Field(min_length=1, max_length=50)] | None = Field(
         None, description="email: the recipients")
-    enabled: bool = True
+    enabled: StrictBool = True
 
 
-class ChannelUpdate(Strict):
-    """Fields to change; the others keep their values."""
+class ChannelUpdate(Change):
+    """Fields to change; the others keep their values (none may be null)."""
 
-    name: Name | None = None
-    url: Url | None = None
-    signing_secret: Annotated[Text, Field(min_length=16, max_length=200)] | None = None
-    to: Annotated[list[Email], Field(min_length=1, max_length=50)] | None = None
-    enabled: bool | None = None
+    name: Kept(Name) = None
+    url: Kept(Url) = None
+    signing_secret: Kept(Annotated[Text, Field(min_length=16, max_length=200)]) = None
+    to: Kept(Annotated[list[Email], Field(min_length=1, max_length=50)]) = None
+    enabled: Kept(StrictBool) = None
 
 
 class Channel(BaseModel):
@@ -64,34 +87,40 @@ class RuleFields(Strict):
     schedule_id: Id | None = Field(None, description="scope: this schedule only")
     statuses: Annotated[list[FailedStatus], Field(min_length=1, max_length=3)] | None = Field(
         None, description="run_failed: which final statuses notify (default all three)")
-    within_seconds: Annotated[Seconds, Field(gt=0, le=YEAR_S)] | None = Field(
+    within_seconds: Annotated[Seconds, Field(gt=0, le=YEAR_S), NUMBER] | None = Field(
         None, description="schedule_silent, missed_slot, scheduler_stale, queue_unattended: "
                           "for how long the condition must hold")
-    threshold: Annotated[int, Field(ge=1, le=100_000_000)] | None = Field(
+    threshold: Annotated[int, Field(ge=1, le=100_000_000), NUMBER] | None = Field(
         None, description="outbox_backlog: more unpublished runs than this notify")
-    max_per_hour: Annotated[int, Field(ge=1, le=100_000)] = 30
-    enabled: bool = True
+    max_per_hour: Annotated[int, Field(ge=1, le=100_000), NUMBER] = 30
+    enabled: StrictBool = True
 
 
 class RuleCreate(RuleFields):
+    """The fields of its `kind` only: `within_seconds` for the kinds that wait, `threshold`
+    for outbox_backlog, `statuses` for run_failed, and the scopes the kind has."""
+
+    model_config = ConfigDict(json_schema_extra=by_kind(n.RULE_KIND_FIELDS))
+
     name: Name
     kind: RuleKind
 
 
-class RuleUpdate(Strict):
+class RuleUpdate(Change):
     """Fields to change; the others keep their values. A scope field set to null widens
-    the scope."""
+    the scope; `name`, `channel_id`, `statuses`, `max_per_hour` and `enabled` may not be
+    null."""
 
-    name: Name | None = None
-    channel_id: Id | None = None
+    name: Kept(Name) = None
+    channel_id: Kept(Id) = None
     job_id: Id | None = None
     queue: QueueName | None = None
     schedule_id: Id | None = None
-    statuses: Annotated[list[FailedStatus], Field(min_length=1, max_length=3)] | None = None
-    within_seconds: Annotated[Seconds, Field(gt=0, le=YEAR_S)] | None = None
-    threshold: Annotated[int, Field(ge=1, le=100_000_000)] | None = None
-    max_per_hour: Annotated[int, Field(ge=1, le=100_000)] | None = None
-    enabled: bool | None = None
+    statuses: Kept(Annotated[list[FailedStatus], Field(min_length=1, max_length=3)]) = None
+    within_seconds: Annotated[Seconds, Field(gt=0, le=YEAR_S), NUMBER] | None = None
+    threshold: Annotated[int, Field(ge=1, le=100_000_000), NUMBER] | None = None
+    max_per_hour: Kept(Annotated[int, Field(ge=1, le=100_000), NUMBER]) = None
+    enabled: Kept(StrictBool) = None
 
 
 class Rule(BaseModel):

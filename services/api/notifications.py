@@ -20,6 +20,7 @@ import asyncpg
 
 from sundial.api.errors import Conflict
 from sundial.api.notification_schemas import ChannelCreate, ChannelUpdate, RuleCreate, RuleUpdate
+from sundial.api.payloads import unstorable_text
 from sundial.api.settings import ApiSettings
 from sundial.core import notifications as n
 from sundial.core.errors import AlreadyExists, ConfigError, InvalidInput, NotFound
@@ -27,8 +28,18 @@ from sundial.core.netguard import check_url
 from sundial.core.secrets import decrypt_fields, encrypt_fields, masked_url
 from sundial.core.sql import q
 
+CHANNEL_FIELDS = frozenset(name for _, has in n.CHANNEL_KIND_FIELDS.values() for name in has)
+RULE_KIND_OWN = tuple(dict.fromkeys(f for _, has in n.RULE_KIND_FIELDS.values() for f in has))
 RULE_FIELDS = ("name", "kind", "channel_id", "job_id", "queue", "schedule_id", "statuses",
                "within_seconds", "threshold", "max_per_hour", "enabled")
+# Why a field a kind needs is missing (or null).
+_NEEDED = {
+    "url": "a {kind} channel needs the URL to POST to",
+    "to": "an {kind} channel needs recipients, e.g. [\"ops@example.com\"]",
+    "within_seconds": "a {kind} rule needs it: for how many seconds the condition must hold, "
+                      "e.g. 3600",
+    "threshold": "a {kind} rule needs it: how many unpublished runs are too many, e.g. 1000",
+}
 Audit = Callable[[asyncpg.Connection, str, str, str, object, Mapping[str, Any]], Awaitable[None]]
 
 
@@ -71,7 +82,8 @@ class Notifications:
         return [public_channel(r) for r in await self.pool.fetch(q("list_channels"))]
 
     async def _channel_row(self, conn: asyncpg.Connection, ref: str | int) -> asyncpg.Record:
-        row = await conn.fetchrow(q("get_channel"), _id(ref), str(ref))
+        row = None if unstorable_text(str(ref)) else await conn.fetchrow(
+            q("get_channel"), _id(ref), str(ref))
         if row is None:
             raise NotFound(f"no notification channel {ref!r}")
         return row
@@ -82,8 +94,7 @@ class Notifications:
 
     async def create_channel(self, actor: str, body: ChannelCreate) -> dict[str, Any]:
         generated = None
-        fields: dict[str, Any] = {"url": body.url, "to": body.to,
-                                  "signing_secret": body.signing_secret}
+        fields = {name: getattr(body, name) for name in CHANNEL_FIELDS & body.model_fields_set}
         if body.kind == "webhook" and not body.signing_secret:
             generated = fields["signing_secret"] = secrets.token_urlsafe(32)
         config, secret = await self._prepare_channel(body.kind, fields)
@@ -102,17 +113,13 @@ class Notifications:
 
     async def update_channel(self, actor: str, ref: str | int, body: ChannelUpdate) -> dict[str, Any]:
         change = body.model_dump(exclude_unset=True)
-        for name, value in change.items():
-            if value is None:
-                raise InvalidInput(name, None, "must not be null; leave it out to keep the value")
         async with self.pool.acquire() as conn, conn.transaction():
             row = await self._channel_row(conn, ref)
             config, secret = row["config"], row["secret_config"]
-            if {"url", "to", "signing_secret"} & change.keys():
-                stored = self._decrypt(secret) if secret else {}
-                fields = {"url": stored.get("url"), "to": config.get("to"),
-                          "signing_secret": stored.get("signing_secret")}
-                fields.update({k: v for k, v in change.items() if k in fields})
+            if CHANNEL_FIELDS & change.keys():
+                stored = {**(self._decrypt(secret) if secret else {}), "to": config.get("to")}
+                fields = {k: v for k, v in stored.items() if k in CHANNEL_FIELDS and v is not None}
+                fields.update({k: v for k, v in change.items() if k in CHANNEL_FIELDS})
                 config, secret = await self._prepare_channel(row["kind"], fields)
             name = change.get("name", row["name"])
             enabled = change.get("enabled", row["enabled"])
@@ -146,20 +153,23 @@ class Notifications:
 
     async def _prepare_channel(self, kind: str, fields: Mapping[str, Any]
                                ) -> tuple[dict[str, Any], str | None]:
-        """(config to show, encrypted secrets) of a channel, its fields checked for its kind."""
+        """(config to show, encrypted secrets) of a channel, its fields checked for its kind:
+        `fields` holds those sent or stored, a null one included (refused if not the kind's)."""
+        needs, has = n.CHANNEL_KIND_FIELDS[kind]
+        for name in sorted(fields.keys() - set(has)):
+            owners = " and ".join(k for k, (_, own) in n.CHANNEL_KIND_FIELDS.items() if name in own)
+            raise InvalidInput(name, "***" if name != "to" else fields[name],
+                               f"is for {owners} channels; a {kind} channel has "
+                               + " and ".join(f"`{f}`" for f in has))
+        for name in needs:
+            if fields.get(name) is None:
+                raise InvalidInput(name, None, _NEEDED[name].format(kind=kind))
         url, to, signing = fields.get("url"), fields.get("to"), fields.get("signing_secret")
         if kind in ("webhook", "slack"):
-            if not url:
-                raise InvalidInput("url", url, f"a {kind} channel needs the URL to POST to")
-            if to:
-                raise InvalidInput("to", to, f"is for email channels; a {kind} channel has a url")
             try:
                 await asyncio.to_thread(check_url, url, self.settings.http_allowed_networks)
             except ValueError as exc:
                 raise InvalidInput("url", masked_url(url), str(exc)) from None
-            if kind == "slack" and signing:
-                raise InvalidInput("signing_secret", "***", "is for webhook channels; Slack "
-                                                            "checks its URL instead")
             secret = {"url": url, **({"signing_secret": signing} if signing else {})}
             try:
                 token = encrypt_fields(self.settings.encryption_key, secret)
@@ -168,11 +178,6 @@ class Notifications:
                                    "is stored encrypted, and ENCRYPTION_KEY is not set on the API; "
                                    "set it (on the schedulers too)") from None
             return {"url": shown_url(kind, url)}, token
-        if url or signing:
-            raise InvalidInput("url" if url else "signing_secret", "***",
-                               "is for webhook and slack channels; an email channel has `to`")
-        if not to:
-            raise InvalidInput("to", to, "an email channel needs recipients, e.g. [\"ops@example.com\"]")
         return {"to": list(to)}, None
 
     def _decrypt(self, token: str) -> dict[str, Any]:
@@ -188,7 +193,8 @@ class Notifications:
         return [dict(r) for r in await self.pool.fetch(q("list_rules"), None, None)]
 
     async def _rule_row(self, conn: asyncpg.Connection, ref: str | int) -> asyncpg.Record:
-        rows = await conn.fetch(q("list_rules"), _id(ref), str(ref))
+        rows = [] if unstorable_text(str(ref)) else await conn.fetch(
+            q("list_rules"), _id(ref), str(ref))
         if not rows:
             raise NotFound(f"no notification rule {ref!r}")
         return next((r for r in rows if r["id"] == _id(ref)), rows[0])
@@ -200,7 +206,7 @@ class Notifications:
     async def create_rule(self, actor: str, body: RuleCreate) -> dict[str, Any]:
         values = body.model_dump()
         values["statuses"] = values["statuses"] or list(n.FAILED_STATUSES)
-        check_rule(values, given=body.model_fields_set)
+        check_rule(values, sent=body.model_fields_set)
         async with self.pool.acquire() as conn, conn.transaction():
             rule_id = await self._write_rule(conn, values, None)
             await self._audit(conn, actor, "rule.create", "notification_rule", rule_id,
@@ -209,14 +215,12 @@ class Notifications:
 
     async def update_rule(self, actor: str, ref: str | int, body: RuleUpdate) -> dict[str, Any]:
         change = body.model_dump(exclude_unset=True)
-        for name in ("name", "channel_id", "statuses", "max_per_hour", "enabled"):
-            if name in change and change[name] is None:
-                raise InvalidInput(name, None, "must not be null; leave it out to keep the value")
         async with self.pool.acquire() as conn, conn.transaction():
             row = await self._rule_row(conn, ref)
             values = {f: row[f] for f in RULE_FIELDS}
             values.update(change)
-            check_rule(values, given=set(change))
+            # A null scope widens it, whatever the kind.
+            check_rule(values, sent={k for k, v in change.items() if v is not None})
             await self._write_rule(conn, values, row["id"])
             await self._audit(conn, actor, "rule.update", "notification_rule", row["id"],
                               {"name": values["name"], "fields": sorted(change)})
@@ -239,7 +243,7 @@ class Notifications:
                           if f in (exc.constraint_name or "")), "channel_id")
             what = {"channel_id": "notification channel", "job_id": "job",
                     "schedule_id": "schedule"}[field]
-            raise InvalidInput(field, values[field], f"there is no {what} with this id") from None
+            raise NotFound(f"no {what} {values[field]} (the rule's {field})") from None
 
     async def delete_rule(self, actor: str, ref: str | int) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -284,26 +288,21 @@ class Notifications:
         return public_notification(rows[0])
 
 
-def check_rule(values: Mapping[str, Any], *, given: set[str]) -> None:
-    """Each kind with the fields it needs and only the scopes it has; InvalidInput names
-    the field, its value and the fix."""
+_NOT_OF_KIND = {"within_seconds": "a {kind} rule has no time; leave it out",
+                "threshold": "a {kind} rule has no threshold; leave it out",
+                "statuses": "only run_failed rules have statuses"}
+
+
+def check_rule(values: Mapping[str, Any], *, sent: set[str]) -> None:
+    """Each kind with the fields it needs, and none of another kind's among those `sent`;
+    InvalidInput names the field, its value and the fix."""
     kind = values["kind"]
-    if kind in n.NEEDS_WITHIN and values.get("within_seconds") is None:
-        raise InvalidInput("within_seconds", None, f"a {kind} rule needs it: for how many "
-                                                   "seconds the condition must hold, e.g. 3600")
-    if kind not in n.NEEDS_WITHIN and values.get("within_seconds") is not None:
-        raise InvalidInput("within_seconds", values["within_seconds"],
-                           f"a {kind} rule has no time; leave it out")
-    if kind in n.NEEDS_THRESHOLD and values.get("threshold") is None:
-        raise InvalidInput("threshold", None, f"a {kind} rule needs it: how many unpublished "
-                                              "runs are too many, e.g. 1000")
-    if kind not in n.NEEDS_THRESHOLD and values.get("threshold") is not None:
-        raise InvalidInput("threshold", values["threshold"], f"a {kind} rule has no threshold; "
-                                                             "leave it out")
-    if kind != "run_failed" and "statuses" in given and values.get("statuses"):
-        raise InvalidInput("statuses", values["statuses"], "only run_failed rules have statuses")
-    for scope in ("job_id", "queue", "schedule_id"):
-        if values.get(scope) is not None and scope not in n.SCOPES[kind]:
+    needs, has = n.RULE_KIND_FIELDS[kind]
+    for name in needs:
+        if values.get(name) is None:
+            raise InvalidInput(name, None, _NEEDED[name].format(kind=kind))
+    for name in RULE_KIND_OWN:
+        if name in sent and name not in has:
             allowed = ", ".join(n.SCOPES[kind]) or "none: it watches everything"
-            raise InvalidInput(scope, values[scope], f"a {kind} rule cannot be scoped so "
-                                                     f"(its scopes: {allowed})")
+            raise InvalidInput(name, values.get(name), _NOT_OF_KIND.get(
+                name, f"a {kind} rule cannot be scoped so (its scopes: {allowed})").format(kind=kind))

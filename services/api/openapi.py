@@ -4,8 +4,8 @@ rule rather than route by route (a new route gets them too):
 - every /api route: 401 (no valid key) and 503 (the database is unavailable);
 - a write (not GET): 403 (a viewer key), 409 (a conflict with the stored data, or another
   write that came first) and 413 (a body over API_MAX_BODY_BYTES);
-- a route with a path parameter, or naming another object (the `job` filter, a body's
-  `job_id`): 404;
+- a route with a path parameter, or naming another object (the `job`, `channel` and
+  `rule` filters, a body's `job_id`, `schedule_id` or `channel_id`): 404;
 - a route with parameters or a body, and every write: 422 with the body of
   sundial.api.app's error handler (`Invalid`), in place of FastAPI's own.
 """
@@ -19,14 +19,16 @@ from fastapi.openapi.utils import get_openapi
 
 from sundial.api.schemas import Error, Invalid
 
-REFERENCES = frozenset({"job", "job_id"})  # parameters and body fields naming another object
+# Parameters and body fields naming another object.
+REFERENCES = frozenset({"job", "job_id", "schedule_id", "channel", "channel_id", "rule"})
 READS = frozenset({"get", "head", "options"})
 SCHEMAS = "#/components/schemas/"
 
 _WHY = {
     "401": "No valid API key: send `Authorization: Bearer <key>`.",
     "403": "This key's role may not do that (a viewer key on a write).",
-    "404": "No such job, schedule or run.",
+    "404": "No such job, schedule, run, notification channel or rule (in the path, a filter "
+           "or the body).",
     "409": "A conflict: a duplicate job name, a run not in a state that allows this, or "
            "another write that came first.",
     "413": "The request body is larger than API_MAX_BODY_BYTES.",
@@ -94,4 +96,6 @@ def _body_fields(body: dict[str, Any] | None, components: dict[str, Any]) -> set
     schema = body.get("content", {}).get("application/json", {}).get("schema", {})
     if "$ref" in schema:
         schema = components.get(schema["$ref"].removeprefix(SCHEMAS), {})
-    return set(schema.get("properties", {}))
+    # A body whose fields depend on its kind has them in one object per kind.
+    return {name for variant in [schema, *schema.get("oneOf", [])]
+            for name in variant.get("properties", {})}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -53,13 +55,16 @@ def _sane_instant(value: datetime) -> datetime:
     return value
 
 
+_DATE_FIRST = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
 def _as_text(value: Any) -> Any:
-    # JSON has no time type: a date and time is a string (pydantic would also take a number
-    # of seconds since 1970, which the schema does not say).
-    if not isinstance(value, str | datetime):
-        raise ValueError("must be a date and time as text, ISO 8601 with a UTC offset, e.g. "
-                         "2030-01-01T09:00:00+00:00")
-    return value
+    # JSON has no time type: a date and time is a string that starts with its date (pydantic
+    # would also take a number of seconds since 1970, or its text, which the schema does not say).
+    if isinstance(value, datetime) or (isinstance(value, str) and _DATE_FIRST.match(value)):
+        return value
+    raise ValueError("must be a date and time as text, ISO 8601 with a UTC offset, e.g. "
+                     "2030-01-01T09:00:00+00:00")
 
 
 def _not_null(value: Any) -> Any:
@@ -72,6 +77,19 @@ def Kept(kind: Any) -> Any:
     """A field of a change that cannot be empty: left out to keep the stored value, never
     sent as null."""
     return Annotated[kind, BeforeValidator(_not_null)]
+
+
+class WithPattern:
+    """A pattern in the JSON schema only: the validators check the text, with a message
+    that says what is wrong."""
+
+    def __init__(self, pattern: str):
+        self.pattern = pattern
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> dict[str, Any]:
+        schema = handler(core_schema)
+        schema["pattern"] = self.pattern  # the outermost says it all
+        return schema
 
 
 # A bound of a filter: before 1970 or after 9000 it selects what those years would.
@@ -87,9 +105,11 @@ def _clamped(value: datetime) -> datetime:
     return min(max(value, FIRST_INSTANT), LAST_INSTANT)
 
 
-Text = Annotated[str, AfterValidator(_storable)]
+# What PostgreSQL can store, said to JSON Schema (`_storable` says it to the sender).
+STORABLE = WithPattern(r"^[^\x00]*$")
+Text = Annotated[str, AfterValidator(_storable), STORABLE]
 Instant = Annotated[AwareDatetime, BeforeValidator(_as_text), AfterValidator(_sane_instant)]
-Bound = Annotated[AwareDatetime, AfterValidator(_clamped)]
+Bound = Annotated[AwareDatetime, BeforeValidator(_as_text), AfterValidator(_clamped)]
 JobName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")]
 QueueName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")]
 def _number(value: Any) -> Any:
@@ -113,6 +133,37 @@ def _no_null_default(schema: dict[str, Any]) -> None:
     for prop in schema.get("properties", {}).values():
         if "default" in prop and prop["default"] is None and "anyOf" not in prop:
             del prop["default"]
+
+
+def by_kind(fields: Mapping[str, tuple[Iterable[str], Iterable[str]]]) -> Any:
+    """The JSON schema of a body whose fields depend on its `kind` (a json_schema_extra):
+    one object per kind (`oneOf`), with the common fields and the kind's own, given as
+    `{kind: (required, allowed)}` (required ones not null), and no other field."""
+    own = {name for _needs, has in fields.values() for name in has}
+
+    def extra(schema: dict[str, Any]) -> None:
+        properties = schema.pop("properties")
+        required = set(schema.pop("required", ()))
+        schema.pop("type", None)
+        schema.pop("additionalProperties", None)
+        variants = []
+        for kind, (needs, has) in fields.items():
+            props = {k: v for k, v in properties.items() if k not in own or k in has}
+            props["kind"] = {"type": "string", "const": kind}
+            props.update({name: _non_null_schema(properties[name]) for name in needs})
+            variants.append({"type": "object", "title": f"{schema.get('title')} ({kind})",
+                             "properties": props,
+                             "required": [k for k in props if k in required or k in needs],
+                             "additionalProperties": False})
+        schema["oneOf"] = variants
+
+    return extra
+
+
+def _non_null_schema(prop: dict[str, Any]) -> dict[str, Any]:
+    kept = {k: v for k, v in prop.items() if k not in ("anyOf", "default")}
+    branches = [b for b in prop.get("anyOf", [kept]) if b.get("type") != "null"]
+    return {**kept, **(branches[0] if len(branches) == 1 else {"anyOf": branches})}
 
 
 class Change(BaseModel):

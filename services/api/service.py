@@ -89,18 +89,21 @@ def parse_id(ref: str | int) -> int | None:
     return int(ref) if ref.isascii() and ref.isdigit() and 1 <= int(ref) <= MAX_ID else None
 
 
-WINDOW = re.compile(r"(?P<n>[0-9]+(?:\.[0-9]+)?)(?P<unit>[smhd])")
+# The pattern of the `window` parameter in the OpenAPI schema too: read as JSON Schema reads
+# it (a search, where `$` also matches before a final line break).
+WINDOW_PATTERN = r"^([0-9]+(\.[0-9]+)?)([smhd])$"
+WINDOW = re.compile(WINDOW_PATTERN)
 WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_WINDOW_S = 366 * 86400
 
 
 def parse_window(text: str) -> float:
     """`30m`, `24h`, `7d` as seconds: a number and a unit (s, m, h, d), 1 minute to 366 days."""
-    match = WINDOW.fullmatch(text.strip())
+    match = WINDOW.search(text)
     if not match:
         raise InvalidInput("window", text, "must be a number and a unit s, m, h or d, "
                                            "e.g. 30m, 24h or 7d")
-    seconds = float(match["n"]) * WINDOW_UNITS[match["unit"]]
+    seconds = float(match[1]) * WINDOW_UNITS[match[3]]
     if not 60 <= seconds <= MAX_WINDOW_S:
         raise InvalidInput("window", text, "must be from 1m to 366d, e.g. 24h")
     return seconds
@@ -574,6 +577,8 @@ class Service:
                          cursor: int | None = None, limit: int = 50
                          ) -> tuple[list[dict[str, Any]], int | None]:
         """A page of the audit log, newest first, and the cursor of the next page."""
+        if any(payloads.unstorable_text(v) for v in (actor, action, target_type, target_id) if v):
+            return [], None  # no entry holds text PostgreSQL cannot even compare
         rows = await self.pool.fetch(q("list_audit"), actor, action, target_type, target_id,
                                      since, cursor, until, limit + 1)
         return keyset_page(rows, limit)

@@ -36,6 +36,22 @@ SCOPES = {
     "queue_unattended": ("queue",),
     "outbox_backlog": (),
 }
+# The fields of each kind beyond the common ones, as (required, allowed): the API's checks
+# and its OpenAPI schema (one object per kind) both read these.
+CHANNEL_KIND_FIELDS = {
+    "webhook": (("url",), ("url", "signing_secret")),
+    "slack": (("url",), ("url",)),
+    "email": (("to",), ("to",)),
+}
+
+
+def _rule_fields(kind: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    needs = (("within_seconds",) if kind in NEEDS_WITHIN else ()) + (
+        ("threshold",) if kind in NEEDS_THRESHOLD else ())
+    return needs, needs + SCOPES[kind] + (("statuses",) if kind == "run_failed" else ())
+
+
+RULE_KIND_FIELDS = {kind: _rule_fields(kind) for kind in RULE_KINDS}
 
 SIGNATURE_HEADER = "Sundial-Signature"
 PAYLOAD_VERSION = 1

@@ -138,6 +138,10 @@ async def test_null_is_refused_for_a_field_that_cannot_be_empty(api: Api) -> Non
     assert p["field"] == "description" and "leave it out" in p["reason"], p
     schema = (await api.get("/openapi.json", None)).json()["components"]["schemas"]
     assert schema["JobUpdate"]["properties"]["description"]["type"] == "string"
+    for path, model in (("channels/c", "ChannelUpdate"), ("rules/r", "RuleUpdate")):
+        p = problem(await api.call("PATCH", f"/api/notifications/{path}", json={"name": None}))
+        assert p["field"] == "name" and "leave it out" in p["reason"], p
+        assert schema[model]["properties"]["name"]["type"] == "string"
 
 
 async def test_an_unknown_query_parameter_is_refused_by_name(api: Api) -> None:
@@ -165,6 +169,10 @@ ANSWERS = [  # (method, path, role, body or raw bytes, the status it gets)
     ("GET", "/api/runs?job=nope", "admin", None, 404),
     ("POST", "/api/schedules", "admin", {"job_id": 999, "kind": "interval",
                                           "interval_seconds": 60}, 404),
+    ("GET", "/api/notifications?channel=nope", "admin", None, 404),
+    ("GET", "/api/notifications?rule=nope", "admin", None, 404),
+    ("POST", "/api/notifications/rules", "admin", {"name": "r", "kind": "run_failed",
+                                                   "channel_id": 999}, 404),
     ("POST", "/api/jobs", "admin", {"name": "hb", "handler": "noop"}, 409),
     ("POST", "/api/jobs", "admin", b"[" + b" " * 2 * 1024 * 1024 + b"]", 413),
     ("PATCH", "/api/jobs/hb", "admin", {"priority": True}, 422),

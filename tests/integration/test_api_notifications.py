@@ -84,6 +84,15 @@ async def test_bad_channels_are_refused_naming_the_field(api: Api) -> None:
     bad = problem(await api.post(f"{BASE}/channels", json={
         "name": "s", "kind": "slack", "url": "http://127.0.0.1:9/x", "signing_secret": "x" * 20}))
     assert bad["field"] == "signing_secret"
+    # Only the fields of the channel's kind, even null, as the schema has one object per kind.
+    bad = problem(await api.post(f"{BASE}/channels", json={
+        "name": "mail", "kind": "email", "to": ["ops@example.com"], "url": None}))
+    assert bad["field"] == "url" and "webhook and slack" in bad["reason"]
+    variants = (await api.get("/openapi.json", None)).json()["components"]["schemas"][
+        "ChannelCreate"]["oneOf"]
+    assert {v["properties"]["kind"]["const"]: v["required"] for v in variants} == {
+        "webhook": ["name", "kind", "url"], "slack": ["name", "kind", "url"],
+        "email": ["name", "kind", "to"]}
 
 
 async def test_a_webhook_needs_the_encryption_key(db_url: str, amqp_url: str) -> None:
@@ -119,9 +128,14 @@ async def test_rules_are_checked_for_their_kind(api: Api) -> None:
         "name": "x", "kind": "scheduler_stale", "channel_id": channel["id"], "within_seconds": 60,
         "job_id": job["id"]}))
     assert bad["field"] == "job_id" and "cannot be scoped" in bad["reason"]
+    for field, what in (("channel_id", "notification channel"), ("job_id", "job"),
+                        ("schedule_id", "schedule")):
+        r = await api.post(f"{BASE}/rules", json={"name": "x", "kind": "run_failed",
+                                                  "channel_id": channel["id"], field: 999})
+        assert r.status_code == 404 and f"no {what} 999" in r.json()["detail"], r.text
     bad = problem(await api.post(f"{BASE}/rules", json={
-        "name": "x", "kind": "run_failed", "channel_id": 999}))
-    assert bad["field"] == "channel_id" and "no notification channel" in bad["reason"]
+        "name": "x", "kind": "run_failed", "channel_id": channel["id"], "threshold": None}))
+    assert bad["field"] == "threshold" and "leave it out" in bad["reason"]
     bad = problem(await api.post(f"{BASE}/rules", json={
         "name": "x", "kind": "run_failed", "channel_id": channel["id"], "statuses": ["succeeded"]}))
     assert bad["field"].startswith("statuses")

@@ -46,10 +46,19 @@ async def test_the_audit_log_is_filtered_and_paged_newest_first(api: Api) -> Non
     assert (await api.get("/api/audit?actor=nobody")).json()["items"] == []
     future = (await api.get("/api/audit", params={"since": "2999-01-01T00:00:00Z"})).json()
     assert future["items"] == []
+    # Any time is a bound, as for runs: before 1970 or after 9000 it selects what those years would.
+    r = await api.get("/api/audit", params={"until": "0265-01-01T00:00:00Z"})
+    assert r.status_code == 200 and r.json()["items"] == [], r.text
+    r = await api.get("/api/audit", params={"since": "0054-01-28T21:15:03Z", "limit": 500})
+    assert len(r.json()["items"]) == len((await api.get("/api/audit?limit=500")).json()["items"])
+    # Text PostgreSQL cannot store is in no entry.
+    assert (await api.get("/api/audit", params={"actor": "a\x00"})).json()["items"] == []
 
 
 async def test_bad_filters_are_refused_naming_them(api: Api) -> None:
     r = await api.get("/api/audit?since=yesterday")
     assert r.status_code == 422 and "since" in r.text
+    r = await api.get("/api/audit?until=-469698")  # not a number of seconds
+    assert r.status_code == 422 and "until" in r.text
     r = await api.get("/api/audit?limit=0")
     assert r.status_code == 422 and "limit" in r.text

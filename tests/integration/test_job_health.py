@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 
 import pytest
@@ -56,7 +57,7 @@ async def test_a_job_without_finished_runs_has_no_rates(api: Api) -> None:
     assert h["finished"] == 0 and h["success_rate"] is None and h["p95_duration_s"] is None
 
 
-@pytest.mark.parametrize("window", ["24", "1w", "-1h", "30s", "367d", "h"])
+@pytest.mark.parametrize("window", ["24", "1w", "-1h", "30s", "367d", "h", "", " 1h"])
 async def test_a_bad_window_is_refused_naming_it(api: Api, window: str) -> None:
     await api.post("/api/jobs", json=noop_job("j"))
     r = await api.get("/api/jobs/j/health", params={"window": window})
@@ -66,3 +67,12 @@ async def test_a_bad_window_is_refused_naming_it(api: Api, window: str) -> None:
 
 async def test_health_of_an_unknown_job_is_404(api: Api) -> None:
     assert (await api.get("/api/jobs/nope/health")).status_code == 404
+
+
+async def test_the_schema_gives_the_form_of_a_window(api: Api) -> None:
+    operation = (await api.get("/openapi.json", None)).json()["paths"][
+        "/api/jobs/{job}/health"]["get"]
+    window = next(p for p in operation["parameters"] if p["name"] == "window")
+    pattern = re.compile(window["schema"]["pattern"])
+    assert [w for w in ("30m", "24h", "7d", "1.5h", "", "24", " 1h", "1w") if pattern.search(w)] == [
+        "30m", "24h", "7d", "1.5h"]

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from sundial.api.routes import Svc
-from sundial.api.schemas import MAX_ID, AuditPage, Instant
+from sundial.api.schemas import MAX_ID, AuditPage, Bound
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 Text = Annotated[str | None, Query(min_length=1, max_length=200)]
@@ -21,8 +21,8 @@ async def list_audit(svc: Svc, actor: Text = None,
                          description="An action (job.create), or every action of a kind "
                                      "with a prefix ending in '.' (job.).")] = None,
                      target_type: Text = None, target_id: Text = None,
-                     since: Annotated[Instant | None, Query(description="At or after.")] = None,
-                     until: Annotated[Instant | None, Query(description="Before.")] = None,
+                     since: Annotated[Bound | None, Query(description="At or after.")] = None,
+                     until: Annotated[Bound | None, Query(description="Before.")] = None,
                      cursor: Annotated[int | None, Query(ge=1, le=MAX_ID, description=(
                          "next_cursor of the previous page."))] = None,
                      limit: Annotated[int, Query(ge=1, le=500)] = 50):

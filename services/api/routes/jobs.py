@@ -18,6 +18,7 @@ from sundial.api.schemas import (
     TriggerBody,
     Triggered,
 )
+from sundial.api.service import WINDOW_PATTERN
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 JobRef = Annotated[str, Path(min_length=1, max_length=200, description="A job's id or name.")]
@@ -46,7 +47,8 @@ async def get_job(job: JobRef, svc: Svc):
 @router.get("/{job}/health", response_model=JobHealth)
 async def job_health(job: JobRef, svc: Svc,
                      window: Annotated[str, Query(max_length=20, description=(
-                         "How far back: a number and a unit s, m, h or d, 1m to 366d."))]
+                         "How far back: a number and a unit s, m, h or d, 1m to 366d."),
+                         json_schema_extra={"pattern": WINDOW_PATTERN})]
                      = "24h"):
     """Success and error rates, mean and p95 duration of the job's runs that finished in
     the window."""
