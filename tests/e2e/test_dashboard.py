@@ -248,7 +248,7 @@ async def test_operator_creates_runs_and_inspects_a_job(browser, processes, pool
     await svc.create_job("test", JobCreate(name="slow", handler="sleep", queue=queue,
                                            payload={"seconds": 30}, timeout_seconds=1,
                                            max_attempts=1))
-    slow = await svc.trigger_job("test", "slow")
+    slow = (await svc.trigger_job("test", "slow"))[0]["run_id"]
     await page.goto(f"/runs/{slow}")
     await page.locator("#run-status .status-timed_out").wait_for()
     await expect(page.locator("#retry")).to_be_visible()
@@ -438,7 +438,7 @@ async def test_times_carry_their_zone_and_runs_offer_what_their_state_allows(
     await shot(page, "20-fire-times-in-the-schedule-zone")
 
     # Other times: date, time and zone, in the browser's zone until the user picks another.
-    runs = [await svc.trigger_job("test", "paris-night") for _ in range(3)]
+    runs = [(await svc.trigger_job("test", "paris-night"))[0]["run_id"] for _ in range(3)]
     created = await pool.fetchval("SELECT created_at FROM runs WHERE id = $1", runs[0])
     await page.goto(f"/runs/{runs[0]}")
     await expect(page.locator("#zone")).to_have_value("browser")
@@ -497,7 +497,7 @@ async def test_queues_are_paused_and_resumed_from_the_overview(browser, processe
     await mail.locator("[data-action='pause']").click()
     await expect(mail.locator(".pill")).to_have_text("paused")
     assert await pool.fetchval("SELECT paused_by FROM queue_pauses WHERE queue = 'mail'") == "ops"
-    held = await svc.trigger_job("test", "mailer")
+    held = (await svc.trigger_job("test", "mailer"))[0]["run_id"]
     assert await pool.fetchval("SELECT published_at FROM runs WHERE id = $1", held) is None
     await expect(mail.locator("td[data-label='Queued runs']")).to_have_text("1")
 

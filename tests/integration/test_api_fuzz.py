@@ -5,8 +5,10 @@ schema (422s included), invalid requests refused, valid ones accepted.
 
 Valid by the schema is not always valid: some rules cannot be written in JSON Schema (a
 cron expression, an IANA time zone, what each handler needs in its payload, a schedule
-that would never fire, years 1970-9000, a health window from 1m to 366d, a notification
-URL whose host resolves to a private address). A valid request may get a 422 only when
+that would never fire, years 1970-9000 (a backfill's `from` and `to` too), a health
+window from 1m to 366d, a notification URL whose host resolves to a private address, a
+channel PATCH field that belongs to another kind than the stored channel's, a trigger's
+`mode` sent without the `payload` it applies to). A valid request may get a 422 only when
 every problem names such a field; schemathesis's positive_data_acceptance is replaced by
 that stricter reading of it (`accepted`).
 
@@ -38,7 +40,7 @@ EXAMPLES_PER_OPERATION = 12
 # Fields whose rules go beyond the schema (see the module's docstring).
 BEYOND_SCHEMA = re.compile(r"(schedules\[\d+\]\.)?(cron|timezone|interval_seconds|run_at|"
                            r"start_at|end_at|kind|misfire_grace_seconds)|payload([.\[].*)?|"
-                           r"retry_backoff_max_seconds|window|url")
+                           r"retry_backoff_max_seconds|window|url|from|to|signing_secret|mode")
 ACCEPTED = {200, 201, 202, 404, 409}
 NEGATIVE_ACCEPTED = "Schema-violating request accepted"
 

@@ -81,12 +81,12 @@ async def test_a_worker_hands_back_a_run_whose_queue_was_paused_after_its_messag
         pool, db_url, amqp_url, queue) -> None:
     svc = Service(pool, ApiSettings(DATABASE_URL=db_url, RABBITMQ_URL=amqp_url))
     await svc.create_job("test", _job(queue))
-    run_id = await svc.trigger_job("test", "paused-later")
+    run_id = (await svc.trigger_job("test", "paused-later"))[0]["run_id"]
     await pool.execute("UPDATE runs SET published_at = now() WHERE id = $1", run_id)  # sent
     await svc.pause_queue("test", queue)
     message = RunRef(version=1, run_id=run_id, attempt=1)
 
-    batch = await pool.fetch(q("claim_run"), run_id, 1, "w1", True, ["noop"], [queue])
+    batch = await pool.fetch(q("claim_run"), run_id, 1, "w1", ["noop"], [queue], True)
     assert batch == [], "the batch claim passes over a paused queue's run"
     async with pool.acquire() as conn:
         result = await claim(conn, message, "w1", ["noop"], [queue])

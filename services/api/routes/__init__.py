@@ -3,7 +3,7 @@ check of sundial.api.auth (attached to the router in sundial.api.app): denied un
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args, get_origin
 
 from fastapi import Depends, Request
 from fastapi.routing import APIRoute
@@ -30,18 +30,28 @@ TOTAL_COUNT: dict[int | str, dict[str, Any]] = {200: {"headers": {TOTAL_HEADER: 
 
 async def known_query(request: Request) -> None:
     """422 for a query parameter the route does not have (a misspelt filter would otherwise
-    be ignored and answer with everything)."""
-    known = _query_names(request.scope["route"])
-    for name, value in request.query_params.items():
+    be ignored and answer with everything), or one that takes one value given several
+    times (only the last would count)."""
+    known = _query_params(request.scope["route"])
+    for name, value in request.query_params.multi_items():
         if name not in known:
             raise InvalidInput(name, value, "is not a parameter of this route; it has "
                                + (", ".join(sorted(known)) or "none"))
+        if not known[name] and len(values := request.query_params.getlist(name)) > 1:
+            raise InvalidInput(name, values, "takes one value; give it once")
 
 
-def _query_names(route: APIRoute) -> frozenset[str]:
-    names, dependants = set(), [route.dependant]
+def _query_params(route: APIRoute) -> dict[str, bool]:
+    """The route's query parameters, each with whether it takes several values."""
+    params, dependants = {}, [route.dependant]
     while dependants:
         dependant = dependants.pop()
-        names.update(param.alias for param in dependant.query_params)
+        params.update((p.alias, _is_list(p.field_info.annotation)) for p in dependant.query_params)
         dependants.extend(dependant.dependencies)
-    return frozenset(names)
+    return params
+
+
+def _is_list(annotation: Any) -> bool:
+    if get_origin(annotation) in (list, tuple, set, frozenset):
+        return True
+    return any(_is_list(arg) for arg in get_args(annotation) if arg is not type(None))
