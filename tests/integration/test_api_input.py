@@ -152,6 +152,12 @@ async def test_an_unknown_query_parameter_is_refused_by_name(api: Api) -> None:
     assert p["field"] == "x" and "none" in p["reason"], p
 
 
+async def test_a_query_parameter_of_one_value_given_twice_is_refused(api: Api) -> None:
+    p = problem(await api.get("/api/runs?limit=5&limit=7"))
+    assert p["field"] == "limit" and p["value"] == ["5", "7"] and "once" in p["reason"], p
+    assert (await api.get("/api/runs?status=failed&status=dead")).status_code == 200
+
+
 async def test_a_body_that_is_not_json_is_a_422_naming_the_body(api: Api) -> None:
     for raw in (b"\xe2x", b"}(y\x84", b'{"name": '):
         r = await api.call("POST", "/api/jobs", content=raw,
