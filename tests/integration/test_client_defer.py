@@ -18,6 +18,7 @@ from sundial.api.service import Service
 from sundial.api.settings import ApiSettings
 from sundial.client import defer, defer_sync
 from sundial.core.errors import InvalidInput, NotFound
+from sundial.core.outbox import WAKEUP_CHANNEL
 from sundial.core.secrets import decrypt_fields
 
 KINDS = ("asyncpg", "psycopg", "psycopg-async")
@@ -175,3 +176,21 @@ async def test_secret_fields_need_an_encryption_key_and_are_stored_encrypted(
     row = await pool.fetchrow("SELECT payload, secret_payload FROM runs")
     assert row["payload"]["secrets"] == {"token": "***"}
     assert decrypt_fields(key, row["secret_payload"]) == {"secrets": {"token": "s3cret"}}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_the_commit_wakes_the_schedulers_and_a_rollback_does_not(
+        kind: str, job: dict[str, Any], db_url: str) -> None:
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    listener = await asyncpg.connect(db_url)
+    await listener.add_listener(WAKEUP_CHANNEL, lambda *args: heard.put_nowait(args[-1]))
+    try:
+        for commit in (False, True):
+            tx = await Transaction.open(kind, db_url)
+            await tx.defer("report")
+            await tx.end(commit=commit)
+        # Notifications arrive in commit order: the committed defer's is the first.
+        assert await asyncio.wait_for(heard.get(), 30) == "manual"
+        assert heard.empty()
+    finally:
+        await listener.close()
