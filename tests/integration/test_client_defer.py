@@ -17,11 +17,13 @@ from sundial.api.schemas import JobCreate
 from sundial.api.service import Service
 from sundial.api.settings import ApiSettings
 from sundial.client import defer, defer_sync
+from sundial.core.db import connect
 from sundial.core.errors import InvalidInput, NotFound
 from sundial.core.outbox import WAKEUP_CHANNEL
 from sundial.core.secrets import decrypt_fields
 
-KINDS = ("asyncpg", "psycopg", "psycopg-async")
+# asyncpg-codec: a connection that decodes jsonb as Sundial's own pool does.
+KINDS = ("asyncpg", "asyncpg-codec", "psycopg", "psycopg-async")
 
 
 class Transaction:
@@ -32,8 +34,8 @@ class Transaction:
 
     @classmethod
     async def open(cls, kind: str, db_url: str) -> Transaction:
-        if kind == "asyncpg":
-            conn = await asyncpg.connect(db_url)
+        if kind.startswith("asyncpg"):
+            conn = await (asyncpg.connect(db_url) if kind == "asyncpg" else connect(db_url))
             tx = cls(kind, conn)
             tx.tx = conn.transaction()
             await tx.tx.start()
@@ -48,7 +50,7 @@ class Transaction:
         return await defer(self.conn, *args, **kwargs)
 
     async def end(self, commit: bool) -> None:
-        if self.kind == "asyncpg":
+        if self.kind.startswith("asyncpg"):
             await (self.tx.commit() if commit else self.tx.rollback())
             await self.conn.close()
         elif self.kind == "psycopg":
