@@ -14,13 +14,13 @@ import asyncio
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
 
 from sundial.api import payloads
+from sundial.api.arguments import PayloadRules
 from sundial.api.auth import ROLES, new_key
 from sundial.api.errors import Conflict
 from sundial.api.notifications import Notifications
@@ -44,10 +44,10 @@ from sundial.api.settings import ApiSettings
 from sundial.core import jsonb
 from sundial.core import schedule as sched
 from sundial.core.broker import Publisher
-from sundial.core.errors import AlreadyExists, ConfigError, InvalidInput, NotFound
+from sundial.core.enqueue import RunArguments, enqueue_steps, run_on_asyncpg
+from sundial.core.errors import AlreadyExists, InvalidInput, NotFound
 from sundial.core.logging import get_logger
 from sundial.core.outbox import publish_runs, wake_scheduler
-from sundial.core.secrets import decrypt_fields, encrypt_fields, merge_secrets
 from sundial.core.sql import q
 from sundial.core.zones import TZDATA_VERSION
 
@@ -62,24 +62,10 @@ SCHEDULE_FIELDS = ("kind", "interval_seconds", "cron", "run_at", "timezone", "ji
 ALL_QUEUES = "*"
 SCHEDULE_NULLABLE = frozenset({"interval_seconds", "cron", "run_at", "start_at", "end_at",
                                "misfire_grace_seconds"})
-# A trigger's idempotency key finds the run it made for this long (docs/api.md).
-IDEMPOTENCY_WINDOW_S = 24 * 3600
 # At most this many runs per backfill request; more slots are refused, with their count.
 MAX_BACKFILL_SLOTS = 1000
 # Counting the slots of a refused backfill stops here ("more than ...").
 BACKFILL_COUNT_LIMIT = 100_000
-
-
-@dataclass
-class RunArguments:
-    """What a manual run brings of its own: payload (secret fields masked) and the
-    encrypted secret fields (None: the job's payload at start), priority (None: the
-    job's), idempotency key."""
-
-    payload: dict[str, Any] | None = None
-    secret_payload: str | None = None
-    priority: int | None = None
-    key: str | None = None
 
 
 def parse_id(ref: str | int) -> int | None:
@@ -134,6 +120,7 @@ class Service:
         self.pool = pool
         self.settings = settings
         self.publisher = publisher
+        self.rules = PayloadRules.of(settings)
         self.notifications = Notifications(pool, settings, self._audit)
 
     # --- audit ----------------------------------------------------------------------
@@ -253,14 +240,8 @@ class Service:
         return row["id"]
 
     def stored_secrets(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        """The job's secret values: those in secret_payload, and any still kept in its
-        plain payload (a row written by SQL or saved before the field was a secret), so
-        that a payload sent back as shown, "***" and all, keeps them."""
-        plain = row["payload"] if isinstance(row["payload"], dict) else {}
-        stored = payloads.split_secrets(row["handler"], plain)[1]
-        if row["secret_payload"]:
-            stored = merge_secrets(stored, self._decrypt(row["secret_payload"]))
-        return stored
+        """The job's secret values (PayloadRules.stored_secrets)."""
+        return self.rules.stored_secrets(row)
 
     async def _prepare_job(self, values: dict[str, Any], *, stored_secret: dict[str, Any]
                            ) -> dict[str, Any]:
@@ -279,38 +260,20 @@ class Service:
     async def _check_payload(self, handler: str, payload: dict[str, Any],
                              stored_secret: Callable[[], dict[str, Any]]
                              ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(the payload with its secret fields masked, those fields' values), after checking
-        it for its handler. A "***" sent for a secret keeps the stored one (`stored_secret()`,
-        read only when the payload has secret fields)."""
-        await asyncio.to_thread(payloads.validate, handler, payload,
-                                max_bytes=self.settings.api_max_payload_bytes,
-                                allowed_networks=self.settings.http_allowed_networks)
-        public, secret = payloads.split_secrets(handler, payload)
-        if not secret:
-            return public, {}
-        return public, payloads.keep_masked(secret, stored_secret())
+        """PayloadRules.checked, in a thread (the http check resolves the host)."""
+        return await asyncio.to_thread(self.rules.checked, handler, payload, stored_secret)
 
     async def _prepare_payload(self, handler: str, payload: dict[str, Any],
                                stored_secret: Callable[[], dict[str, Any]]
                                ) -> tuple[dict[str, Any], str | None]:
         """(the payload with its secret fields masked, those fields encrypted or None)."""
         public, secret = await self._check_payload(handler, payload, stored_secret)
-        return public, self._encrypted(secret)
+        return public, self.rules.encrypted(secret)
 
     def with_secrets(self, values: dict[str, Any], public: dict[str, Any],
                      secret: dict[str, Any]) -> dict[str, Any]:
         """The job's values with its public payload, and its secret values encrypted."""
-        return dict(values, payload=public, secret_payload=self._encrypted(secret))
-
-    def _encrypted(self, secret: dict[str, Any]) -> str | None:
-        if not secret:
-            return None
-        try:
-            return encrypt_fields(self.settings.encryption_key, secret)
-        except ConfigError:
-            raise InvalidInput("payload", "(secret fields)",
-                               "has secret fields but ENCRYPTION_KEY is not set on the API; "
-                               "set it (on the workers too) or leave the secrets out") from None
+        return dict(values, payload=public, secret_payload=self.rules.encrypted(secret))
 
     def check_queue(self, queue: str) -> None:
         allowed = self.settings.api_allowed_queues
@@ -319,62 +282,32 @@ class Service:
                                + ", ".join(allowed) + "); ask the operator to add it to "
                                "API_ALLOWED_QUEUES")
 
-    def _decrypt(self, token: str) -> dict[str, Any]:
-        try:
-            return decrypt_fields(self.settings.encryption_key, token)
-        except ConfigError:
-            raise Conflict("this job has secret fields and ENCRYPTION_KEY is not set on the "
-                           "API; set it to change the payload") from None
-
     async def trigger_job(self, actor: str, ref: str | int, body: TriggerBody | None = None
                           ) -> tuple[dict[str, Any], bool]:
         """Queue a run now, with arguments if given; it reaches a worker without waiting
         for a scheduler pass. Returns (run_id and status, True when a run was made); an
-        idempotency key used for this job within IDEMPOTENCY_WINDOW_S returns its run."""
-        body = body or TriggerBody()
-        if body.payload is None and "mode" in body.model_fields_set:
-            raise InvalidInput("mode", body.mode, "applies to a payload; send `payload` too "
-                               "(with replace, {} runs the handler with no arguments)")
+        idempotency key used for this job within IDEMPOTENCY_WINDOW_S (sundial.core.enqueue) returns its run."""
         async with self.pool.acquire() as conn:
             job = await self._job_row(conn, ref)
-        run = RunArguments(priority=body.priority, key=body.idempotency_key)
-        if body.payload is not None:
-            stored = job["payload"] if isinstance(job["payload"], dict) else {}
-            payload = body.payload if body.mode == "replace" else {**stored, **body.payload}
-            run.payload, run.secret_payload = await self._prepare_payload(
-                job["handler"], payload, lambda: self.stored_secrets(job))
-        details = {"mode": body.mode if body.payload is not None else None,
-                   "idempotency_key": body.idempotency_key}
-        return await self._enqueue(actor, job["id"], "job.trigger",
-                                   {k: v for k, v in details.items() if v is not None}, run)
+        run, details = await asyncio.to_thread(self.rules.trigger_arguments, job,
+                                               body or TriggerBody())
+        return await self._enqueue(actor, job["id"], "job.trigger", details, run)
 
     async def _enqueue(self, actor: str, job_id: int, action: str, details: dict[str, Any],
                        run: RunArguments | None = None) -> tuple[dict[str, Any], bool]:
         """A manual run of the job and its audit row, then its message. With an
         idempotency key already used for the job, the run that has it, not published again."""
-        run = run or RunArguments()
         lease_s = self.settings.publish_lease_s if self.publisher is not None else None
+        steps = enqueue_steps(job_id, actor, action, details, run or RunArguments(),
+                              lease_s=lease_s)
         async with self.pool.acquire() as conn, conn.transaction():
-            if run.key is not None:
-                await conn.execute(q("expire_idempotency_key"), job_id, run.key,
-                                   IDEMPOTENCY_WINDOW_S)
-            row = await conn.fetchrow(q("insert_manual_run"), job_id, actor, lease_s,
-                                      action, details, str(job_id), run.payload,
-                                      run.secret_payload, run.key, run.priority)
-            if row is None:
-                first = None if run.key is None else await conn.fetchrow(
-                    q("find_keyed_run"), job_id, run.key)
-                if first is None:
-                    raise NotFound(f"no job {job_id}")
-                log.info("run.trigger_replayed", run_id=first["id"], job_id=job_id,
-                         actor=actor)
-                return {"run_id": first["id"], "status": first["status"], "replayed": True}, False
-            if self.publisher is None:
-                await wake_scheduler(conn, "manual")
-        await self._publish([row])
-        log.info("run.queued", run_id=row["run_id"], job_id=row["job_id"], actor=actor,
-                 action=action)
-        return {"run_id": row["run_id"], "status": "queued", "replayed": False}, True
+            queued = await run_on_asyncpg(conn, steps)
+        if queued.replayed:
+            log.info("run.trigger_replayed", run_id=queued.run_id, job_id=job_id, actor=actor)
+            return {"run_id": queued.run_id, "status": queued.status, "replayed": True}, False
+        await self._publish([queued.row])
+        log.info("run.queued", run_id=queued.run_id, job_id=job_id, actor=actor, action=action)
+        return {"run_id": queued.run_id, "status": "queued", "replayed": False}, True
 
     async def _publish(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Publish runs just committed (the outbox); on failure their leases are released

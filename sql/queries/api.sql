@@ -181,7 +181,9 @@ DELETE FROM schedules WHERE id = $1 RETURNING id;
 -- idempotency key $9 and priority $10 (NULL: the job's). Returns what its message needs;
 -- no row if there is no such job, or if the job has a run with key $9 already
 -- (find_keyed_run finds it: a concurrent request with the same key waits here for the
--- first to commit, then inserts nothing).
+-- first to commit, then inserts nothing). The API's trigger and retry and the client's
+-- defer (in the caller's transaction) all write runs with it (sundial.core.enqueue);
+-- $5 and $7 are JSON text, so a connection without Sundial's jsonb codec binds them too.
 WITH job AS (
     SELECT id, name, handler, payload, queue, priority, timeout_seconds, max_attempts
     FROM jobs
@@ -194,14 +196,15 @@ run AS (
                       attempt, max_attempts, available_at, publish_lease_until,
                       payload, secret_payload, idempotency_key, priority)
     SELECT job.id, NULL, now(), 'manual', $2, 'queued', 1, job.max_attempts, now(),
-           now() + make_interval(secs => $3), $7, $8, $9, coalesce($10, job.priority)
+           now() + make_interval(secs => $3), $7::text::jsonb, $8, $9,
+           coalesce($10, job.priority)
     FROM job
     ON CONFLICT (job_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id, job_id, schedule_id, scheduled_for, attempt, payload
 ),
 audit AS (
     INSERT INTO audit_log (actor, action, target_type, target_id, details)
-    SELECT $2, $4, 'run', run.id::text, $5::jsonb || jsonb_build_object('job', job.name)
+    SELECT $2, $4, 'run', run.id::text, $5::text::jsonb || jsonb_build_object('job', job.name)
     FROM run, job
 )
 SELECT run.id AS run_id, run.job_id, job.name AS job, job.handler,
