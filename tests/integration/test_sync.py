@@ -290,8 +290,9 @@ def test_the_sync_command(db_url: str, amqp_url: str, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "synced 2 declared job(s), 2 schedule(s): 4 change(s)"
     assert sundial("sync").stdout.strip() == "unchanged: 2 declared job(s), 2 schedule(s)"
-    header, *rows = sundial("jobs", "list").stdout.splitlines()
+    header, *rows, total = sundial("jobs", "list").stdout.splitlines()
     assert "MANAGED_BY" in header.split() and all(" code " in r for r in rows)
+    assert len(rows) == 2 and total == "2 of 2 jobs", (rows, total)
     assert "managed_by:" in sundial("jobs", "show", "reports.daily").stdout
 
     (app / "myjobs.py").write_text(MODULE.format(cron="61 2 * * *"))
