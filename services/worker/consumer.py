@@ -52,6 +52,8 @@ T = TypeVar("T")
 REQUEUE_PAUSE_S = 1.0
 # Shutdown must not hang on a broker that is away.
 BROKER_CALL_TIMEOUT_S = 5.0
+# How long a taken-over run waits for the results of the runs that ended before it.
+RESULTS_BEFORE_SUSPECT_S = 10.0
 # A redelivered message's attempt is looked at again this long after its lease runs out.
 HOLDER_SLACK_S = 0.05
 HOLDER_RETRY_S = 0.5
@@ -281,6 +283,12 @@ class Consumer:
             if self.stopping:  # drained while it waited: another worker takes it over
                 self.quarantine.leave_alone()
                 return None
+            # The runs that ended before it get their results written and acked first:
+            # if the suspect kills this worker, they are not redelivered and taken over
+            # again as if they had been executing with it.
+            if not await self.recorder.drain(RESULTS_BEFORE_SUSPECT_S):
+                log.warning("run.suspect_before_results", wait_s=RESULTS_BEFORE_SUSPECT_S,
+                            **fields)
             try:
                 row = await self._db(lambda c: c.fetchrow(
                     q("take_over_run"), run.run_id, run.attempt, self.worker_id, lease,

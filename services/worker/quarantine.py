@@ -5,7 +5,8 @@ suspect) executes only while no other run executes in this worker process: if it
 this worker too, no bystander dies with it and has its delivery counted.
 
 What that costs, and no more:
-- a suspect waits for the runs already executing here to end, and suspects take turns;
+- a suspect waits for the runs already executing here to end and their results to be
+  written and acked, and suspects take turns;
 - while a suspect waits or executes, no other run starts here: an ordinary run is not
   claimed at all (`admit` says no), so it stays `queued` and goes back to the outbox for
   any worker of its queue. Nothing waits in this worker as `running`, and the runs this

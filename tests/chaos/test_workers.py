@@ -123,10 +123,6 @@ async def test_every_message_delivered_twice_executes_once(db_url, amqp_url, que
         await conn.close()
 
 
-# Slow only for now: about one run in four, a healthy run that executed beside the killer
-# at its first crash is taken over at the next two deliveries too and ends `dead` (found
-# 2026-12-02, open: docs/reliability.md, scenario 7).
-@pytest.mark.slow
 async def test_poison_messages_are_dead_lettered_while_healthy_runs_flow(
         db_url, amqp_url, queue, processes):
     seed, _ = seeded()
