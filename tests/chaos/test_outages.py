@@ -183,7 +183,10 @@ async def listening(conn: asyncpg.Connection) -> bool:
 
 
 @pytest.mark.parametrize("cuts, down_s, within_s", [
-    pytest.param(1, 3, 45, id="short"),
+    # Alone (serial): whether a 3 s cut outlasts the 5 s run lease depends on how fast the
+    # processes come back, which a loaded machine stretches (then runs legitimately run
+    # again at a later attempt, which the short version does not allow).
+    pytest.param(1, 3, 45, id="short", marks=pytest.mark.serial),
     pytest.param(3, 6, 10, id="long", marks=pytest.mark.slow),
 ])
 async def test_database_cut_and_backends_terminated_every_process_recovers(
