@@ -42,7 +42,15 @@ async def known_query(request: Request) -> None:
 
 
 def _query_params(route: APIRoute) -> dict[str, bool]:
-    """The route's query parameters, each with whether it takes several values."""
+    """The route's query parameters, each with whether it takes several values: worked
+    out once per route (kept on it), not at every request."""
+    known = route.__dict__.get("_sundial_query_params")
+    if known is None:
+        known = route._sundial_query_params = _walk_query_params(route)
+    return known
+
+
+def _walk_query_params(route: APIRoute) -> dict[str, bool]:
     params, dependants = {}, [route.dependant]
     while dependants:
         dependant = dependants.pop()
