@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from functools import partial
@@ -18,11 +18,10 @@ from functools import partial
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
-from aiormq.abc import ChannelFrame
-from pamqp.commands import Basic, Connection
-from pamqp.header import ContentHeader
+from pamqp.commands import Basic
 
 from sundial.core import faults
+from sundial.core.aiormq_seam import publish_together, watch_blocking
 from sundial.core.logging import get_logger
 from sundial.core.messages import CONTENT_TYPE
 from sundial.core.nodes import CONNECT_ERRORS, Nodes, parse_nodes
@@ -92,7 +91,7 @@ class Outgoing:
     body: bytes
 
 
-# Messages per socket write when publishing many (see _publish_together).
+# Messages per socket write when publishing many (see core.aiormq_seam).
 FRAME_BATCH = 250
 # How long a batch may take from connect to its last confirm (a healthy broker confirms
 # a batch in milliseconds); past it the broker counts as unresponsive.
@@ -214,8 +213,8 @@ class Publisher:
                 channel = await self._channel.get_underlay_channel()
                 confirmations: list[asyncio.Future] = []
                 for start in range(0, len(messages), FRAME_BATCH):
-                    confirmations += await _publish_together(
-                        channel, messages[start:start + FRAME_BATCH])
+                    confirmations += await publish_together(
+                        channel, EXCHANGE, [_frame_of(m) for m in messages[start:start + FRAME_BATCH]])
         except TimeoutError:
             log.warning("broker.unresponsive", timeout_s=self.confirm_timeout_s)
             await self._abandon(connection)
@@ -258,30 +257,6 @@ class Publisher:
                 await connection.close()
 
 
-def watch_blocking(connection: AbstractConnection, on_blocked: Callable[[str], None],
-                   on_unblocked: Callable[[], None]) -> None:
-    """Call `on_blocked(reason)` when the broker blocks this connection (RabbitMQ's
-    `connection.blocked`, sent on a memory or disk alarm) and `on_unblocked()` when it
-    lifts the block. aiormq handles both notices itself (it advertises the capability and
-    holds its writes while blocked) but tells no one: this wraps its two handlers on this
-    one connection. The seam on aiormq internals besides `_publish_together`, hence the
-    pinned minor version; tests/unit/test_broker_seams.py fails if the handlers move."""
-    underlay = connection.transport.connection   # the aiormq.Connection
-    handle_blocked = underlay._Connection__handle_connection_blocked
-    handle_unblocked = underlay._Connection__handle_connection_unblocked
-
-    async def blocked(frame: Connection.Blocked) -> None:
-        await handle_blocked(frame)
-        on_blocked(frame.reason or "")
-
-    async def unblocked(frame: Connection.Unblocked) -> None:
-        await handle_unblocked(frame)
-        on_unblocked()
-
-    underlay._Connection__handle_connection_blocked = blocked
-    underlay._Connection__handle_connection_unblocked = unblocked
-
-
 def _outcome(confirmation: asyncio.Future) -> object:
     if confirmation.cancelled():
         return PublishNotConfirmed("the confirmation was cancelled")
@@ -310,38 +285,7 @@ def _error(message: Outgoing, confirmation: object) -> BaseException | None:
     return PublishNotConfirmed(f"run {message.run_id}: broker answered {confirmation!r}")
 
 
-async def _publish_together(channel: aiormq.Channel,
-                            messages: Sequence[Outgoing]) -> list[asyncio.Future]:
-    """What aiormq's `basic_publish` does for one message, for many at once: one channel
-    lock and one write to the socket for all their frames, instead of a lock handoff, a
-    task switch and a write per message (the scheduler's largest cost when it clears a
-    backlog). Returns each message's confirmation: Basic.Ack, Basic.Nack, or the
-    exception of a return (`mandatory`) or of the channel closing. aiormq's own reader
-    settles them, as it does for `basic_publish`. Relies on aiormq's Channel internals,
-    hence the pinned aiormq minor version."""
-    frames: list = []
-    confirmations: list[asyncio.Future] = []
-    async with channel.lock:
-        for m in messages:
-            message_id = str(m.run_id)
-            publish = Basic.Publish(exchange=EXCHANGE, routing_key=m.queue, mandatory=True)
-            header = ContentHeader(properties=Basic.Properties(
-                content_type=CONTENT_TYPE, delivery_mode=2, message_id=message_id),
-                body_size=len(m.body))
-            channel.delivery_tag += 1
-            tag = channel.delivery_tag
-            confirmation = channel.create_future()
-            channel.confirmations[tag] = confirmation
-            # A returned message is matched to its confirmation by message id.
-            channel.message_id_delivery_tag[message_id] = tag
-            confirmation.add_done_callback(partial(_forget, channel, message_id, tag))
-            confirmations.append(confirmation)
-            frames += [publish, header, *channel._split_body(m.body)]
-        await channel.write_queue.put(ChannelFrame.marshall(frames=frames,
-                                                            channel_number=channel.number))
-    return confirmations
-
-
-def _forget(channel: aiormq.Channel, message_id: str, tag: int, _future: asyncio.Future) -> None:
-    if channel.message_id_delivery_tag.get(message_id) == tag:
-        channel.message_id_delivery_tag.pop(message_id)
+def _frame_of(message: Outgoing) -> tuple[str, Basic.Properties, bytes]:
+    """(routing key, properties, body): persistent, the run id as message_id."""
+    return message.queue, Basic.Properties(content_type=CONTENT_TYPE, delivery_mode=2,
+                                           message_id=str(message.run_id)), message.body
