@@ -5,13 +5,15 @@ aiormq's public API has neither of the two things the scheduler needs:
 - Publishing many messages in one socket write. `Channel.basic_publish` takes the
   channel lock, marshals and queues one message at a time, and aiormq's writer sends each
   queued message with its own `write` (a system call): gathering 500 `basic_publish`
-  calls costs about three times the CPU per message of one write for them all (measured
-  with bench/publish.py; the scheduler's largest cost when it clears a backlog).
+  calls costs 2.5 to 3 times the client CPU per message of one write for them all, and
+  publishes 2 to 3 times slower (bench/publish.py; aio-pika's `Exchange.publish` is
+  slower still). Publishing is the scheduler's largest cost when it clears a backlog.
   `publish_together` does what `basic_publish` does, delivery-tag rollback included, for
   many messages under one lock and one write.
 - Hearing `connection.blocked` / `connection.unblocked`: aiormq advertises the
-  capability and holds its writes while blocked, but calls no one back (nor does
-  aio-pika). `watch_blocking` wraps its two handlers on one connection.
+  capability and holds its writes while blocked, but calls no one back, nor does
+  aio-pika (its maintainer's answer in mosquito/aio-pika#506). `watch_blocking` wraps
+  aiormq's two handlers on one connection.
 
 Hence aiormq's minor version is pinned (pyproject.toml) and
 tests/integration/test_aiormq_seam.py fails when a new version moves what this uses:
