@@ -25,13 +25,15 @@ from bench import dispatch, end_to_end, fire_lag, infra, outbox, render, scale, 
 RESULTS = infra.ROOT / "bench" / "results"
 MEASURES = ("dispatch", "end_to_end", "trigger", "fire_lag", "scale", "outbox")
 
-FULL = {"dispatch": 100_000, "dispatch_aps": 3_000, "dispatch_celery_cap_s": 30.0,
+FULL = {"dispatch": 100_000, "dispatch_aps": 3_000, "dispatch_celery": 1_000,
+        "dispatch_celery_cap_s": 60.0,
         "e2e": 20_000, "e2e_aps": 1_500, "workers": (1, 2, 4), "triggers": 1_000,
         "steady": 1_000, "steady_s": 60.0, "burst": 10_000,
         "scale": (10_000, 100_000, 1_000_000), "scale_aps": 1_000,
         "scale_celery": (10_000, 100_000), "idle_window_s": 30.0,
         "outbox_runs": 1_000_000, "outbox_drain_s": 60.0}
-QUICK = {"dispatch": 10_000, "dispatch_aps": 500, "dispatch_celery_cap_s": 10.0,
+QUICK = {"dispatch": 10_000, "dispatch_aps": 500, "dispatch_celery": 1_000,
+         "dispatch_celery_cap_s": 30.0,
          "e2e": 3_000, "e2e_aps": 300, "workers": (1, 2, 4), "triggers": 200,
          "steady": 1_000, "steady_s": 15.0, "burst": 10_000,
          "scale": (10_000, 100_000), "scale_aps": 300,
@@ -95,8 +97,12 @@ async def measure(sizes: dict, only: set[str]) -> dict:
         await _guarded(r, "apscheduler", lambda: dispatch.apscheduler(sizes["dispatch_aps"],
                                                                       timeout_s=600),
                        "dispatch, APScheduler 4")
-        await _guarded(r, "celery_beat", lambda: dispatch.celery_beat(
-            n, cap_s=sizes["dispatch_celery_cap_s"]), "dispatch, Celery beat 5")
+        beat_n, cap = sizes["dispatch_celery"], sizes["dispatch_celery_cap_s"]
+        await _guarded(r, "celery_beat", lambda: dispatch.celery_beat(beat_n, cap_s=cap),
+                       "dispatch, Celery beat 5")
+        await _guarded(r, "celery_beat_confirms",
+                       lambda: dispatch.celery_beat(beat_n, cap_s=cap, confirms=True),
+                       "dispatch, Celery beat 5 with confirm_publish")
     if "end_to_end" in only:
         r = out["end_to_end"] = {"sundial": {}, "apscheduler": {}}
         for w in sizes["workers"]:
