@@ -162,7 +162,7 @@ async def measure(sizes: dict, only: set[str]) -> dict:
         n = sizes["e2e_peers"]
         for w in sizes["workers"]:
             await _guarded(r["celery"], str(w), lambda w=w: peers.celery(n, w, timeout_s=300),
-                           f"end-to-end, Celery beat + prefork worker ({w} children)")
+                           f"end-to-end, Celery beat + prefork worker, concurrency {w}")
             await _guarded(r["procrastinate"], str(w),
                            lambda w=w: peers.procrastinate(n, w, timeout_s=300),
                            f"end-to-end, procrastinate, {w} workers")
