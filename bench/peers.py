@@ -193,12 +193,19 @@ async def procrastinate_steady(count: int, duration_s: float) -> dict:
                 " ON e.job_id = j.id AND e.type = 'deferred'"
                 " WHERE (j.args->>'timestamp')::float8 >= $1"
                 " AND (j.args->>'timestamp')::float8 < $2", lo, hi)
+            # How fast it deferred at all, whichever slots: when it falls behind, the
+            # window's slots are never reached and this is what the run can tell.
+            pace = await conn.fetchrow(
+                "SELECT count(*) AS n, extract(epoch FROM max(at) - min(at))::float8 AS span"
+                " FROM procrastinate_events WHERE type = 'deferred'")
         finally:
             await conn.close()
     lags = [r["lag"] for r in rows]
     expected = round((hi - lo) * count)
     return {**summary_ms(lags), "schedules": count, "duration_s": duration_s,
             "expected_slots": expected, "missed_or_unpublished": expected - len(lags),
+            "deferred_total": pace["n"],
+            "deferred_per_s": pace["n"] / pace["span"] if pace["span"] else None,
             "process_cpu_s": cpu.cpu_s,
             "measures": "job deferred (row + `deferred` event) - its cron slot; all slots on "
                         "the second; the deferrer sleeps 0.5 s past each slot by design",

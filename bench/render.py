@@ -189,6 +189,15 @@ def _peer(m: dict, path: tuple[str, ...], key: str) -> Any:
 SYSTEMS = ("Sundial", "APScheduler 4", "Celery 5", "procrastinate")
 
 
+def _behind(lag: dict | None) -> str | None:
+    """A cell for a steady run in which not one slot of the window was handed over."""
+    if not lag or lag.get("count") != 0 or not lag.get("expected_slots"):
+        return None
+    pace = lag.get("deferred_per_s")
+    return ("none of the window's slots in time" +
+            (f" (it handed over {pace:,.0f}/s, {lag['schedules']:,}/s were due)" if pace else ""))
+
+
 def results_table(results: dict) -> list[str]:
     m = results["measures"]
     peers = SYSTEMS[1:]
@@ -262,6 +271,7 @@ def results_table(results: dict) -> list[str]:
             lines.append(_row(f"fire lag, steady, {q}", "ms", _get(f, "steady", "sundial", f"{q}_ms"),
                               [_peer(f, ("steady", "apscheduler"), f"{q}_ms"),
                                _peer(f, ("steady", "celery_beat"), f"{q}_ms"),
+                               _behind(p.get("procrastinate_lag")) or
                                _peer(p, ("procrastinate_lag",), f"{q}_ms")], False, lag_what, 1))
         lines.append(_row("fire lag, steady, slots missed", "count",
                           _get(f, "steady", "sundial", "missed_or_unpublished"),

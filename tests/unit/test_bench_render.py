@@ -73,6 +73,17 @@ def test_dispatch_says_what_each_side_counts_and_labels_confirms():
     assert lag[4] == "600.0" and "all on the second" in lag[-1]
 
 
+def test_a_peer_that_fell_behind_the_whole_window_says_so():
+    results = _results()
+    results["measures"]["e2e_peers"]["procrastinate_lag"] = {
+        "count": 0, "p50_ms": None, "p99_ms": None, "expected_slots": 8000, "schedules": 1000,
+        "missed_or_unpublished": 8000, "deferred_per_s": 61.5}
+    rows = {_cells(line)[0]: _cells(line) for line in render.results_table(results)[2:]}
+    assert rows["fire lag, steady, p99 (ms)"][4] == (
+        "none of the window's slots in time (it handed over 62/s, 1,000/s were due)")
+    assert rows["fire lag, steady, slots missed (count)"][4] == "8,000"
+
+
 def test_without_the_peers_measure_their_cells_say_not_measured():
     results = _results()
     del results["measures"]["e2e_peers"]
