@@ -206,16 +206,20 @@ def results_table(results: dict) -> list[str]:
              "|---|" + "---:|" * (len(SYSTEMS) + len(peers)) + "---|"]
     if "dispatch" in m:
         d = m["dispatch"]
-        beat_n = _get(d, "celery_beat", "entries")
+        due = {k: _fmt(_get(d, k, "schedules") or _get(d, k, "entries"))
+               for k in ("sundial", "apscheduler", "celery_beat", "procrastinate")}
         lines.append(_row("dispatch rate", "per s", _get(d, "sundial", "rate_per_s"),
                           [_peer(d, ("apscheduler",), "rate_per_s"),
                            _peer(d, ("celery_beat",), "rate_per_s"),
                            _peer(d, ("procrastinate",), "rate_per_s")], True,
-                          _what(("S", "runs recorded + messages confirmed by RabbitMQ"),
-                                ("A", "jobs created in its data store, none executed"),
-                                ("C", f"beat, {_fmt(beat_n)} entries: messages sent, "
+                          _what(("S", f"{due['sundial']} due: runs recorded + messages confirmed "
+                                      "by RabbitMQ"),
+                                ("A", f"{due['apscheduler']} due: jobs created in its data "
+                                      "store, none executed"),
+                                ("C", f"beat, {due['celery_beat']} entries due: messages sent, "
                                       "not confirmed (default)"),
-                                ("P", "jobs deferred into its table, none executed"),
+                                ("P", f"{due['procrastinate']} periodic tasks due: jobs "
+                                      "deferred into its table, none executed"),
                                 cmd=_get(d, "sundial", "command"))))
         if "celery_beat_confirms" in d:
             lines.append(_row("dispatch rate, beat with `confirm_publish` (not a default)", "per s",
