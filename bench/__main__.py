@@ -20,23 +20,27 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-from bench import dispatch, end_to_end, fire_lag, infra, outbox, render, scale, trigger
+from bench import dispatch, end_to_end, fire_lag, infra, outbox, peers, render, scale, trigger
 
 RESULTS = infra.ROOT / "bench" / "results"
-MEASURES = ("dispatch", "end_to_end", "trigger", "fire_lag", "scale", "outbox")
+MEASURES = ("dispatch", "end_to_end", "trigger", "fire_lag", "scale", "outbox", "e2e_peers")
 
-FULL = {"dispatch": 100_000, "dispatch_aps": 3_000, "dispatch_celery_cap_s": 30.0,
+FULL = {"dispatch": 100_000, "dispatch_aps": 3_000, "dispatch_celery": 1_000,
+        "dispatch_celery_cap_s": 60.0,
         "e2e": 20_000, "e2e_aps": 1_500, "workers": (1, 2, 4), "triggers": 1_000,
         "steady": 1_000, "steady_s": 60.0, "burst": 10_000,
         "scale": (10_000, 100_000, 1_000_000), "scale_aps": 1_000,
         "scale_celery": (10_000, 100_000), "idle_window_s": 30.0,
-        "outbox_runs": 1_000_000, "outbox_drain_s": 60.0}
-QUICK = {"dispatch": 10_000, "dispatch_aps": 500, "dispatch_celery_cap_s": 10.0,
+        "outbox_runs": 1_000_000, "outbox_drain_s": 60.0,
+        "e2e_peers": 2_000, "peers_steady_s": 30.0}
+QUICK = {"dispatch": 10_000, "dispatch_aps": 500, "dispatch_celery": 1_000,
+         "dispatch_celery_cap_s": 30.0,
          "e2e": 3_000, "e2e_aps": 300, "workers": (1, 2, 4), "triggers": 200,
          "steady": 1_000, "steady_s": 15.0, "burst": 10_000,
          "scale": (10_000, 100_000), "scale_aps": 300,
          "scale_celery": (10_000,), "idle_window_s": 10.0,
-         "outbox_runs": 100_000, "outbox_drain_s": 15.0}
+         "outbox_runs": 100_000, "outbox_drain_s": 15.0,
+         "e2e_peers": 300, "peers_steady_s": 10.0}
 
 
 def _version(dist: str) -> str | None:
@@ -69,7 +73,8 @@ def machine() -> dict:
 def versions() -> dict:
     return {"sundial": _run(["git", "rev-parse", "--short", "HEAD"]),
             **{d: _version(d) for d in ("apscheduler", "celery", "kombu", "amqp", "sqlalchemy",
-                                         "asyncpg", "aio-pika", "aiormq", "anyio", "uvloop")}}
+                                         "asyncpg", "aio-pika", "aiormq", "anyio", "uvloop",
+                                         "procrastinate", "psycopg", "psycopg2-binary")}}
 
 
 async def _guarded(results: dict, key: str, make: Callable[[], Awaitable[dict]],
@@ -95,8 +100,15 @@ async def measure(sizes: dict, only: set[str]) -> dict:
         await _guarded(r, "apscheduler", lambda: dispatch.apscheduler(sizes["dispatch_aps"],
                                                                       timeout_s=600),
                        "dispatch, APScheduler 4")
-        await _guarded(r, "celery_beat", lambda: dispatch.celery_beat(
-            n, cap_s=sizes["dispatch_celery_cap_s"]), "dispatch, Celery beat 5")
+        beat_n, cap = sizes["dispatch_celery"], sizes["dispatch_celery_cap_s"]
+        await _guarded(r, "celery_beat", lambda: dispatch.celery_beat(beat_n, cap_s=cap),
+                       "dispatch, Celery beat 5")
+        await _guarded(r, "celery_beat_confirms",
+                       lambda: dispatch.celery_beat(beat_n, cap_s=cap, confirms=True),
+                       "dispatch, Celery beat 5 with confirm_publish")
+        await _guarded(r, "procrastinate",
+                       lambda: peers.procrastinate_dispatch(beat_n, timeout_s=300),
+                       "dispatch, procrastinate")
     if "end_to_end" in only:
         r = out["end_to_end"] = {"sundial": {}, "apscheduler": {}}
         for w in sizes["workers"]:
@@ -145,6 +157,18 @@ async def measure(sizes: dict, only: set[str]) -> dict:
         await _guarded(out, "outbox", lambda: outbox.measure(sizes["outbox_runs"],
                                                              sizes["outbox_drain_s"]),
                        f"outbox, Sundial, {sizes['outbox_runs']:,} runs")
+    if "e2e_peers" in only:
+        r = out["e2e_peers"] = {"celery": {}, "procrastinate": {}}
+        n = sizes["e2e_peers"]
+        for w in sizes["workers"]:
+            await _guarded(r["celery"], str(w), lambda w=w: peers.celery(n, w, timeout_s=300),
+                           f"end-to-end, Celery beat + prefork worker, concurrency {w}")
+            await _guarded(r["procrastinate"], str(w),
+                           lambda w=w: peers.procrastinate(n, w, timeout_s=300),
+                           f"end-to-end, procrastinate, {w} workers")
+        await _guarded(r, "procrastinate_lag",
+                       lambda: peers.procrastinate_steady(sizes["steady"], sizes["peers_steady_s"]),
+                       "fire lag, procrastinate")
     return out
 
 

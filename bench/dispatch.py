@@ -1,12 +1,15 @@
-"""1. Dispatch rate: a backlog of due schedules cleared by one scheduler process.
+"""1. Dispatch rate: a backlog of due schedules turned into recorded runs handed to the
+workers, by one scheduler process and nothing else (no worker runs).
 
 Sundial: runs recorded, next_run_at advanced and messages confirmed by RabbitMQ, per
 second, from `sundial scheduler`'s start until every run has published_at.
-APScheduler 4: one process (role both) with the schedules due at once and a trivial
-job; jobs started per second (job_results.started_at), from its start.
-Celery beat 5: its loop with the entries due at once, publishing with confirms;
-messages published per second, from its start (capped in time: beat does one entry per
-tick and compares its whole schedule on every tick).
+APScheduler 4: one process with role `scheduler` (no worker) and the schedules due at
+once; jobs created in its data store (the `jobs` table its workers acquire from: its
+hand-over) per second, from its start to the last jobs.created_at. Nothing is executed.
+Celery beat 5: its loop with a realistic schedule (1,000 entries at full size) due
+at once, run as `celery beat` runs it (PersistentScheduler, default settings: no
+publisher confirms); messages published per second, from its start. Once more with
+`confirm_publish` (not a default) for the guarantee Sundial gives, labelled as such.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ async def sundial(count: int, *, timeout_s: float) -> dict:
             "seconds": seconds, "rate_per_s": row["published"] / seconds,
             "rate_after_start_per_s": row["published"] / (row["last_published"] - row["first_created"]),
             "scheduler_cpu_s": cpu.cpu_s, "scheduler_rss_mb": cpu.rss_mb,
+            "measures": "runs recorded + schedules advanced + messages confirmed by RabbitMQ",
             "command": "sundial scheduler  (defaults: SCHEDULER_BATCH_SIZE=500)"}
 
 
@@ -63,32 +67,37 @@ async def apscheduler(count: int, *, timeout_s: float) -> dict:
         conn = await asyncpg.connect(db)
         try:
             started = time.time()
-            proc = infra.python_module("aps-dispatch", "bench.aps", ["node", "--db", db])
+            proc = infra.python_module("aps-dispatch", "bench.aps",
+                                       ["node", "--db", db, "--role", "scheduler"])
             try:
                 await infra.wait_until(
-                    lambda: _at_least(conn, "SELECT count(*) FROM job_results", count),
-                    timeout_s, f"{count} APScheduler jobs", every=0.2)
+                    lambda: _at_least(conn, "SELECT count(*) FROM jobs", count),
+                    timeout_s, f"{count} APScheduler jobs created", every=0.2)
                 cpu = proc.usage()
             finally:
                 proc.stop()
             last = await conn.fetchval(
-                "SELECT extract(epoch FROM max(started_at))::float8 FROM job_results")
+                "SELECT extract(epoch FROM max(created_at))::float8 FROM jobs")
+            executed = await conn.fetchval("SELECT count(*) FROM job_results")
         finally:
             await conn.close()
     seconds = last - started
-    return {"schedules": count, "jobs_started": count, "seconds": seconds,
-            "rate_per_s": count / seconds, "process_cpu_s": cpu.cpu_s,
+    return {"schedules": count, "jobs_created": count, "jobs_executed": executed,
+            "seconds": seconds, "rate_per_s": count / seconds, "process_cpu_s": cpu.cpu_s,
             "process_rss_mb": cpu.rss_mb,
-            "command": "python -m bench.aps node --role both  (max_concurrent_jobs=100)"}
+            "measures": "jobs created in its data store (no worker, nothing executed)",
+            "command": "python -m bench.aps node --role scheduler  (no worker)"}
 
 
-async def celery_beat(count: int, *, cap_s: float) -> dict:
+async def celery_beat(count: int, *, cap_s: float, confirms: bool = False) -> dict:
+    tag = "celery-backlog-confirms" if confirms else "celery-backlog"
     with infra.vhost("celery") as amqp:
-        out = infra.LOGS / "celery-backlog.json"
+        out = infra.LOGS / f"{tag}.json"
         started = time.time()
-        proc = infra.python_module("celery-backlog", "bench.celery_beat",
+        proc = infra.python_module(tag, "bench.celery_beat",
                                    ["backlog", "--amqp", amqp, "--entries", str(count),
-                                    "--seconds", str(cap_s), "--out", str(out)])
+                                    "--seconds", str(cap_s), "--out", str(out),
+                                    *(["--confirms"] if confirms else [])])
         proc.proc.wait(cap_s + 60)
         proc.stop()
         data = json.loads(out.read_text())
@@ -96,10 +105,16 @@ async def celery_beat(count: int, *, cap_s: float) -> dict:
     published = data["published"]
     end = published[-1][0] if len(published) >= count else data["ended"]
     seconds = end - started
+    how = ("confirmed by RabbitMQ (confirm_publish: not a default)" if confirms
+           else "sent, not confirmed (Celery's default: no publisher confirms)")
     return {"entries": count, "published": len(published), "messages_in_queue": in_queue,
             "seconds": seconds, "rate_per_s": len(published) / seconds,
-            "capped": len(published) < count, "cap_s": cap_s,
-            "command": "python -m bench.celery_beat backlog  (beat.Scheduler, confirm_publish)"}
+            "rate_after_start_per_s": (len(published) - 1) / max(1e-9, end - published[0][0])
+            if published else None,
+            "capped": len(published) < count, "cap_s": cap_s, "confirms": confirms,
+            "measures": f"messages published per second, {how}",
+            "command": "python -m bench.celery_beat backlog  (PersistentScheduler, "
+                       + ("confirm_publish)" if confirms else "default settings)")}
 
 
 async def _at_least(conn: asyncpg.Connection, sql: str, count: int) -> bool:

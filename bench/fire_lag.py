@@ -2,8 +2,9 @@
 
 Steady: N schedules with a 1 s interval, phases spread over the second, for D seconds;
 lag = published_at - scheduled_for (Sundial), JobAcquired - scheduled start
-(APScheduler 4), publish confirmed - due (Celery beat 5). The first two seconds are a
-warm-up and not counted; slots that never ran (coalesced) are counted as missed.
+(APScheduler 4), publish returned - due (Celery beat 5, default settings: no confirms).
+The first two seconds are a warm-up and not counted; slots that never ran (coalesced)
+are counted as missed.
 Burst: N schedules due on the same instant while `sundial scheduler` idles; time to
 clear = last published_at - that instant.
 """

@@ -15,7 +15,8 @@ from bench.stats import ratio
 
 DOC = ROOT / "docs" / "benchmarks.md"
 PLOT = ROOT / "docs" / "benchmarks.png"
-PEERS = (("apscheduler", "APScheduler 4"), ("celery_beat", "Celery beat 5"))
+PEERS = (("apscheduler", "APScheduler 4"), ("celery_beat", "Celery beat 5"),
+         ("procrastinate", "procrastinate"))
 
 # Where the time goes when a target is missed: what profiling showed (py-spy, see
 # `python -m bench.profile`), with placeholders filled from the run's own results.
@@ -151,7 +152,7 @@ def targets(results: dict) -> list[dict]:
     return out
 
 
-def _row(name: str, unit: str, s: Any, peers: list[Any], higher_better: bool, cmd: str,
+def _row(name: str, unit: str, s: Any, peers: list[Any], higher_better: bool, what: str,
          digits: int = 0) -> str:
     cells = [_fmt(s, digits)]
     ratios = []
@@ -163,7 +164,13 @@ def _row(name: str, unit: str, s: Any, peers: list[Any], higher_better: bool, cm
         cells.append(_fmt(p, digits))
         r = ratio(s, p) if higher_better else ratio(p, s)
         ratios.append(_x(r))
-    return f"| {name} ({unit}) | " + " | ".join(cells + ratios) + f" | `{cmd}` |"
+    return f"| {name} ({unit}) | " + " | ".join(cells + ratios) + f" | {what} |"
+
+
+def _what(*sides: tuple[str, str | None], cmd: str | None = None) -> str:
+    """The last column: what each side's figure counts, then Sundial's command."""
+    text = "; ".join(f"**{who}**: {what}" for who, what in sides if what)
+    return text + (f"; `{cmd}`" if cmd else "")
 
 
 def _peer(m: dict, path: tuple[str, ...], key: str) -> Any:
@@ -177,31 +184,74 @@ def _peer(m: dict, path: tuple[str, ...], key: str) -> Any:
     return d.get(key)
 
 
+# Column heads: Celery is beat alone where the measure is the scheduler's, beat + a
+# prefork worker end to end; procrastinate's deferrer runs in a worker process.
+SYSTEMS = ("Sundial", "APScheduler 4", "Celery 5", "procrastinate")
+
+
+def _behind(lag: dict | None) -> str | None:
+    """A cell for a steady run in which not one slot of the window was handed over."""
+    if not lag or lag.get("count") != 0 or not lag.get("expected_slots"):
+        return None
+    pace = lag.get("deferred_per_s")
+    return ("none of the window's slots in time" +
+            (f" (it handed over {pace:,.0f}/s, {lag['schedules']:,}/s were due)" if pace else ""))
+
+
 def results_table(results: dict) -> list[str]:
     m = results["measures"]
-    lines = ["| measure | Sundial | APScheduler 4 | Celery beat 5 | Sundial vs APScheduler 4 "
-             "| Sundial vs Celery beat 5 | Sundial's figure from |",
-             "|---|---:|---:|---:|---:|---:|---|"]
+    peers = SYSTEMS[1:]
+    lines = ["| measure | " + " | ".join(SYSTEMS) + " | "
+             + " | ".join(f"Sundial vs {p}" for p in peers) + " | what each figure counts |",
+             "|---|" + "---:|" * (len(SYSTEMS) + len(peers)) + "---|"]
     if "dispatch" in m:
         d = m["dispatch"]
-        lines.append(_row("dispatch rate", "runs/s", _get(d, "sundial", "rate_per_s"),
+        due = {k: _fmt(_get(d, k, "schedules") or _get(d, k, "entries"))
+               for k in ("sundial", "apscheduler", "celery_beat", "procrastinate")}
+        lines.append(_row("dispatch rate", "per s", _get(d, "sundial", "rate_per_s"),
                           [_peer(d, ("apscheduler",), "rate_per_s"),
-                           _peer(d, ("celery_beat",), "rate_per_s")], True,
-                          _get(d, "sundial", "command") or ""))
-    if "end_to_end" in m:
-        e = m["end_to_end"]
-        for w in sorted(e.get("sundial", {}), key=int):
-            lines.append(_row(f"end-to-end, {w} worker{'s' if w != '1' else ''}", "runs/s",
-                              _get(e, "sundial", w, "rate_per_s"),
-                              [_peer(e, ("apscheduler", w), "rate_per_s"),
-                               "n/a: beat does not execute"], True,
-                              _get(e, "sundial", w, "command") or ""))
+                           _peer(d, ("celery_beat",), "rate_per_s"),
+                           _peer(d, ("procrastinate",), "rate_per_s")], True,
+                          _what(("S", f"{due['sundial']} due: runs recorded + messages confirmed "
+                                      "by RabbitMQ"),
+                                ("A", f"{due['apscheduler']} due: jobs created in its data "
+                                      "store, none executed"),
+                                ("C", f"beat, {due['celery_beat']} entries due: messages sent, "
+                                      "not confirmed (default)"),
+                                ("P", f"{due['procrastinate']} periodic tasks due: jobs "
+                                      "deferred into its table, none executed"),
+                                cmd=_get(d, "sundial", "command"))))
+        if "celery_beat_confirms" in d:
+            lines.append(_row("dispatch rate, beat with `confirm_publish` (not a default)", "per s",
+                              _get(d, "sundial", "rate_per_s"),
+                              ["-", _peer(d, ("celery_beat_confirms",), "rate_per_s"), "-"],
+                              True, _what(("S", "as above"),
+                                          ("C", "messages confirmed by RabbitMQ, like Sundial's"))))
+    if "end_to_end" in m or "e2e_peers" in m:
+        e, p = m.get("end_to_end", {}), m.get("e2e_peers", {})
+        for w in sorted(set(e.get("sundial", {})) | set(p.get("celery", {})), key=int):
+            plural = "s" if w != "1" else ""
+            lines.append(_row(
+                f"end-to-end, {w} worker{plural}", "runs/s", _get(e, "sundial", w, "rate_per_s"),
+                [_peer(e, ("apscheduler", w), "rate_per_s"), _peer(p, ("celery", w), "rate_per_s"),
+                 _peer(p, ("procrastinate", w), "rate_per_s")], True,
+                _what(("all", "due runs executed by a no-op and recorded as succeeded, from the "
+                              "scheduling process's start to the last result"),
+                      ("S", f"{w} worker process{'es' if plural else ''} x 100 concurrent"),
+                      ("A", f"{w} role-worker process{'es' if plural else ''} x 100"),
+                      ("C", f"beat (no confirms) + 1 prefork worker of {w} child"
+                            f"{'ren' if plural else ''}, PostgreSQL result backend"),
+                      ("P", f"deferring worker + {w} worker process{'es' if plural else ''} x 100"),
+                      cmd=_get(e, "sundial", w, "command"))))
     if "trigger" in m:
         t = m["trigger"]
         for p in ("p50", "p95", "p99"):
             lines.append(_row(f"trigger latency {p}", "ms", _get(t, "sundial", f"{p}_ms"),
-                              [_peer(t, ("apscheduler",), f"{p}_ms"), "n/a: no run-now in beat"],
-                              False, _get(t, "sundial", "command") or "", 1))
+                              [_peer(t, ("apscheduler",), f"{p}_ms"), "n/a: no run-now in beat",
+                               "not measured"], False,
+                              _what(("S", "API trigger -> worker start"),
+                                    ("A", "add_job -> job started"),
+                                    cmd=_get(t, "sundial", "command")), 1))
         for name, path, source in (
                 ("trigger latency p50, from the httpx call", ("from_call",), "same requests"),
                 ("of which request -> run inserted, p50", ("breakdown", "wire_to_inserted"),
@@ -211,31 +261,41 @@ def results_table(results: dict) -> list[str]:
                 ("RabbitMQ alone: quorum publish -> deliver, p50",
                  ("breakdown", "broker_publish_to_deliver"),
                  "bare aiormq publisher + consumer, same vhost")):
-            lines.append(_row(name, "ms", _get(t, "sundial", *path, "p50_ms"), ["-", "-"],
-                              False, source, 1))
-    if "fire_lag" in m:
-        f = m["fire_lag"]
-        for p in ("p50", "p99"):
-            lines.append(_row(f"fire lag, steady, {p}", "ms", _get(f, "steady", "sundial", f"{p}_ms"),
-                              [_peer(f, ("steady", "apscheduler"), f"{p}_ms"),
-                               _peer(f, ("steady", "celery_beat"), f"{p}_ms")], False,
-                              _get(f, "steady", "sundial", "command") or "", 1))
+            lines.append(_row(name, "ms", _get(t, "sundial", *path, "p50_ms"), ["-", "-", "-"],
+                              False, _what(("S", source)), 1))
+    if "fire_lag" in m or "e2e_peers" in m:
+        f, p = m.get("fire_lag", {}), m.get("e2e_peers", {})
+        lag_what = _what(("S", "published (confirmed) - slot, phases spread"),
+                         ("A", "JobAcquired - slot"),
+                         ("C", "beat's publish (no confirms) - due, phases spread; "
+                               "the worker plays no part"),
+                         ("P", "job deferred - slot, all on the second"),
+                         cmd=_get(f, "steady", "sundial", "command"))
+        for q in ("p50", "p99"):
+            lines.append(_row(f"fire lag, steady, {q}", "ms", _get(f, "steady", "sundial", f"{q}_ms"),
+                              [_peer(f, ("steady", "apscheduler"), f"{q}_ms"),
+                               _peer(f, ("steady", "celery_beat"), f"{q}_ms"),
+                               _behind(p.get("procrastinate_lag")) or
+                               _peer(p, ("procrastinate_lag",), f"{q}_ms")], False, lag_what, 1))
         lines.append(_row("fire lag, steady, slots missed", "count",
                           _get(f, "steady", "sundial", "missed_or_unpublished"),
                           [_peer(f, ("steady", "apscheduler"), "missed_or_unpublished"),
-                           _peer(f, ("steady", "celery_beat"), "missed_or_unpublished")],
-                          False, "same run"))
+                           _peer(f, ("steady", "celery_beat"), "missed_or_unpublished"),
+                           _peer(p, ("procrastinate_lag",), "missed_or_unpublished")],
+                          False, _what(("all", "slots of the window never handed over by its end"))))
+    if "fire_lag" in m:
+        f = m["fire_lag"]
         burst_n = _get(f, "burst", "sundial", "schedules")
-        aps_rate = _get(m, "dispatch", "apscheduler", "rate_per_s")
-        beat_rate = _get(m, "dispatch", "celery_beat", "rate_per_s")
-        est = [f"~{burst_n / r:,.0f} (from its dispatch rate)" if r and burst_n else "-"
-               for r in (aps_rate, beat_rate)]
         s_clear = _get(f, "burst", "sundial", "clear_s")
+        est, vs = [], []
+        for key in ("apscheduler", "celery_beat", "procrastinate"):
+            r = _get(m, "dispatch", key, "rate_per_s")
+            est.append(f"~{burst_n / r:,.0f} (from its dispatch rate)" if r and burst_n else "-")
+            vs.append(_x(ratio(burst_n / r, s_clear)) if r and burst_n and s_clear else "-")
+        what = _what(("S", "last published_at - the instant"), ("peers", "estimated"),
+                     cmd=_get(f, "burst", "sundial", "command"))
         lines.append(f"| burst of {_fmt(burst_n)} due at once, time to clear (s) | {_fmt(s_clear, 2)} "
-                     f"| {est[0]} | {est[1]} | "
-                     f"{_x(ratio(burst_n / aps_rate, s_clear)) if aps_rate and s_clear else '-'} | "
-                     f"{_x(ratio(burst_n / beat_rate, s_clear)) if beat_rate and s_clear else '-'} | "
-                     f"`{_get(f, 'burst', 'sundial', 'command')}` |")
+                     f"| {' | '.join(est)} | {' | '.join(vs)} | {what} |")
     if "scale" in m:
         sc = m["scale"]
         aps = next(iter((_get(sc, "apscheduler") or {}).items()), None)
@@ -243,23 +303,26 @@ def results_table(results: dict) -> list[str]:
         for size, s in sorted((_get(sc, "sundial") or {}).items(), key=lambda kv: int(kv[0])):
             n = int(size)
             if "error" in s:
-                lines.append(f"| {n:,} stored schedules | failed: {s['error'][:80]} |||||")
+                lines.append(f"| {n:,} stored schedules | failed: {s['error'][:80]} |||||||")
                 continue
             lines.append(f"| tick cost, {n:,} stored (ms: claim + sleep-time query) | "
-                         f"{_fmt(s['tick_ms'], 3)} | n/a: not SQL-visible | n/a: in memory | - | - "
-                         f"| `EXPLAIN ANALYZE` x{s.get('explain_runs', scale.REPEAT)} after "
+                         f"{_fmt(s['tick_ms'], 3)} | n/a: not SQL-visible | n/a: in memory | "
+                         "not measured | - | - | - "
+                         f"| **S**: `EXPLAIN ANALYZE` x{s.get('explain_runs', scale.REPEAT)} after "
                          f"{s.get('explain_warm_up', scale.WARM_UP)} warm-up runs, median |")
             for key, unit, name in (("cpu_core_pct", "% of a core", "idle CPU"),
                                     ("rss_mb", "MB", "RSS")):
                 a = (aps[1].get(key) if aps and "error" not in aps[1] and aps[0] == size
                      else f"- (measured at {int(aps[0]):,})" if aps else "-")
                 b = beat.get(size, {}).get(key, "-")
-                lines.append(_row(f"{name}, {n:,} stored", unit, s.get(key), [a, b], False,
-                                  "sundial scheduler; /proc/<pid>/stat, /proc/<pid>/status", 2))
+                lines.append(_row(f"{name}, {n:,} stored", unit, s.get(key), [a, b, "not measured"],
+                                  False, _what(("S", "`sundial scheduler`"), ("A", "role both"),
+                                               ("C", "beat alone"),
+                                               cmd="/proc/<pid>/stat, /proc/<pid>/status"), 2))
         if aps and "error" not in aps[1]:
             lines.append(f"| APScheduler 4 idle with {int(aps[0]):,} stored: CPU, RSS | - | "
                          f"{_fmt(aps[1]['cpu_core_pct'], 2)} % of a core, "
-                         f"{_fmt(aps[1]['rss_mb'], 1)} MB | - | - | - | `{aps[1]['command']}` |")
+                         f"{_fmt(aps[1]['rss_mb'], 1)} MB | - | - | - | - | - | `{aps[1]['command']}` |")
     return lines
 
 
@@ -313,19 +376,22 @@ def plot(results: dict, path: Path) -> None:
 
     m = results["measures"]
     systems = (("sundial", "Sundial", "#d95f02"), ("apscheduler", "APScheduler 4", "#1b9e77"),
-               ("celery_beat", "Celery beat 5", "#7570b3"))
+               ("celery_beat", "Celery 5", "#7570b3"), ("procrastinate", "procrastinate", "#e7298a"))
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     groups = [("dispatch", lambda k: _get(m, "dispatch", k, "rate_per_s"))]
+    # End to end, Celery is beat + its worker and procrastinate its workers (e2e_peers).
+    e2e = {"sundial": ("end_to_end", "sundial"), "apscheduler": ("end_to_end", "apscheduler"),
+           "celery_beat": ("e2e_peers", "celery"), "procrastinate": ("e2e_peers", "procrastinate")}
     for w in sorted(_get(m, "end_to_end", "sundial") or {}, key=int):
-        groups.append((f"e2e {w}w", lambda k, w=w: _get(m, "end_to_end", k, w, "rate_per_s")))
+        groups.append((f"e2e {w}w", lambda k, w=w: _get(m, *e2e[k], w, "rate_per_s")))
     if _bars(left, groups, systems):
         left.set_yscale("log")
     left.set_ylabel("runs per second (log)")
     left.set_title("Throughput (higher is better)")
     lat = [("trigger p50", lambda k: _get(m, "trigger", k, "p50_ms")),
            ("trigger p99", lambda k: _get(m, "trigger", k, "p99_ms")),
-           ("lag p50", lambda k: _get(m, "fire_lag", "steady", k, "p50_ms")),
-           ("lag p99", lambda k: _get(m, "fire_lag", "steady", k, "p99_ms"))]
+           ("lag p50", lambda k: _lag(m, k, "p50_ms")),
+           ("lag p99", lambda k: _lag(m, k, "p99_ms"))]
     if _bars(right, lat, systems):
         right.set_yscale("log")
     right.set_ylabel("milliseconds (log)")
@@ -337,6 +403,12 @@ def plot(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _lag(m: dict, key: str, stat: str) -> Any:
+    if key == "procrastinate":
+        return _get(m, "e2e_peers", "procrastinate_lag", stat)
+    return _get(m, "fire_lag", "steady", key, stat)
+
+
 def _bars(ax, groups, systems) -> bool:
     """Grouped bars; False when there is nothing to draw."""
     drawn = False
@@ -346,7 +418,7 @@ def _bars(ax, groups, systems) -> bool:
         for g, (_name, value) in enumerate(groups):
             v = value(key)
             if isinstance(v, (int, float)) and v > 0:
-                xs.append(g + (i - 1) * width)
+                xs.append(g + (i - (len(systems) - 1) / 2) * width)
                 ys.append(v)
         ax.bar(xs, ys, width, label=label, color=color)
         drawn = drawn or bool(ys)
@@ -411,7 +483,11 @@ def render(results: dict, source: Path) -> str:
             lines.append(f"- **{t['measure']}**: {t['why'] or 'not yet profiled.'}")
     lines += ["", "## Results", "",
               "Ratios: how many times higher Sundial's rate is, or how many times lower its "
-              "latency (peer ÷ Sundial); above 1x Sundial leads.", ""]
+              "latency (peer ÷ Sundial); above 1x Sundial leads. The last column says what "
+              "each side's figure counts (**S** Sundial, **A** APScheduler 4, **C** Celery 5, "
+              "**P** procrastinate): Celery is beat alone where the measure is the scheduler's "
+              "and beat plus a prefork worker end to end; procrastinate has no scheduler "
+              "process, its periodic deferrer runs in a worker.", ""]
     lines += results_table(results)
     lines += ["", f"![Throughput and latency, Sundial vs peers]({PLOT.name})", ""]
     lines += outbox_section(results)
@@ -431,16 +507,19 @@ def _method(results: dict) -> list[str]:
     sized = next(iter((_get(results, "measures", "scale", "sundial") or {}).values()), {})
     explain_runs = sized.get("explain_runs", scale.REPEAT)
     explain_warm_up = sized.get("explain_warm_up", scale.WARM_UP)
+    beat_n = s.get("dispatch_celery", s["dispatch"])
+    peers_n = f"{s['e2e_peers']:,}" if "e2e_peers" in s else "-"
     return [
         "## How each figure is measured", "",
         "Reproduce all of it with `make bench` (installs the `bench` extras, then "
         "`python -m bench`); `python -m bench --quick` runs small sizes in a few minutes; "
         "`python -m bench --only dispatch` (or `end_to_end`, `trigger`, `fire_lag`, `scale`, "
-        "`outbox`) "
+        "`outbox`, `e2e_peers`) "
         "runs one measure. Each measure gets a PostgreSQL database and a RabbitMQ vhost of its "
         "own, created and dropped by the harness; every process is a real process "
         "(`sundial scheduler`, `sundial worker`, `sundial api`, `python -m bench.aps node`, "
-        "`python -m bench.celery_beat`), logs in `bench/logs/`.", "",
+        "`python -m bench.celery_beat`, `celery worker`, `procrastinate worker`), logs in "
+        "`bench/logs/`.", "",
         f"1. **Dispatch rate** — Sundial: {s['dispatch']:,} interval schedules due at once, "
         "one `sundial scheduler` with default settings; runs recorded, `next_run_at` advanced "
         "and messages confirmed (checked: every run has `published_at`, every schedule "
@@ -448,17 +527,29 @@ def _method(results: dict) -> list[str]:
         "start to the last `published_at`. APScheduler 4: "
         f"{s['dispatch_aps']:,} `DateTrigger` schedules due at once (added through its API; "
         "adding is ~250/s, so the backlog is smaller — the figure is a rate), one process with "
-        "role `both`; jobs started (`job_results.started_at`) per second from its start. "
-        f"Celery beat 5: {s['dispatch']:,} entries due at once in beat's in-memory scheduler "
-        "and its own `tick()`/sleep loop, publishing with confirms to the same RabbitMQ; "
-        "messages published per second from its start, capped at "
-        f"{s['dispatch_celery_cap_s']:.0f} s (beat sends one entry per tick and compares its "
-        "whole schedule on every tick).",
+        "role `scheduler` and no worker: jobs created in its data store (`jobs.created_at`, "
+        "the rows its workers acquire: its hand-over, like Sundial's published run) per "
+        "second from its start; nothing is executed. "
+        f"Celery beat 5: {beat_n:,} entries (a large but real beat schedule) due at once, "
+        "run as `celery beat` runs it: `PersistentScheduler` (a shelve file) and its "
+        "`tick()`/sleep loop, Celery's default settings, so publishing *without* publisher "
+        "confirms (kombu's py-amqp transport confirms only with "
+        "`broker_transport_options={\"confirm_publish\": True}`); messages sent per second "
+        f"from its start (capped at {s['dispatch_celery_cap_s']:.0f} s). Beat compares its "
+        "whole schedule on every tick and sends one entry per tick, so its rate falls as "
+        "entries grow (an earlier version of this page ran it with 100,000). Measured once "
+        "more with `confirm_publish` (not a default, labelled in the table), the guarantee "
+        f"Sundial's figure includes. procrastinate: {beat_n:,} periodic tasks (cron every "
+        "minute: each one's last slot is due when the process starts) in one `procrastinate "
+        "worker` listening to a queue nothing is sent to; jobs deferred (rows in "
+        "`procrastinate_jobs`, what its workers fetch) per second, from its start to the last "
+        "`deferred` event.",
         f"2. **End-to-end rate** — {s['e2e']:,} due runs (APScheduler: {s['e2e_aps']:,}), "
         "workers started first; from the scheduler's start to the last run recorded as "
         "succeeded by the `noop` handler (APScheduler: `job_results.finished_at`, trivial "
         "function, role-`worker` processes plus one role-`scheduler` process). Worker "
-        "concurrency 100 on both sides.",
+        "concurrency 100 per process on both sides. "
+        f"Celery and procrastinate: {peers_n} due runs each (measure 7).",
         f"3. **Trigger latency** — {s['triggers']:,} `POST /api/jobs/{{id}}/trigger` one at a "
         f"time, {pause_ms:.0f} ms apart, after {trigger.WARM_UP} not counted; "
         "`runs.started_at` - the instant the request "
@@ -473,7 +564,8 @@ def _method(results: dict) -> list[str]:
         f"4. **Fire lag** — {s['steady']:,} schedules every second, phases spread over the "
         f"second, for {s['steady_s']:.0f} s (the first 2 s not counted): Sundial "
         "`published_at - scheduled_for`; APScheduler `JobAcquired` - scheduled start; "
-        "Celery beat publish confirmed - due. Burst: "
+        "Celery beat's publish returned (default settings, no confirms) - due; "
+        "procrastinate: measure 7. Burst: "
         f"{s['burst']:,} schedules due on one instant while the scheduler idles; time until "
         "the last is published (peers: estimated from their dispatch rate, marked ~).",
         f"5. **Scale and idle** — {', '.join(f'{x:,}' for x in s['scale'])} stored schedules "
@@ -498,12 +590,35 @@ def _method(results: dict) -> list[str]:
         "`sundial.runs`, 500 in flight, messages padded to the size of a run message; and "
         "Sundial's `Publisher.publish_many` alone, batches of 500 (no database). The drain "
         "is compared with the faster of the two.",
+        f"7. **End to end with Celery and procrastinate** — {peers_n} due runs, executed by a "
+        "trivial task and recorded as succeeded, per second from the start of the process "
+        "that turns schedules into work to the last result. Celery 5: beat as in 1 (default "
+        "settings, no confirms) with the entries due at once, and one `celery worker --pool "
+        "prefork --concurrency W` (W = the row's worker count: W child processes, one task at "
+        "a time each, prefetch multiplier 4, Celery's defaults) consuming first, on the same "
+        "RabbitMQ (a vhost of its own); results in PostgreSQL through SQLAlchemy "
+        "(`result_backend = db+postgresql://`, psycopg2); the last `date_done` of the SUCCESS "
+        "rows of `celery_taskmeta`. procrastinate: W `procrastinate worker --concurrency 100` "
+        "processes registered first, then one more worker that knows the periodic tasks (cron "
+        "every minute, the last slot due at its start) and executes nothing: its periodic "
+        "deferrer stands where Sundial's scheduler does; the last `succeeded` event of the "
+        "first slot's jobs (the app's psycopg pool at its default size). Each result also "
+        "keeps the rate from the first hand-over (beat's first publish, the first `deferred` "
+        "event), start-up left out. Fire lag: that "
+        f"deferring worker alone with {s['steady']:,} periodic tasks every second "
+        f"(`* * * * * *`: cron has no phases, all fall on the second) for "
+        f"{s.get('peers_steady_s', 0):.0f} s, the first 2 s not counted; the job's `deferred` "
+        "event - its slot (the deferrer sleeps 0.5 s past each slot by design).",
         "",
         "Notes on the peers:",
         "",
         "- APScheduler 4.0.0a6's asyncpg event broker starts a task from asyncpg's NOTIFY "
         "callback, which the installed anyio refuses (events are lost); `bench/aps.py` starts "
         "such callbacks as plain asyncio tasks and changes nothing else.",
-        "- Celery beat is measured as a scheduler only (it has no workers, no run-now and no "
-        "database); where a measure needs those, the table says n/a.",
+        "- Celery is beat alone where the measure is the scheduler's (dispatch, fire lag, "
+        "idle) and beat plus a prefork worker with a PostgreSQL result backend end to end; "
+        "it has no run-now (`apply_async` bypasses beat), the table says n/a.",
+        "- procrastinate has no scheduler process: every worker runs the periodic deferrer for "
+        "the periodic tasks its app knows, and the database keeps one job per task, "
+        "`periodic_id` and slot. Trigger latency and idle cost are not measured for it.",
     ]

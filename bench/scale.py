@@ -123,4 +123,4 @@ async def celery_beat(size: int, window_s: float) -> dict:
             proc.stop()
     return {"schedules": size, "cpu_core_pct": cpu * 100, "cpu_s_per_min": cpu * 60,
             "rss_mb": rss, "window_s": window_s,
-            "command": f"python -m bench.celery_beat idle with {size} entries in memory"}
+            "command": f"python -m bench.celery_beat idle with {size} entries (PersistentScheduler, kept in memory)"}
