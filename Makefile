@@ -15,6 +15,11 @@ $(BIN)/sundial: pyproject.toml
 
 install: $(BIN)/sundial
 
+# The benchmark's peers (APScheduler, Celery, procrastinate): make bench and the tests of its harness.
+$(VENV)/.bench: $(BIN)/sundial
+	$(BIN)/pip install -q -e '.[test,bench]'
+	touch $@
+
 # Start the local PostgreSQL and RabbitMQ if they are not running.
 services:
 	@bash scripts/ensure-services.sh
@@ -25,7 +30,7 @@ run: install services
 # Test files run on TEST_PROCESSES processes (each with its own databases and vhost); the
 # few tests that change what every test shares (a RabbitMQ alarm) run alone afterwards.
 TEST_PROCESSES ?= 3
-test: install services
+test: install $(VENV)/.bench services
 	$(BIN)/pytest -q -rs -p no:cacheprovider -m "not slow and not serial" -n $(TEST_PROCESSES) --dist loadfile
 	$(BIN)/pytest -q -rs -p no:cacheprovider -m "serial and not slow"
 
@@ -35,8 +40,7 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check services tests bench examples
 
-bench: install services
-	$(BIN)/pip install -q -e '.[test,bench]'
+bench: install $(VENV)/.bench services
 	$(BIN)/python -m bench
 
 chaos: install services
