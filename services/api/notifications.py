@@ -14,7 +14,6 @@ import asyncio
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 import asyncpg
 
@@ -25,7 +24,7 @@ from sundial.api.settings import ApiSettings
 from sundial.core import notifications as n
 from sundial.core.errors import AlreadyExists, ConfigError, InvalidInput, NotFound
 from sundial.core.netguard import check_url
-from sundial.core.secrets import decrypt_fields, encrypt_fields, masked_url
+from sundial.core.secrets import decrypt_fields, encrypt_fields
 from sundial.core.sql import q
 
 CHANNEL_FIELDS = frozenset(name for _, has in n.CHANNEL_KIND_FIELDS.values() for name in has)
@@ -47,14 +46,6 @@ def _id(ref: str | int) -> int | None:
     from sundial.api.service import parse_id
 
     return parse_id(ref)
-
-
-def shown_url(kind: str, url: str) -> str:
-    """A URL as viewers see it: a Slack URL is a credential from its path on."""
-    if kind == "slack":
-        parts = urlsplit(url)
-        return f"{parts.scheme}://{parts.hostname}/***"
-    return masked_url(url)
 
 
 def public_channel(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -169,15 +160,16 @@ class Notifications:
             try:
                 await asyncio.to_thread(check_url, url, self.settings.http_allowed_networks)
             except ValueError as exc:
-                raise InvalidInput("url", masked_url(url), str(exc)) from None
+                raise InvalidInput("url", n.shown_url(kind, url),
+                                   n.hidden(str(exc), kind, url)) from None
             secret = {"url": url, **({"signing_secret": signing} if signing else {})}
             try:
                 token = encrypt_fields(self.settings.encryption_key, secret)
             except ConfigError:
-                raise InvalidInput("url", shown_url(kind, url),
+                raise InvalidInput("url", n.shown_url(kind, url),
                                    "is stored encrypted, and ENCRYPTION_KEY is not set on the API; "
                                    "set it (on the schedulers too)") from None
-            return {"url": shown_url(kind, url)}, token
+            return {"url": n.shown_url(kind, url)}, token
         return {"to": list(to)}, None
 
     def _decrypt(self, token: str) -> dict[str, Any]:

@@ -358,3 +358,22 @@ async def test_one_scheduler_evaluates_at_a_time(pool) -> None:
                             "'sundial.notification_rules', 0))")
         assert (await evaluate(pool)).evaluated is False
     assert (await evaluate(pool)).evaluated is True
+
+
+async def test_a_failed_slack_delivery_does_not_show_the_url_s_secret_path(pool, receiver) -> None:
+    receiver.fail_next = 100
+    secret_path = "/services/T0/B0/xoxb-secret-token"
+    refused = await channel(pool, "slack", url=f"http://10.0.0.1{secret_path}", name="refused")
+    failing = await channel(pool, "slack", url=f"{receiver.url}{secret_path}", name="failing")
+    await rule(pool, "run_failed", refused)
+    await rule(pool, "run_failed", failing)
+    await failed_run(pool, await job(pool))
+
+    await deliver_all(Notifier(pool, settings(NOTIFY_MAX_ATTEMPTS=1)), pool)
+
+    errors = [r["last_error"] for r in await pool.fetch(
+        "SELECT last_error FROM notifications ORDER BY channel_id")]
+    assert len(errors) == 2 and all(errors)
+    assert "refused" in errors[0] and "answered 503" in errors[1]
+    for error in errors:
+        assert "xoxb-secret-token" not in error and "/***" in error
