@@ -55,6 +55,21 @@ async def test_a_python_jobs_prints_and_logs_show_while_it_runs(pool, db_url, am
     assert "step 2: done" in row["output"]
 
 
+async def test_output_that_utf_8_cannot_carry_is_escaped_not_fatal(pool, db_url, amqp_url, queue,
+                                                                  processes, tmp_path) -> None:
+    go = tmp_path / "go"
+    processes(["worker"], worker_env(db_url, amqp_url, queue,
+                                     WORKER_IMPORTS="tests.e2e.test_worker_jobs"))
+    job = await add_job(pool, queue, "python", {"function": "logs_an_undecodable_file_name",
+                                                "kwargs": {"go_file": str(go)}})
+    [run_id] = await trigger(pool, amqp_url, job)
+    row = await output_while_running(pool, run_id, "reading report-\\udcff.csv")
+    go.touch()
+    row = await wait_final(pool, run_id)
+    assert row["status"] == "succeeded", row["error"]
+    assert "reading report-\\udcff.csv" in row["output"]
+
+
 async def test_the_live_tail_is_bounded(pool, db_url, amqp_url, queue, processes,
                                         tmp_path) -> None:
     go = tmp_path / "go"
