@@ -81,11 +81,15 @@ FROM notification_rules r
 JOIN schedules s ON (r.schedule_id IS NULL OR s.id = r.schedule_id)
 JOIN jobs j ON j.id = s.job_id
 LEFT JOIN LATERAL (
+    -- Through runs_job_finished, the job's successes newest first: a schedule that only
+    -- fails (what this rule is for) costs one probe, not a walk through its failures.
     SELECT finished_at
     FROM runs
-    WHERE schedule_id = s.id
+    WHERE job_id = s.job_id
       AND status = 'succeeded'
-    ORDER BY scheduled_for DESC
+      AND finished_at IS NOT NULL
+      AND schedule_id = s.id
+    ORDER BY finished_at DESC
     LIMIT 1
 ) ok ON true
 WHERE r.kind = 'schedule_silent'
