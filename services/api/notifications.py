@@ -14,7 +14,6 @@ import asyncio
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 import asyncpg
 
@@ -25,7 +24,7 @@ from sundial.api.settings import ApiSettings
 from sundial.core import notifications as n
 from sundial.core.errors import AlreadyExists, ConfigError, InvalidInput, NotFound
 from sundial.core.netguard import check_url
-from sundial.core.secrets import decrypt_fields, encrypt_fields, masked_url
+from sundial.core.secrets import decrypt_fields, encrypt_fields
 from sundial.core.sql import q
 
 CHANNEL_FIELDS = frozenset(name for _, has in n.CHANNEL_KIND_FIELDS.values() for name in has)
@@ -47,14 +46,6 @@ def _id(ref: str | int) -> int | None:
     from sundial.api.service import parse_id
 
     return parse_id(ref)
-
-
-def shown_url(kind: str, url: str) -> str:
-    """A URL as viewers see it: a Slack URL is a credential from its path on."""
-    if kind == "slack":
-        parts = urlsplit(url)
-        return f"{parts.scheme}://{parts.hostname}/***"
-    return masked_url(url)
 
 
 def public_channel(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -81,9 +72,15 @@ class Notifications:
     async def list_channels(self) -> list[dict[str, Any]]:
         return [public_channel(r) for r in await self.pool.fetch(q("list_channels"))]
 
-    async def _channel_row(self, conn: asyncpg.Connection, ref: str | int) -> asyncpg.Record:
+    async def _channel_row(self, conn: asyncpg.Connection, ref: str | int, *,
+                           lock: bool = False) -> asyncpg.Record:
+        """The channel by id or name; `lock`: locked until the transaction ends (an edit
+        writes every field of the row it read), and read again once locked."""
         row = None if unstorable_text(str(ref)) else await conn.fetchrow(
             q("get_channel"), _id(ref), str(ref))
+        if row is not None and lock:
+            locked = await conn.fetchval(q("lock_channel"), row["id"])
+            row = None if locked is None else await conn.fetchrow(q("get_channel"), locked, None)
         if row is None:
             raise NotFound(f"no notification channel {ref!r}")
         return row
@@ -114,7 +111,7 @@ class Notifications:
     async def update_channel(self, actor: str, ref: str | int, body: ChannelUpdate) -> dict[str, Any]:
         change = body.model_dump(exclude_unset=True)
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await self._channel_row(conn, ref)
+            row = await self._channel_row(conn, ref, lock=True)
             config, secret = row["config"], row["secret_config"]
             if CHANNEL_FIELDS & change.keys():
                 stored = {**(self._decrypt(secret) if secret else {}), "to": config.get("to")}
@@ -169,15 +166,16 @@ class Notifications:
             try:
                 await asyncio.to_thread(check_url, url, self.settings.http_allowed_networks)
             except ValueError as exc:
-                raise InvalidInput("url", masked_url(url), str(exc)) from None
+                raise InvalidInput("url", n.shown_url(kind, url),
+                                   n.hidden(str(exc), kind, url)) from None
             secret = {"url": url, **({"signing_secret": signing} if signing else {})}
             try:
                 token = encrypt_fields(self.settings.encryption_key, secret)
             except ConfigError:
-                raise InvalidInput("url", shown_url(kind, url),
+                raise InvalidInput("url", n.shown_url(kind, url),
                                    "is stored encrypted, and ENCRYPTION_KEY is not set on the API; "
                                    "set it (on the schedulers too)") from None
-            return {"url": shown_url(kind, url)}, token
+            return {"url": n.shown_url(kind, url)}, token
         return {"to": list(to)}, None
 
     def _decrypt(self, token: str) -> dict[str, Any]:
@@ -192,9 +190,15 @@ class Notifications:
     async def list_rules(self) -> list[dict[str, Any]]:
         return [dict(r) for r in await self.pool.fetch(q("list_rules"), None, None)]
 
-    async def _rule_row(self, conn: asyncpg.Connection, ref: str | int) -> asyncpg.Record:
+    async def _rule_row(self, conn: asyncpg.Connection, ref: str | int, *,
+                        lock: bool = False) -> asyncpg.Record:
+        """The rule by id or name; `lock` as for _channel_row."""
         rows = [] if unstorable_text(str(ref)) else await conn.fetch(
             q("list_rules"), _id(ref), str(ref))
+        if rows and lock:
+            row = next((r for r in rows if r["id"] == _id(ref)), rows[0])
+            locked = await conn.fetchval(q("lock_rule"), row["id"])
+            rows = [] if locked is None else await conn.fetch(q("list_rules"), locked, None)
         if not rows:
             raise NotFound(f"no notification rule {ref!r}")
         return next((r for r in rows if r["id"] == _id(ref)), rows[0])
@@ -216,7 +220,7 @@ class Notifications:
     async def update_rule(self, actor: str, ref: str | int, body: RuleUpdate) -> dict[str, Any]:
         change = body.model_dump(exclude_unset=True)
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await self._rule_row(conn, ref)
+            row = await self._rule_row(conn, ref, lock=True)
             values = {f: row[f] for f in RULE_FIELDS}
             values.update(change)
             # A null scope widens it, whatever the kind.

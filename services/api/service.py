@@ -142,11 +142,17 @@ class Service:
         """How many jobs list_jobs pages through with the same filter."""
         return await self.pool.fetchval(q("count_jobs"), enabled)
 
-    async def _job_row(self, conn: asyncpg.Connection, ref: str | int) -> asyncpg.Record:
+    async def _job_row(self, conn: asyncpg.Connection, ref: str | int, *,
+                       lock: bool = False) -> asyncpg.Record:
+        """The job by id or name; `lock`: locked until the transaction ends (an edit)."""
         # A name with NUL (or a lone surrogate) names no job: PostgreSQL cannot even compare it.
         if payloads.unstorable_text(str(ref)):
             raise NotFound(f"no job {ref!r}")
         row = await conn.fetchrow(q("get_job"), parse_id(ref), str(ref))
+        if row is not None and lock:
+            # Read again once locked: a writer that held the row has committed by then.
+            locked = await conn.fetchval(q("lock_job"), row["id"])
+            row = None if locked is None else await conn.fetchrow(q("get_job"), locked, None)
         if row is None:
             raise NotFound(f"no job {ref!r}")
         return row
@@ -189,7 +195,7 @@ class Service:
         if "queue" in change:
             self.check_queue(change["queue"])
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await self._job_row(conn, ref)
+            row = await self._job_row(conn, ref, lock=True)
             if change.keys() - {"enabled"}:
                 _check_not_declared(row, "changing " + ", ".join(sorted(change.keys() - {"enabled"})))
             values = {f: row[f] for f in JOB_FIELDS}
@@ -228,7 +234,7 @@ class Service:
 
     async def delete_job(self, actor: str, ref: str | int) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await self._job_row(conn, ref)
+            row = await self._job_row(conn, ref, lock=True)
             _check_not_declared(row, "deleting it", fix="remove its declaration from code and "
                                 "run `sundial sync`, which disables it; then delete it")
             # A concurrent DELETE of the same job waits for this one, then deletes nothing:
@@ -346,9 +352,7 @@ class Service:
 
     async def create_schedule(self, actor: str, body: ScheduleCreate) -> dict[str, Any]:
         async with self.pool.acquire() as conn, conn.transaction():
-            job = await conn.fetchrow(q("get_job"), body.job_id, None)
-            if job is None:
-                raise NotFound(f"no job {body.job_id}")
+            job = await self._job_row(conn, body.job_id, lock=True)
             _check_not_declared(job, "adding a schedule")
             now = await conn.fetchval(q("db_now"))
             fields = body.model_dump(exclude={"job_id"})

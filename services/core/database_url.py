@@ -63,7 +63,9 @@ def check_database_url(url: str, environ: dict[str, str] | None = None) -> str:
     try:
         query = dict(parse_qsl(parts.query, keep_blank_values=True, strict_parsing=True))
     except ValueError:
-        raise ValueError(f"query {parts.query!r} must be name=value pairs joined by &") from None
+        # Not shown: the query may hold the password (password=...).
+        raise ValueError("the query must be name=value pairs joined by & (write a & or = "
+                         "inside a value as %26 or %3D)") from None
     for name, allowed in CHOICES.items():
         if name in query and query[name] not in allowed:
             raise ValueError(f"{name} {query[name]!r} must be one of {', '.join(allowed)}")

@@ -17,6 +17,9 @@ import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
+
+from sundial.core.secrets import masked_url
 
 CHANNEL_KINDS = ("webhook", "slack", "email")
 RULE_KINDS = ("run_failed", "schedule_silent", "missed_slot", "scheduler_stale",
@@ -52,6 +55,23 @@ def _rule_fields(kind: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 RULE_KIND_FIELDS = {kind: _rule_fields(kind) for kind in RULE_KINDS}
+
+def shown_url(kind: str, url: str) -> str:
+    """A channel's URL as it may be shown, stored or logged: a Slack URL is a credential
+    from its path on; a webhook's loses its password."""
+    if kind == "slack":
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.hostname}/***"
+    return masked_url(url)
+
+
+def hidden(text: str, kind: str, url: str) -> str:
+    """`text` (an error about `url`) with the URL, and a Slack URL's path, as shown_url
+    shows them."""
+    text = text.replace(url, shown_url(kind, url)).replace(masked_url(url), shown_url(kind, url))
+    secret = urlsplit(url).path if kind == "slack" else ""
+    return text.replace(secret, "/***") if len(secret) > 1 else text
+
 
 SIGNATURE_HEADER = "Sundial-Signature"
 PAYLOAD_VERSION = 1

@@ -22,7 +22,7 @@ import httpx
 from sundial.core import notifications as n
 from sundial.core.netguard import checked_addresses
 from sundial.core.pinned import pinned_request
-from sundial.core.secrets import decrypt_fields, masked_url
+from sundial.core.secrets import decrypt_fields
 from sundial.scheduler.settings import SchedulerSettings
 
 USER_AGENT = "Sundial-Notifications/1"
@@ -51,10 +51,10 @@ async def send(notification: Mapping[str, Any], settings: SchedulerSettings) -> 
                    "Sundial-Event": data["event"], "Sundial-Delivery": str(data["id"])}
         if secret.get("signing_secret"):
             headers[n.SIGNATURE_HEADER] = n.signature(secret["signing_secret"], raw, int(time.time()))
-        await _post(secret["url"], headers, raw, settings)
+        await _post(kind, secret["url"], headers, raw, settings)
     elif kind == "slack":
         raw = n.body(n.slack_message(data))
-        await _post(secret["url"], {"Content-Type": "application/json", "User-Agent": USER_AGENT},
+        await _post(kind, secret["url"], {"Content-Type": "application/json", "User-Agent": USER_AGENT},
                     raw, settings)
     elif kind == "email":
         subject, text = n.email_text(data)
@@ -73,21 +73,26 @@ def _secrets(notification: Mapping[str, Any], settings: SchedulerSettings) -> di
         raise DeliveryError(f"channel {notification['channel_name']!r}: {exc}") from None
 
 
-async def _post(url: str, headers: dict[str, str], raw: bytes, settings: SchedulerSettings) -> None:
-    shown = masked_url(url)
+async def _post(kind: str, url: str, headers: dict[str, str], raw: bytes,
+                settings: SchedulerSettings) -> None:
+    """POST to the channel's URL; an error shows the URL as viewers may see it (a Slack
+    URL's path is its credential: errors are stored, logged and shown)."""
+    shown = n.shown_url(kind, url)
     try:
         addresses = await asyncio.to_thread(checked_addresses, url, settings.http_allowed_networks)
     except ValueError as exc:
-        if "does not resolve" in str(exc):
-            raise DeliveryError(str(exc)) from None   # DNS may answer next time
-        raise Refused(f"refused: {exc}") from None
+        message = n.hidden(str(exc), kind, url)
+        if "does not resolve" in message:
+            raise DeliveryError(message) from None   # DNS may answer next time
+        raise Refused(f"refused: {message}") from None
     try:
         async with pinned_request("POST", httpx.URL(url), headers, {"content": raw}, addresses,
                                   settings.notify_timeout_s) as response:
             status = response.status_code
             answer = (await response.aread())[:200].decode(errors="replace") if status >= 300 else ""
     except httpx.HTTPError as exc:
-        raise DeliveryError(f"POST {shown}: {type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]) from None
+        raise DeliveryError(f"POST {shown}: {type(exc).__name__}: "
+                            f"{n.hidden(str(exc), kind, url)}"[:MAX_ERROR_CHARS]) from None
     if not 200 <= status < 300:
         raise DeliveryError(f"POST {shown} answered {status}: {answer}"[:MAX_ERROR_CHARS])
 

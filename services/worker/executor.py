@@ -12,6 +12,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
+from sundial.core.jsonb import printable
 from sundial.worker.handlers import Handler, JobError, RunContext, current
 from sundial.worker.live import LiveOutput
 from sundial.worker.retry import backoff_s
@@ -167,4 +168,5 @@ def _clean(value: Any) -> Any:
 
 
 def _text(value: str | None) -> str | None:
-    return value.replace("\x00", "\ufffd") if value else value
+    """Text as PostgreSQL takes it: NUL as U+FFFD, a lone surrogate as its escape."""
+    return printable(value).replace("\x00", "\ufffd") if value else value

@@ -15,6 +15,8 @@ import sys
 import threading
 from typing import TextIO
 
+from sundial.core.jsonb import printable
+
 # The tail kept of a running run's output, in characters: the same bound as the output a
 # finished run keeps (executor.MAX_OUTPUT_CHARS).
 LIVE_OUTPUT_CHARS = 65536
@@ -32,6 +34,9 @@ class LiveOutput:
     def write(self, text: str) -> None:
         if not text:
             return
+        # A lone surrogate (a file name os.fsdecode kept) cannot be sent as UTF-8: the
+        # heartbeat that writes the tail would fail for every run the worker holds.
+        text = printable(text)
         with self._lock:
             self._text = (self._text + text)[-self.limit:]
             self._changed = True

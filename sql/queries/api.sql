@@ -90,6 +90,11 @@ WHERE id = $1 OR name = $2
 ORDER BY (id IS NOT DISTINCT FROM $1) DESC
 LIMIT 1;
 
+-- name: lock_job
+-- Lock job $1 until the transaction ends: an edit writes every field of the row it read,
+-- so no concurrent write (another edit, a `sundial sync`) may come in between.
+SELECT id FROM jobs WHERE id = $1 FOR UPDATE;
+
 -- name: insert_job
 -- A new job; a duplicate name raises a unique violation (409).
 INSERT INTO jobs (name, description, handler, payload, secret_payload, queue, priority,

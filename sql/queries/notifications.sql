@@ -81,11 +81,15 @@ FROM notification_rules r
 JOIN schedules s ON (r.schedule_id IS NULL OR s.id = r.schedule_id)
 JOIN jobs j ON j.id = s.job_id
 LEFT JOIN LATERAL (
+    -- Through runs_job_finished, the job's successes newest first: a schedule that only
+    -- fails (what this rule is for) costs one probe, not a walk through its failures.
     SELECT finished_at
     FROM runs
-    WHERE schedule_id = s.id
+    WHERE job_id = s.job_id
       AND status = 'succeeded'
-    ORDER BY scheduled_for DESC
+      AND finished_at IS NOT NULL
+      AND schedule_id = s.id
+    ORDER BY finished_at DESC
     LIMIT 1
 ) ok ON true
 WHERE r.kind = 'schedule_silent'
@@ -235,6 +239,11 @@ WHERE id = $1 OR name = $2
 ORDER BY id = $1 DESC
 LIMIT 1;
 
+-- name: lock_channel
+-- Lock channel $1 until the transaction ends: an edit writes every field of the row it
+-- read, so no concurrent edit may come in between.
+SELECT id FROM notification_channels WHERE id = $1 FOR UPDATE;
+
 -- name: insert_channel
 INSERT INTO notification_channels (name, kind, config, secret_config, enabled)
 VALUES ($1, $2, $3, $4, $5)
@@ -259,6 +268,10 @@ JOIN notification_channels c ON c.id = r.channel_id
 LEFT JOIN jobs j ON j.id = r.job_id
 WHERE ($1::bigint IS NULL AND $2::text IS NULL) OR r.id = $1 OR r.name = $2
 ORDER BY r.name;
+
+-- name: lock_rule
+-- Lock rule $1 until the transaction ends (as lock_channel).
+SELECT id FROM notification_rules WHERE id = $1 FOR UPDATE;
 
 -- name: insert_rule
 INSERT INTO notification_rules (name, kind, channel_id, job_id, queue, schedule_id, statuses,

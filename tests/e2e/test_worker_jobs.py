@@ -96,3 +96,16 @@ async def talks_while_running(go_file: str) -> dict:
         await asyncio.sleep(0.05)
     print("step 2: done")
     return {"ok": True}
+
+
+@job("logs_an_undecodable_file_name")
+async def logs_an_undecodable_file_name(go_file: str) -> dict:
+    """Logs a file name that is not UTF-8 (os.fsdecode keeps its bad byte as a lone
+    surrogate), then waits for `go_file` to exist."""
+    import asyncio
+    import logging
+
+    logging.getLogger("reports").warning("reading %s", os.fsdecode(b"report-\xff.csv"))
+    while not os.path.exists(go_file):  # noqa: ASYNC110, ASYNC240
+        await asyncio.sleep(0.05)
+    return {"ok": True}

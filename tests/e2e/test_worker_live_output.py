@@ -24,6 +24,16 @@ async def command_run(pool, db_url, amqp_url, queue, processes, script: str) -> 
     return run_id
 
 
+async def python_run(pool, db_url, amqp_url, queue, processes, function: str, go) -> int:
+    """A worker that imports the test jobs, and a run of `function` waiting for `go`."""
+    processes(["worker"], worker_env(db_url, amqp_url, queue,
+                                     WORKER_IMPORTS="tests.e2e.test_worker_jobs"))
+    job = await add_job(pool, queue, "python", {"function": function,
+                                                "kwargs": {"go_file": str(go)}})
+    [run_id] = await trigger(pool, amqp_url, job)
+    return run_id
+
+
 async def test_a_command_jobs_output_shows_while_it_runs(pool, db_url, amqp_url, queue,
                                                          processes, tmp_path) -> None:
     go = tmp_path / "go"
@@ -42,17 +52,25 @@ async def test_a_command_jobs_output_shows_while_it_runs(pool, db_url, amqp_url,
 async def test_a_python_jobs_prints_and_logs_show_while_it_runs(pool, db_url, amqp_url, queue,
                                                                 processes, tmp_path) -> None:
     go = tmp_path / "go"
-    processes(["worker"], worker_env(db_url, amqp_url, queue,
-                                     WORKER_IMPORTS="tests.e2e.test_worker_jobs"))
-    job = await add_job(pool, queue, "python", {"function": "talks_while_running",
-                                                "kwargs": {"go_file": str(go)}})
-    [run_id] = await trigger(pool, amqp_url, job)
+    run_id = await python_run(pool, db_url, amqp_url, queue, processes, "talks_while_running", go)
     row = await output_while_running(pool, run_id, "halfway there")
     assert "step 1: started" in row["output"] and "WARNING reports: halfway there" in row["output"]
     go.touch()
     row = await wait_final(pool, run_id)
     assert row["status"] == "succeeded", row["error"]
     assert "step 2: done" in row["output"]
+
+
+async def test_output_that_utf_8_cannot_carry_is_escaped_not_fatal(pool, db_url, amqp_url, queue,
+                                                                  processes, tmp_path) -> None:
+    go = tmp_path / "go"
+    run_id = await python_run(pool, db_url, amqp_url, queue, processes,
+                              "logs_an_undecodable_file_name", go)
+    row = await output_while_running(pool, run_id, "reading report-\\udcff.csv")
+    go.touch()
+    row = await wait_final(pool, run_id)
+    assert row["status"] == "succeeded", row["error"]
+    assert "reading report-\\udcff.csv" in row["output"]
 
 
 async def test_the_live_tail_is_bounded(pool, db_url, amqp_url, queue, processes,

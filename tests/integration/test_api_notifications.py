@@ -174,3 +174,26 @@ async def test_send_a_test_is_delivered_by_the_schedulers(api: Api, receiver) ->
     assert receiver.accepted[-1].json()["rule"] == {"id": rule["id"], "name": "fails"}
     history = (await api.get(BASE, "viewer", params={"channel": "hooks"})).json()
     assert [h["status"] for h in history] == ["delivered", "delivered"]
+
+
+async def test_a_change_made_meanwhile_is_kept_by_an_edit_that_waited_for_it(api: Api) -> None:
+    import asyncio
+
+    assert (await api.post(f"{BASE}/channels", json={
+        "name": "mail", "kind": "email", "to": ["a@example.com"]})).status_code == 201
+    channel_id = await api.pool.fetchval("SELECT id FROM notification_channels")
+    assert (await api.post(f"{BASE}/rules", json={
+        "name": "failures", "kind": "run_failed", "channel_id": channel_id})).status_code == 201
+    async with api.pool.acquire() as conn, conn.transaction():
+        # Another edit, not committed yet when these start.
+        await conn.execute("UPDATE notification_channels SET config = '{\"to\": [\"b@example.com\"]}'")
+        await conn.execute("UPDATE notification_rules SET max_per_hour = 5")
+        edits = asyncio.gather(
+            api.call("PATCH", f"{BASE}/channels/mail", json={"enabled": False}),
+            api.call("PATCH", f"{BASE}/rules/failures", json={"enabled": False}))
+        await asyncio.sleep(0.5)
+    assert [r.status_code for r in await edits] == [200, 200]
+    channel = (await api.get(f"{BASE}/channels/mail")).json()
+    assert (channel["enabled"], channel["config"]) == (False, {"to": ["b@example.com"]})
+    rule = (await api.get(f"{BASE}/rules/failures")).json()
+    assert (rule["enabled"], rule["max_per_hour"]) == (False, 5)

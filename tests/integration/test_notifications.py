@@ -16,6 +16,7 @@ from cryptography.fernet import Fernet
 from sundial.core import notifications as n
 from sundial.core.db import create_pool
 from sundial.core.secrets import encrypt_fields
+from sundial.core.sql import q
 from sundial.scheduler.alerts import evaluate
 from sundial.scheduler.notifier import Notifier
 from sundial.scheduler.settings import SchedulerSettings
@@ -358,3 +359,48 @@ async def test_one_scheduler_evaluates_at_a_time(pool) -> None:
                             "'sundial.notification_rules', 0))")
         assert (await evaluate(pool)).evaluated is False
     assert (await evaluate(pool)).evaluated is True
+
+
+async def test_a_failed_slack_delivery_does_not_show_the_url_s_secret_path(pool, receiver) -> None:
+    receiver.fail_next = 100
+    secret_path = "/services/T0/B0/xoxb-secret-token"
+    refused = await channel(pool, "slack", url=f"http://10.0.0.1{secret_path}", name="refused")
+    failing = await channel(pool, "slack", url=f"{receiver.url}{secret_path}", name="failing")
+    await rule(pool, "run_failed", refused)
+    await rule(pool, "run_failed", failing)
+    await failed_run(pool, await job(pool))
+
+    await deliver_all(Notifier(pool, settings(NOTIFY_MAX_ATTEMPTS=1)), pool)
+
+    errors = [r["last_error"] for r in await pool.fetch(
+        "SELECT last_error FROM notifications ORDER BY channel_id")]
+    assert len(errors) == 2 and all(errors)
+    assert "refused" in errors[0] and "answered 503" in errors[1]
+    for error in errors:
+        assert "xoxb-secret-token" not in error and "/***" in error
+
+
+async def test_a_schedule_that_only_fails_is_judged_without_reading_its_failures(pool) -> None:
+    channel_id = await channel(pool, "webhook", url="http://127.0.0.1:9/")
+    job_id = await job(pool, "failing")
+    schedule_id = await schedule(pool, job_id)
+    await rule(pool, "schedule_silent", channel_id, within_seconds=600)
+    await backdate_rules(pool)
+    healthy = await job(pool, "healthy")
+    healthy_schedule = await schedule(pool, healthy)
+    # A month of a slot every 2 minutes: each one failed, and each of another job succeeded.
+    for job_id_, schedule_id_, status in ((job_id, schedule_id, "failed"),
+                                          (healthy, healthy_schedule, "succeeded")):
+        await pool.execute(
+            "INSERT INTO runs (job_id, schedule_id, scheduled_for, trigger, status, finished_at) "
+            "SELECT $1, $2, now() - make_interval(secs => g * 120), 'schedule', $3, "
+            "now() - make_interval(secs => g * 120 - 1) FROM generate_series(1, 21600) g",
+            job_id_, schedule_id_, status)
+    await pool.execute("ANALYZE runs")
+
+    plan = await pool.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "
+                               f"{q('firing_schedule_silent')}")
+    top = plan[0]["Plan"]   # json, decoded by the pool
+    assert top["Actual Rows"] == 1
+    # A probe of an index and a few pages, not a walk through the 21600 failures.
+    assert top["Shared Hit Blocks"] + top["Shared Read Blocks"] < 100, top

@@ -171,6 +171,19 @@ async def test_concurrent_syncs_write_once(svc, pool) -> None:
     assert await pool.fetchval("SELECT count(*) FROM schedules") == 5
 
 
+async def test_a_pause_while_a_sync_writes_the_job_keeps_what_the_sync_wrote(svc, pool) -> None:
+    await sync(svc, [decl(every=60, timeout_seconds=600)], actor="test")
+    async with pool.acquire() as conn, conn.transaction():
+        # What the next sync writes, not committed yet when the pause starts.
+        await conn.execute("UPDATE jobs SET timeout_seconds = 900 WHERE name = 'reports.daily'")
+        pause = asyncio.create_task(svc.set_job_enabled("ops", "reports.daily", False))
+        await asyncio.sleep(0.5)
+        assert not pause.done()   # it waits for the sync's transaction
+    await pause
+    job = await _job(pool, "reports.daily")
+    assert (job["enabled"], job["timeout_seconds"]) == (False, 900)
+
+
 async def test_a_job_made_through_the_api_is_taken_over_only_when_asked(svc, pool) -> None:
     from sundial.api.schemas import JobCreate
 

@@ -272,7 +272,11 @@ BAD_DATABASE_URLS = [
     ("postgresql://app:hunter2@db1/jobs?host=db2&port=0",
      "the port parameter's port '0' must be a number 1-65535"),
     ("postgresql://app:hunter2@db1/jobs?target_session_attrs",
-     "query 'target_session_attrs' must be name=value pairs joined by &"),
+     "the query must be name=value pairs joined by &"),
+    # A password in the query is not shown, nor the part of it after an unescaped &.
+    ("postgresql://app@db1/jobs?password=hunter2&x&sslmode=require",
+     "the query must be name=value pairs joined by & (write a & or = inside a value as "
+     "%26 or %3D)"),
 ]
 
 
