@@ -190,6 +190,7 @@ async def window(amqp: str, count: int, period_s: float, seconds: float) -> dict
             try:
                 samples = await _sample(conn, first + seconds + 1.0)
                 cpu = proc.usage()
+                db_cpu = await _backends_cpu(conn)
             finally:
                 proc.stop()
             ran_s = time.time() - proc.started
@@ -202,10 +203,24 @@ async def window(amqp: str, count: int, period_s: float, seconds: float) -> dict
     return {**result, "schedules": count, "period_s": period_s, "rate_per_s": rate,
             "seconds": seconds, "warm_up_s": WARM_UP_S, "seed_s": seeded_s,
             "scheduler_cpu_share": cpu.cpu_s / ran_s, "scheduler_rss_mb": cpu.rss_mb,
+            "database_cpu_share": db_cpu / ran_s,
+            # Load-independent: CPU of the scheduler and of its database sessions per run.
+            "cpu_ms_per_run": (cpu.cpu_s + db_cpu) * 1000 / max(1, result["created"]),
             "samples": samples, "holds": result["p99_ms"] is not None
             and result["p99_ms"] <= GOAL_P99_MS,
             "command": f"sundial scheduler; {count:,} interval schedules of {period_s:g} s, "
                        "phases spread"}
+
+
+async def _backends_cpu(conn: asyncpg.Connection) -> float:
+    """CPU seconds of the database's other sessions (the scheduler's) so far."""
+    pids = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                            " AND pid <> pg_backend_pid()")
+    total = 0.0
+    for row in pids:
+        with contextlib.suppress(OSError):
+            total += infra.usage(row["pid"]).cpu_s
+    return total
 
 
 async def _sample(conn: asyncpg.Connection, until: float) -> list[dict]:
@@ -250,7 +265,8 @@ async def _lags(conn: asyncpg.Connection, lo: float, hi: float, period_s: float)
     minute = min(60.0, (hi - lo) / 2)
     first = [r["lag"] for r in rows if r["at"] < lo + minute and r["lag"] is not None]
     last = [r["lag"] for r in rows if r["at"] >= hi - minute and r["lag"] is not None]
-    return {**summary_ms(lags), "p99_ms": _ms(percentile(counted, 99)),
+    created = await conn.fetchval("SELECT count(*) FROM runs")
+    return {**summary_ms(lags), "p99_ms": _ms(percentile(counted, 99)), "created": created,
             "p99_published_only_ms": _ms(percentile(lags, 99)),
             "expected_slots": expected, "late_or_unpublished": late,
             "slot_to_tick": summary_ms([r["claimed"] for r in rows]),
