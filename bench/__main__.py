@@ -31,16 +31,16 @@ FULL = {"dispatch": 100_000, "dispatch_aps": 3_000, "dispatch_celery_cap_s": 30.
         "scale": (10_000, 100_000, 1_000_000), "scale_aps": 1_000,
         "scale_celery": (10_000, 100_000), "idle_window_s": 30.0,
         "outbox_runs": 1_000_000, "outbox_drain_s": 60.0,
-        "steady_windows": steady.WINDOWS, "steady_ceiling_s": 10.0,
+        "steady_windows": steady.WINDOWS, "steady_ceiling_s": 8.0,
         "steady_schedules": 300_000, "steady_period_s": 60.0, "steady_load_s": 190.0,
-        "steady_ladder_period_s": 20.0, "steady_ladder_s": 40.0, "steady_ladder_steps": 4}
+        "steady_ladder_period_s": 20.0, "steady_ladder_s": 35.0, "steady_ladder_steps": 4}
 QUICK = {"dispatch": 10_000, "dispatch_aps": 500, "dispatch_celery_cap_s": 10.0,
          "e2e": 3_000, "e2e_aps": 300, "workers": (1, 2, 4), "triggers": 200,
          "steady": 1_000, "steady_s": 15.0, "burst": 10_000,
          "scale": (10_000, 100_000), "scale_aps": 300,
          "scale_celery": (10_000,), "idle_window_s": 10.0,
          "outbox_runs": 100_000, "outbox_drain_s": 15.0,
-        "steady_windows": ((500, 1), (2000, 1)), "steady_ceiling_s": 5.0,
+        "steady_windows": ((500, 1), (2000, 4)), "steady_ceiling_s": 5.0,
         "steady_schedules": 30_000, "steady_period_s": 60.0, "steady_load_s": 40.0,
         "steady_ladder_period_s": 10.0, "steady_ladder_s": 25.0, "steady_ladder_steps": 2}
 

@@ -314,7 +314,8 @@ def steady_section(results: dict) -> list[str]:
         return ["## Steady load next to RabbitMQ's ceiling", "", f"Not measured: {m['error']}", ""]
     c, main = m["ceiling"], m["steady"]
     windows = ", ".join(f"{w['in_flight']:,} in flight on {w['channels']} channel(s): "
-                        f"{_fmt(w['rate_per_s'])}/s" for w in c["windows"])
+                        f"{_fmt(w['rate_per_s'])}/s, confirms after "
+                        f"{_fmt(w.get('mean_confirm_ms'))} ms on average" for w in c["windows"])
     lines = [
         "## Steady load next to RabbitMQ's ceiling", "",
         f"RabbitMQ's own publish-with-confirms ceiling on the quorum queue, same vhost, a "
@@ -333,6 +334,13 @@ def steady_section(results: dict) -> list[str]:
             f"{step['late_or_unpublished']:,} of {step['expected_slots']:,} | "
             f"{_fmt(t['first']['p99_ms'], 1)} / {_fmt(t['last']['p99_ms'], 1)} ms | "
             f"{step['scheduler_cpu_share'] * 100:.0f} % of a core |")
+    samples = main.get("samples") or [{"overdue": None, "unpublished": None}]
+    lines += ["", f"Backlog under the first load, sampled every 5 s: overdue schedules (slot "
+              f"passed over 100 ms ago, not yet claimed) at most "
+              f"{_fmt(max((x['overdue'] for x in samples), default=None))}, at the end "
+              f"{_fmt(samples[-1]['overdue'])}; created but unpublished runs at most "
+              f"{_fmt(max((x['unpublished'] for x in samples), default=None))}, at the end "
+              f"{_fmt(samples[-1]['unpublished'])}."]
     held = m.get("held_rate_per_s")
     lines += ["", (f"The highest steady rate held with p99 <= {m['goal_p99_ms']:g} ms: "
                    f"**{_fmt(held)} due/s, {m['held_vs_ceiling']:.2f} of the ceiling**."
@@ -549,8 +557,8 @@ def _method(results: dict) -> list[str]:
         "unpublished runs sampled every 5 s. Then windows of "
         f"{s.get('steady_ladder_s', 0):g} s (schedules every "
         f"{s.get('steady_ladder_period_s', 0):g} s) at fractions of the ceiling, from 0.8 up "
-        "while p99 <= 100 ms holds, else down until it does; the highest that holds is the "
-        "rate Sundial sustains.",
+        "by 0.2 while p99 <= 100 ms holds, then halfway between the highest that held (or 0) "
+        "and the lowest that did not; the highest that holds is the rate Sundial sustains.",
         "",
         "Notes on the peers:",
         "",

@@ -14,8 +14,9 @@ settings for `seconds` seconds; the first WARM_UP_S are not counted. Fire lag =
 end counts as infinitely late. Backlog: overdue schedules and unpublished runs sampled
 every SAMPLE_S, and the lag of the first minute against the last.
 
-Ladder: shorter steady windows at fractions of the ceiling; the highest rate whose
-p99 lag stays within GOAL_P99_MS is the rate Sundial holds.
+Ladder: shorter steady windows at fractions of the ceiling, from LADDER_START up while
+they hold, then bisecting; the highest rate whose p99 lag stays within GOAL_P99_MS
+(slots not published by the end counted) is the rate Sundial holds.
 
 During all of it one consumer process (`python -m bench.steady consume`, bare aiormq,
 one ack per message) drains the queue, so the broker does the same work for the
@@ -45,7 +46,7 @@ from sundial.core.settings import Settings
 
 # (messages in flight, channels they are spread over): the broker runs each channel in a
 # process of its own, so several may reach further than one.
-WINDOWS = ((100, 1), (500, 1), (2000, 1), (2000, 4))
+WINDOWS = ((100, 1), (2000, 1), (2000, 4), (2000, 8))
 CEILING_S = 10.0
 LEAD_S = 6.0            # first slots this long after seeding ends: the scheduler is up by then
 WARM_UP_S = 10.0
@@ -54,10 +55,10 @@ BUCKET_S = 10.0
 GOAL_P99_MS = 100.0
 PREFETCH = 2000
 DELIVERY_LIMIT = Settings.model_fields["delivery_limit"].default   # as the scheduler's
-# Ladder: first this fraction of the ceiling, then up or down by these.
+# Ladder: first this fraction of the ceiling, then up by LADDER_UP while it holds, and
+# halfway between the highest that held (or 0) and the lowest that did not once one fails.
 LADDER_START = 0.8
-LADDER_UP = (0.9, 1.0, 1.1)
-LADDER_DOWN = (0.65, 0.5, 0.35, 0.2)
+LADDER_UP = 0.2
 
 
 def run_message_body() -> bytes:
@@ -154,8 +155,10 @@ async def _publish_for(channels: list[aiormq.Channel], body: bytes, in_flight: i
     await asyncio.gather(*(publisher(channels[i % len(channels)], started + seconds)
                            for i in range(in_flight)))
     elapsed = time.monotonic() - started
-    return {"in_flight": in_flight, "channels": len(channels), "confirmed": confirmed, "seconds": elapsed,
-            "rate_per_s": confirmed / elapsed,
+    rate = confirmed / elapsed
+    # Little's law: with `in_flight` always waiting, each waits in_flight / rate.
+    return {"in_flight": in_flight, "channels": len(channels), "confirmed": confirmed,
+            "seconds": elapsed, "rate_per_s": rate, "mean_confirm_ms": in_flight / rate * 1000,
             "publisher_cpu_share": (_own_cpu() - cpu0) / elapsed}
 
 
@@ -284,24 +287,22 @@ def _frange(lo: float, hi: float, step: float) -> list[float]:
 
 async def climb(amqp: str, ceiling: float, period_s: float, seconds: float,
                 steps: int) -> list[dict]:
-    """Steady windows at fractions of the ceiling: from LADDER_START up while they hold,
-    else down until one holds; at most `steps` windows."""
+    """`steps` steady windows at fractions of the ceiling: from LADDER_START up while
+    they hold, then bisecting between the highest that held and the lowest that did not."""
     tried: list[dict] = []
-
-    async def at(fraction: float) -> dict:
+    held, failed = 0.0, None
+    fraction = LADDER_START
+    for _ in range(steps):
         count = max(1, round(ceiling * fraction * period_s))
         step = await window(amqp, count, period_s, seconds)
         step["fraction_of_ceiling"] = fraction
         step.pop("samples")
         tried.append(step)
-        return step
-
-    ladder = (LADDER_UP if (await at(LADDER_START))["holds"] else LADDER_DOWN)
-    for fraction in ladder:
-        if len(tried) >= steps:
-            break
-        if (await at(fraction))["holds"] != (ladder is LADDER_UP):
-            break
+        if step["holds"]:
+            held = fraction
+        else:
+            failed = fraction if failed is None else min(failed, fraction)
+        fraction = round(fraction + LADDER_UP if failed is None else (held + failed) / 2, 3)
     return tried
 
 
