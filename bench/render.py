@@ -330,7 +330,8 @@ def steady_section(results: dict) -> list[str]:
             f"| {step['schedules']:,} schedules every {step['period_s']:g} s, "
             f"{step['seconds'] - step['warm_up_s']:g} s counted | {_fmt(step['rate_per_s'])} | "
             f"{step['rate_per_s'] / c['rate_per_s']:.2f} | {_fmt(step['p50_ms'], 1)} ms | "
-            f"{_fmt(step['p99_ms'], 1)} ms | {_fmt(step['max_ms'], 1)} ms | "
+            f"{_fmt(step['p99_ms'], 1) + ' ms' if step['p99_ms'] is not None else 'unpublished'} | "
+            f"{_fmt(step['max_ms'], 1)} ms | "
             f"{step['late_or_unpublished']:,} of {step['expected_slots']:,} | "
             f"{_fmt(t['first']['p99_ms'], 1)} / {_fmt(t['last']['p99_ms'], 1)} ms | "
             f"{step['scheduler_cpu_share'] * 100:.0f} % of a core |")

@@ -269,7 +269,10 @@ async def _lags(conn: asyncpg.Connection, lo: float, hi: float, period_s: float)
     first = [r["lag"] for r in rows if r["at"] < lo + minute and r["lag"] is not None]
     last = [r["lag"] for r in rows if r["at"] >= hi - minute and r["lag"] is not None]
     created = await conn.fetchval("SELECT count(*) FROM runs")
-    return {**summary_ms(lags), "p99_ms": _ms(percentile(counted, 99)), "created": created,
+    p99 = percentile(counted, 99)
+    return {**summary_ms(lags), "created": created,
+            # None: over 1 % of the window's slots had no published run by its end.
+            "p99_ms": None if p99 is None or math.isinf(p99) else _ms(p99),
             "p99_published_only_ms": _ms(percentile(lags, 99)),
             "expected_slots": expected, "late_or_unpublished": late,
             "slot_to_tick": summary_ms([r["claimed"] for r in rows]),
