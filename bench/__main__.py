@@ -20,10 +20,11 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-from bench import dispatch, end_to_end, fire_lag, infra, outbox, peers, render, scale, trigger
+from bench import dispatch, end_to_end, fire_lag, infra, outbox, peers, render, scale, steady, trigger
 
 RESULTS = infra.ROOT / "bench" / "results"
-MEASURES = ("dispatch", "end_to_end", "trigger", "fire_lag", "scale", "outbox", "e2e_peers")
+MEASURES = ("dispatch", "end_to_end", "trigger", "fire_lag", "scale", "outbox", "e2e_peers",
+            "steady")
 
 FULL = {"dispatch": 100_000, "dispatch_aps": 3_000, "dispatch_celery": 1_000,
         "dispatch_celery_cap_s": 60.0,
@@ -32,7 +33,10 @@ FULL = {"dispatch": 100_000, "dispatch_aps": 3_000, "dispatch_celery": 1_000,
         "scale": (10_000, 100_000, 1_000_000), "scale_aps": 1_000,
         "scale_celery": (10_000, 100_000), "idle_window_s": 30.0,
         "outbox_runs": 1_000_000, "outbox_drain_s": 60.0,
-        "e2e_peers": 2_000, "peers_steady_s": 30.0}
+        "e2e_peers": 2_000, "peers_steady_s": 30.0,
+        "steady_windows": steady.WINDOWS, "steady_ceiling_s": 8.0,
+        "steady_schedules": 300_000, "steady_period_s": 60.0, "steady_load_s": 190.0,
+        "steady_ladder_period_s": 20.0, "steady_ladder_s": 35.0, "steady_ladder_steps": 4}
 QUICK = {"dispatch": 10_000, "dispatch_aps": 500, "dispatch_celery": 1_000,
          "dispatch_celery_cap_s": 30.0,
          "e2e": 3_000, "e2e_aps": 300, "workers": (1, 2, 4), "triggers": 200,
@@ -40,7 +44,10 @@ QUICK = {"dispatch": 10_000, "dispatch_aps": 500, "dispatch_celery": 1_000,
          "scale": (10_000, 100_000), "scale_aps": 300,
          "scale_celery": (10_000,), "idle_window_s": 10.0,
          "outbox_runs": 100_000, "outbox_drain_s": 15.0,
-         "e2e_peers": 300, "peers_steady_s": 10.0}
+         "e2e_peers": 300, "peers_steady_s": 10.0,
+         "steady_windows": ((500, 1), (2000, 4)), "steady_ceiling_s": 5.0,
+         "steady_schedules": 30_000, "steady_period_s": 60.0, "steady_load_s": 40.0,
+         "steady_ladder_period_s": 10.0, "steady_ladder_s": 25.0, "steady_ladder_steps": 2}
 
 
 def _version(dist: str) -> str | None:
@@ -169,6 +176,10 @@ async def measure(sizes: dict, only: set[str]) -> dict:
         await _guarded(r, "procrastinate_lag",
                        lambda: peers.procrastinate_steady(sizes["steady"], sizes["peers_steady_s"]),
                        "fire lag, procrastinate")
+    if "steady" in only:
+        await _guarded(out, "steady", lambda: steady.measure(sizes),
+                       f"steady load, Sundial, {sizes['steady_schedules']:,} schedules, "
+                       "next to RabbitMQ's ceiling")
     return out
 
 

@@ -368,6 +368,50 @@ def outbox_section(results: dict) -> list[str]:
     ]
 
 
+def steady_section(results: dict) -> list[str]:
+    """Sundial's steady load against RabbitMQ's own ceiling, measured in the same vhost."""
+    m = _get(results, "measures", "steady")
+    if not m:
+        return []
+    if "error" in m:
+        return ["## Steady load next to RabbitMQ's ceiling", "", f"Not measured: {m['error']}", ""]
+    c, main = m["ceiling"], m["steady"]
+    windows = ", ".join(f"{w['in_flight']:,} in flight on {w['channels']} channel(s): "
+                        f"{_fmt(w['rate_per_s'])}/s, confirms after "
+                        f"{_fmt(w.get('mean_confirm_ms'))} ms on average" for w in c["windows"])
+    lines = [
+        "## Steady load next to RabbitMQ's ceiling", "",
+        f"RabbitMQ's own publish-with-confirms ceiling on the quorum queue, same vhost, a "
+        f"consumer draining it (method 7): **{_fmt(c['rate_per_s'])} messages/s** of "
+        f"{c['message_bytes']} bytes, the best of {windows}.", "",
+        "| steady load | due/s | vs ceiling | lag p50 | lag p99 | max | late or unpublished "
+        "| p99 first / last minute | scheduler CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for step in [main, *m["ladder"]]:
+        t = step["trend"]
+        lines.append(
+            f"| {step['schedules']:,} schedules every {step['period_s']:g} s, "
+            f"{step['seconds'] - step['warm_up_s']:g} s counted | {_fmt(step['rate_per_s'])} | "
+            f"{step['rate_per_s'] / c['rate_per_s']:.2f} | {_fmt(step['p50_ms'], 1)} ms | "
+            f"{_fmt(step['p99_ms'], 1) + ' ms' if step['p99_ms'] is not None else 'unpublished'} | "
+            f"{_fmt(step['max_ms'], 1)} ms | "
+            f"{step['late_or_unpublished']:,} of {step['expected_slots']:,} | "
+            f"{_fmt(t['first']['p99_ms'], 1)} / {_fmt(t['last']['p99_ms'], 1)} ms | "
+            f"{step['scheduler_cpu_share'] * 100:.0f} % of a core |")
+    samples = main.get("samples") or [{"overdue": None, "unpublished": None}]
+    lines += ["", f"Backlog under the first load, sampled every 5 s: overdue schedules (slot "
+              f"passed over 100 ms ago, not yet claimed) at most "
+              f"{_fmt(max((x['overdue'] for x in samples), default=None))}, at the end "
+              f"{_fmt(samples[-1]['overdue'])}; created but unpublished runs at most "
+              f"{_fmt(max((x['unpublished'] for x in samples), default=None))}, at the end "
+              f"{_fmt(samples[-1]['unpublished'])}."]
+    held = m.get("held_rate_per_s")
+    lines += ["", (f"The highest steady rate held with p99 <= {m['goal_p99_ms']:g} ms: "
+                   f"**{_fmt(held)} due/s, {m['held_vs_ceiling']:.2f} of the ceiling**."
+                   if held else f"No rate tried held p99 <= {m['goal_p99_ms']:g} ms."), ""]
+    return lines
+
+
 def plot(results: dict, path: Path) -> None:
     import matplotlib
 
@@ -491,6 +535,7 @@ def render(results: dict, source: Path) -> str:
     lines += results_table(results)
     lines += ["", f"![Throughput and latency, Sundial vs peers]({PLOT.name})", ""]
     lines += outbox_section(results)
+    lines += steady_section(results)
     lines += _method(results)
     return "\n".join(lines) + "\n"
 
@@ -514,7 +559,7 @@ def _method(results: dict) -> list[str]:
         "Reproduce all of it with `make bench` (installs the `bench` extras, then "
         "`python -m bench`); `python -m bench --quick` runs small sizes in a few minutes; "
         "`python -m bench --only dispatch` (or `end_to_end`, `trigger`, `fire_lag`, `scale`, "
-        "`outbox`, `e2e_peers`) "
+        "`outbox`, `e2e_peers`, `steady`) "
         "runs one measure. Each measure gets a PostgreSQL database and a RabbitMQ vhost of its "
         "own, created and dropped by the harness; every process is a real process "
         "(`sundial scheduler`, `sundial worker`, `sundial api`, `python -m bench.aps node`, "
@@ -609,6 +654,23 @@ def _method(results: dict) -> list[str]:
         f"(`* * * * * *`: cron has no phases, all fall on the second) for "
         f"{s.get('peers_steady_s', 0):.0f} s, the first 2 s not counted; the job's `deferred` "
         "event - its slot (the deferrer sleeps 0.5 s past each slot by design).",
+        f"8. **Steady load next to RabbitMQ's ceiling** (Sundial alone) — in one vhost, "
+        "while a bare `aiormq` consumer (one ack per message, its own process) drains the "
+        "queue throughout: first RabbitMQ's ceiling, bare `aiormq` `basic_publish` "
+        "(persistent, `mandatory`, confirms) to the `sundial.runs` exchange and its quorum "
+        "queue, messages the size of a run message, "
+        f"{s.get('steady_ceiling_s', 0):g} s at each window of messages in flight (each "
+        "publisher awaits its confirm before the next), the best window taken; then "
+        f"{s.get('steady_schedules', 0):,} interval schedules every "
+        f"{s.get('steady_period_s', 0):g} s, phases spread evenly, under one `sundial "
+        f"scheduler` with default settings for {s.get('steady_load_s', 0):g} s (the first "
+        "10 s not counted): fire lag `published_at - scheduled_for`, a slot without a "
+        "published run by the end counted as infinitely late; overdue schedules and "
+        "unpublished runs sampled every 5 s. Then windows of "
+        f"{s.get('steady_ladder_s', 0):g} s (schedules every "
+        f"{s.get('steady_ladder_period_s', 0):g} s) at fractions of the ceiling, from 0.8 up "
+        "by 0.2 while p99 <= 100 ms holds, then halfway between the highest that held (or 0) "
+        "and the lowest that did not; the highest that holds is the rate Sundial sustains.",
         "",
         "Notes on the peers:",
         "",

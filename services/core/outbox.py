@@ -36,17 +36,22 @@ class PublishResult:
 
 
 async def publish_runs(pool: asyncpg.Pool, publisher: Publisher,
-                       rows: Sequence[Mapping[str, Any]]) -> PublishResult:
+                       rows: Sequence[Mapping[str, Any]], *,
+                       check_pauses: bool = True) -> PublishResult:
     """Publish the runs (rows with the RunMessage fields, `job` = name, and `queue`).
 
     Never raises for broker trouble: failures are returned, their leases released. The
     runs of a paused queue are not published: their leases are released, and the relay
-    leaves them alone until the queue is resumed.
+    leaves them alone until the queue is resumed. `check_pauses=False` spares that look-up
+    (a round trip) to a caller that leased the runs in a transaction that left those of
+    paused queues out (the tick); a pause committed since is the workers' to honour, as
+    for a message sent just before a pause.
     """
     result = PublishResult()
     if not rows:
         return result
-    paused = {r["queue"] for r in await pool.fetch(q("paused_queues"))}
+    paused = ({r["queue"] for r in await pool.fetch(q("paused_queues"))} if check_pauses
+              else set())
     if paused:
         result.held = [r["run_id"] for r in rows if "*" in paused or r["queue"] in paused]
         rows = [r for r in rows if not ("*" in paused or r["queue"] in paused)]

@@ -73,7 +73,9 @@ class Publishing:
 
     async def _publish(self, rows: list[dict], run_schedules: dict[int, int]) -> None:
         try:
-            self.account(await publish_runs(self._pool, self._publisher, rows), run_schedules)
+            # The tick leased none of a paused queue's runs (record_runs_and_advance).
+            self.account(await publish_runs(self._pool, self._publisher, rows,
+                                            check_pauses=False), run_schedules)
         except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
             # Published or not, the runs keep their lease until it runs out; then the
             # relay publishes them (again: a worker claims a run once).

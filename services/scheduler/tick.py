@@ -97,15 +97,13 @@ async def tick(pool: asyncpg.Pool, *, batch_size: int, look_ahead_s: float, leas
                                list(postponed.values()), POSTPONE_S)
 
         inserted = []
-        if slot_schedule:
-            inserted = await conn.fetch(q("insert_scheduled_runs"), slot_schedule, slot_job,
-                                        slot_at, slot_available, slot_attempts, lease_s)
-        runs_per_schedule: dict[int, int] = {}
-        last_slot: dict[int, datetime] = {}
+        if advance:
+            ids, nexts, actives = zip(*advance, strict=True)
+            inserted = await conn.fetch(q("record_runs_and_advance"), slot_schedule, slot_job,
+                                        slot_at, slot_available, slot_attempts, lease_s,
+                                        list(ids), list(nexts), list(actives))
         for run in inserted:
             sid = run["schedule_id"]
-            runs_per_schedule[sid] = runs_per_schedule.get(sid, 0) + 1
-            last_slot[sid] = max(run["scheduled_for"], last_slot.get(sid, run["scheduled_for"]))
             result.run_schedules[run["id"]] = sid
             if run["leased"]:
                 job = by_schedule[sid]
@@ -116,12 +114,6 @@ async def tick(pool: asyncpg.Pool, *, batch_size: int, look_ahead_s: float, leas
                     "timeout_seconds": job["timeout_seconds"],
                 })
         result.created = len(inserted)
-
-        if advance:
-            ids, nexts, actives = zip(*advance, strict=True)
-            await conn.execute(q("advance_schedules"), list(ids), list(nexts), list(actives),
-                               [last_slot.get(i) for i in ids],
-                               [runs_per_schedule.get(i, 0) for i in ids])
     faults.reached("after_commit")
     for sid, reason in set_aside.items():
         log.error("schedule.set_aside", schedule_id=sid, error=reason)

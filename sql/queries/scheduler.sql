@@ -34,36 +34,52 @@ FROM claimed
 JOIN schedules s ON s.id = claimed.id
 JOIN jobs j ON j.id = s.job_id;
 
--- name: insert_scheduled_runs
--- One run per planned slot, with its job's priority; a slot that already has its run is
--- left alone. Runs that are available now are leased to this publisher for $6 seconds;
--- later ones (jitter, look-ahead) are left to the relay.
-INSERT INTO runs (job_id, schedule_id, scheduled_for, trigger, status, attempt,
-                  max_attempts, available_at, publish_lease_until, priority)
-SELECT t.job_id, t.schedule_id, t.scheduled_for, 'schedule', 'queued', 1,
-       t.max_attempts, t.available_at,
-       CASE WHEN t.available_at <= now() THEN now() + make_interval(secs => $6) END,
-       j.priority
-FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::timestamptz[], $5::integer[])
-     AS t(schedule_id, job_id, scheduled_for, available_at, max_attempts)
-JOIN jobs j ON j.id = t.job_id
-ON CONFLICT (schedule_id, scheduled_for) DO NOTHING
-RETURNING id, schedule_id, scheduled_for, publish_lease_until IS NOT NULL AS leased;
-
--- name: advance_schedules
--- Move every claimed schedule on: next slot, active flag, last slot run, run count.
-UPDATE schedules s
-SET next_run_at = t.next_run_at,
-    is_active = t.is_active,
-    last_run_at = COALESCE(t.last_run_at, s.last_run_at),
-    run_count = s.run_count + t.runs,
-    -- Planned again: an error of a postponed tick is over (dispatch trouble stays with
-    -- its failure_count until a run publishes).
-    last_error = CASE WHEN s.failure_count = 0 THEN NULL ELSE s.last_error END,
-    updated_at = now()
-FROM unnest($1::bigint[], $2::timestamptz[], $3::boolean[], $4::timestamptz[], $5::integer[])
-     AS t(id, next_run_at, is_active, last_run_at, runs)
-WHERE s.id = t.id;
+-- name: record_runs_and_advance
+-- One statement, one round trip: one run per planned slot ($1-$5), with its job's
+-- priority, a slot that already has its run left alone; runs available now are leased to
+-- this publisher for $6 seconds, later ones (jitter, look-ahead) and those of a paused
+-- queue are left to the relay (which holds the latter until the queue is resumed).
+-- And every claimed schedule ($7-$9) moved on: next slot, active flag, last slot run and
+-- run count (from the runs this statement inserted). Returns the runs inserted.
+WITH inserted AS (
+    INSERT INTO runs (job_id, schedule_id, scheduled_for, trigger, status, attempt,
+                      max_attempts, available_at, publish_lease_until, priority)
+    SELECT t.job_id, t.schedule_id, t.scheduled_for, 'schedule', 'queued', 1,
+           t.max_attempts, t.available_at,
+           -- job_paused(j.id), for the whole batch at once (a hashed subplan, not a
+           -- function call per run).
+           CASE WHEN t.available_at <= now()
+                     AND j.queue NOT IN (SELECT queue FROM queue_pauses)
+                     AND NOT EXISTS (SELECT 1 FROM queue_pauses WHERE queue = '*')
+                THEN now() + make_interval(secs => $6) END,
+           j.priority
+    FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::timestamptz[],
+                $5::integer[])
+         AS t(schedule_id, job_id, scheduled_for, available_at, max_attempts)
+    JOIN jobs j ON j.id = t.job_id
+    ON CONFLICT (schedule_id, scheduled_for) DO NOTHING
+    RETURNING id, schedule_id, scheduled_for, publish_lease_until IS NOT NULL AS leased
+),
+per_schedule AS (
+    SELECT schedule_id, count(*)::integer AS runs, max(scheduled_for) AS last_run_at
+    FROM inserted
+    GROUP BY schedule_id
+),
+advanced AS (
+    UPDATE schedules s
+    SET next_run_at = t.next_run_at,
+        is_active = t.is_active,
+        last_run_at = COALESCE(p.last_run_at, s.last_run_at),
+        run_count = s.run_count + COALESCE(p.runs, 0),
+        -- Planned again: an error of a postponed tick is over (dispatch trouble stays
+        -- with its failure_count until a run publishes).
+        last_error = CASE WHEN s.failure_count = 0 THEN NULL ELSE s.last_error END,
+        updated_at = now()
+    FROM unnest($7::bigint[], $8::timestamptz[], $9::boolean[]) AS t(id, next_run_at, is_active)
+         LEFT JOIN per_schedule p ON p.schedule_id = t.id
+    WHERE s.id = t.id
+)
+SELECT id, schedule_id, scheduled_for, leased FROM inserted;
 
 -- name: set_aside_schedules
 -- Schedules that cannot be planned stop being claimed until a person fixes them through

@@ -353,3 +353,78 @@ async def test_relay_publishes_batch_by_batch_and_no_batch_more_once_stopping(
         assert len(rest.published) == 5 and not rest.more
     finally:
         await publisher.close()
+
+
+async def test_a_paused_queues_runs_are_recorded_but_left_to_the_relay_until_resumed(
+        pool, queue, amqp_url):
+    held_job, free_job = await make_job(pool, queue, "held"), await make_job(pool, queue + "-x")
+    held = await make_interval_schedule(pool, held_job, 3600, behind_s=1)
+    await make_interval_schedule(pool, free_job, 3600, behind_s=1)
+    await pool.execute("INSERT INTO queue_pauses (queue, paused_by) VALUES ($1, 'test')", queue)
+
+    # The tick records the paused queue's slot and advances its schedule in the same
+    # statement as the others, but does not lease its run: nothing of it to publish.
+    result = await tick(pool, batch_size=10, look_ahead_s=0, lease_s=LEASE_S)
+    assert result.created == 2
+    assert [r["queue"] for r in result.to_publish] == [queue + "-x"]
+    run = await pool.fetchrow("SELECT id, publish_lease_until FROM runs WHERE schedule_id = $1",
+                              held)
+    assert run["publish_lease_until"] is None
+    assert await pool.fetchval("SELECT run_count = 1 AND last_run_at IS NOT NULL"
+                               " AND next_run_at > now() FROM schedules WHERE id = $1", held)
+
+    publisher = Publisher(amqp_url, delivery_limit=5)
+    try:
+        assert (await relay(pool, publisher, batch_size=10, lease_s=LEASE_S)).published == []
+        await pool.execute("DELETE FROM queue_pauses")
+        assert (await relay(pool, publisher, batch_size=10, lease_s=LEASE_S)).published == [
+            run["id"]]
+    finally:
+        await publisher.close()
+    assert await consume_ids(amqp_url, queue, 1) == [run["id"]]
+
+
+async def test_every_queue_paused_leases_no_run(pool, queue):
+    await make_interval_schedule(pool, await make_job(pool, queue), 3600, behind_s=1)
+    await pool.execute("INSERT INTO queue_pauses (queue, paused_by) VALUES ('*', 'test')")
+    result = await tick(pool, batch_size=10, look_ahead_s=0, lease_s=LEASE_S)
+    assert result.created == 1 and result.to_publish == []
+    assert await pool.fetchval("SELECT count(*) FROM runs WHERE publish_lease_until IS NULL") == 1
+
+
+class CountingPool:
+    """The pool, recording the statements sent through `fetchrow`."""
+
+    def __init__(self, pool):
+        self._pool, self.asked = pool, []
+
+    def __getattr__(self, name):
+        return getattr(self._pool, name)
+
+    async def fetchrow(self, sql, *args):
+        self.asked.append(sql)
+        return await self._pool.fetchrow(sql, *args)
+
+
+async def test_after_a_pass_that_claimed_the_next_follows_without_asking_when(
+        db_url, amqp_url, queue):
+    from sundial.scheduler import main
+    from sundial.scheduler.settings import SchedulerSettings
+
+    scheduler = main.Scheduler(SchedulerSettings(DATABASE_URL=db_url, RABBITMQ_URL=amqp_url))
+    await scheduler.start()
+    try:
+        pool = scheduler._pool = CountingPool(scheduler._pool)
+        await make_interval_schedule(pool, await make_job(pool, queue), 3600, behind_s=1)
+        asked = pool.asked
+        # A pass that claimed: slots fall due during passes under load, so the next pass
+        # starts almost at once, without the sleep-time query.
+        assert await scheduler._tick_round() == main.DUE_DURING_PASS_S
+        assert asked == []
+        # A pass that found nothing asks, and sleeps until the next slot (an hour away:
+        # the poll interval).
+        assert await scheduler._tick_round() == scheduler.settings.poll_interval_s
+        assert asked == [main.q("seconds_until_next_work")]
+        assert await pool.fetchval("SELECT count(*) FROM runs") == 1
+    finally:
+        await scheduler.close()
