@@ -45,6 +45,14 @@ WHY: dict[str, str] = {
         "on the broker {ins_broker:.1f} ms, -> worker start {broker_start:.1f} ms (the quorum "
         "queue's delivery, then one claim statement). At light load every hop also pays "
         "for waking an idle process."),
+    "trigger overhead over RabbitMQ": (
+        "what Sundial adds to the broker's own latency is the client's work (httpx, "
+        "{call_wire:.1f} ms p50 to put the request on the wire), the request's handling and "
+        "the run's one INSERT round trip (its commit does not wait for the WAL flush: the "
+        "answer does), and the worker's claim statement: on the way to the worker the path "
+        "wakes the API, PostgreSQL, the API again and the worker where RabbitMQ alone wakes "
+        "one consumer, and on a loaded machine each wake-up waits for a core (load average "
+        "{load:.1f} on 2 cores in this run)."),
     "fire lag (steady)": (
         "{passes_per_s:.0f} passes/s; the lag splits into slot -> tick "
         "(`runs.created_at - scheduled_for`, p50 {tick_p50:.0f} ms, p99 {tick_p99:.0f} ms) and "
@@ -91,6 +99,7 @@ def _why(measure: str, results: dict) -> str | None:
                   ins_broker=_get(split, "inserted_to_broker", "p50_ms") or 0,
                   broker_start=_get(split, "broker_to_started", "p50_ms") or 0,
                   overhead=_get(trigger_run, "overhead", "p50_ms") or 0,
+                  load=(_get(results, "machine", "load_average") or [0])[0],
                   floor=_get(trigger_run, "floor", "p50_ms") or 0,
                   worker_cpu=sum(one_worker.get("worker_cpu_s") or [0]),
                   scheduler_cpu=one_worker.get("scheduler_cpu_s") or 0)
