@@ -1,8 +1,9 @@
 """The payload rules of jobs and runs, shared by the API's Service and the client's
 `defer`: a payload checked for its handler, its secret fields encrypted, and a manual
 run's arguments made from a trigger's body (payload merged with the job's or replacing
-it, idempotency key, priority). Calls here may block (the SSRF check of an http payload
-resolves its host): async callers run them in a thread.
+it, idempotency key, priority), and a trigger as statements (`trigger_steps`). Calls
+here may block (the SSRF check of an http payload resolves its host): async callers run
+them in a thread.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from sundial.api import payloads
 from sundial.api.errors import Conflict
 from sundial.api.schemas import TriggerBody
 from sundial.api.settings import ApiSettings
-from sundial.core.enqueue import RunArguments
-from sundial.core.errors import ConfigError, InvalidInput
+from sundial.core import jsonb
+from sundial.core.enqueue import Blocking, RunArguments, Statement, Steps, enqueue_steps
+from sundial.core.errors import ConfigError, InvalidInput, NotFound
 from sundial.core.secrets import decrypt_fields, encrypt_fields, merge_secrets
+from sundial.core.sql import q
 
 DEFAULT_MAX_PAYLOAD_BYTES: int = ApiSettings.model_fields["api_max_payload_bytes"].default
 
@@ -77,9 +80,10 @@ class PayloadRules:
             stored = merge_secrets(stored, self.decrypt(row["secret_payload"]))
         return stored
 
-    def trigger_arguments(self, job: Mapping[str, Any], body: TriggerBody
+    def trigger_arguments(self, job: Mapping[str, Any] | None, body: TriggerBody
                           ) -> tuple[RunArguments, dict[str, Any]]:
-        """The arguments of a manual run of `job` (a get_job row) and its audit details."""
+        """The arguments of a manual run of `job` (a get_job row; only read for a body with
+        a payload) and its audit details."""
         if body.payload is None and "mode" in body.model_fields_set:
             raise InvalidInput("mode", body.mode, "applies to a payload; send `payload` too "
                                "(with replace, {} runs the handler with no arguments)")
@@ -93,3 +97,26 @@ class PayloadRules:
         details = {"mode": body.mode if body.payload is not None else None,
                    "idempotency_key": body.idempotency_key}
         return run, {k: v for k, v in details.items() if v is not None}
+
+
+def trigger_steps(rules: PayloadRules, ref: str | int, job_id: int | None, body: TriggerBody,
+                  actor: str, action: str, *, lease_s: float | None) -> Steps:
+    """A manual run of job `ref` (an id, `job_id`, or a name) with the body's arguments,
+    as statements (sundial.core.enqueue). The job's row is read first only when the body
+    needs it (a payload merged with the job's and checked for its handler, an idempotency
+    key looked up by job id); else the insert finds the job itself, in one statement."""
+    # A name with NUL (or a lone surrogate) names no job: PostgreSQL cannot even compare it.
+    if payloads.unstorable_text(str(ref)):
+        raise NotFound(f"no job {ref!r}")
+    if body.payload is None and body.idempotency_key is None:
+        run, details = rules.trigger_arguments(None, body)
+        return (yield from enqueue_steps(job_id, actor, action, details, run, lease_s=lease_s,
+                                         job_name=str(ref)))
+    row = yield Statement(q("get_job"), (job_id, str(ref)))
+    if row is None:
+        raise NotFound(f"no job {ref!r}")
+    job = dict(row)
+    if isinstance(job["payload"], str):  # a connection without Sundial's jsonb codec
+        job["payload"] = jsonb.loads(job["payload"])
+    run, details = yield Blocking(rules.trigger_arguments, (job, body))
+    return (yield from enqueue_steps(job["id"], actor, action, details, run, lease_s=lease_s))

@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 
 from sundial.api import payloads
-from sundial.api.arguments import PayloadRules
+from sundial.api.arguments import PayloadRules, trigger_steps
 from sundial.api.auth import ROLES, new_key
 from sundial.api.errors import Conflict
 from sundial.api.notifications import Notifications
@@ -44,7 +44,7 @@ from sundial.api.settings import ApiSettings
 from sundial.core import jsonb
 from sundial.core import schedule as sched
 from sundial.core.broker import Publisher
-from sundial.core.enqueue import RunArguments, enqueue_steps, run_on_asyncpg
+from sundial.core.enqueue import RunArguments, Steps, enqueue_steps, run_on_asyncpg, writes_alone
 from sundial.core.errors import AlreadyExists, InvalidInput, NotFound
 from sundial.core.logging import get_logger
 from sundial.core.outbox import publish_runs, wake_scheduler
@@ -292,22 +292,33 @@ class Service:
                           ) -> tuple[dict[str, Any], bool]:
         """Queue a run now, with arguments if given; it reaches a worker without waiting
         for a scheduler pass. Returns (run_id and status, True when a run was made); an
-        idempotency key used for this job within IDEMPOTENCY_WINDOW_S (sundial.core.enqueue) returns its run."""
-        async with self.pool.acquire() as conn:
-            job = await self._job_row(conn, ref)
-        run, details = await asyncio.to_thread(self.rules.trigger_arguments, job,
-                                               body or TriggerBody())
-        return await self._enqueue(actor, job["id"], "job.trigger", details, run)
+        idempotency key used for this job within IDEMPOTENCY_WINDOW_S (sundial.core.enqueue) returns its run.
+        Without arguments it is one INSERT and the publish (trigger_steps)."""
+        body = body or TriggerBody()
+        return await self._enqueue_steps(
+            actor, "job.trigger", body.idempotency_key, lambda lease_s: trigger_steps(
+                self.rules, ref, parse_id(ref), body, actor, "job.trigger", lease_s=lease_s))
 
     async def _enqueue(self, actor: str, job_id: int, action: str, details: dict[str, Any],
                        run: RunArguments | None = None) -> tuple[dict[str, Any], bool]:
         """A manual run of the job and its audit row, then its message. With an
         idempotency key already used for the job, the run that has it, not published again."""
+        run = run or RunArguments()
+        return await self._enqueue_steps(actor, action, run.key, lambda lease_s: enqueue_steps(
+            job_id, actor, action, details, run, lease_s=lease_s))
+
+    async def _enqueue_steps(self, actor: str, action: str, key: str | None,
+                             steps: Callable[[float | None], Steps]) -> tuple[dict[str, Any], bool]:
+        """Write a manual run (idempotency key `key`) with `steps(lease_s)`, in a
+        transaction unless it is one statement (writes_alone), then publish it."""
         lease_s = self.settings.publish_lease_s if self.publisher is not None else None
-        steps = enqueue_steps(job_id, actor, action, details, run or RunArguments(),
-                              lease_s=lease_s)
-        async with self.pool.acquire() as conn, conn.transaction():
-            queued = await run_on_asyncpg(conn, steps)
+        async with self.pool.acquire() as conn:
+            if writes_alone(key, lease_s=lease_s):
+                queued = await run_on_asyncpg(conn, steps(lease_s))
+            else:
+                async with conn.transaction():
+                    queued = await run_on_asyncpg(conn, steps(lease_s))
+        job_id = queued.row.get("job_id")
         if queued.replayed:
             log.info("run.trigger_replayed", run_id=queued.run_id, job_id=job_id, actor=actor)
             return {"run_id": queued.run_id, "status": queued.status, "replayed": True}, False
@@ -321,7 +332,11 @@ class Service:
         caller woke the scheduler already."""
         if self.publisher is None or not rows:
             return
-        result = await publish_runs(self.pool, self.publisher, [dict(r) for r in rows])
+        # Rows written by insert_manual_run say whether their queue is paused.
+        paused = ({r["queue"] for r in rows if r["queue_paused"]}
+                  if all("queue_paused" in r for r in rows) else None)
+        result = await publish_runs(self.pool, self.publisher, [dict(r) for r in rows],
+                                    paused=paused)
         if result.failed:
             log.warning("run.publish_deferred", run_ids=sorted(result.failed),
                         error=repr(result.first_error))

@@ -10,30 +10,25 @@ relay publishes the run. Works on asyncpg connections and on psycopg 3 ones (the
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import ValidationError
 
-from sundial.api import payloads
-from sundial.api.arguments import DEFAULT_MAX_PAYLOAD_BYTES, PayloadRules
+from sundial.api.arguments import DEFAULT_MAX_PAYLOAD_BYTES, PayloadRules, trigger_steps
 from sundial.api.schemas import TriggerBody
 from sundial.api.service import parse_id
 from sundial.client.http import Run
-from sundial.core import jsonb
 from sundial.core.enqueue import (
-    Blocking,
     Enqueued,
     Statement,
     Steps,
     drive,
     drive_sync,
-    enqueue_steps,
     run_on_asyncpg,
 )
-from sundial.core.errors import InvalidInput, NotFound
+from sundial.core.errors import InvalidInput
 from sundial.core.netguard import parse_networks
-from sundial.core.sql import q
 
 ACTOR = "client"
 ACTION = "job.defer"
@@ -103,7 +98,7 @@ def _steps(job: str | int, payload: dict[str, Any] | None, mode: str | None,
     except ValueError as exc:
         raise InvalidInput("allowed_networks", list(allowed_networks), str(exc)) from None
     rules = PayloadRules(encryption_key, max_payload_bytes, networks, MISSING_KEY)
-    return _defer_steps(job, body, rules, actor)
+    return trigger_steps(rules, job, parse_id(job), body, actor, ACTION, lease_s=None)
 
 
 def _body(payload: dict[str, Any] | None, mode: str | None, key: str | None,
@@ -117,23 +112,3 @@ def _body(payload: dict[str, Any] | None, mode: str | None, key: str | None,
         field = ".".join(str(p) for p in err["loc"]) or "arguments"
         raise InvalidInput(field, err.get("input"), err["msg"].removeprefix("Value error, ")
                            ) from None
-
-
-def _defer_steps(ref: str | int, body: TriggerBody, rules: PayloadRules, actor: str) -> Steps:
-    if payloads.unstorable_text(str(ref)):
-        raise NotFound(f"no job {ref!r}")
-    row = yield Statement(q("get_job"), (parse_id(ref), str(ref)))
-    if row is None:
-        raise NotFound(f"no job {ref!r}")
-    job = _decoded(row)
-    run, details = yield Blocking(rules.trigger_arguments, (job, body))
-    return (yield from enqueue_steps(job["id"], actor, ACTION, details, run, lease_s=None))
-
-
-def _decoded(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A job row as the API's pool reads it: its payload a dict, whether or not the
-    caller's connection decodes jsonb."""
-    job = dict(row)
-    if isinstance(job["payload"], str):
-        job["payload"] = jsonb.loads(job["payload"])
-    return job

@@ -66,27 +66,46 @@ Step = Statement | Blocking
 Steps = Generator[Step, Any, Enqueued]
 
 
-def enqueue_steps(job_id: int, actor: str, action: str, details: Mapping[str, Any],
-                  run: RunArguments, *, lease_s: float | None) -> Steps:
-    """Write a manual run of job `job_id` and its audit row. `lease_s`: how long the
-    caller keeps it to publish it itself; None leaves it to the scheduler's relay, which
-    the NOTIFY wakes when the transaction commits. With an idempotency key already used
-    for the job, the run that has it (nothing is written)."""
+def enqueue_steps(job_id: int | None, actor: str, action: str, details: Mapping[str, Any],
+                  run: RunArguments, *, lease_s: float | None,
+                  job_name: str | None = None) -> Steps:
+    """Write a manual run of job `job_id` and its audit row; with `job_name` (and no
+    idempotency key), of the job with that id or else that name, as get_job finds it: the
+    insert looks the job up itself. `lease_s`: how long the caller keeps it to publish it
+    itself (publish_runs); None leaves it to the scheduler's relay, which the NOTIFY wakes
+    when the transaction commits. With an idempotency key already used for the job, the
+    run that has it (nothing is written).
+
+    Written alone (writes_alone: one statement, a publisher that publishes it), the run
+    commits without waiting for its WAL flush, and the caller must not answer before
+    publish_runs has returned: a commit after it waits for the flush, and so makes the run
+    durable too (WAL is flushed in order). Its marking published, or its lease released;
+    or, before them, the worker's claim or any other change of the run. Nothing is told of
+    the run before then; a database crash in between loses a run nobody was told of, and
+    its message, if sent, finds no run and is dead-lettered."""
+    name = str(job_id) if job_name is None else job_name
     if run.key is not None:
         yield Statement(q("expire_idempotency_key"), (job_id, run.key, IDEMPOTENCY_WINDOW_S))
     payload = None if run.payload is None else jsonb.dumps(run.payload)
     row = yield Statement(q("insert_manual_run"), (
-        job_id, actor, lease_s, action, jsonb.dumps(dict(details)), str(job_id), payload,
-        run.secret_payload, run.key, run.priority))
+        job_id, actor, lease_s, action, jsonb.dumps(dict(details)), name, payload,
+        run.secret_payload, run.key, run.priority, writes_alone(run.key, lease_s=lease_s)))
     if row is None:
         first = None if run.key is None else (
             yield Statement(q("find_keyed_run"), (job_id, run.key)))
         if first is None:
-            raise NotFound(f"no job {job_id}")
+            raise NotFound(f"no job {job_id}" if job_name is None else f"no job {job_name!r}")
         return Enqueued(first["id"], first["status"], True, dict(first))
     if lease_s is None:
         yield wake_statement("manual")
     return Enqueued(row["run_id"], "queued", False, dict(row))
+
+
+def writes_alone(key: str | None, *, lease_s: float | None) -> bool:
+    """Whether enqueue_steps writes with its one INSERT (no idempotency key `key` to
+    expire or look up, no NOTIFY): a statement is a transaction of its own, so a caller that has
+    none open need not open one (BEGIN and COMMIT are two round trips)."""
+    return key is None and lease_s is not None
 
 
 def wake_statement(reason: str) -> Statement:

@@ -8,7 +8,7 @@ a message published twice (workers claim conditionally, so it executes once).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,21 +37,22 @@ class PublishResult:
 
 async def publish_runs(pool: asyncpg.Pool, publisher: Publisher,
                        rows: Sequence[Mapping[str, Any]], *,
-                       check_pauses: bool = True) -> PublishResult:
+                       paused: Collection[str] | None = None) -> PublishResult:
     """Publish the runs (rows with the RunMessage fields, `job` = name, and `queue`).
 
     Never raises for broker trouble: failures are returned, their leases released. The
     runs of a paused queue are not published: their leases are released, and the relay
-    leaves them alone until the queue is resumed. `check_pauses=False` spares that look-up
-    (a round trip) to a caller that leased the runs in a transaction that left those of
-    paused queues out (the tick); a pause committed since is the workers' to honour, as
-    for a message sent just before a pause.
+    leaves them alone until the queue is resumed. `paused`: the paused queues ('*': all),
+    if the caller read them with its rows (one round trip fewer); None reads them here. The
+    tick passes none: it leased its runs in a transaction that left those of paused queues
+    out, and a pause committed since is the workers' to honour, as for a message sent just
+    before a pause.
     """
     result = PublishResult()
     if not rows:
         return result
-    paused = ({r["queue"] for r in await pool.fetch(q("paused_queues"))} if check_pauses
-              else set())
+    if paused is None:
+        paused = {r["queue"] for r in await pool.fetch(q("paused_queues"))}
     if paused:
         result.held = [r["run_id"] for r in rows if "*" in paused or r["queue"] in paused]
         rows = [r for r in rows if not ("*" in paused or r["queue"] in paused)]

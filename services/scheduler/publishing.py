@@ -75,7 +75,7 @@ class Publishing:
         try:
             # The tick leased none of a paused queue's runs (record_runs_and_advance).
             self.account(await publish_runs(self._pool, self._publisher, rows,
-                                            check_pauses=False), run_schedules)
+                                            paused=()), run_schedules)
         except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
             # Published or not, the runs keep their lease until it runs out; then the
             # relay publishes them (again: a worker claims a run once).

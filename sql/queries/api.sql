@@ -189,6 +189,10 @@ DELETE FROM schedules WHERE id = $1 RETURNING id;
 -- first to commit, then inserts nothing). The API's trigger and retry and the client's
 -- defer (in the caller's transaction) all write runs with it (sundial.core.enqueue);
 -- $5 and $7 are JSON text, so a connection without Sundial's jsonb codec binds them too.
+-- queue_paused: whether its queue (or every queue) is paused now, so that the publisher
+-- holds it back without reading queue_pauses again. With $11, its transaction commits
+-- without waiting for the WAL flush: the caller waits for a later commit's flush before
+-- it answers (sundial.core.enqueue), so the run is durable before anyone is told of it.
 WITH job AS (
     SELECT id, name, handler, payload, queue, priority, timeout_seconds, max_attempts
     FROM jobs
@@ -204,6 +208,7 @@ run AS (
            now() + make_interval(secs => $3), $7::text::jsonb, $8, $9,
            coalesce($10, job.priority)
     FROM job
+    WHERE NOT $11::boolean OR set_config('synchronous_commit', 'off', true) IS NOT NULL
     ON CONFLICT (job_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id, job_id, schedule_id, scheduled_for, attempt, payload
 ),
@@ -214,7 +219,8 @@ audit AS (
 )
 SELECT run.id AS run_id, run.job_id, job.name AS job, job.handler,
        coalesce(run.payload, job.payload) AS payload, job.queue,
-       run.schedule_id, run.scheduled_for, run.attempt, job.timeout_seconds
+       run.schedule_id, run.scheduled_for, run.attempt, job.timeout_seconds,
+       EXISTS (SELECT 1 FROM queue_pauses p WHERE p.queue IN (job.queue, '*')) AS queue_paused
 FROM run
 JOIN job ON job.id = run.job_id;
 
@@ -230,7 +236,7 @@ WHERE job_id = $1
 
 -- name: find_keyed_run
 -- The run of job $1 made with idempotency key $2, as it is now.
-SELECT id, status
+SELECT id, status, job_id
 FROM runs
 WHERE job_id = $1
   AND idempotency_key = $2;

@@ -49,6 +49,15 @@ class Transaction:
             return await asyncio.to_thread(defer_sync, self.conn, *args, **kwargs)
         return await defer(self.conn, *args, **kwargs)
 
+    async def setting(self, name: str) -> str:
+        """A setting as the caller's transaction has it now."""
+        sql = f"SELECT current_setting('{name}')"
+        if self.kind.startswith("asyncpg"):
+            return await self.conn.fetchval(sql)
+        if self.kind == "psycopg":
+            return await asyncio.to_thread(lambda: self.conn.execute(sql).fetchone()[0])
+        return (await (await self.conn.execute(sql)).fetchone())[0]
+
     async def end(self, commit: bool) -> None:
         if self.kind.startswith("asyncpg"):
             await (self.tx.commit() if commit else self.tx.rollback())
@@ -98,6 +107,24 @@ async def test_a_committed_defer_leaves_one_run_with_its_arguments_and_audit_row
                                    "target_id": str(run.id),
                                    "details": {"idempotency_key": "order-1", "mode": "merge",
                                                "job": "report"}}]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_defer_without_arguments_finds_the_job_and_leaves_the_callers_durability(
+        kind: str, job: dict[str, Any], pool: asyncpg.Pool, db_url: str) -> None:
+    """Without arguments the insert finds the job itself (by name or id); it commits with
+    the caller's transaction, as durably as the caller's settings say."""
+    tx = await Transaction.open(kind, db_url)
+    by_name = await tx.defer("report")
+    by_id = await tx.defer(job["id"])
+    assert await tx.setting("synchronous_commit") == "on"
+    await tx.end(commit=True)
+    assert [(r["id"], r["job_id"]) for r in await _runs(pool)] == [(by_name.id, job["id"]),
+                                                                  (by_id.id, job["id"])]
+    tx = await Transaction.open(kind, db_url)
+    with pytest.raises(NotFound, match="no job 'nope'"):
+        await tx.defer("nope")
+    await tx.end(commit=False)
 
 
 @pytest.mark.parametrize("kind", KINDS)
