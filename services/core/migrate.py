@@ -12,7 +12,9 @@ they may start before the migration (a Kubernetes Job, the compose `migrate` ser
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import itertools
 import re
 from dataclasses import dataclass
 from importlib.resources.abc import Traversable
@@ -30,6 +32,7 @@ log = get_logger("core.migrate")
 
 # "sundial" in ASCII: the advisory lock key every migrator takes.
 MIGRATION_LOCK_KEY = 0x73756E6469616C
+LOCK_POLL_S = 0.05
 _FILE = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
 
 
@@ -79,7 +82,7 @@ async def migrate(conn: asyncpg.Connection, migrations: list[Migration] | None =
     """Apply what is pending; return the versions applied by this call."""
     migrations = discover() if migrations is None else migrations
     applied_now: list[int] = []
-    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+    await _take_lock(conn)
     try:
         await conn.execute(_BOOKKEEPING)
         rows = await conn.fetch("SELECT version, name, checksum FROM schema_migrations")
@@ -98,6 +101,16 @@ async def migrate(conn: asyncpg.Connection, migrations: list[Migration] | None =
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
     return applied_now
+
+
+async def _take_lock(conn: asyncpg.Connection) -> None:
+    """The migrators' advisory lock, waited for here rather than in a statement: a session
+    waiting inside `pg_advisory_lock` holds a snapshot, which a CREATE INDEX CONCURRENTLY
+    of the runner holding the lock waits for: each would wait for the other."""
+    for _ in itertools.count():
+        if await conn.fetchval("SELECT pg_try_advisory_lock($1)", MIGRATION_LOCK_KEY):
+            return
+        await asyncio.sleep(LOCK_POLL_S)
 
 
 async def _apply(conn: asyncpg.Connection, m: Migration) -> None:
