@@ -205,8 +205,9 @@ async def test_migration_0014_applies_on_a_populated_table_outside_a_transaction
             "SELECT c.relname, i.indisvalid FROM pg_index i "
             "JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = 'runs'::regclass"))
         assert indexes["runs_running_worker"] and indexes["runs_status_id"]
-        assert indexes["runs_created_id"]
-        assert not {"runs_running", "runs_status", "runs_created"} & set(indexes)
+        assert indexes["runs_created_id"] and indexes["runs_job_recent"]
+        assert not {"runs_running", "runs_status", "runs_created", "runs_job_history"} \
+            & set(indexes)
         assert await conn.fetchval("SELECT reloptions FROM pg_class WHERE relname = 'runs'") \
             == ["fillfactor=90"]
         assert await migrate(conn) == []
