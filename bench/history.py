@@ -33,6 +33,7 @@ import httpx
 from bench import history_seed, infra
 from bench.stats import summary_ms
 from sundial.api.service import TOTAL_COUNT_LIMIT
+from sundial.api.settings import ApiSettings
 from sundial.core.sql import q
 from sundial.scheduler.reaper import delete_old_runs
 
@@ -125,18 +126,24 @@ async def _latency(http: httpx.AsyncClient, calls: dict[str, str], n: int) -> di
     return out
 
 
-# The main query of each call, for EXPLAIN (ANALYZE, BUFFERS), with the API's arguments.
+def _default(name: str):
+    return ApiSettings.model_fields[name].default
+
+
+# The main query of each call, for EXPLAIN (ANALYZE, BUFFERS), with the API's arguments
+# (its default settings, as the measured process runs).
 def _explained(calls: dict[str, str]) -> dict[str, tuple[str, tuple]]:
+    jobs, offline = _default("metrics_max_jobs"), _default("worker_offline_threshold_s")
     return {
         "stats": (q("stats"), ()),
         "metrics_runs_by_status": (q("metrics_runs_by_status"), ()),
-        "metrics_job_runs": (q("metrics_job_runs"), (50,)),
-        "metrics_queues": (q("metrics_queues"), (30.0,)),
-        "metrics_gauges": (q("metrics_gauges"), (30.0, 60.0)),
-        "metrics_last_success": (q("metrics_last_success"), (1000,)),
+        "metrics_job_runs": (q("metrics_job_runs"), (jobs,)),
+        "metrics_queues": (q("metrics_queues"), (offline,)),
+        "metrics_gauges": (q("metrics_gauges"), (offline, _default("scheduler_stale_after_s"))),
+        "metrics_last_success": (q("metrics_last_success"), (jobs,)),
         "list_jobs": (q("list_jobs"), (None, 50, 0)),
         "list_queues": (q("list_queues"), ()),
-        "list_workers": (q("list_workers"), (30.0,)),
+        "list_workers": (q("list_workers"), (offline,)),
     }
 
 
