@@ -20,11 +20,11 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-from bench import dispatch, end_to_end, fire_lag, infra, outbox, peers, render, scale, steady, trigger
+from bench import dispatch, end_to_end, fire_lag, history, infra, outbox, peers, render, scale, steady, trigger
 
 RESULTS = infra.ROOT / "bench" / "results"
 MEASURES = ("dispatch", "end_to_end", "trigger", "fire_lag", "scale", "outbox", "e2e_peers",
-            "steady")
+            "steady", "history")
 
 FULL = {"dispatch": 100_000, "dispatch_aps": 3_000, "dispatch_celery": 1_000,
         "dispatch_celery_cap_s": 60.0,
@@ -36,7 +36,8 @@ FULL = {"dispatch": 100_000, "dispatch_aps": 3_000, "dispatch_celery": 1_000,
         "e2e_peers": 2_000, "peers_steady_s": 30.0,
         "steady_windows": steady.WINDOWS, "steady_ceiling_s": 8.0,
         "steady_schedules": 300_000, "steady_period_s": 60.0, "steady_load_s": 190.0,
-        "steady_ladder_period_s": 20.0, "steady_ladder_s": 35.0, "steady_ladder_steps": 4}
+        "steady_ladder_period_s": 20.0, "steady_ladder_s": 35.0, "steady_ladder_steps": 4,
+        "history_runs": 10_000_000, "history_load_s": 60.0}
 QUICK = {"dispatch": 10_000, "dispatch_aps": 500, "dispatch_celery": 1_000,
          "dispatch_celery_cap_s": 30.0,
          "e2e": 3_000, "e2e_aps": 300, "workers": (1, 2, 4), "triggers": 200,
@@ -47,7 +48,8 @@ QUICK = {"dispatch": 10_000, "dispatch_aps": 500, "dispatch_celery": 1_000,
          "e2e_peers": 300, "peers_steady_s": 10.0,
          "steady_windows": ((500, 1), (2000, 4)), "steady_ceiling_s": 5.0,
          "steady_schedules": 30_000, "steady_period_s": 60.0, "steady_load_s": 40.0,
-         "steady_ladder_period_s": 10.0, "steady_ladder_s": 25.0, "steady_ladder_steps": 2}
+         "steady_ladder_period_s": 10.0, "steady_ladder_s": 25.0, "steady_ladder_steps": 2,
+         "history_runs": 1_000_000, "history_load_s": 15.0}
 
 
 def _version(dist: str) -> str | None:
@@ -180,6 +182,10 @@ async def measure(sizes: dict, only: set[str]) -> dict:
         await _guarded(out, "steady", lambda: steady.measure(sizes),
                        f"steady load, Sundial, {sizes['steady_schedules']:,} schedules, "
                        "next to RabbitMQ's ceiling")
+    if "history" in only:
+        await _guarded(out, "history", lambda: history.measure(sizes["history_runs"],
+                                                               sizes["history_load_s"]),
+                       f"history, Sundial, {sizes['history_runs']:,} runs")
     return out
 
 

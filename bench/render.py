@@ -410,7 +410,7 @@ def steady_section(results: dict) -> list[str]:
     lines = [
         "## Steady load next to RabbitMQ's ceiling", "",
         f"RabbitMQ's own publish-with-confirms ceiling on the quorum queue, same vhost, a "
-        f"consumer draining it (method 7): **{_fmt(c['rate_per_s'])} messages/s** of "
+        f"consumer draining it (method 8): **{_fmt(c['rate_per_s'])} messages/s** of "
         f"{c['message_bytes']} bytes, the best of {windows}.", "",
         "| steady load | due/s | vs ceiling | lag p50 | lag p99 | max | late or unpublished "
         "| p99 first / last minute | scheduler CPU |",
@@ -437,6 +437,49 @@ def steady_section(results: dict) -> list[str]:
     lines += ["", (f"The highest steady rate held with p99 <= {m['goal_p99_ms']:g} ms: "
                    f"**{_fmt(held)} due/s, {m['held_vs_ceiling']:.2f} of the ceiling**."
                    if held else f"No rate tried held p99 <= {m['goal_p99_ms']:g} ms."), ""]
+
+
+def history_section(results: dict) -> list[str]:
+    """Sundial against its own target: the dashboard's calls over a big history."""
+    h = _get(results, "measures", "history")
+    if not h:
+        return []
+    title = f"## The dashboard over {h.get('runs', 0):,} runs"
+    if "error" in h:
+        return [title, "", f"Not measured: {h['error']}", ""]
+    calls, target = h["calls"], h["target_p99_ms"]
+    lines = [title, "",
+             f"`runs` seeded with a year of history ({h['seed_s']:.0f} s), one `sundial api`; "
+             f"p99 target {target:.0f} ms per call (method 9 below). EXPLAIN (ANALYZE, BUFFERS) "
+             "of each call's query in the last columns.", "",
+             "| call | p50 ms | p99 ms | within target | query ms | buffers |",
+             "|---|---:|---:|---|---:|---:|"]
+    plans = h.get("plans", {})
+    names = {"stats": "stats", "metrics": "metrics_runs_by_status", "queues": "list_queues",
+             "workers": "list_workers", "jobs": "list_jobs"}
+    for name, c in calls.items():
+        plan = plans.get(name) or plans.get(names.get(name, ""), {})
+        buffers = (plan.get("shared_hit", 0) + plan.get("shared_read", 0)) if plan else None
+        lines.append(f"| {name} | {_fmt(c['p50_ms'], 1)} | {_fmt(c['p99_ms'], 1)} | "
+                     f"{'yes' if (c['p99_ms'] or 0) <= target else '**no**'} | "
+                     f"{_fmt(plan.get('execution_ms'), 1) if plan else '-'} | "
+                     f"{_fmt(buffers) if buffers is not None else '-'} |")
+    hot, bloat, ret = h["hot"], h["bloat"], h["retention"]
+    lines += [
+        "",
+        f"- HOT: over {hot['load_s']:.0f} s of heartbeats ({hot['heartbeats']:,}) and status "
+        f"changes ({hot['status_changes']:,}), {hot['hot_updates']:,} of {hot['updates']:,} "
+        f"updates of `runs` were heap-only ({_fmt((hot['hot_ratio'] or 0) * 100)} %).",
+        f"- Retention: {ret['deleted']:,} runs deleted in {ret['seconds']:.1f} s, "
+        f"{_fmt(ret['rate_per_s'])} runs/s: {_fmt(ret['vs_steady_load'], 1)}x a steady "
+        "5,000 new runs/s.",
+        f"- Bloat after a {bloat['window_s']:.0f} s load window (not an hour): pgstattuple "
+        f"says {_fmt(bloat['dead_tuple_percent'], 2)} % dead tuples, "
+        f"{_fmt(bloat['free_percent'], 1)} % free space; `runs` with its indexes "
+        f"{bloat['total_bytes_before'] / 2**20:,.0f} MB before, "
+        f"{bloat['total_bytes_after'] / 2**20:,.0f} MB after.",
+        "",
+    ]
     return lines
 
 
@@ -564,6 +607,7 @@ def render(results: dict, source: Path) -> str:
     lines += ["", f"![Throughput and latency, Sundial vs peers]({PLOT.name})", ""]
     lines += outbox_section(results)
     lines += steady_section(results)
+    lines += history_section(results)
     lines += _method(results)
     return "\n".join(lines) + "\n"
 
@@ -582,7 +626,7 @@ def _method(results: dict) -> list[str]:
         "Reproduce all of it with `make bench` (installs the `bench` extras, then "
         "`python -m bench`); `python -m bench --quick` runs small sizes in a few minutes; "
         "`python -m bench --only dispatch` (or `end_to_end`, `trigger`, `fire_lag`, `scale`, "
-        "`outbox`, `e2e_peers`, `steady`) "
+        "`outbox`, `e2e_peers`, `steady`, `history`) "
         "runs one measure. Each measure gets a PostgreSQL database and a RabbitMQ vhost of its "
         "own, created and dropped by the harness; every process is a real process "
         "(`sundial scheduler`, `sundial worker`, `sundial api`, `python -m bench.aps node`, "
@@ -696,6 +740,18 @@ def _method(results: dict) -> list[str]:
         f"{s.get('steady_ladder_period_s', 0):g} s) at fractions of the ceiling, from 0.8 up "
         "by 0.2 while p99 <= 100 ms holds, then halfway between the highest that held (or 0) "
         "and the lowest that did not; the highest that holds is the rate Sundial sustains.",
+        f"9. **Years of history** (Sundial alone) — {s.get('history_runs', 0):,} runs written "
+        "with set-based SQL over a year (3,000 jobs on 12 queues, most scheduled hourly; 93 % "
+        "succeeded, the rest failed, timed out, cancelled, skipped or dead; scheduled, manual, "
+        "retry and backfill triggers; the newest few thousand queued or running), indexes "
+        "built after, `VACUUM ANALYZE`. One `sundial api`: each GET the dashboard makes, "
+        "one at a time with httpx, 60 times after 5 untimed; p50 and p99 per call; then "
+        "`EXPLAIN (ANALYZE, BUFFERS)` of its query with the same arguments. HOT: heartbeats "
+        "(`heartbeat_runs`) and status changes (`record_results`, a claim's update) of the "
+        f"running runs for {s.get('history_load_s', 0):.0f} s; `n_tup_hot_upd / n_tup_upd` "
+        "from `pg_stat_user_tables`. Bloat: `pgstattuple('runs')` after that window. "
+        "Retention: the scheduler's `delete_old_runs` batches, with a retention that makes "
+        "the oldest 200,000 runs old; runs deleted per second.",
         "",
         "Notes on the peers:",
         "",

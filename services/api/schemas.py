@@ -460,7 +460,10 @@ class Run(RunSummary):
 class RunPage(BaseModel):
     items: list[RunSummary]
     next_cursor: int | None = Field(description="Pass as `cursor` for the next (older) page.")
-    total: int = Field(description="How many runs match the filters, on every page.")
+    total: int = Field(description="How many runs match the filters, on every page: exact "
+                                   "when `total_exact`, else at least that many (filters "
+                                   "other than `status` are counted up to 10,000).")
+    total_exact: bool = Field(description="Whether `total` is the exact count.")
 
 
 class RunFilters(Strict):

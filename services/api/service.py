@@ -62,6 +62,10 @@ SCHEDULE_FIELDS = ("kind", "interval_seconds", "cron", "run_at", "timezone", "ji
 ALL_QUEUES = "*"
 SCHEDULE_NULLABLE = frozenset({"interval_seconds", "cron", "run_at", "start_at", "end_at",
                                "misfire_grace_seconds"})
+# The run list counts the runs its filters select up to this many (beyond, `total` says
+# "at least" this many): a bound on the count's cost whatever the size of the history.
+# The counts of runs by status alone are kept by the database and always exact.
+TOTAL_COUNT_LIMIT = 10_000
 # At most this many runs per backfill request; more slots are refused, with their count.
 MAX_BACKFILL_SLOTS = 1000
 # Counting the slots of a refused backfill stops here ("more than ...").
@@ -511,17 +515,25 @@ class Service:
                         until: datetime | None = None, queue: str | None = None,
                         cursor: int | None = None, limit: int = 50) -> dict[str, Any]:
         """A page of runs, newest first: {"items", "next_cursor" (None: the last page),
-        "total" (the runs the filters select, whatever the cursor)}."""
+        "total" (the runs the filters select, whatever the cursor), "total_exact"}.
+
+        With no filter but the status, `total` is exact (the counts the database keeps);
+        otherwise the matching runs are counted up to TOTAL_COUNT_LIMIT, and beyond it
+        `total` is that limit and `total_exact` false (at least that many)."""
         async with self.pool.acquire() as conn:
             job_id = (await self._job_row(conn, job))["id"] if job is not None else None
             rows = await conn.fetch(q("list_runs"), job_id, schedule_id,
                                     list(statuses) if statuses else None, since, until,
-                                    cursor, limit + 1, queue)
+                                    cursor, limit + 1, queue, TOTAL_COUNT_LIMIT + 1)
         # An empty page is one row of NULLs but `total`.
         items, next_cursor = keyset_page([r for r in rows if r["id"] is not None], limit)
         for item in items:
             del item["total"]
-        return {"items": items, "next_cursor": next_cursor, "total": rows[0]["total"]}
+        total = rows[0]["total"]
+        by_status_only = all(f is None for f in (job_id, schedule_id, since, until, queue))
+        exact = by_status_only or total <= TOTAL_COUNT_LIMIT
+        return {"items": items, "next_cursor": next_cursor,
+                "total": total if exact else TOTAL_COUNT_LIMIT, "total_exact": exact}
 
     async def list_audit(self, *, actor: str | None = None, action: str | None = None,
                          target_type: str | None = None, target_id: str | None = None,
@@ -586,7 +598,9 @@ class Service:
                                     queue=filters.queue, limit=BULK_MAX_RUNS)
         if page["total"] > BULK_MAX_RUNS:
             count = page["total"]
-            raise InvalidInput("filters", count, f"select {count} runs, {count - BULK_MAX_RUNS} "
+            some = "" if page["total_exact"] else "at least "
+            raise InvalidInput("filters", count, f"select {some}{count} runs, {some}"
+                               f"{count - BULK_MAX_RUNS} "
                                f"more than the {BULK_MAX_RUNS} one request may change; narrow "
                                "them (job, status, queue, since, until) and repeat")
         return [r["id"] for r in page["items"]]

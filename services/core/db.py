@@ -146,6 +146,12 @@ def waiting_out(event: str, max_wait_s: float = 10.0) -> tenacity.AsyncRetrying:
     )
 
 
+# Every session: no JIT compilation. Sundial's statements are short; with a big history a
+# query's estimated cost passes jit_above_cost and compiling took 0.5-2 s on every call
+# of a statement that runs in milliseconds (the queues' queued counts at 1M runs).
+SESSION_SETTINGS = {"jit": "off"}
+
+
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10,
                       attempts: int | None = None, **kwargs: Any) -> asyncpg.Pool:
     """A pool, waiting with backoff until PostgreSQL answers (forever unless `attempts`).
@@ -158,9 +164,10 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10,
             conn.pool = pool
             await _init_connection(conn)
 
+        settings = {**SESSION_SETTINGS, **kwargs.pop("server_settings", {})}
         pool = asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=init,
                                    reset=_keep_session, connection_class=FailoverConnection,
-                                   **kwargs)
+                                   server_settings=settings, **kwargs)
         return await pool
 
     return await _create()
@@ -171,7 +178,7 @@ async def connect(dsn: str, *, attempts: int | None = None) -> asyncpg.Connectio
 
     @connect_retrying(attempts=attempts)
     async def _connect() -> asyncpg.Connection:
-        conn = await asyncpg.connect(dsn)
+        conn = await asyncpg.connect(dsn, server_settings=SESSION_SETTINGS)
         try:
             await _init_connection(conn)
         except BaseException:

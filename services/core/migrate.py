@@ -1,14 +1,20 @@
 """`sundial migrate`: apply pending sql/migrations/NNNN_name.sql in order, once each.
 
 Safe to run twice or from two processes at once: a session advisory lock serialises
-runners, and each migration is applied and recorded in one transaction. The services wait
+runners, and each migration is applied and recorded in one transaction. A migration whose
+first line is `-- sundial: no transaction` is applied one statement at a time instead,
+each in its own transaction (what CREATE INDEX CONCURRENTLY needs, so a big table keeps
+taking writes while its index builds), and recorded after its last statement: its
+statements must be safe to run again after an interruption (IF EXISTS, OR REPLACE). The services wait
 at start-up until every migration of their release is applied (`wait_until_migrated`), so
 they may start before the migration (a Kubernetes Job, the compose `migrate` service).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import itertools
 import re
 from dataclasses import dataclass
 from importlib.resources.abc import Traversable
@@ -26,7 +32,11 @@ log = get_logger("core.migrate")
 
 # "sundial" in ASCII: the advisory lock key every migrator takes.
 MIGRATION_LOCK_KEY = 0x73756E6469616C
+LOCK_POLL_S = 0.05
 _FILE = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
+
+
+NO_TRANSACTION = "-- sundial: no transaction"
 
 
 @dataclass(frozen=True)
@@ -34,6 +44,10 @@ class Migration:
     version: int
     name: str
     sql: str
+
+    @property
+    def transactional(self) -> bool:
+        return self.sql.partition("\n")[0].strip() != NO_TRANSACTION
 
     @property
     def checksum(self) -> str:
@@ -68,7 +82,7 @@ async def migrate(conn: asyncpg.Connection, migrations: list[Migration] | None =
     """Apply what is pending; return the versions applied by this call."""
     migrations = discover() if migrations is None else migrations
     applied_now: list[int] = []
-    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+    await _take_lock(conn)
     try:
         await conn.execute(_BOOKKEEPING)
         rows = await conn.fetch("SELECT version, name, checksum FROM schema_migrations")
@@ -79,11 +93,7 @@ async def migrate(conn: asyncpg.Connection, migrations: list[Migration] | None =
                     log.warning("migration.changed_after_apply", version=m.version, name=m.name)
                 continue
             try:
-                async with conn.transaction():
-                    await conn.execute(m.sql)
-                    await conn.execute(
-                        "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                        m.version, m.name, m.checksum)
+                await _apply(conn, m)
             except asyncpg.PostgresError as exc:
                 raise MigrationError(f"migration {m.version:04d}_{m.name}: {exc}") from exc
             log.info("migration.applied", version=m.version, name=m.name)
@@ -91,6 +101,51 @@ async def migrate(conn: asyncpg.Connection, migrations: list[Migration] | None =
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
     return applied_now
+
+
+async def _take_lock(conn: asyncpg.Connection) -> None:
+    """The migrators' advisory lock, waited for here rather than in a statement: a session
+    waiting inside `pg_advisory_lock` holds a snapshot, which a CREATE INDEX CONCURRENTLY
+    of the runner holding the lock waits for: each would wait for the other."""
+    for _ in itertools.count():
+        if await conn.fetchval("SELECT pg_try_advisory_lock($1)", MIGRATION_LOCK_KEY):
+            return
+        await asyncio.sleep(LOCK_POLL_S)
+
+
+async def _apply(conn: asyncpg.Connection, m: Migration) -> None:
+    record = "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)"
+    if m.transactional:
+        async with conn.transaction():
+            await conn.execute(m.sql)
+            await conn.execute(record, m.version, m.name, m.checksum)
+        return
+    for statement in statements(m.sql):
+        await conn.execute(statement)
+    await conn.execute(record, m.version, m.name, m.checksum)
+
+
+_TOKEN = re.compile(r"--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|"
+                    r"(\$[A-Za-z_0-9]*\$)|;", re.S)
+
+
+def statements(sql: str) -> list[str]:
+    """`sql` cut at each `;` outside comments, quotes and dollar-quoted bodies."""
+    out: list[str] = []
+    start = pos = 0
+    while (match := _TOKEN.search(sql, pos)) is not None:
+        pos = match.end()
+        if match[1]:        # a dollar quote: skip to its closing tag
+            close = sql.find(match[1], pos)
+            if close < 0:
+                raise MigrationError(f"unterminated {match[1]} quote")
+            pos = close + len(match[1])
+        elif match[0] == ";":
+            out.append(sql[start:pos])
+            start = pos
+    out.append(sql[start:])
+    return [s.strip() for s in out if _TOKEN.sub(lambda m: "" if m[0].startswith(("--", "/*"))
+                                                 else m[0], s).strip()]
 
 
 def quote_ident(name: str) -> str:

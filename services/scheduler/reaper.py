@@ -36,7 +36,7 @@ async def reap(pool: asyncpg.Pool, *, lease_s: float, offline_after_s: float,
                expire_without_worker_s: float = 0.0, batch_size: int = 500) -> ReapResult:
     """Runs first, in one transaction (its wake-up on commit); the bookkeeping of workers
     and instances after it, each its own statement, so trouble there never undoes a
-    rescue."""
+    rescue; last, the runs-by-status counts' appended rows are folded (run_counts)."""
     faults.reached("reap")
     result = ReapResult()
     async with pool.acquire() as conn, conn.transaction():
@@ -74,6 +74,7 @@ async def reap(pool: asyncpg.Pool, *, lease_s: float, offline_after_s: float,
     if forgotten:
         log.info("instances.forgotten", ids=[row["id"] for row in forgotten])
     result.forgotten = len(forgotten)
+    await pool.fetchval(q("compact_run_counts"))
     return result
 
 

@@ -278,11 +278,17 @@ audit AS (
 SELECT id, scheduled_for FROM run ORDER BY scheduled_for;
 
 -- name: list_runs
--- History, newest first, keyset-paginated on id ($6: the last id of the previous page),
+-- History, newest first, keyset-paginated ($6: the last id of the previous page),
 -- optionally of the jobs of one queue ($8), with the number of runs the filters select
 -- whatever the cursor (`total`, on every row; one row of NULLs but `total` for an empty
--- page). NOT MATERIALIZED: the page and the count each get their own plan (the page walks
--- the primary key backwards and stops after $7 rows).
+-- page). Newest first is by id; with a time bound ($4, $5) by creation time, then id (the
+-- index on both walks from the bound; by id, a page months back would read every newer
+-- run first). One of the two page branches runs, the other is a constant false.
+-- NOT MATERIALIZED: the page and the count each get their own plan (the page walks an
+-- index and stops after $7 rows). The count: with no filter but the status, the counts
+-- the database keeps (run_counts: exact, a few rows); otherwise the matching runs counted
+-- up to $9 at most (a bound on its cost whatever the history; the service then says "at
+-- least $9 - 1", total_exact false).
 WITH matching AS NOT MATERIALIZED (
     SELECT r.id, r.job_id, j.name AS job, r.schedule_id, r.scheduled_for, r.trigger,
            r.triggered_by, r.status, r.attempt, r.max_attempts, r.available_at,
@@ -290,25 +296,61 @@ WITH matching AS NOT MATERIALIZED (
            r.worker_id, r.error, r.priority, r.created_at, r.updated_at,
            EXTRACT(EPOCH FROM (r.finished_at - r.started_at))::float8 AS duration_s
     FROM runs r
-    JOIN jobs j ON j.id = r.job_id
+    -- LEFT: every run has its job (a foreign key), and a count that needs nothing of the
+    -- job (no queue filter) leaves the join out, reading the runs' index alone.
+    LEFT JOIN jobs j ON j.id = r.job_id
     WHERE ($1::bigint IS NULL OR r.job_id = $1)
-      AND ($2::bigint IS NULL OR r.schedule_id = $2)
+      -- A schedule's runs are its job's: the job's history index finds them newest first.
+      AND ($2::bigint IS NULL OR (r.schedule_id = $2
+                                  AND r.job_id = (SELECT job_id FROM schedules WHERE id = $2)))
       AND ($3::text[] IS NULL OR r.status = ANY($3))
       AND ($4::timestamptz IS NULL OR r.created_at >= $4)
       AND ($5::timestamptz IS NULL OR r.created_at < $5)
       AND ($8::text IS NULL OR j.queue = $8)
 ),
 page AS (
-    SELECT *
-    FROM matching
-    WHERE ($6::bigint IS NULL OR id < $6)
-    ORDER BY id DESC
-    LIMIT $7
+    (SELECT *
+     FROM matching
+     WHERE $4::timestamptz IS NULL AND $5::timestamptz IS NULL
+       AND ($6::bigint IS NULL OR id < $6)
+     ORDER BY id DESC
+     LIMIT $7)
+    UNION ALL
+    (SELECT *
+     FROM matching
+     WHERE ($4::timestamptz IS NOT NULL OR $5::timestamptz IS NOT NULL)
+       AND ($6::bigint IS NULL
+            OR (created_at, id) < (SELECT created_at, id FROM runs WHERE id = $6))
+     ORDER BY created_at DESC, id DESC
+     LIMIT $7)
+),
+-- Up to $9 matching runs; with a time bound, walked in the page's order from the bound
+-- (without it, the planner may scan the table from its oldest end, counting on finding
+-- recent runs early).
+capped AS (
+    (SELECT FROM matching
+     WHERE $4::timestamptz IS NULL AND $5::timestamptz IS NULL
+     LIMIT $9)
+    UNION ALL
+    (SELECT FROM matching
+     WHERE $4::timestamptz IS NOT NULL OR $5::timestamptz IS NOT NULL
+     ORDER BY created_at DESC, id DESC
+     LIMIT $9)
+),
+total AS (
+    SELECT CASE WHEN $1::bigint IS NULL AND $2::bigint IS NULL AND $4::timestamptz IS NULL
+                     AND $5::timestamptz IS NULL AND $8::text IS NULL
+                THEN (SELECT COALESCE(sum(n), 0)::bigint FROM run_counts
+                      WHERE $3::text[] IS NULL OR status = ANY($3))
+                ELSE (SELECT count(*) FROM capped)
+           END AS n
 )
 SELECT page.*, total.n AS total
-FROM (SELECT count(*) AS n FROM matching) AS total
+FROM total
 LEFT JOIN page ON true
-ORDER BY page.id DESC;
+ORDER BY CASE WHEN $4::timestamptz IS NOT NULL OR $5::timestamptz IS NOT NULL
+              THEN page.created_at END DESC,
+         page.id DESC;
 
 -- name: get_run
 -- One run with everything: result, error, output, attempts, timings.
@@ -387,21 +429,26 @@ ORDER BY run.id;
 
 -- name: list_queues
 -- Every queue a job names or a pause holds ('*': all of them), with its pause, its jobs
--- and its queued runs (published or held).
+-- and its queued runs (published or held), counted once for all queues from the queued
+-- runs alone (the status index), whatever the history.
 WITH names AS (
     SELECT queue FROM jobs
     UNION
     SELECT queue FROM queue_pauses
+),
+queued AS (
+    SELECT j.queue, count(*) AS n
+    FROM runs r
+    JOIN jobs j ON j.id = r.job_id
+    WHERE r.status = 'queued'
+    GROUP BY j.queue
 )
 SELECT n.queue, p.paused_at, p.paused_by,
        (SELECT count(*) FROM jobs j WHERE j.queue = n.queue) AS jobs,
-       (SELECT count(*)
-        FROM runs r
-        JOIN jobs j ON j.id = r.job_id
-        WHERE j.queue = n.queue
-          AND r.status = 'queued') AS queued
+       COALESCE(queued.n, 0) AS queued
 FROM names n
 LEFT JOIN queue_pauses p ON p.queue = n.queue
+LEFT JOIN queued ON queued.queue = n.queue
 ORDER BY n.queue;
 
 -- name: queue_in_use
@@ -462,15 +509,21 @@ FROM workers w
 ORDER BY online DESC, id;
 
 -- name: stats
--- Totals for the overview: jobs and executions.
+-- Totals for the overview: jobs and executions. The runs by status are the counts the
+-- database keeps (run_counts, migration 0014: exact, a few rows to sum whatever the
+-- history), not a count of the table.
+WITH counts AS (
+    SELECT status, sum(n)::bigint AS n FROM run_counts GROUP BY status
+)
 SELECT (SELECT count(*) FROM jobs) AS jobs_total,
        (SELECT count(*) FROM jobs WHERE enabled) AS jobs_enabled,
-       count(*) AS runs_total,
-       count(*) FILTER (WHERE status = 'succeeded') AS runs_succeeded,
-       count(*) FILTER (WHERE status IN ('failed', 'timed_out', 'dead')) AS runs_failed,
-       count(*) FILTER (WHERE status = 'running') AS runs_running,
-       count(*) FILTER (WHERE status = 'queued') AS runs_queued
-FROM runs;
+       COALESCE(sum(n), 0)::bigint AS runs_total,
+       COALESCE(sum(n) FILTER (WHERE status = 'succeeded'), 0)::bigint AS runs_succeeded,
+       COALESCE(sum(n) FILTER (WHERE status IN ('failed', 'timed_out', 'dead')), 0)::bigint
+           AS runs_failed,
+       COALESCE(sum(n) FILTER (WHERE status = 'running'), 0)::bigint AS runs_running,
+       COALESCE(sum(n) FILTER (WHERE status = 'queued'), 0)::bigint AS runs_queued
+FROM counts;
 
 -- name: job_health
 -- Job $1's runs that finished in the last $2 seconds, by outcome, with the mean and 95th

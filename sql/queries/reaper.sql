@@ -136,3 +136,8 @@ old AS (
 DELETE FROM runs
 USING old
 WHERE runs.id = old.id;
+
+-- name: compact_run_counts
+-- Fold the rows writers appended to run_counts into one per status (migration 0014), so
+-- that reading the counts stays a few rows; returns how many rows were folded.
+SELECT compact_run_counts();

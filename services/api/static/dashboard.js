@@ -112,9 +112,9 @@ const Sundial = (() => {
     return r;
   }
 
-  /* "3 of 7 jobs" */
-  function countOf(shown, total, noun) {
-    return shown + " of " + total + " " + noun + (total === 1 ? "" : "s");
+  /* "3 of 7 jobs"; "50 of 10000+ runs" when the total is a lower bound (exact false). */
+  function countOf(shown, total, noun, exact = true) {
+    return shown + " of " + total + (exact ? "" : "+") + " " + noun + (total === 1 ? "" : "s");
   }
 
   /* The key's name and role (viewers get no write buttons). */

@@ -430,7 +430,7 @@ Sundial.page(() => {
 
   async function latestRuns() {
     const page = await api("GET", `/api/runs?job=${jobId}&limit=10`);
-    fill($("#job-runs-count"), page.total ? [Sundial.countOf(page.items.length, page.total, "run"), " · ",
+    fill($("#job-runs-count"), page.total ? [Sundial.countOf(page.items.length, page.total, "run", page.total_exact), " · ",
       el("a", { href: "/runs?job=" + jobId }, "all of them")] : null);
     fill($("#job-latest-runs tbody"), page.items.length ? page.items.map((r) => el("tr", {},
       el("td", { "data-label": "Run" }, el("a", { href: "/runs/" + r.id }, "#" + r.id)),

@@ -9,6 +9,7 @@ Sundial.page(() => {
   let cursor = null;
   let older = false;
   let total = null;
+  let totalExact = true;
 
   for (const name of ["status", "queue"]) {
     if (params.get(name)) form.elements[name].value = params.get(name);
@@ -55,7 +56,7 @@ Sundial.page(() => {
     fill($("#runs tbody"), all.length ? all.map(row) : el("tr", {}, el("td", { class: "empty", colspan: 8 }, "No runs match.")));
     $("#older").hidden = !cursor;
     if (total !== null) {
-      $("#runs-count").textContent = total ? Sundial.countOf(all.length, total, "run") : "";
+      $("#runs-count").textContent = total ? Sundial.countOf(all.length, total, "run", totalExact) : "";
     }
   }
 
@@ -64,6 +65,7 @@ Sundial.page(() => {
     const page = await api("GET", "/api/runs?" + query().toString());
     if (!older) { rows.clear(); cursor = page.next_cursor; }
     total = page.total;
+    totalExact = page.total_exact;
     for (const r of page.items) rows.set(r.id, r);
     render();
   }
@@ -72,6 +74,7 @@ Sundial.page(() => {
     const page = await api("GET", "/api/runs?" + query({ cursor: String(cursor) }).toString());
     older = true;
     total = page.total;
+    totalExact = page.total_exact;
     for (const r of page.items) rows.set(r.id, r);
     cursor = page.next_cursor;
     render();
