@@ -15,14 +15,14 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
 from sundial.api import payloads
 from sundial.api.arguments import PayloadRules
-from sundial.api.auth import ROLES, new_key
 from sundial.api.errors import Conflict
+from sundial.api.keys import ROLES, new_key
 from sundial.api.notifications import Notifications
 from sundial.api.schemas import (
     BULK_MAX_RUNS,
@@ -43,13 +43,15 @@ from sundial.api.schemas import (
 from sundial.api.settings import ApiSettings
 from sundial.core import jsonb
 from sundial.core import schedule as sched
-from sundial.core.broker import Publisher
 from sundial.core.enqueue import RunArguments, enqueue_steps, run_on_asyncpg
 from sundial.core.errors import AlreadyExists, InvalidInput, NotFound
 from sundial.core.logging import get_logger
 from sundial.core.outbox import publish_runs, wake_scheduler
 from sundial.core.sql import q
 from sundial.core.zones import TZDATA_VERSION
+
+if TYPE_CHECKING:
+    from sundial.core.broker import Publisher
 
 log = get_logger("api.service")
 

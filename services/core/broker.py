@@ -25,7 +25,8 @@ from pamqp.header import ContentHeader
 from sundial.core import faults
 from sundial.core.logging import get_logger
 from sundial.core.messages import CONTENT_TYPE
-from sundial.core.nodes import CONNECT_ERRORS, Nodes, parse_nodes
+from sundial.core.nodes import CONNECT_ERRORS, Nodes
+from sundial.core.settings import parse_nodes
 
 log = get_logger("core.broker")
 

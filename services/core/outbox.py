@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
 from sundial.core import faults
-from sundial.core.broker import BROKER_ERRORS, Outgoing, Publisher
 from sundial.core.messages import encode_run
 from sundial.core.sql import q
+
+if TYPE_CHECKING:
+    from sundial.core.broker import Publisher
 
 # Postgres NOTIFY channel the scheduler LISTENs on: schedules changed, a manual run,
 # "trigger now", a retry set back to queued. The payload is a short reason.
@@ -43,6 +45,9 @@ async def publish_runs(pool: asyncpg.Pool, publisher: Publisher,
     runs of a paused queue are not published: their leases are released, and the relay
     leaves them alone until the queue is resumed.
     """
+    # Here, not at the top: what only enqueues (the admin commands) does not load aio-pika.
+    from sundial.core.broker import BROKER_ERRORS, Outgoing
+
     result = PublishResult()
     if not rows:
         return result
