@@ -334,3 +334,14 @@ def test_several_hosts_in_database_url_reach_the_one_that_answers(db_url, amqp_u
     assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1, bad.stderr
     assert ("configuration error: DATABASE_URL=***: host '127.0.0.1' port '99999' must be a "
             "number 1-65535") in bad.stderr, bad.stderr
+
+
+def test_an_admin_command_loads_neither_the_web_framework_nor_the_broker_client(
+        db_url, amqp_url) -> None:
+    # Each admin command is a process of its own: what it imports is paid at every call.
+    code = ("import sys\nfrom sundial.core.cli import main\ncode = main(['jobs', 'trigger', 'x'])\n"
+            "print(code, sorted(m for m in ('fastapi', 'aio_pika', 'aiormq', 'starlette') "
+            "if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], env=service_env(db_url, amqp_url),
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.stdout.splitlines()[-1] == "3 []", (done.stdout, done.stderr)
