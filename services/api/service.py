@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -23,7 +24,6 @@ from sundial.api import payloads
 from sundial.api.arguments import PayloadRules
 from sundial.api.errors import Conflict
 from sundial.api.keys import ROLES, new_key
-from sundial.api.notifications import Notifications
 from sundial.api.schemas import (
     BULK_MAX_RUNS,
     CANCELLABLE_STATUSES,
@@ -51,6 +51,7 @@ from sundial.core.sql import q
 from sundial.core.zones import TZDATA_VERSION
 
 if TYPE_CHECKING:
+    from sundial.api.notifications import Notifications
     from sundial.core.broker import Publisher
 
 log = get_logger("api.service")
@@ -123,7 +124,14 @@ class Service:
         self.settings = settings
         self.publisher = publisher
         self.rules = PayloadRules.of(settings)
-        self.notifications = Notifications(pool, settings, self._audit)
+
+    @cached_property
+    def notifications(self) -> Notifications:
+        """Channels, rules and history; loaded on first use (an admin command that does not
+        touch them does not pay for their models)."""
+        from sundial.api.notifications import Notifications
+
+        return Notifications(self.pool, self.settings, self._audit)
 
     # --- audit ----------------------------------------------------------------------
 
