@@ -187,6 +187,10 @@ class Process:
     def stop(self, timeout: float = 20) -> int:
         """SIGTERM, wait, and return the exit code (SIGKILL if it does not stop)."""
         self.signal(signal.SIGTERM)
+        return self.stopped(timeout)
+
+    def stopped(self, timeout: float) -> int:
+        """Wait for the process to end (SIGKILL if it has not after `timeout`); its exit code."""
         try:
             code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -219,9 +223,13 @@ def processes(request: pytest.FixtureRequest) -> Iterator[callable]:
         return p
 
     yield start
-    for p in started:
-        if p.alive():
-            p.stop(timeout=10)
+    # All asked to stop at once, then waited for: the test ends after the slowest, not after
+    # each in turn.
+    running = [p for p in started if p.alive()]
+    for p in running:
+        p.signal(signal.SIGTERM)
+    for p in running:
+        p.stopped(timeout=10)
 
 
 async def wait_for(predicate, timeout: float = 20.0, interval: float = 0.1, what: str = ""):

@@ -1,8 +1,9 @@
 """API keys and the role check every /api route passes through.
 
 A key is `sdl_<prefix>_<secret>`: 48 bits of lookup prefix and 256 random bits of secret,
-shown once. Only the prefix and the SHA-256 of the whole key are stored; SHA-256 suffices
-for keys this random (no dictionary to attack), and the comparison is constant-time.
+shown once (sundial.api.keys makes them). Only the prefix and the SHA-256 of the whole key
+are stored; SHA-256 suffices for keys this random (no dictionary to attack), and the
+comparison is constant-time.
 
 Roles: `viewer` reads (GET, HEAD), `admin` does everything. The check is a dependency of
 the /api router itself, so a route added there is denied by default.
@@ -16,27 +17,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import hmac
-import secrets
 import time
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated
 
 import asyncpg
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from sundial.api.errors import Forbidden, Unauthorized
+from sundial.api.keys import Role, hash_key, parse_prefix
 from sundial.core.db import CONNECTION_ERRORS, connect
 from sundial.core.logging import get_logger
 from sundial.core.sql import q
 
 log = get_logger("api.auth")
 
-Role = Literal["admin", "viewer"]
-ROLES: tuple[str, ...] = ("admin", "viewer")
-KEY_SCHEME = "sdl"
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # The NOTIFY channel of migration 0003: a key was changed, revoked or deleted.
 KEYS_CHANNEL = "sundial_api_keys"
@@ -59,24 +56,6 @@ class Principal:
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
-
-
-def new_key() -> tuple[str, str, str]:
-    """(key, prefix, hash) for a fresh key."""
-    prefix = secrets.token_hex(6)
-    key = f"{KEY_SCHEME}_{prefix}_{secrets.token_urlsafe(32)}"
-    return key, prefix, hash_key(key)
-
-
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-def parse_prefix(key: str) -> str | None:
-    parts = key.split("_", 2)
-    if len(parts) != 3 or parts[0] != KEY_SCHEME or len(parts[1]) != 12 or not parts[2]:
-        return None
-    return parts[1]
 
 
 class KeyCache:

@@ -15,15 +15,15 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
 from sundial.api import payloads
 from sundial.api.arguments import PayloadRules, trigger_steps
-from sundial.api.auth import ROLES, new_key
 from sundial.api.errors import Conflict
-from sundial.api.notifications import Notifications
+from sundial.api.keys import ROLES, new_key
 from sundial.api.schemas import (
     BULK_MAX_RUNS,
     CANCELLABLE_STATUSES,
@@ -43,13 +43,16 @@ from sundial.api.schemas import (
 from sundial.api.settings import ApiSettings
 from sundial.core import jsonb
 from sundial.core import schedule as sched
-from sundial.core.broker import Publisher
 from sundial.core.enqueue import RunArguments, Steps, enqueue_steps, run_on_asyncpg, writes_alone
 from sundial.core.errors import AlreadyExists, InvalidInput, NotFound
 from sundial.core.logging import get_logger
 from sundial.core.outbox import publish_runs, wake_scheduler
 from sundial.core.sql import q
 from sundial.core.zones import TZDATA_VERSION
+
+if TYPE_CHECKING:
+    from sundial.api.notifications import Notifications
+    from sundial.core.broker import Publisher
 
 log = get_logger("api.service")
 
@@ -125,7 +128,14 @@ class Service:
         self.settings = settings
         self.publisher = publisher
         self.rules = PayloadRules.of(settings)
-        self.notifications = Notifications(pool, settings, self._audit)
+
+    @cached_property
+    def notifications(self) -> Notifications:
+        """Channels, rules and history; loaded on first use (an admin command that does not
+        touch them does not pay for their models)."""
+        from sundial.api.notifications import Notifications
+
+        return Notifications(self.pool, self.settings, self._audit)
 
     # --- audit ----------------------------------------------------------------------
 

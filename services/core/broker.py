@@ -24,7 +24,8 @@ from sundial.core import faults
 from sundial.core.aiormq_seam import publish_together, watch_blocking
 from sundial.core.logging import get_logger
 from sundial.core.messages import CONTENT_TYPE
-from sundial.core.nodes import CONNECT_ERRORS, Nodes, parse_nodes
+from sundial.core.nodes import CONNECT_ERRORS, Nodes
+from sundial.core.settings import parse_nodes
 
 log = get_logger("core.broker")
 

@@ -27,13 +27,28 @@ COMMAND_MODULES = ("sundial.core.commands", "sundial.scheduler.commands", "sundi
 # callback), and serve stops the service as soon as it starts (sundial.core.health.SERVICES).
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from sundial import __version__
+class _Version(argparse.Action):
+    """--version: the version is looked up only when asked for (importlib.metadata is slow
+    to load, and every other command would pay for it)."""
 
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS,
+                 help: str = "show program's version number and exit") -> None:
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        from sundial import __version__
+
+        print(f"sundial {__version__}")
+        parser.exit()
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sundial",
         description="Sundial: a database-driven job scheduler (PostgreSQL + RabbitMQ).")
-    parser.add_argument("--version", action="version", version=f"sundial {__version__}")
+    parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         # Every service ships in the one package: a module that does not import is a broken

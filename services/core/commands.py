@@ -7,7 +7,6 @@ import sys
 
 from sundial.core import health
 from sundial.core.cli import run_async
-from sundial.core.settings import load_settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,6 +24,7 @@ def _migrate(args: argparse.Namespace) -> int:
     from sundial.core.db import connect
     from sundial.core.logging import configure_logging
     from sundial.core.migrate import ensure_database, migrate
+    from sundial.core.settings import load_settings
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format, service="migrate")
@@ -45,6 +45,8 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _healthcheck(args: argparse.Namespace) -> int:
+    from sundial.core.settings import load_settings
+
     settings = load_settings()
     age = health.age_s(settings.health_dir, args.service)
     limit = health.stale_after_s(args.service, settings.poll_interval_s,

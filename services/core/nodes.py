@@ -10,6 +10,8 @@ connection goes (the node stopped, the network cut, the node stopped answering),
 connects again starting with the node after the one it lost, round the list, so a node
 that went is tried last. Every node must name the same vhost: the nodes are meant to be
 one cluster, whose quorum queues keep the messages of a node that goes.
+The list is read by
+sundial.core.settings.parse_nodes, so that checking the settings does not load aio-pika.
 
 aio-pika's robust connection reconnects to its one URL only; `FailoverConnection` is
 the robust connection of the worker across the list, built on `aio_pika.connect`.
@@ -21,7 +23,6 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from functools import partial
-from urllib.parse import unquote, urlsplit
 
 import aio_pika
 import aiormq
@@ -45,37 +46,6 @@ CONNECT_ERRORS: tuple[type[BaseException], ...] = (
 
 class NoNodeAnswered(ConnectionError):
     """No node of RABBITMQ_URL accepted a connection."""
-
-
-def parse_nodes(value: str) -> tuple[str, ...]:
-    """The node URLs of a RABBITMQ_URL; ValueError naming the node at fault and the fix."""
-    urls = tuple(u.strip() for u in value.split(","))
-    if not any(urls):
-        raise ValueError("needs an amqp:// URL, e.g. amqp://guest:guest@localhost:5672/")
-    vhosts: dict[str, int] = {}
-    for n, url in enumerate(urls, 1):
-        if not url:
-            raise ValueError(f"node {n} of {len(urls)} is empty: separate the node URLs with "
-                             "single commas, and write a comma inside a password as %2C")
-        # Which node is at fault, when there are several: "node 2 of 3 ('amqp://...') ".
-        node = f"node {n} of {len(urls)} ({redact_url(url)!r}) " if len(urls) > 1 else ""
-        parts = urlsplit(url)
-        if parts.scheme not in ("amqp", "amqps"):
-            raise ValueError(f"{node}must start with amqp:// or amqps://")
-        try:
-            host, _port = parts.hostname, parts.port
-        except ValueError as exc:
-            raise ValueError(f"{node}has a bad port: {exc}") from None
-        if not host:
-            raise ValueError(f"{node}names no host, e.g. amqp://guest:guest@mq1:5672/")
-        vhosts.setdefault(unquote(parts.path[1:]) or "/", n)
-    twice = next((u for n, u in enumerate(urls) if u in urls[:n]), None)
-    if twice is not None:
-        raise ValueError(f"names node {redact_url(twice)!r} twice: list each node once")
-    if len(vhosts) > 1:
-        raise ValueError("names several vhosts (" + ", ".join(sorted(vhosts)) + "): every "
-                         "node of the cluster must name the same vhost")
-    return urls
 
 
 class Nodes:

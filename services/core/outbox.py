@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
 from sundial.core import faults
-from sundial.core.broker import BROKER_ERRORS, Outgoing, Publisher
 from sundial.core.messages import encode_run
 from sundial.core.sql import q
+
+if TYPE_CHECKING:
+    from sundial.core.broker import Publisher
 
 # Postgres NOTIFY channel the scheduler LISTENs on: schedules changed, a manual run,
 # "trigger now", a retry set back to queued. The payload is a short reason.
@@ -48,6 +50,9 @@ async def publish_runs(pool: asyncpg.Pool, publisher: Publisher,
     out, and a pause committed since is the workers' to honour, as for a message sent just
     before a pause.
     """
+    # Here, not at the top: what only enqueues (the admin commands) does not load aio-pika.
+    from sundial.core.broker import BROKER_ERRORS, Outgoing
+
     result = PublishResult()
     if not rows:
         return result

@@ -12,7 +12,7 @@ import re
 import socket
 from functools import cached_property
 from typing import Annotated, Literal
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -172,8 +172,6 @@ class Settings(BaseSettings):
     @field_validator("rabbitmq_url_raw")
     @classmethod
     def _check_amqp_url(cls, value: str | None) -> str | None:
-        from sundial.core.nodes import parse_nodes  # nodes uses redact_url, from here
-
         if value is not None:
             parse_nodes(value)
         return value
@@ -217,8 +215,6 @@ class Settings(BaseSettings):
     @cached_property
     def rabbitmq_nodes(self) -> tuple[str, ...]:
         """The URL of each RabbitMQ node (RABBITMQ_URL may list several, core.nodes)."""
-        from sundial.core.nodes import parse_nodes
-
         return parse_nodes(self.rabbitmq_url)
 
 
@@ -278,6 +274,37 @@ def redact_url(url: str) -> str:
     netloc = parts.netloc.rsplit("@", 1)
     user = netloc[0].split(":", 1)[0]
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+
+
+def parse_nodes(value: str) -> tuple[str, ...]:
+    """The node URLs of a RABBITMQ_URL; ValueError naming the node at fault and the fix."""
+    urls = tuple(u.strip() for u in value.split(","))
+    if not any(urls):
+        raise ValueError("needs an amqp:// URL, e.g. amqp://guest:guest@localhost:5672/")
+    vhosts: dict[str, int] = {}
+    for n, url in enumerate(urls, 1):
+        if not url:
+            raise ValueError(f"node {n} of {len(urls)} is empty: separate the node URLs with "
+                             "single commas, and write a comma inside a password as %2C")
+        # Which node is at fault, when there are several: "node 2 of 3 ('amqp://...') ".
+        node = f"node {n} of {len(urls)} ({redact_url(url)!r}) " if len(urls) > 1 else ""
+        parts = urlsplit(url)
+        if parts.scheme not in ("amqp", "amqps"):
+            raise ValueError(f"{node}must start with amqp:// or amqps://")
+        try:
+            host, _port = parts.hostname, parts.port
+        except ValueError as exc:
+            raise ValueError(f"{node}has a bad port: {exc}") from None
+        if not host:
+            raise ValueError(f"{node}names no host, e.g. amqp://guest:guest@mq1:5672/")
+        vhosts.setdefault(unquote(parts.path[1:]) or "/", n)
+    twice = next((u for n, u in enumerate(urls) if u in urls[:n]), None)
+    if twice is not None:
+        raise ValueError(f"names node {redact_url(twice)!r} twice: list each node once")
+    if len(vhosts) > 1:
+        raise ValueError("names several vhosts (" + ", ".join(sorted(vhosts)) + "): every "
+                         "node of the cluster must name the same vhost")
+    return urls
 
 
 def format_validation_error(exc: ValidationError, model: type[BaseSettings]) -> str:

@@ -2,7 +2,7 @@
 any process's logs or in plaintext in the database.
 
 Covered by other tests (not repeated here): schemathesis over the API with no key, a
-viewer and an admin key (tests/integration/test_api_fuzz.py); SSRF refusals for
+viewer and an admin key (tests/integration/test_api_fuzz*.py); SSRF refusals for
 loopback, ::1, 169.254.169.254, IPv4-mapped and decimal/hex/octal IPs
 (tests/integration/test_worker_netguard.py), at job creation
 (tests/integration/test_api.py) and at delivery, redirects included
