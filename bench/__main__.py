@@ -20,23 +20,25 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-from bench import dispatch, end_to_end, fire_lag, infra, outbox, render, scale, trigger
+from bench import dispatch, drain, end_to_end, fire_lag, infra, outbox, render, scale, trigger
 
 RESULTS = infra.ROOT / "bench" / "results"
-MEASURES = ("dispatch", "end_to_end", "trigger", "fire_lag", "scale", "outbox")
+MEASURES = ("dispatch", "end_to_end", "trigger", "fire_lag", "scale", "outbox", "drain")
 
 FULL = {"dispatch": 100_000, "dispatch_aps": 3_000, "dispatch_celery_cap_s": 30.0,
         "e2e": 20_000, "e2e_aps": 1_500, "workers": (1, 2, 4), "triggers": 1_000,
         "steady": 1_000, "steady_s": 60.0, "burst": 10_000,
         "scale": (10_000, 100_000, 1_000_000), "scale_aps": 1_000,
         "scale_celery": (10_000, 100_000), "idle_window_s": 30.0,
-        "outbox_runs": 1_000_000, "outbox_drain_s": 60.0}
+        "outbox_runs": 1_000_000, "outbox_drain_s": 60.0,
+        "drain_runs": 1_000_000, "drain_fresh": 1_000, "drain_window_s": 150.0}
 QUICK = {"dispatch": 10_000, "dispatch_aps": 500, "dispatch_celery_cap_s": 10.0,
          "e2e": 3_000, "e2e_aps": 300, "workers": (1, 2, 4), "triggers": 200,
          "steady": 1_000, "steady_s": 15.0, "burst": 10_000,
          "scale": (10_000, 100_000), "scale_aps": 300,
          "scale_celery": (10_000,), "idle_window_s": 10.0,
-         "outbox_runs": 100_000, "outbox_drain_s": 15.0}
+         "outbox_runs": 100_000, "outbox_drain_s": 15.0,
+         "drain_runs": 100_000, "drain_fresh": 1_000, "drain_window_s": 30.0}
 
 
 def _version(dist: str) -> str | None:
@@ -145,6 +147,10 @@ async def measure(sizes: dict, only: set[str]) -> dict:
         await _guarded(out, "outbox", lambda: outbox.measure(sizes["outbox_runs"],
                                                              sizes["outbox_drain_s"]),
                        f"outbox, Sundial, {sizes['outbox_runs']:,} runs")
+    if "drain" in only:
+        await _guarded(out, "drain", lambda: drain.measure(
+            sizes["drain_runs"], sizes["drain_fresh"], sizes["drain_window_s"]),
+            f"drain, Sundial, {sizes['drain_runs']:,} runs + {sizes['drain_fresh']:,} slots/s")
     return out
 
 
