@@ -31,7 +31,7 @@ FULL = {"dispatch": 100_000, "dispatch_aps": 3_000, "dispatch_celery_cap_s": 30.
         "scale": (10_000, 100_000, 1_000_000), "scale_aps": 1_000,
         "scale_celery": (10_000, 100_000), "idle_window_s": 30.0,
         "outbox_runs": 1_000_000, "outbox_drain_s": 60.0,
-        "drain_runs": 1_000_000, "drain_fresh": 1_000, "drain_window_s": 150.0}
+        "drain_runs": 1_000_000, "drain_fresh": 1_000, "drain_window_s": 120.0}
 QUICK = {"dispatch": 10_000, "dispatch_aps": 500, "dispatch_celery_cap_s": 10.0,
          "e2e": 3_000, "e2e_aps": 300, "workers": (1, 2, 4), "triggers": 200,
          "steady": 1_000, "steady_s": 15.0, "burst": 10_000,
