@@ -41,11 +41,11 @@ async def relay(pool: asyncpg.Pool, publisher: Publisher, *, batch_size: int,
     faults.reached("relay")
     total = RelayResult()
     for _ in range(max_batches):
-        if stopping is not None and stopping.is_set():
-            return total
         size = batch_size
         if give_way is not None and await give_way():
             size = min(batch_size, SHARED_BATCH)
+        if stopping is not None and stopping.is_set():   # perhaps while giving way
+            return total
         async with pool.acquire() as conn:
             rows = await conn.fetch(q("claim_unpublished"), size, lease_s)
         if not rows:
