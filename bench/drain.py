@@ -37,6 +37,7 @@ FLOOR_MESSAGES = 30_000
 # The same fresh schedules with an empty outbox, for this long, first: the lag the machine
 # gives them without a backlog.
 CONTROL_S = 60.0
+BUCKET_S = 10.0
 
 # The fresh schedules' first slots: LEAD_S from now, spread over one second, on their grid.
 _FRESH = """
@@ -51,6 +52,7 @@ RETURNING extract(epoch FROM next_run_at)::float8 AS first
 # one: lag to `published_at`, or to the stop ($3) for a slot unpublished or not even ticked.
 _FRESH_SLOTS = """
 SELECT extract(epoch FROM coalesce(r.published_at, to_timestamp($3)) - slot.at)::float8 AS lag,
+       extract(epoch FROM slot.at)::float8 AS at,
        extract(epoch FROM r.created_at - slot.at)::float8 AS to_tick,
        extract(epoch FROM r.published_at - r.created_at)::float8 AS to_publish,
        r.id IS NULL AS not_ticked,
@@ -138,8 +140,19 @@ async def _drain(db: str, amqp: str, fresh: int, window_s: float) -> dict:
                           "tick_to_published": summary_ms([r["to_publish"] for r in rows
                                                            if r["to_publish"] is not None])},
                       "slots_to_s": hi - first,
+                      # The worst lag of the slots of each BUCKET_S of the window, in order:
+                      # whether the tail is the drain's start or all along.
+                      "max_ms_by_bucket": _worst_by_bucket(rows, lo),
                       "unpublished_at_stop": sum(1 for r in rows if r["unpublished"]),
                       "not_ticked_at_stop": sum(1 for r in rows if r["not_ticked"])},
         "scheduler_cpu_s": cpu.cpu_s, "scheduler_rss_mb": cpu.rss_mb,
         "message_bytes": size,
     }
+
+
+def _worst_by_bucket(rows: list, lo: float) -> list[float]:
+    worst: dict[int, float] = {}
+    for r in rows:
+        b = int((r["at"] - lo) // BUCKET_S)
+        worst[b] = max(worst.get(b, 0.0), r["lag"] * 1000)
+    return [round(worst[b], 1) for b in sorted(worst)]
