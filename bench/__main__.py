@@ -20,11 +20,11 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-from bench import dispatch, end_to_end, fire_lag, history, infra, outbox, peers, render, scale, steady, trigger
+from bench import dispatch, drain, end_to_end, fire_lag, history, infra, outbox, peers, render, scale, steady, trigger
 
 RESULTS = infra.ROOT / "bench" / "results"
 MEASURES = ("dispatch", "end_to_end", "trigger", "fire_lag", "scale", "outbox", "e2e_peers",
-            "steady", "history")
+            "steady", "history", "drain")
 
 FULL = {"dispatch": 100_000, "dispatch_aps": 3_000, "dispatch_celery": 1_000,
         "dispatch_celery_cap_s": 60.0,
@@ -37,7 +37,8 @@ FULL = {"dispatch": 100_000, "dispatch_aps": 3_000, "dispatch_celery": 1_000,
         "steady_windows": steady.WINDOWS, "steady_ceiling_s": 8.0,
         "steady_schedules": 300_000, "steady_period_s": 60.0, "steady_load_s": 190.0,
         "steady_ladder_period_s": 20.0, "steady_ladder_s": 35.0, "steady_ladder_steps": 4,
-        "history_runs": 10_000_000, "history_load_s": 60.0}
+        "history_runs": 10_000_000, "history_load_s": 60.0,
+        "drain_runs": 1_000_000, "drain_fresh": 1_000, "drain_window_s": 120.0}
 QUICK = {"dispatch": 10_000, "dispatch_aps": 500, "dispatch_celery": 1_000,
          "dispatch_celery_cap_s": 30.0,
          "e2e": 3_000, "e2e_aps": 300, "workers": (1, 2, 4), "triggers": 200,
@@ -49,7 +50,8 @@ QUICK = {"dispatch": 10_000, "dispatch_aps": 500, "dispatch_celery": 1_000,
          "steady_windows": ((500, 1), (2000, 4)), "steady_ceiling_s": 5.0,
          "steady_schedules": 30_000, "steady_period_s": 60.0, "steady_load_s": 40.0,
          "steady_ladder_period_s": 10.0, "steady_ladder_s": 25.0, "steady_ladder_steps": 2,
-         "history_runs": 1_000_000, "history_load_s": 15.0}
+         "history_runs": 1_000_000, "history_load_s": 15.0,
+         "drain_runs": 100_000, "drain_fresh": 1_000, "drain_window_s": 30.0}
 
 
 def _version(dist: str) -> str | None:
@@ -186,6 +188,10 @@ async def measure(sizes: dict, only: set[str]) -> dict:
         await _guarded(out, "history", lambda: history.measure(sizes["history_runs"],
                                                                sizes["history_load_s"]),
                        f"history, Sundial, {sizes['history_runs']:,} runs")
+    if "drain" in only:
+        await _guarded(out, "drain", lambda: drain.measure(
+            sizes["drain_runs"], sizes["drain_fresh"], sizes["drain_window_s"]),
+            f"drain, Sundial, {sizes['drain_runs']:,} runs + {sizes['drain_fresh']:,} slots/s")
     return out
 
 

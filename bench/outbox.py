@@ -12,8 +12,9 @@ Drain rate: one `sundial scheduler` process relays that outbox for DRAIN_S secon
 runs confirmed by RabbitMQ and marked `published_at`, per second (first to last
 `published_at`). The floor: RabbitMQ's own publish-with-confirms rate on the same
 quorum queue, measured right after with the scheduler stopped and the queue purged,
-FLOOR_MESSAGES messages of the same size, RELAY_BATCH in flight at a time like a relay
-batch: the faster of a bare aiormq publisher and Sundial's publisher without the database.
+FLOOR_MESSAGES messages of the same size: the faster of a bare aiormq publisher
+(BARE_IN_FLIGHT unconfirmed at every moment) and Sundial's publisher without the
+database (batches of RELAY_BATCH, like a relay batch).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ PASSES = 30
 WARM_UP = 5
 RELAY_BATCH = 500
 FLOOR_MESSAGES = 100_000
+# The bare publisher keeps this many unconfirmed at every moment (a sliding window).
+BARE_IN_FLIGHT = 1_000
 DELIVERY_LIMIT = Settings.model_fields["delivery_limit"].default   # as the scheduler's
 
 _OUTBOX = """
@@ -56,11 +59,11 @@ async def measure(outbox_runs: int, drain_s: float) -> dict:
             await seed.schedules(db, SCHEDULES, every_s=3600, first_in_s=-1)
             empty = await _pass_ms(db)
             started = time.monotonic()
-            await _fill_outbox(db, outbox_runs)
+            await fill_outbox(db, outbox_runs)
             filled_s = time.monotonic() - started
             full = await _pass_ms(db)
             drain = await _drain(db, amqp, drain_s)
-            floor = await _broker_floor(amqp, drain["message_bytes"])
+            floor = await broker_floor(amqp, drain["message_bytes"])
     return {
         "outbox_runs": outbox_runs, "insert_s": filled_s, "schedules_per_pass": SCHEDULES,
         "pass_empty_ms": empty, "pass_full_ms": full,
@@ -71,7 +74,9 @@ async def measure(outbox_runs: int, drain_s: float) -> dict:
     }
 
 
-async def _fill_outbox(db: str, runs: int) -> None:
+async def fill_outbox(db: str, runs: int) -> None:
+    """`runs` queued, unpublished manual runs of the jobs present, available over the last
+    hour, then vacuumed and analysed."""
     conn = await asyncpg.connect(db)
     try:
         await conn.execute(_OUTBOX, runs)
@@ -112,15 +117,9 @@ async def _drain(db: str, amqp: str, drain_s: float) -> dict:
         proc.stop()
     conn = await asyncpg.connect(db)
     try:
-        row = await conn.fetchrow(
-            "SELECT count(*) AS published,"
-            " extract(epoch FROM max(published_at) - min(published_at))::float8 AS seconds"
-            " FROM runs WHERE trigger = 'manual' AND published_at IS NOT NULL")
+        row = await published_span(conn, "trigger = 'manual'")
         left = await conn.fetchval("SELECT count(*) FROM runs WHERE published_at IS NULL")
-        sample = await conn.fetchrow(
-            "SELECT r.id AS run_id, r.job_id, j.name AS job, j.handler, j.payload,"
-            " r.schedule_id, r.scheduled_for, r.attempt, j.timeout_seconds"
-            " FROM runs r JOIN jobs j ON j.id = r.job_id WHERE r.trigger = 'manual' LIMIT 1")
+        size = await message_bytes(conn)
     finally:
         await conn.close()
     if not row["published"] or not row["seconds"]:
@@ -129,10 +128,28 @@ async def _drain(db: str, amqp: str, drain_s: float) -> dict:
     return {"published": row["published"], "seconds": row["seconds"],
             "rate_per_s": row["published"] / row["seconds"], "left_in_outbox": left,
             "window_s": drain_s, "scheduler_cpu_s": cpu.cpu_s, "scheduler_rss_mb": cpu.rss_mb,
-            "message_bytes": len(encode_run(dict(sample)))}
+            "message_bytes": size}
 
 
-async def _broker_floor(amqp: str, message_bytes: int) -> dict:
+async def published_span(conn: asyncpg.Connection, where: str = "true") -> asyncpg.Record:
+    """The runs published (of those matching `where`) and the seconds from the first
+    `published_at` to the last."""
+    return await conn.fetchrow(
+        "SELECT count(*) AS published,"
+        " extract(epoch FROM max(published_at) - min(published_at))::float8 AS seconds"
+        f" FROM runs WHERE published_at IS NOT NULL AND {where}")
+
+
+async def message_bytes(conn: asyncpg.Connection) -> int:
+    """The size of the message of a run of the outbox filled by `fill_outbox`."""
+    sample = await conn.fetchrow(
+        "SELECT r.id AS run_id, r.job_id, j.name AS job, j.handler, j.payload,"
+        " r.schedule_id, r.scheduled_for, r.attempt, j.timeout_seconds"
+        " FROM runs r JOIN jobs j ON j.id = r.job_id WHERE r.trigger = 'manual' LIMIT 1")
+    return len(encode_run(dict(sample)))
+
+
+async def broker_floor(amqp: str, message_bytes: int, messages: int = FLOOR_MESSAGES) -> dict:
     """RabbitMQ's publish-with-confirms rate on the queue the relay filled (emptied
     first), without a database: a bare aiormq publisher (one `basic_publish` per message),
     and Sundial's own publisher alone (the relay's framing, no claim, no mark)."""
@@ -148,28 +165,52 @@ async def _broker_floor(amqp: str, message_bytes: int) -> dict:
         properties = aiormq.spec.Basic.Properties(content_type="application/json",
                                                   delivery_mode=2)
         started = time.perf_counter()
-        for start in range(0, FLOOR_MESSAGES, RELAY_BATCH):
-            await asyncio.gather(*(
-                channel.basic_publish(body, exchange=EXCHANGE, routing_key=seed.QUEUE,
-                                      properties=properties, mandatory=True)
-                for _ in range(min(RELAY_BATCH, FLOOR_MESSAGES - start))))
+        await _publish_window(channel, body, properties, messages, BARE_IN_FLIGHT)
         bare_s = time.perf_counter() - started
         await channel.queue_purge(queue_name(seed.QUEUE))
     finally:
         await connection.close()
     publisher = Publisher(amqp, DELIVERY_LIMIT)
     try:
-        messages = [Outgoing(i, seed.QUEUE, body) for i in range(RELAY_BATCH)]
-        assert not any(await publisher.publish_many(messages))   # connected, queue declared
+        batch = [Outgoing(i, seed.QUEUE, body) for i in range(RELAY_BATCH)]
+        assert not any(await publisher.publish_many(batch))   # connected, queue declared
         started = time.perf_counter()
-        for _ in range(FLOOR_MESSAGES // RELAY_BATCH):
-            errors = await publisher.publish_many(messages)
+        for _ in range(messages // RELAY_BATCH):
+            errors = await publisher.publish_many(batch)
             assert not any(errors), errors
         publisher_s = time.perf_counter() - started
     finally:
         await publisher.close()
-    sent = FLOOR_MESSAGES // RELAY_BATCH * RELAY_BATCH
-    return {"messages": FLOOR_MESSAGES, "in_flight": RELAY_BATCH, "message_bytes": len(body),
-            "bare_aiormq_per_s": FLOOR_MESSAGES / bare_s,
+    sent = messages // RELAY_BATCH * RELAY_BATCH
+    return {"messages": messages, "in_flight": RELAY_BATCH, "bare_in_flight": BARE_IN_FLIGHT,
+            "message_bytes": len(body),
+            "bare_aiormq_per_s": messages / bare_s,
             "sundial_publisher_per_s": sent / publisher_s,
-            "rate_per_s": max(FLOOR_MESSAGES / bare_s, sent / publisher_s)}
+            "rate_per_s": max(messages / bare_s, sent / publisher_s)}
+
+
+async def _publish_window(channel: aiormq.abc.AbstractChannel, body: bytes,
+                          properties: aiormq.spec.Basic.Properties, messages: int,
+                          in_flight: int) -> None:
+    """`messages` aiormq `basic_publish` calls, each awaiting its confirm, `in_flight` of
+    them outstanding at every moment (a new one starts as soon as one is confirmed, not
+    once a whole batch is)."""
+    window = asyncio.Semaphore(in_flight)
+    failures: list[BaseException] = []
+
+    async def one() -> None:
+        try:
+            await channel.basic_publish(body, exchange=EXCHANGE, routing_key=seed.QUEUE,
+                                        properties=properties, mandatory=True)
+        except Exception as exc:  # counted, raised below: the floor is of confirmed messages
+            failures.append(exc)
+        finally:
+            window.release()
+
+    tasks = []
+    for _ in range(messages):
+        await window.acquire()
+        tasks.append(asyncio.create_task(one()))
+    await asyncio.gather(*tasks)
+    if failures:
+        raise RuntimeError(f"{len(failures)} of {messages} not confirmed: {failures[0]!r}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench import scale, trigger
+from bench import drain, outbox, scale, trigger
 from bench.infra import ROOT
 from bench.stats import ratio
 
@@ -60,6 +60,12 @@ WHY: dict[str, str] = {
         "tasks of its own, and a pass that claimed while more slots fell due is followed 3 ms "
         "later; what remains is the broker's confirm latency (a quorum queue confirms once the "
         "message is on disk) and the load of the shared machine."),
+    "fire lag while a million-run outbox drains": (
+        "the lag splits into slot -> tick's commit (p99 {drain_tick_p99:.0f} ms) and commit -> "
+        "confirm recorded (p99 {drain_pub_p99:.0f} ms); the same schedules with an empty "
+        "outbox had p99 {drain_empty_p99:.0f} ms in this run (the machine's share, without a "
+        "backlog). Fresh batches go first: the relay waits for the tick's batches in "
+        "flight before each of its own and takes 100 runs at a time while they flow."),
 }
 
 
@@ -103,6 +109,11 @@ def _why(measure: str, results: dict) -> str | None:
                   floor=_get(trigger_run, "floor", "p50_ms") or 0,
                   worker_cpu=sum(one_worker.get("worker_cpu_s") or [0]),
                   scheduler_cpu=one_worker.get("scheduler_cpu_s") or 0)
+    drained = _get(results, "measures", "drain") or {}
+    fields.update(
+        drain_tick_p99=_get(drained, "fresh_lag", "breakdown", "slot_to_tick", "p99_ms") or 0,
+        drain_pub_p99=_get(drained, "fresh_lag", "breakdown", "tick_to_published", "p99_ms") or 0,
+        drain_empty_p99=_get(drained, "empty_outbox", "fresh_lag", "p99_ms") or 0)
     return text.format(**fields) if text else None
 
 
@@ -174,6 +185,12 @@ def targets(results: dict) -> list[dict]:
         p99 = _get(m, "fire_lag", "steady", "sundial", "p99_ms")
         add("fire lag (steady)", "p99 <= 50 ms", f"p99 {_fmt(p99, 1)} ms",
             None if p99 is None else p99 <= 50)
+    if "drain" in m:
+        p99 = _get(m, "drain", "fresh_lag", "p99_ms")
+        add("fire lag while a million-run outbox drains", "p99 <= 1 s",
+            f"p99 {_fmt(p99, 1)} ms (empty outbox: "
+            f"{_fmt(_get(m, 'drain', 'empty_outbox', 'fresh_lag', 'p99_ms'), 1)} ms)",
+            None if p99 is None else p99 <= 1000)
     if "scale" in m:
         sizes = {int(k): v for k, v in (_get(m, "scale", "sundial") or {}).items() if "error" not in v}
         if sizes:
@@ -383,7 +400,8 @@ def outbox_section(results: dict) -> list[str]:
         f"{_fmt(drain['rate_per_s'])} | {o['drain_vs_floor']:.2f} |",
         f"| RabbitMQ publish with confirms, same quorum queue, no database: bare `aiormq` "
         f"({floor['messages']:,} messages of {floor['message_bytes']} bytes, "
-        f"{floor['in_flight']} in flight) | {_fmt(floor['bare_aiormq_per_s'])} | "
+        f"{floor.get('bare_in_flight', floor['in_flight'])} in flight) | "
+        f"{_fmt(floor['bare_aiormq_per_s'])} | "
         f"{floor['bare_aiormq_per_s'] / floor['rate_per_s']:.2f} |",
         f"| the same through Sundial's publisher alone (the relay's framing, no claim, no "
         f"mark) | {_fmt(floor['sundial_publisher_per_s'])} | "
@@ -481,6 +499,58 @@ def history_section(results: dict) -> list[str]:
         "",
     ]
     return lines
+
+
+def drain_section(results: dict) -> list[str]:
+    """Sundial against itself and the broker: fresh slots while a million-run outbox drains."""
+    d = _get(results, "measures", "drain")
+    if not d:
+        return []
+    title = "## After an outage: fresh slots while the outbox drains"
+    if "error" in d:
+        return [title, "", f"Not measured: {d['error']}", ""]
+    lag, empty, floor = d["fresh_lag"], d["empty_outbox"]["fresh_lag"], d["broker_floor"]
+    late = lag["unpublished_at_stop"] + lag["not_ticked_at_stop"]
+
+    def lags(x: dict) -> str:
+        return (f"{_fmt(x['p50_ms'], 1)} / {_fmt(x['p99_ms'], 1)} / {_fmt(x['max_ms'], 1)} ms "
+                f"({x['count']:,} slots)")
+
+    return [
+        title, "",
+        f"{d['outbox_runs']:,} queued, unpublished runs in the outbox (what a broker outage "
+        f"leaves) while {d['fresh_per_s']:,} interval schedules of 1 s, phases spread, keep "
+        f"falling due; one `sundial scheduler`, {d['window_s']:.0f} s (method 10 below).", "",
+        "| fresh slots' fire lag (`published_at - scheduled_for`) | p50 / p99 / max |",
+        "|---|---:|",
+        f"| while the outbox drains | {lags(lag)} |",
+        f"| same schedules, empty outbox (same run, {d['empty_outbox']['window_s']:.0f} s) | "
+        f"{lags(empty)} |",
+        f"| while draining: slot -> tick's commit | "
+        f"{lags(lag['breakdown']['slot_to_tick'])} |",
+        f"| while draining: tick's commit -> confirm recorded | "
+        f"{lags(lag['breakdown']['tick_to_published'])} |",
+        "",
+        "| measure | runs/s | vs the faster RabbitMQ rate |",
+        "|---|---:|---:|",
+        f"| backlog drained ({d['backlog']['published']:,} runs, first to last in "
+        f"{d['backlog']['seconds']:.1f} s) | {_fmt(d['backlog']['rate_per_s'])} | "
+        f"{d['backlog_vs_floor']:.2f} |",
+        f"| everything published (backlog + fresh, {d['total_published']:,} runs) | "
+        f"{_fmt(d['total_rate_per_s'])} | {d['total_vs_floor']:.2f} |",
+        f"| RabbitMQ publish with confirms, same queue, no database: bare `aiormq` "
+        f"({floor['messages']:,} messages, {floor.get('bare_in_flight', floor['in_flight'])} "
+        f"in flight) | {_fmt(floor['bare_aiormq_per_s'])} | "
+        f"{floor['bare_aiormq_per_s'] / floor['rate_per_s']:.2f} |",
+        f"| the same through Sundial's publisher alone (batches of {floor['in_flight']}) | "
+        f"{_fmt(floor['sundial_publisher_per_s'])} | "
+        f"{floor['sundial_publisher_per_s'] / floor['rate_per_s']:.2f} |",
+        "",
+        f"At that rate the whole {d['outbox_runs']:,} take {d['whole_backlog_s'] / 60:.1f} min "
+        f"({d['backlog']['left_in_outbox']:,} were left at the stop); "
+        f"{late:,} fresh slots were unpublished at the stop (counted with their lag then).",
+        "",
+    ]
 
 
 def plot(results: dict, path: Path) -> None:
@@ -608,6 +678,7 @@ def render(results: dict, source: Path) -> str:
     lines += outbox_section(results)
     lines += steady_section(results)
     lines += history_section(results)
+    lines += drain_section(results)
     lines += _method(results)
     return "\n".join(lines) + "\n"
 
@@ -626,7 +697,7 @@ def _method(results: dict) -> list[str]:
         "Reproduce all of it with `make bench` (installs the `bench` extras, then "
         "`python -m bench`); `python -m bench --quick` runs small sizes in a few minutes; "
         "`python -m bench --only dispatch` (or `end_to_end`, `trigger`, `fire_lag`, `scale`, "
-        "`outbox`, `e2e_peers`, `steady`, `history`) "
+        "`outbox`, `e2e_peers`, `steady`, `history`, `drain`) "
         "runs one measure. Each measure gets a PostgreSQL database and a RabbitMQ vhost of its "
         "own, created and dropped by the harness; every process is a real process "
         "(`sundial scheduler`, `sundial worker`, `sundial api`, `python -m bench.aps node`, "
@@ -701,7 +772,8 @@ def _method(results: dict) -> list[str]:
         "relays the outbox for the window: `published_at` count over first to last "
         "`published_at`. RabbitMQ's own rate right after, the scheduler stopped and the "
         "queue purged: `aiormq` `basic_publish` (persistent, `mandatory`, confirms) to "
-        "`sundial.runs`, 500 in flight, messages padded to the size of a run message; and "
+        f"`sundial.runs`, {outbox.BARE_IN_FLIGHT:,} unconfirmed at every moment (a new one "
+        "as soon as one is confirmed), messages padded to the size of a run message; and "
         "Sundial's `Publisher.publish_many` alone, batches of 500 (no database). The drain "
         "is compared with the faster of the two.",
         f"7. **End to end with Celery and procrastinate** — {peers_n} due runs, executed by a "
@@ -752,6 +824,19 @@ def _method(results: dict) -> list[str]:
         "from `pg_stat_user_tables`. Bloat: `pgstattuple('runs')` after that window. "
         "Retention: the scheduler's `delete_old_runs` batches, with a retention that makes "
         "the oldest 200,000 runs old; runs deleted per second.",
+        f"10. **After an outage** (Sundial alone) — {s.get('drain_runs', 1_000_000):,} queued, "
+        "unpublished runs inserted with SQL as in 6; "
+        f"{s.get('drain_fresh', 1_000):,} interval schedules of 1 s (phases spread over the "
+        f"second, like 4) set to fall due {drain.LEAD_S:g} s after one `sundial scheduler` "
+        f"starts; it relays the outbox and ticks for {s.get('drain_window_s', 120):.0f} s, "
+        f"then is stopped. Fire lag of every slot of those schedules from {drain.WARM_UP_S:g} s "
+        f"after the first to {drain.TAIL_S:g} s before the stop, enumerated from the "
+        "schedules (a slot without a run, or a run unpublished at the stop, counts with its "
+        "lag at the stop). Backlog rate: its runs' `published_at` count over first to last; "
+        "checked that the queue holds no fewer messages than runs marked published and no "
+        "more than runs exist. Before it, as the peer, the same schedules with an empty "
+        f"outbox in a database of their own (up to {drain.CONTROL_S:g} s); after it, "
+        f"RabbitMQ's own rate as in 6 ({drain.FLOOR_MESSAGES:,} messages each).",
         "",
         "Notes on the peers:",
         "",

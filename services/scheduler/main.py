@@ -252,7 +252,8 @@ class Scheduler:
         assert self._pool is not None and self._publishing is not None
         s = self.settings
         result = await relay(self._pool, self._publisher, batch_size=s.batch_size,
-                             lease_s=s.publish_lease_s, stopping=self.stopping)
+                             lease_s=s.publish_lease_s, stopping=self.stopping,
+                             give_way=self._publishing.give_way)
         self._publishing.account(result, {})
         if result.published:
             log.info("scheduler.relayed", runs=len(result.published))

@@ -5,6 +5,10 @@ confirms, then `published_at`) in a task of its own, up to PUBLISH_IN_FLIGHT at 
 each bounded by the publisher's confirm deadline. With that many unconfirmed (a broker
 that lags, stalls or blocks), or while the relay backs off after a failure, a batch is
 left to the relay instead: a tick never waits for the broker.
+
+Fresh batches go first: the relay gives way to them between its batches (`give_way`),
+so a slot falling due while a large outbox drains waits behind at most one short relay
+batch, not behind the outbox.
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ PUBLISH_FAILURES = prom.Counter("sundial_scheduler_publish_failures_total", "Run
 PUBLISH_IN_FLIGHT = 16
 # On shutdown, how long batches being published may take to be confirmed and marked.
 PUBLISH_DRAIN_S = 10.0
+# Fresh batches count as flowing for this long after one was handed over: meanwhile the
+# relay publishes short batches (relay.SHARED_BATCH).
+FRESH_FLOWING_S = 1.0
 
 
 @dataclass
@@ -51,6 +58,7 @@ class Publishing:
         self._counters = counters
         self._on_failure = on_failure   # runs were handed back: the relay should look
         self._tasks: set[asyncio.Task] = set()
+        self._handed_over_at = float("-inf")
         # Until then the relay backs off after a failure, and fresh batches wait for it.
         self.retry_at = 0.0
         # Publish failures per schedule, and the error, not yet recorded on the schedules.
@@ -63,6 +71,7 @@ class Publishing:
         """Publish a committed batch in the background, or leave it to the relay."""
         if not rows:
             return
+        self._handed_over_at = time.monotonic()
         if len(self._tasks) >= PUBLISH_IN_FLIGHT or not self.may_publish():
             await self._pool.execute(q("release_publish_lease"), [r["run_id"] for r in rows])
             self._on_failure()
@@ -70,6 +79,15 @@ class Publishing:
         task = asyncio.create_task(self._publish(rows, run_schedules), name="publish")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def give_way(self) -> bool:
+        """For the relay, between its batches: wait until the fresh batches in flight now
+        are confirmed and marked (not those handed over meanwhile, so the relay is never
+        starved); True while fresh batches flow (one was handed over within
+        FRESH_FLOWING_S)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks))
+        return time.monotonic() - self._handed_over_at < FRESH_FLOWING_S
 
     async def _publish(self, rows: list[dict], run_schedules: dict[int, int]) -> None:
         try:
