@@ -219,6 +219,43 @@ async def test_a_rule_sends_at_most_max_per_hour(pool, receiver) -> None:
     assert await statuses(pool) == ["delivered", "delivered", "suppressed", "suppressed"]
 
 
+async def test_the_hourly_limit_counts_what_another_scheduler_is_sending(pool, receiver) -> None:
+    channel_id = await channel(pool, "webhook", url=receiver.url)
+    await rule(pool, "run_failed", channel_id, max_per_hour=2)
+    job_id = await job(pool)
+    for _ in range(4):
+        await failed_run(pool, job_id)
+    # another scheduler has claimed two and is sending them (leased, not yet recorded)
+    in_flight = await pool.fetch(q("claim_notifications"), 2, 60.0)
+    assert len(in_flight) == 2
+
+    assert await Notifier(pool, settings()).run_once() == 2
+    assert receiver.accepted == []
+    assert await pool.fetchval("SELECT count(*) FROM notifications "
+                               "WHERE status = 'suppressed'") == 2
+
+
+async def test_schedulers_delivering_at_once_keep_the_hourly_limit(pool, db_url, receiver,
+                                                                   monkeypatch) -> None:
+    from sundial.scheduler import notifier
+
+    monkeypatch.setattr(notifier, "BATCH", 1)
+    channel_id = await channel(pool, "webhook", url=receiver.url)
+    await rule(pool, "run_failed", channel_id, max_per_hour=3)
+    job_id = await job(pool)
+    for _ in range(12):
+        await failed_run(pool, job_id)
+    pools = [pool] + [await create_pool(db_url, min_size=1, max_size=2, attempts=3)
+                      for _ in range(3)]
+    try:
+        await asyncio.gather(*(deliver_all(Notifier(p, settings()), p) for p in pools))
+    finally:
+        for other in pools[1:]:
+            await other.close()
+    assert len(receiver.accepted) == 3
+    assert sorted(await statuses(pool)) == ["delivered"] * 3 + ["suppressed"] * 9
+
+
 async def test_slack_gets_its_text(pool, receiver) -> None:
     channel_id = await channel(pool, "slack", url=f"{receiver.url}/services/T0/B0/x")
     await rule(pool, "run_failed", channel_id)
