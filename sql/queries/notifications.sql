@@ -221,7 +221,9 @@ ON CONFLICT (dedup_key) DO NOTHING;
 
 -- name: close_alerts
 -- Conditions that stopped firing ($1 rules, $2 subjects): the alert goes, and the rule's
--- channel hears it is resolved (unless the rule was disabled meanwhile).
+-- channel hears it is resolved (unless the rule was disabled meanwhile). A stale
+-- scheduler that stopped firing because the reaper forgot it did not recover: its alert
+-- goes without a word.
 WITH closed AS (
     DELETE FROM notification_alerts a
     USING unnest($1::bigint[], $2::text[]) AS d(rule_id, subject)
@@ -238,6 +240,8 @@ JOIN notification_rules r ON r.id = x.rule_id
 JOIN notification_channels c ON c.id = r.channel_id
 WHERE r.enabled
   AND c.enabled
+  AND (r.kind <> 'scheduler_stale'
+       OR EXISTS (SELECT 1 FROM scheduler_instances i WHERE i.id = x.details ->> 'instance'))
 ON CONFLICT (dedup_key) DO NOTHING;
 
 -- the API: channels, rules, the delivery history ------------------------------------------

@@ -390,6 +390,18 @@ async def test_missed_slot_stale_scheduler_unattended_queue_and_backlog(pool) ->
     assert sorted(resolved) == ["outbox_backlog", "queue_unattended", "scheduler_stale"]
 
 
+async def test_a_stale_scheduler_the_reaper_forgets_is_not_resolved(pool) -> None:
+    channel_id = await channel(pool, "webhook", url="http://127.0.0.1:9/")
+    await rule(pool, "scheduler_stale", channel_id, within_seconds=60)
+    await pool.execute("INSERT INTO scheduler_instances (id, host, pid, status, last_tick_at) "
+                       "VALUES ('dead', 'h', 1, 'running', now() - interval '2 hours')")
+    assert (await evaluate(pool)).opened == 1
+
+    assert len(await pool.fetch(q("forget_scheduler_instances"), 3600.0)) == 1
+    assert (await evaluate(pool)).closed == 1
+    assert [s for _, s, _ in await events(pool)] == ["firing"]
+
+
 async def test_one_scheduler_evaluates_at_a_time(pool) -> None:
     async with pool.acquire() as conn, conn.transaction():
         await conn.fetchval("SELECT pg_advisory_xact_lock(hashtextextended("
