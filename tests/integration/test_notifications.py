@@ -84,6 +84,32 @@ async def statuses(pool: asyncpg.Pool) -> list[str]:
     return [r["status"] for r in await pool.fetch("SELECT status FROM notifications ORDER BY id")]
 
 
+async def test_runs_the_scheduler_or_the_delivery_limit_end_notify_too(pool) -> None:
+    channel_id = await channel(pool, "webhook", url="http://127.0.0.1:9/")
+    await rule(pool, "run_failed", channel_id)
+    job_id = await job(pool)
+    lost = await pool.fetchval(  # its worker stopped heartbeating on its last attempt
+        "INSERT INTO runs (job_id, scheduled_for, trigger, status, attempt, max_attempts, "
+        "worker_id, heartbeat_at) VALUES ($1, now(), 'manual', 'running', 3, 3, 'w', "
+        "now() - interval '1 hour') RETURNING id", job_id)
+    untakeable = await pool.fetchval(  # no worker has ever had its queue
+        "INSERT INTO runs (job_id, scheduled_for, trigger, status, published_at, created_at) "
+        "VALUES ($1, now(), 'manual', 'queued', now() - interval '1 day', "
+        "now() - interval '1 day') RETURNING id", job_id)
+    abandoned = await pool.fetchval(  # executing at every delivery, up to the limit
+        "INSERT INTO runs (job_id, scheduled_for, trigger, status, attempt, takeovers, "
+        "heartbeat_at) VALUES ($1, now(), 'manual', 'running', 1, 5, "
+        "now() - interval '1 hour') RETURNING id", job_id)
+
+    assert await pool.fetchval(q("end_abandoned_run"), abandoned, 1, "delivery limit", 60.0, 5)
+    assert [r["id"] for r in await pool.fetch(q("rescue_stale_runs"), 60.0, 100)] == [lost]
+    assert [r["id"] for r in await pool.fetch(q("expire_untakeable_runs"), 60.0, 3600.0, 100)] \
+        == [untakeable]
+    written = await pool.fetch("SELECT details FROM notifications ORDER BY id")
+    assert [(d["details"]["run_id"], d["details"]["status"]) for d in written] == [
+        (abandoned, "dead"), (lost, "failed"), (untakeable, "failed")]
+
+
 async def test_a_failed_run_is_delivered_once_as_a_signed_webhook(pool, receiver) -> None:
     channel_id = await channel(pool, "webhook", url=f"{receiver.url}/hook")
     await rule(pool, "run_failed", channel_id)
