@@ -71,7 +71,7 @@ async def metrics(request: Request) -> Response:
         runs.labels(row["status"]).set(row["n"])
     by_job = Gauge("sundial_job_runs_last_hour", "Runs created in the last hour by job, queue "
                    "and status (the METRICS_MAX_JOBS busiest jobs, the rest as "
-                   "job_name=\"other\")", ["job_name", "queue", "status"], registry=registry)
+                   "job_name=\"_other\")", ["job_name", "queue", "status"], registry=registry)
     for row in job_runs:
         by_job.labels(row["job_name"], row["queue"], row["status"]).set(row["n"])
     depth = Gauge("sundial_queue_depth", "Queued runs per queue (published or not)", ["queue"],

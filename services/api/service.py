@@ -578,7 +578,8 @@ class Service:
 
     async def retry_run(self, actor: str, run_id: int) -> int:
         """A new manual run of the same job (attempt 1) with the same arguments and
-        priority; the original stays as it ended."""
+        priority; the original stays as it ended. A run whose chain has a retry queued,
+        running or succeeded already is a Conflict naming it."""
         run = await self.pool.fetchrow(q("run_arguments"), run_id)
         if run is None:
             raise NotFound(f"no run {run_id}")
@@ -589,11 +590,32 @@ class Service:
             raise Conflict(f"run {run_id} {run['status']}; only a failed, dead, timed_out or "
                            f"cancelled run can be retried (to run job {run['job']!r} again, "
                            "trigger it)")
-        again = RunArguments(payload=run["payload"], secret_payload=run["secret_payload"],
-                             priority=run["priority"])
-        queued, _ = await self._enqueue(actor, run["job_id"], "run.retry",
-                                        {"retry_of": run_id}, again)
-        return queued["run_id"]
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await self._insert_retries(conn, actor, [run_id], "run.retry",
+                                              {"retry_of": run_id}, target=run_id)
+            if not rows:
+                live = await conn.fetchrow(q("live_retry"), run_id)
+                if live is None:  # deleted meanwhile (retention)
+                    raise NotFound(f"no run {run_id}")
+                raise Conflict(f"run {run_id} has a retry {live['status']} already: run "
+                               f"{live['id']}; retry that one if it fails")
+        await self._publish(rows)
+        log.info("run.queued", run_id=rows[0]["run_id"], job_id=run["job_id"], actor=actor,
+                 action="run.retry")
+        return rows[0]["run_id"]
+
+    async def _insert_retries(self, conn: asyncpg.Connection, actor: str, ids: list[int],
+                              action: str, details: dict[str, Any],
+                              target: int | None = None) -> list[asyncpg.Record]:
+        """insert_retry_runs in the caller's transaction (one new run per chain without a
+        live retry), the scheduler woken when this process does not publish them."""
+        lease_s = self.settings.publish_lease_s if self.publisher is not None else None
+        rows = await conn.fetch(q("insert_retry_runs"), ids, actor, lease_s, details,
+                                list(RETRYABLE_STATUSES), action,
+                                None if target is None else str(target))
+        if rows and self.publisher is None:
+            await wake_scheduler(conn, "manual")
+        return rows
 
     # --- many runs at once ----------------------------------------------------------------
 
@@ -633,16 +655,14 @@ class Service:
 
     async def retry_runs(self, actor: str, body: RetryRuns) -> dict[str, Any]:
         """Retry every failed, dead, timed_out or cancelled run the filters select, as
-        retry_run does: one new manual run each."""
-        lease_s = self.settings.publish_lease_s if self.publisher is not None else None
+        retry_run does: one new manual run per chain that has no retry queued, running or
+        succeeded (the others are left out of `queued`)."""
         ids = await self._select_runs(body, RETRYABLE_STATUSES)
         if body.dry_run or not ids:
             return {"dry_run": body.dry_run, "matched": len(ids), "run_ids": ids, "queued": []}
         async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(q("insert_retry_runs"), ids, actor, lease_s,
-                                    {"filters": _filters(body)}, list(RETRYABLE_STATUSES))
-            if self.publisher is None:
-                await wake_scheduler(conn, "manual")
+            rows = await self._insert_retries(conn, actor, ids, "runs.retry",
+                                              {"filters": _filters(body)})
         await self._publish(rows)
         log.info("runs.retried", count=len(rows), actor=actor)
         return {"dry_run": False, "matched": len(ids), "run_ids": ids,

@@ -28,7 +28,7 @@ class ApiSettings(HttpPolicySettings):
     metrics_max_jobs: int = Field(
         50, ge=1, le=10000, validation_alias=env("METRICS_MAX_JOBS"),
         description="jobs named in the per-job series of /metrics, 1-10000: the ones with "
-                    "the most runs (the others are summed as job_name=\"other\") and, for "
+                    "the most runs (the others are summed as job_name=\"_other\") and, for "
                     "the last-success gauge, the first scheduled jobs by name")
     # Each new queue name is a durable quorum queue in RabbitMQ: an operator may list them.
     api_allowed_queues: Annotated[tuple[str, ...], NoDecode] = Field(

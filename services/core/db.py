@@ -93,6 +93,13 @@ class FailoverConnection(asyncpg.Connection):
     fetchmany = _leaves_pool_when_read_only(asyncpg.Connection.fetchmany)
 
 
+def replacements(pool: asyncpg.Pool) -> int:
+    """How many times the pool's connections were taken out of service (a read-only host,
+    `FailoverConnection`). A connection of one's own (LISTEN) opened before the count
+    changed may be on the old host too: replace it."""
+    return pool._generation  # asyncpg's count of expire_connections()
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for name in ("json", "jsonb"):
         await conn.set_type_codec(name, encoder=jsonb.dumps, decoder=jsonb.loads,

@@ -31,7 +31,7 @@ import prometheus_client as prom
 
 from sundial.core import faults, health, runtime
 from sundial.core.broker import CONFIRM_TIMEOUT_S, Publisher
-from sundial.core.db import CONNECTION_ERRORS, connect, create_pool
+from sundial.core.db import CONNECTION_ERRORS, connect, create_pool, replacements
 from sundial.core.logging import get_logger
 from sundial.core.migrate import wait_until_migrated
 from sundial.core.outbox import WAKEUP_CHANNEL
@@ -83,6 +83,7 @@ class Scheduler:
         self.counters = Counters()
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
+        self._listener_replacements = 0
         # A confirm must come well before the publish lease runs out, or another
         # instance's relay would publish the runs again meanwhile.
         self._publisher = Publisher(settings.rabbitmq_url, settings.delivery_limit,
@@ -221,10 +222,17 @@ class Scheduler:
         return min(cap, until + 0.001)
 
     async def _ensure_listener(self) -> None:
-        """LISTEN on a connection of its own, re-established after a database restart."""
+        """LISTEN on a connection of its own, re-established after a database restart or
+        once the pool met a read-only host (a failover: this one may be on the old
+        primary, where no NOTIFY comes any more)."""
+        assert self._pool is not None
         if self._listener is not None and not self._listener.is_closed():
-            return
+            if self._listener_replacements == replacements(self._pool):
+                return
+            log.warning("scheduler.listen_again", reason="the pool met a read-only host")
+            self._listener.terminate()
         self._listener = None
+        self._listener_replacements = replacements(self._pool)
         try:
             conn = await connect(self.settings.database_url, attempts=1)
         except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:

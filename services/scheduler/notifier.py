@@ -4,7 +4,8 @@ A round claims due notifications (FOR UPDATE SKIP LOCKED, with a lease and the a
 counted: several schedulers deliver each once), sends them at once through their
 channels, and records each outcome in one statement: delivered; pending again after a
 backoff that doubles; failed after NOTIFY_MAX_ATTEMPTS or when the channel refuses for
-good; suppressed past its rule's `max_per_hour`. A scheduler that dies mid-round leaves
+good; suppressed past its rule's `max_per_hour` (decided with the claim, under a lock
+of the rule, what other schedulers are sending counted as sent). A scheduler that dies mid-round leaves
 its notifications leased: another takes them when the lease runs out (at least once).
 """
 
@@ -68,20 +69,32 @@ class Notifier:
         return self.settings.notify_timeout_s * 2 + LEASE_SLACK_S
 
     async def run_once(self) -> int:
-        """One batch: claim, send, record. The number of notifications claimed."""
-        claimed = await self.pool.fetch(q("claim_notifications"), BATCH, self.lease_s)
-        if not claimed:
-            return 0
-        outcomes = Outcomes()
-        to_send = await self._within_rate(claimed, outcomes)
+        """One batch: claim, send, record. The number of notifications claimed.
+
+        The claim, the rate limit and the suppressions are one transaction holding a lock
+        per rule: schedulers delivering at once decide each rule's limit in turn, each
+        counting what the others are sending (leased) as sent."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            claimed = await conn.fetch(q("claim_notifications"), BATCH, self.lease_s)
+            if not claimed:
+                return 0
+            suppressed = Outcomes()
+            to_send = await self._within_rate(conn, claimed, suppressed)
+            await self._record(conn, suppressed)
         results = await asyncio.gather(*(self._attempt(row) for row in to_send))
+        outcomes = Outcomes()
         for row, error in zip(to_send, results, strict=True):
             self._outcome(row, error, outcomes)
-        await self.pool.execute(q("record_deliveries"), outcomes.ids, outcomes.statuses,
-                                outcomes.errors, outcomes.retry_in_s)
+        await self._record(self.pool, outcomes)
         return len(claimed)
 
-    async def _within_rate(self, claimed: Sequence[asyncpg.Record],
+    @staticmethod
+    async def _record(db: asyncpg.Pool | asyncpg.Connection, outcomes: Outcomes) -> None:
+        if outcomes.ids:
+            await db.execute(q("record_deliveries"), outcomes.ids, outcomes.statuses,
+                             outcomes.errors, outcomes.retry_in_s)
+
+    async def _within_rate(self, conn: asyncpg.Connection, claimed: Sequence[asyncpg.Record],
                            outcomes: Outcomes) -> list[asyncpg.Record]:
         """The notifications to send now; those past their rule's hourly limit (tests
         aside) or whose channel was disabled since are recorded as suppressed."""
@@ -89,7 +102,9 @@ class Notifier:
         rules = sorted({r["rule_id"] for r in claimed if r["id"] in limited})
         sent = defaultdict(int)
         if rules:
-            for row in await self.pool.fetch(q("rule_deliveries_last_hour"), rules):
+            await conn.execute(q("lock_rule_rates"), rules)
+            ours = [r["id"] for r in claimed]
+            for row in await conn.fetch(q("rule_deliveries_last_hour"), rules, ours):
                 sent[row["rule_id"]] = row["n"]
         to_send = []
         for row in sorted(claimed, key=lambda r: r["id"]):

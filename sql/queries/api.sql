@@ -390,33 +390,42 @@ RETURNING r.id, r.status;
 
 -- name: insert_retry_runs
 -- A new manual run (attempt 1) of the job of each run in $1 that is still in one of the
--- statuses $5 (a retry of many runs at once), requested by $2, leased to this publisher
--- for $3 seconds (NULL: the scheduler's relay publishes them), with one audit_log row
--- ($4: its details plus the retried and new run ids). Each new run has its original's
--- payload, secret fields and priority, as retry_run. Returns what their messages need.
+-- statuses $5, requested by $2, leased to this publisher for $3 seconds (NULL: the
+-- scheduler's relay publishes them), with one audit_log row (action $6, target run $7
+-- or none; $4: its details plus the retried and new run ids). Each new run has its
+-- original's payload, secret fields and priority and retry_of the first run of its chain;
+-- one per chain, and none for a chain that has a retry queued, running or succeeded
+-- (runs_live_retry). Returns what their messages need.
 WITH original AS (
-    SELECT r.id, r.job_id, r.payload, r.secret_payload, r.priority
+    SELECT DISTINCT ON (coalesce(r.retry_of, r.id))
+           r.id, coalesce(r.retry_of, r.id) AS root, r.job_id, r.payload, r.secret_payload,
+           r.priority
     FROM unnest($1::bigint[]) AS t(id)
     JOIN runs r ON r.id = t.id
     WHERE r.status = ANY($5::text[])
-    ORDER BY r.id
+    ORDER BY coalesce(r.retry_of, r.id), r.id DESC
 ),
 run AS (
     INSERT INTO runs (job_id, schedule_id, scheduled_for, trigger, triggered_by, status,
                       attempt, max_attempts, available_at, publish_lease_until,
-                      payload, secret_payload, priority)
+                      payload, secret_payload, priority, retry_of)
     SELECT j.id, NULL, now(), 'manual', $2, 'queued', 1, j.max_attempts, now(),
            now() + make_interval(secs => $3), original.payload, original.secret_payload,
-           coalesce(original.priority, j.priority)
+           coalesce(original.priority, j.priority), original.root
     FROM original
     JOIN jobs j ON j.id = original.job_id
-    RETURNING id, job_id, schedule_id, scheduled_for, attempt, payload
+    ORDER BY original.root
+    ON CONFLICT (retry_of) WHERE retry_of IS NOT NULL AND status IN ('queued', 'running', 'succeeded')
+    DO NOTHING
+    RETURNING id, job_id, schedule_id, scheduled_for, attempt, payload, retry_of
 ),
 audit AS (
     INSERT INTO audit_log (actor, action, target_type, target_id, details)
-    SELECT $2, 'runs.retry', 'run', NULL,
-           $4::jsonb || jsonb_build_object('retried', (SELECT jsonb_agg(id) FROM original),
-                                           'queued', (SELECT jsonb_agg(id) FROM run))
+    SELECT $2, $6, 'run', $7,
+           $4::jsonb || jsonb_build_object(
+               'retried', (SELECT jsonb_agg(o.id ORDER BY o.id) FROM original o
+                           WHERE o.root IN (SELECT retry_of FROM run)),
+               'queued', (SELECT jsonb_agg(id ORDER BY id) FROM run))
 )
 SELECT run.id AS run_id, run.job_id, j.name AS job, j.handler,
        coalesce(run.payload, j.payload) AS payload, j.queue,
@@ -424,6 +433,15 @@ SELECT run.id AS run_id, run.job_id, j.name AS job, j.handler,
 FROM run
 JOIN jobs j ON j.id = run.job_id
 ORDER BY run.id;
+
+-- name: live_retry
+-- The retry of run $1's chain that is queued, running or succeeded, if any.
+SELECT x.id, x.status
+FROM runs r
+JOIN runs x ON x.retry_of = coalesce(r.retry_of, r.id)
+WHERE r.id = $1
+  AND x.retry_of IS NOT NULL
+  AND x.status IN ('queued', 'running', 'succeeded');
 
 -- queues --------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ SELECT status, sum(n)::bigint AS n FROM run_counts GROUP BY status HAVING sum(n)
 -- Runs created in the last hour by job, queue and status (through the index on
 -- created_at, so a scrape reads an hour of runs, not the whole history). The $1 jobs
 -- with the most such runs keep their name; the others are summed under job_name
--- 'other', so the series stay few.
+-- '_other', so the series stay few (no job name starts with '_': jobs_name_format).
 WITH per_job AS (
     SELECT job_id, status, count(*) AS n
     FROM runs
@@ -22,7 +22,7 @@ ranked AS (
     FROM per_job
     GROUP BY job_id
 )
-SELECT CASE WHEN ranked.place <= $1 THEN j.name ELSE 'other' END AS job_name,
+SELECT CASE WHEN ranked.place <= $1 THEN j.name ELSE '_other' END AS job_name,
        j.queue, per_job.status, sum(per_job.n)::bigint AS n
 FROM per_job
 JOIN ranked USING (job_id)

@@ -28,13 +28,32 @@ RETURNING n.id, n.rule_id, n.channel_id, n.event, n.state, n.details, n.attempts
           c.secret_config AS channel_secret, c.enabled AS channel_enabled,
           r.name AS rule_name, r.max_per_hour;
 
+-- name: lock_rule_rates
+-- The rate limits of the rules $1 (in ascending order), locked until the transaction
+-- ends: each is decided by one scheduler at a time. Advisory locks, not the rules' rows,
+-- so that editing or deleting a rule never waits for (or deadlocks with) a delivery.
+SELECT pg_advisory_xact_lock(hashtextextended('sundial.notification_rate', rule_id))
+FROM unnest($1::bigint[]) AS rule_id;
+
 -- name: rule_deliveries_last_hour
--- How many notifications of each rule ($1) were delivered in the last hour (rate limit).
+-- How many notifications of each rule ($1) count against its hourly limit: delivered in
+-- the last hour, or being sent now by another scheduler (leased, not among ours, $2).
 SELECT rule_id, count(*) AS n
-FROM notifications
-WHERE rule_id = ANY ($1::bigint[])
-  AND created_at > now() - interval '2 hours'
-  AND delivered_at > now() - interval '1 hour'
+FROM (
+    SELECT rule_id
+    FROM notifications
+    WHERE rule_id = ANY ($1::bigint[])
+      AND created_at > now() - interval '2 hours'
+      AND delivered_at > now() - interval '1 hour'
+    UNION ALL
+    SELECT rule_id
+    FROM notifications
+    WHERE rule_id = ANY ($1::bigint[])
+      AND status = 'pending'
+      AND state <> 'test'
+      AND lease_until > now()
+      AND id <> ALL ($2::bigint[])
+) counted
 GROUP BY rule_id;
 
 -- name: record_deliveries
@@ -202,7 +221,9 @@ ON CONFLICT (dedup_key) DO NOTHING;
 
 -- name: close_alerts
 -- Conditions that stopped firing ($1 rules, $2 subjects): the alert goes, and the rule's
--- channel hears it is resolved (unless the rule was disabled meanwhile).
+-- channel hears it is resolved (unless the rule was disabled meanwhile). A stale
+-- scheduler that stopped firing because the reaper forgot it did not recover: its alert
+-- goes without a word.
 WITH closed AS (
     DELETE FROM notification_alerts a
     USING unnest($1::bigint[], $2::text[]) AS d(rule_id, subject)
@@ -219,6 +240,8 @@ JOIN notification_rules r ON r.id = x.rule_id
 JOIN notification_channels c ON c.id = r.channel_id
 WHERE r.enabled
   AND c.enabled
+  AND (r.kind <> 'scheduler_stale'
+       OR EXISTS (SELECT 1 FROM scheduler_instances i WHERE i.id = x.details ->> 'instance'))
 ON CONFLICT (dedup_key) DO NOTHING;
 
 -- the API: channels, rules, the delivery history ------------------------------------------

@@ -631,6 +631,34 @@ async def test_only_a_run_that_did_not_succeed_can_be_retried(api: Api) -> None:
     assert await api.count("runs") == 6 + 4
 
 
+async def test_a_run_has_one_live_retry_however_often_it_is_retried(api: Api) -> None:
+    await api.post("/api/jobs", json=noop_job("idle", queue="nobody-listens"))
+    job_id = (await api.get("/api/jobs/idle")).json()["id"]
+    failed = await insert_runs(api, job_id, "failed", 2)
+
+    first = (await api.post("/api/runs/retry", json={"job": "idle"})).json()
+    assert first["matched"] == 2 and len(first["queued"]) == 2
+    again = (await api.post("/api/runs/retry", json={"job": "idle"})).json()
+    assert again["matched"] == 2 and again["queued"] == []
+    refused = await api.post(f"/api/runs/{failed[0]}/retry")
+    assert refused.status_code == 409, refused.text
+    live = await api.pool.fetchval("SELECT id FROM runs WHERE retry_of = $1", failed[0])
+    assert refused.json()["detail"] == (f"run {failed[0]} has a retry queued already: run "
+                                        f"{live}; retry that one if it fails")
+
+    # The retries end: a succeeded one settles its run; a failed one may be retried, once,
+    # from the original or from itself (one chain).
+    await api.pool.execute("UPDATE runs SET status = CASE WHEN retry_of = $1 THEN 'succeeded' "
+                           "ELSE 'failed' END, finished_at = now() WHERE retry_of IS NOT NULL",
+                           failed[0])
+    assert (await api.post(f"/api/runs/{failed[0]}/retry")).status_code == 409
+    third = (await api.post("/api/runs/retry", json={"job": "idle", "status": ["failed"]})).json()
+    assert third["matched"] == 3 and len(third["queued"]) == 1
+    assert await api.pool.fetchval("SELECT retry_of FROM runs WHERE id = $1",
+                                   third["queued"][0]) == failed[1]
+    assert await api.count("runs") == 2 + 2 + 1
+
+
 async def insert_runs(api: Api, job_id: int, status: str, count: int = 1) -> list[int]:
     """`count` runs of the job in `status`, written as a worker would have left them."""
     rows = await api.pool.fetch(

@@ -63,8 +63,23 @@ async def test_runs_by_job_keep_the_busiest_jobs_and_sum_the_rest(api: Api) -> N
         return m.get(("sundial_job_runs_last_hour", key))
 
     assert runs("a", "succeeded") == 5 and runs("b", "failed") == 4
-    assert runs("other", "failed") == 3 and runs("c", "failed") is None
+    assert runs("_other", "failed") == 3 and runs("c", "failed") is None
     assert m[("sundial_runs", (("status", "failed"),))] == 16  # every run kept, by status
+
+
+async def test_a_job_named_other_is_not_mistaken_for_the_rest(api: Api) -> None:
+    for name in ("other", "b", "c"):
+        assert (await api.post("/api/jobs", json=noop_job(name))).status_code == 201
+    await add_runs(api, "other", "failed", 5)
+    await add_runs(api, "b", "failed", 4)
+    await add_runs(api, "c", "failed", 1)
+    m = await scrape(api)
+
+    def runs(job: str) -> float | None:
+        key = (("job_name", job), ("queue", "default"), ("status", "failed"))
+        return m.get(("sundial_job_runs_last_hour", key))
+
+    assert runs("other") == 5 and runs("b") == 4 and runs("_other") == 1
 
 
 async def test_worker_slots_and_last_success_come_from_the_database(api: Api) -> None:

@@ -84,6 +84,32 @@ async def statuses(pool: asyncpg.Pool) -> list[str]:
     return [r["status"] for r in await pool.fetch("SELECT status FROM notifications ORDER BY id")]
 
 
+async def test_runs_the_scheduler_or_the_delivery_limit_end_notify_too(pool) -> None:
+    channel_id = await channel(pool, "webhook", url="http://127.0.0.1:9/")
+    await rule(pool, "run_failed", channel_id)
+    job_id = await job(pool)
+    lost = await pool.fetchval(  # its worker stopped heartbeating on its last attempt
+        "INSERT INTO runs (job_id, scheduled_for, trigger, status, attempt, max_attempts, "
+        "worker_id, heartbeat_at) VALUES ($1, now(), 'manual', 'running', 3, 3, 'w', "
+        "now() - interval '1 hour') RETURNING id", job_id)
+    untakeable = await pool.fetchval(  # no worker has ever had its queue
+        "INSERT INTO runs (job_id, scheduled_for, trigger, status, published_at, created_at) "
+        "VALUES ($1, now(), 'manual', 'queued', now() - interval '1 day', "
+        "now() - interval '1 day') RETURNING id", job_id)
+    abandoned = await pool.fetchval(  # executing at every delivery, up to the limit
+        "INSERT INTO runs (job_id, scheduled_for, trigger, status, attempt, takeovers, "
+        "heartbeat_at) VALUES ($1, now(), 'manual', 'running', 1, 5, "
+        "now() - interval '1 hour') RETURNING id", job_id)
+
+    assert await pool.fetchval(q("end_abandoned_run"), abandoned, 1, "delivery limit", 60.0, 5)
+    assert [r["id"] for r in await pool.fetch(q("rescue_stale_runs"), 60.0, 100)] == [lost]
+    assert [r["id"] for r in await pool.fetch(q("expire_untakeable_runs"), 60.0, 3600.0, 100)] \
+        == [untakeable]
+    written = await pool.fetch("SELECT details FROM notifications ORDER BY id")
+    assert [(d["details"]["run_id"], d["details"]["status"]) for d in written] == [
+        (abandoned, "dead"), (lost, "failed"), (untakeable, "failed")]
+
+
 async def test_a_failed_run_is_delivered_once_as_a_signed_webhook(pool, receiver) -> None:
     channel_id = await channel(pool, "webhook", url=f"{receiver.url}/hook")
     await rule(pool, "run_failed", channel_id)
@@ -219,6 +245,43 @@ async def test_a_rule_sends_at_most_max_per_hour(pool, receiver) -> None:
     assert await statuses(pool) == ["delivered", "delivered", "suppressed", "suppressed"]
 
 
+async def test_the_hourly_limit_counts_what_another_scheduler_is_sending(pool, receiver) -> None:
+    channel_id = await channel(pool, "webhook", url=receiver.url)
+    await rule(pool, "run_failed", channel_id, max_per_hour=2)
+    job_id = await job(pool)
+    for _ in range(4):
+        await failed_run(pool, job_id)
+    # another scheduler has claimed two and is sending them (leased, not yet recorded)
+    in_flight = await pool.fetch(q("claim_notifications"), 2, 60.0)
+    assert len(in_flight) == 2
+
+    assert await Notifier(pool, settings()).run_once() == 2
+    assert receiver.accepted == []
+    assert await pool.fetchval("SELECT count(*) FROM notifications "
+                               "WHERE status = 'suppressed'") == 2
+
+
+async def test_schedulers_delivering_at_once_keep_the_hourly_limit(pool, db_url, receiver,
+                                                                   monkeypatch) -> None:
+    from sundial.scheduler import notifier
+
+    monkeypatch.setattr(notifier, "BATCH", 1)
+    channel_id = await channel(pool, "webhook", url=receiver.url)
+    await rule(pool, "run_failed", channel_id, max_per_hour=3)
+    job_id = await job(pool)
+    for _ in range(12):
+        await failed_run(pool, job_id)
+    pools = [pool] + [await create_pool(db_url, min_size=1, max_size=2, attempts=3)
+                      for _ in range(3)]
+    try:
+        await asyncio.gather(*(deliver_all(Notifier(p, settings()), p) for p in pools))
+    finally:
+        for other in pools[1:]:
+            await other.close()
+    assert len(receiver.accepted) == 3
+    assert sorted(await statuses(pool)) == ["delivered"] * 3 + ["suppressed"] * 9
+
+
 async def test_slack_gets_its_text(pool, receiver) -> None:
     channel_id = await channel(pool, "slack", url=f"{receiver.url}/services/T0/B0/x")
     await rule(pool, "run_failed", channel_id)
@@ -351,6 +414,18 @@ async def test_missed_slot_stale_scheduler_unattended_queue_and_backlog(pool) ->
     assert (await evaluate(pool)).closed == 3
     resolved = [e for e, s, _ in await events(pool) if s == "resolved"]
     assert sorted(resolved) == ["outbox_backlog", "queue_unattended", "scheduler_stale"]
+
+
+async def test_a_stale_scheduler_the_reaper_forgets_is_not_resolved(pool) -> None:
+    channel_id = await channel(pool, "webhook", url="http://127.0.0.1:9/")
+    await rule(pool, "scheduler_stale", channel_id, within_seconds=60)
+    await pool.execute("INSERT INTO scheduler_instances (id, host, pid, status, last_tick_at) "
+                       "VALUES ('dead', 'h', 1, 'running', now() - interval '2 hours')")
+    assert (await evaluate(pool)).opened == 1
+
+    assert len(await pool.fetch(q("forget_scheduler_instances"), 3600.0)) == 1
+    assert (await evaluate(pool)).closed == 1
+    assert [s for _, s, _ in await events(pool)] == ["firing"]
 
 
 async def test_one_scheduler_evaluates_at_a_time(pool) -> None:

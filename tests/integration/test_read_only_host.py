@@ -59,3 +59,30 @@ async def test_a_read_only_transaction_leaves_the_pool_at_the_failing_statement(
                 assert await conn.fetchval("INSERT INTO marks VALUES (2) RETURNING n") == 2
     finally:
         await pool.close()
+
+
+async def test_the_scheduler_listens_again_once_its_pool_met_a_read_only_host(
+        db_url: str, amqp_url: str) -> None:
+    from sundial.scheduler.main import Scheduler
+    from sundial.scheduler.settings import SchedulerSettings
+
+    scheduler = Scheduler(SchedulerSettings(DATABASE_URL=db_url, RABBITMQ_URL=amqp_url),
+                          name="read-only-listener")
+    await scheduler.start()
+    try:
+        old = scheduler._listener
+        assert old is not None
+        await scheduler._ensure_listener()
+        assert scheduler._listener is old, "kept while its host can write"
+
+        async with scheduler._pool.acquire() as conn:
+            await conn.execute("SET SESSION default_transaction_read_only = on")
+            with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
+                await conn.execute("UPDATE scheduler_instances SET ticks = ticks + 1")
+        await scheduler._ensure_listener()
+        assert old.is_closed(), "the listening connection to the old host is dropped"
+        new = scheduler._listener
+        assert new is not None and new is not old and not new.is_closed()
+        await new.execute("NOTIFY sundial_wakeup_probe")  # it works
+    finally:
+        await scheduler.close()

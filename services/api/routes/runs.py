@@ -61,7 +61,8 @@ async def cancel_runs(body: CancelRuns, svc: Svc, who: Caller):
 @router.post("/retry", response_model=BulkResult, response_model_exclude_none=True,
              description="Retry every failed, dead, timed_out or cancelled run the filters "
                          "select (`status` among those, all four if left out): a new manual "
-                         "run each. " + _CAP)
+                         "run each, but for a run whose retry is queued, running or "
+                         "succeeded already (one per chain). " + _CAP)
 async def retry_runs(body: RetryRuns, svc: Svc, who: Caller):
     return await svc.retry_runs(who.name, body)
 
@@ -82,5 +83,5 @@ async def cancel_run(run_id: RunId, svc: Svc, who: Caller):
 async def retry_run(run_id: RunId, svc: Svc, who: Caller):
     """Run the job again: a new manual run (attempt 1) triggered by this key. The run must
     have failed, died, timed out or been cancelled: a succeeded run is a 409 (trigger its
-    job instead)."""
+    job instead), as is a run whose retry is queued, running or succeeded already."""
     return {"run_id": await svc.retry_run(who.name, run_id)}
