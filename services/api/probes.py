@@ -10,7 +10,9 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
-    REGISTRY,
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
     CollectorRegistry,
     Gauge,
     generate_latest,
@@ -22,6 +24,12 @@ from sundial.core.sql import q
 
 router = APIRouter(tags=["probes"])
 READY_TIMEOUT_S = 5.0
+# The API process's own collectors (CPU, memory, GC), not the default registry: a process
+# that also loads the scheduler or a worker (an embedding application, the tests) would
+# otherwise serve their metrics too, and names twice in one scrape, which Prometheus refuses.
+PROCESS = CollectorRegistry(auto_describe=True)
+for _collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+    PROCESS.register(_collector)
 
 
 @router.get("/health")
@@ -103,5 +111,5 @@ async def metrics(request: Request) -> Response:
     Gauge("sundial_scheduler_broker_blocked",
           "Running schedulers whose publishing RabbitMQ blocks (a memory or disk alarm)",
           registry=registry).set(gauges["schedulers_blocked"])
-    body = generate_latest(REGISTRY) + generate_latest(registry)
+    body = generate_latest(PROCESS) + generate_latest(registry)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -760,12 +760,16 @@ async def test_scheduler_status_reports_the_zone_rules_in_use(api: Api) -> None:
 
 async def test_a_blocked_broker_shows_in_the_status_and_the_metrics(api: Api) -> None:
     """A scheduler that RabbitMQ blocks (a memory or disk alarm) says so in its status row:
-    /api/scheduler/status and /metrics report it while the instance runs, not after."""
+    /api/scheduler/status and /metrics report it while the instance runs, not after. The
+    API's /metrics serves its own figures only, even in a process that has also loaded the
+    scheduler (whose gauge of the same name would make Prometheus refuse the scrape)."""
+    import sundial.scheduler.main  # noqa: F401  (registers the scheduler's own gauge)
     from sundial.core.sql import q
 
     def gauge(text: str) -> str:
-        return next(line for line in text.splitlines()
-                    if line.startswith("sundial_scheduler_broker_blocked "))
+        [line] = [line for line in text.splitlines()
+                  if line.startswith("sundial_scheduler_broker_blocked ")]
+        return line
 
     since = datetime.now(UTC) - timedelta(seconds=3)
     for name, blocked in (("calm", None), ("alarmed", since)):

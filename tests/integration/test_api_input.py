@@ -458,7 +458,7 @@ async def test_two_concurrent_deletes_of_a_job_delete_and_audit_once(api: Api) -
             await holder.execute("SELECT pg_stat_clear_snapshot()")  # fresh within a transaction
             return await holder.fetchval(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND query LIKE '%DELETE FROM jobs WHERE%'") == 2
+                "AND datname = current_database() AND query LIKE '%FROM jobs%'") == 2
         await wait_for(both_waiting, 10, what="both deletes to wait on the row")
     statuses = sorted(r.status_code for r in await asyncio.gather(*deletes))
     assert statuses == [200, 404], statuses
