@@ -102,3 +102,22 @@ def test_beat_confirms_only_when_asked(tmp_path, confirms):
         assert {f"e{i}" for i in range(3)} <= set(scheduler.schedule)
     finally:
         scheduler.close()
+
+
+def test_the_steady_and_history_targets_say_what_held_and_what_did_not():
+    results = {"measures": {
+        "steady": {"ceiling": {"rate_per_s": 2000.0}, "held_rate_per_s": 1700.0,
+                   "held_vs_ceiling": 0.85},
+        "history": {"runs": 10_000_000, "target_p99_ms": 50.0,
+                    "calls": {"stats": {"p50_ms": 2.0, "p99_ms": 9.0},
+                              "runs?status=dead": {"p50_ms": 40.0, "p99_ms": 77.0}}}}}
+    by_measure = {t["measure"]: t for t in render.targets(results)}
+    steady = by_measure["steady due-rate held with fire lag p99 <= 100 ms"]
+    assert steady["met"] is True and steady["measured"] == "1,700 runs/s, 85 % of 2,000 messages/s"
+    history = by_measure["dashboard over 10,000,000 runs"]
+    assert history["met"] is False
+    assert history["measured"] == "1 of 2 calls within; over: runs?status=dead"
+    results["measures"]["steady"].update(held_rate_per_s=None, held_vs_ceiling=None)
+    steady = {t["measure"]: t for t in render.targets(results)}[
+        "steady due-rate held with fire lag p99 <= 100 ms"]
+    assert steady["met"] is False and steady["measured"] == "no rate of the ladder held"
