@@ -530,8 +530,11 @@ class Service:
         With no filter but the status, `total` is exact (the counts the database keeps);
         otherwise the matching runs are counted up to TOTAL_COUNT_LIMIT, and beyond it
         `total` is that limit and `total_exact` false (at least that many)."""
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire() as conn, conn.transaction():
             job_id = (await self._job_row(conn, job))["id"] if job is not None else None
+            # No parallel plan: the query's branches that a request's filters rule out
+            # would still start their workers (milliseconds each) before finding nothing.
+            await conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
             rows = await conn.fetch(q("list_runs"), job_id, schedule_id,
                                     list(statuses) if statuses else None, since, until,
                                     cursor, limit + 1, queue, TOTAL_COUNT_LIMIT + 1)
