@@ -69,6 +69,12 @@ SCHEDULE_NULLABLE = frozenset({"interval_seconds", "cron", "run_at", "start_at",
 # "at least" this many): a bound on the count's cost whatever the size of the history.
 # The counts of runs by status alone are kept by the database and always exact.
 TOTAL_COUNT_LIMIT = 10_000
+
+# The sessions of the API's pool (and of the CLI's, which shares its queries): no parallel
+# plans. Its statements read a page or a bounded count through indexes; list_runs' page
+# branches that a request's filters rule out would still start their parallel workers
+# (milliseconds each, and the cores of a busy host) before finding nothing.
+SESSION_SETTINGS = {"max_parallel_workers_per_gather": "0"}
 # At most this many runs per backfill request; more slots are refused, with their count.
 MAX_BACKFILL_SLOTS = 1000
 # Counting the slots of a refused backfill stops here ("more than ...").
@@ -530,11 +536,8 @@ class Service:
         With no filter but the status, `total` is exact (the counts the database keeps);
         otherwise the matching runs are counted up to TOTAL_COUNT_LIMIT, and beyond it
         `total` is that limit and `total_exact` false (at least that many)."""
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire() as conn:
             job_id = (await self._job_row(conn, job))["id"] if job is not None else None
-            # No parallel plan: the query's branches that a request's filters rule out
-            # would still start their workers (milliseconds each) before finding nothing.
-            await conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
             rows = await conn.fetch(q("list_runs"), job_id, schedule_id,
                                     list(statuses) if statuses else None, since, until,
                                     cursor, limit + 1, queue, TOTAL_COUNT_LIMIT + 1)

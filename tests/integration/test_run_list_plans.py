@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from bench import history_seed
-from sundial.api.service import TOTAL_COUNT_LIMIT
+from sundial.api.service import SESSION_SETTINGS, TOTAL_COUNT_LIMIT
 from sundial.core.sql import q
 
 CAP = TOTAL_COUNT_LIMIT + 1
@@ -25,9 +25,8 @@ def _args(*, job=None, schedule=None, statuses=None, since=None, until=None, cur
 
 
 async def _connect(db_url: str) -> asyncpg.Connection:
-    # As the service runs the query (sundial.api.service.Service.list_runs).
-    return await asyncpg.connect(db_url, server_settings={
-        "jit": "off", "max_parallel_workers_per_gather": "0"})
+    # A session as the API's pool makes them.
+    return await asyncpg.connect(db_url, server_settings={"jit": "off", **SESSION_SETTINGS})
 
 
 async def test_every_filter_pages_the_runs_it_selects_in_order(db_url: str) -> None:
