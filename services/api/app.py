@@ -31,7 +31,7 @@ from sundial.api.auth import KeyCache, authorize
 from sundial.api.errors import Conflict, Forbidden, Unauthorized
 from sundial.api.openapi import install_openapi
 from sundial.api.routes import audit, jobs, known_query, notifications, queues, runs, schedules, system
-from sundial.api.service import Service
+from sundial.api.service import SESSION_SETTINGS, Service
 from sundial.api.settings import ApiSettings
 from sundial.core import health, jsonb, runtime
 from sundial.core.broker import Publisher
@@ -60,7 +60,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await create_pool(settings.database_url, min_size=settings.db_pool_min,
-                                 max_size=settings.db_pool_max)
+                                 max_size=settings.db_pool_max,
+                                 server_settings=SESSION_SETTINGS)
         await wait_until_migrated(pool)
         publisher = Publisher(settings.rabbitmq_url, settings.delivery_limit)
         app.state.pool = pool

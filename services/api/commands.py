@@ -300,11 +300,12 @@ def _command(action: Callable[..., Awaitable[int | None]], settings_model: str =
 
 async def _with_service(settings: Any, action: Callable[..., Awaitable[int | None]],
                         args: argparse.Namespace) -> int:
-    from sundial.api.service import Service
+    from sundial.api.service import SESSION_SETTINGS, Service
     from sundial.core.db import create_pool
     from sundial.core.migrate import check_migrated
 
-    pool = await create_pool(settings.database_url, min_size=1, max_size=2, attempts=3)
+    pool = await create_pool(settings.database_url, min_size=1, max_size=2, attempts=3,
+                             server_settings=SESSION_SETTINGS)
     try:
         await check_migrated(pool)
         return int(await action(Service(pool, settings), args) or 0)

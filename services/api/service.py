@@ -69,6 +69,12 @@ SCHEDULE_NULLABLE = frozenset({"interval_seconds", "cron", "run_at", "start_at",
 # "at least" this many): a bound on the count's cost whatever the size of the history.
 # The counts of runs by status alone are kept by the database and always exact.
 TOTAL_COUNT_LIMIT = 10_000
+
+# The sessions of the API's pool (and of the CLI's, which shares its queries): no parallel
+# plans. Its statements read a page or a bounded count through indexes; list_runs' page
+# branches that a request's filters rule out would still start their parallel workers
+# (milliseconds each, and the cores of a busy host) before finding nothing.
+SESSION_SETTINGS = {"max_parallel_workers_per_gather": "0"}
 # At most this many runs per backfill request; more slots are refused, with their count.
 MAX_BACKFILL_SLOTS = 1000
 # Counting the slots of a refused backfill stops here ("more than ...").

@@ -283,46 +283,79 @@ SELECT id, scheduled_for FROM run ORDER BY scheduled_for;
 -- whatever the cursor (`total`, on every row; one row of NULLs but `total` for an empty
 -- page). Newest first is by id; with a time bound ($4, $5) by creation time, then id (the
 -- index on both walks from the bound; by id, a page months back would read every newer
--- run first). One of the two page branches runs, the other is a constant false.
+-- run first). One of the page branches runs, the others are a constant false.
+-- The page is found in two steps: first the ids of its runs, from filters on columns the
+-- indexes of `runs` carry (id, job_id, status, schedule_id, created_at: an index alone
+-- answers, however many runs a filter passes over), then those few rows with their job.
+-- The queue is a filter on job_id (its jobs, hashed once), not a join, for the same reason.
+-- With statuses and no time bound, each status's runs are walked newest first by their
+-- own index (runs_status_id) and the pages merged: a rare status, or several, reads a
+-- page per status, not the history until enough of them turn up.
 -- NOT MATERIALIZED: the page and the count each get their own plan (the page walks an
 -- index and stops after $7 rows). The count: with no filter but the status, the counts
 -- the database keeps (run_counts: exact, a few rows); otherwise the matching runs counted
 -- up to $9 at most (a bound on its cost whatever the history; the service then says "at
 -- least $9 - 1", total_exact false).
 WITH matching AS NOT MATERIALIZED (
+    SELECT r.id, r.created_at, r.status, r.job_id
+    FROM runs r
+    WHERE ($1::bigint IS NULL OR r.job_id = $1)
+      -- A schedule's runs are its job's: the job's history index finds them newest first.
+      AND ($2::bigint IS NULL OR (r.schedule_id = $2
+                                  AND r.job_id = (SELECT job_id FROM schedules WHERE id = $2)))
+      AND ($4::timestamptz IS NULL OR r.created_at >= $4)
+      AND ($5::timestamptz IS NULL OR r.created_at < $5)
+),
+-- The ids of the queue's jobs ($8), for a filter on job_id that an index's job_id
+-- answers (no join). The pages walk an index in their order and test each run's job
+-- (`job_id + 0`: not a lookup of each job's runs, which would then all be sorted); the
+-- count looks up each job's runs in the job's history index.
+queue_jobs AS (
+    SELECT ARRAY(SELECT id FROM jobs WHERE queue = $8) AS ids
+),
+page_ids AS (
+    (SELECT id
+     FROM matching
+     WHERE $3::text[] IS NULL AND $4::timestamptz IS NULL AND $5::timestamptz IS NULL
+       AND ($6::bigint IS NULL OR id < $6)
+       AND ($8::text IS NULL OR job_id + 0 = ANY((SELECT ids FROM queue_jobs)::bigint[]))
+     ORDER BY id DESC
+     LIMIT $7)
+    UNION ALL
+    (SELECT m.id
+     FROM (SELECT DISTINCT unnest($3::text[])) AS s (status)
+     CROSS JOIN LATERAL (
+         SELECT id
+         FROM matching
+         WHERE matching.status = s.status
+           AND ($6::bigint IS NULL OR id < $6)
+           AND ($8::text IS NULL OR job_id + 0 = ANY((SELECT ids FROM queue_jobs)::bigint[]))
+         ORDER BY id DESC
+         LIMIT $7
+     ) AS m
+     WHERE $3::text[] IS NOT NULL AND $4::timestamptz IS NULL AND $5::timestamptz IS NULL
+     ORDER BY m.id DESC
+     LIMIT $7)
+    UNION ALL
+    (SELECT id
+     FROM matching
+     WHERE ($4::timestamptz IS NOT NULL OR $5::timestamptz IS NOT NULL)
+       AND ($3::text[] IS NULL OR status = ANY($3))
+       AND ($8::text IS NULL OR job_id + 0 = ANY((SELECT ids FROM queue_jobs)::bigint[]))
+       AND ($6::bigint IS NULL
+            OR (created_at, id) < (SELECT created_at, id FROM runs WHERE id = $6))
+     ORDER BY created_at DESC, id DESC
+     LIMIT $7)
+),
+page AS (
     SELECT r.id, r.job_id, j.name AS job, r.schedule_id, r.scheduled_for, r.trigger,
            r.triggered_by, r.status, r.attempt, r.max_attempts, r.available_at,
            r.published_at, r.cancel_requested, r.started_at, r.finished_at, r.heartbeat_at,
            r.worker_id, r.error, r.priority, r.created_at, r.updated_at,
            EXTRACT(EPOCH FROM (r.finished_at - r.started_at))::float8 AS duration_s
-    FROM runs r
-    -- LEFT: every run has its job (a foreign key), and a count that needs nothing of the
-    -- job (no queue filter) leaves the join out, reading the runs' index alone.
-    LEFT JOIN jobs j ON j.id = r.job_id
-    WHERE ($1::bigint IS NULL OR r.job_id = $1)
-      -- A schedule's runs are its job's: the job's history index finds them newest first.
-      AND ($2::bigint IS NULL OR (r.schedule_id = $2
-                                  AND r.job_id = (SELECT job_id FROM schedules WHERE id = $2)))
-      AND ($3::text[] IS NULL OR r.status = ANY($3))
-      AND ($4::timestamptz IS NULL OR r.created_at >= $4)
-      AND ($5::timestamptz IS NULL OR r.created_at < $5)
-      AND ($8::text IS NULL OR j.queue = $8)
-),
-page AS (
-    (SELECT *
-     FROM matching
-     WHERE $4::timestamptz IS NULL AND $5::timestamptz IS NULL
-       AND ($6::bigint IS NULL OR id < $6)
-     ORDER BY id DESC
-     LIMIT $7)
-    UNION ALL
-    (SELECT *
-     FROM matching
-     WHERE ($4::timestamptz IS NOT NULL OR $5::timestamptz IS NOT NULL)
-       AND ($6::bigint IS NULL
-            OR (created_at, id) < (SELECT created_at, id FROM runs WHERE id = $6))
-     ORDER BY created_at DESC, id DESC
-     LIMIT $7)
+    FROM page_ids p
+    JOIN runs r ON r.id = p.id
+    JOIN jobs j ON j.id = r.job_id
 ),
 -- Up to $9 matching runs; with a time bound, walked in the page's order from the bound
 -- (without it, the planner may scan the table from its oldest end, counting on finding
@@ -330,10 +363,19 @@ page AS (
 capped AS (
     (SELECT FROM matching
      WHERE $4::timestamptz IS NULL AND $5::timestamptz IS NULL
+       AND ($3::text[] IS NULL OR status = ANY($3))
+       -- Without a status, each of the queue's jobs' runs from the job's history index;
+       -- with one, the status's runs from its index, each job_id looked up in a hash.
+       AND ($8::text IS NULL
+            OR ($3::text[] IS NULL AND job_id = ANY((SELECT ids FROM queue_jobs)::bigint[]))
+            OR ($3::text[] IS NOT NULL
+                AND job_id IN (SELECT unnest(ids) FROM queue_jobs)))
      LIMIT $9)
     UNION ALL
     (SELECT FROM matching
-     WHERE $4::timestamptz IS NOT NULL OR $5::timestamptz IS NOT NULL
+     WHERE ($4::timestamptz IS NOT NULL OR $5::timestamptz IS NOT NULL)
+       AND ($3::text[] IS NULL OR status = ANY($3))
+       AND ($8::text IS NULL OR job_id + 0 = ANY((SELECT ids FROM queue_jobs)::bigint[]))
      ORDER BY created_at DESC, id DESC
      LIMIT $9)
 ),

@@ -65,9 +65,13 @@ WITH online AS (
     WHERE status <> 'offline' AND last_heartbeat > now() - make_interval(secs => $1)
 )
 SELECT COALESCE(EXTRACT(EPOCH FROM (now() - (
-           SELECT min(available_at) FROM runs
+           -- The outbox's index in order, up to the first run no pause holds: min()
+           -- would test every available run's job.
+           SELECT available_at FROM runs
            WHERE status = 'queued' AND published_at IS NULL AND available_at <= now()
-             AND NOT job_paused(job_id)))), 0)::float8
+             AND NOT job_paused(job_id)
+           ORDER BY available_at
+           LIMIT 1))), 0)::float8
            AS dispatch_lag_s,
        (SELECT count(*) FROM runs WHERE status = 'queued' AND published_at IS NULL) AS outbox,
        (SELECT count(*) FROM online) AS workers_online,
