@@ -16,6 +16,7 @@ import asyncpg
 from sundial.core import faults, schedule, zones
 from sundial.core.errors import InvalidSchedule
 from sundial.core.logging import get_logger
+from sundial.core.messages import ScheduledBodies
 from sundial.core.schedule import Plan, Spec, jittered, plan, validate
 from sundial.core.sql import q
 
@@ -102,16 +103,16 @@ async def tick(pool: asyncpg.Pool, *, batch_size: int, look_ahead_s: float, leas
             inserted = await conn.fetch(q("record_runs_and_advance"), slot_schedule, slot_job,
                                         slot_at, slot_available, slot_attempts, lease_s,
                                         list(ids), list(nexts), list(actives))
+        bodies = ScheduledBodies()
         for run in inserted:
             sid = run["schedule_id"]
             result.run_schedules[run["id"]] = sid
             if run["leased"]:
                 job = by_schedule[sid]
                 result.to_publish.append({
-                    "run_id": run["id"], "job_id": job["job_id"], "job": job["job"],
-                    "handler": job["handler"], "payload": job["payload"], "queue": job["queue"],
-                    "schedule_id": sid, "scheduled_for": run["scheduled_for"], "attempt": 1,
-                    "timeout_seconds": job["timeout_seconds"],
+                    "run_id": run["id"], "schedule_id": sid, "queue": job["queue"],
+                    "attempt": 1,
+                    "body": bodies.body(run["id"], sid, run["scheduled_for"], job),
                 })
         result.created = len(inserted)
     faults.reached("after_commit")

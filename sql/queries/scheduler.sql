@@ -2,7 +2,8 @@
 -- Lock up to $1 due schedules (due within $2 seconds of look-ahead) and up to $1 never
 -- planned ones (next_run_at IS NULL), with what their runs need. Two CTEs, each
 -- served by the partial index on next_run_at and returning the columns of the rows it
--- locked (no second look-up of them), so a tick stays O(due).
+-- locked (no second look-up of them), so a tick stays O(due). The payload as jsonb's
+-- text: the tick puts it in the run messages as is.
 WITH due AS (
     SELECT id, job_id, kind, interval_seconds, cron, run_at, timezone, jitter_seconds,
            start_at, end_at, misfire_policy, misfire_grace_seconds, created_at, next_run_at,
@@ -32,8 +33,8 @@ claimed AS (
 SELECT s.id, s.job_id, s.kind, s.interval_seconds, s.cron, s.run_at, s.timezone,
        s.jitter_seconds, s.start_at, s.end_at, s.misfire_policy, s.misfire_grace_seconds,
        s.created_at, s.next_run_at, s.due,
-       j.enabled, j.name AS job, j.handler, j.payload, j.queue, j.timeout_seconds,
-       j.max_attempts,
+       j.enabled, j.name AS job, j.handler, j.payload::text AS payload_json, j.queue,
+       j.timeout_seconds, j.max_attempts,
        now() AS db_now
 FROM claimed s
 JOIN jobs j ON j.id = s.job_id;
