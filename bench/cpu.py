@@ -2,7 +2,7 @@
 (user + system seconds, from /proc) to record, advance and publish a run, a figure that
 does not depend on how loaded the machine is (wall-clock rates do).
 
-    python -m bench.cpu [--schedules 50000] [--repeat 3] [--source DIR ...]
+    python -m bench.cpu [--schedules 50000] [--repeat 3] [--source DIR ...] [--env NAME=VALUE ...]
 
 Each repetition seeds interval schedules all due DUE_IN_S seconds later in a fresh
 database and vhost and starts one scheduler; once it has started and is idle, the CPU
@@ -68,11 +68,12 @@ class Backends:
         return sum(cpu - self.before.get(pid, 0.0) for pid, cpu in self.cpu.items())
 
 
-async def once(count: int, source: Path | None, *, timeout_s: float = 600) -> dict:
+async def once(count: int, source: Path | None, *, timeout_s: float = 600,
+               env_extra: dict[str, str] | None = None) -> dict:
     async with infra.database("cpu") as db:
         with infra.vhost("cpu") as amqp:
             await seed.schedules(db, count, every_s=3600, first_in_s=DUE_IN_S)
-            env = infra.sundial_env(db, amqp)
+            env = infra.sundial_env(db, amqp, **(env_extra or {}))
             scratch = None
             if source is not None:
                 scratch = Path(tempfile.mkdtemp(prefix="sundial-cpu-"))
@@ -118,12 +119,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--source", type=Path, action="append",
                         help="a checkout to measure (repeatable; default: this one)")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting of the scheduler, e.g. SCHEDULER_BATCH_SIZE=2000")
     args = parser.parse_args()
+    env_extra = dict(item.split("=", 1) for item in args.env)
     sources: list[Path | None] = list(args.source or [None])
     results: dict[str, list[dict]] = {str(s or "."): [] for s in sources}
     for rep in range(args.repeat):
         for source in sources:
-            r = asyncio.run(once(args.schedules, source))
+            r = asyncio.run(once(args.schedules, source, env_extra=env_extra))
             results[str(source or ".")].append(r)
             print(f"#{rep + 1} {source or '.'}: {r['runs']} runs; CPU s per {PER:,} runs: "
                   f"scheduler {r['scheduler_cpu_s']:.2f} + backends {r['backends_cpu_s']:.2f}"
