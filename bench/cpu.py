@@ -41,7 +41,7 @@ def _package(source: Path, into: Path) -> Path:
 
 
 class Backends:
-    """The CPU of every backend serving the database but the bench's own connection; a
+    """The CPU of every client backend of the database (not autovacuum) but the bench's own; a
     backend is read while alive, its last reading kept after it ends."""
 
     def __init__(self, conn: asyncpg.Connection):
@@ -56,7 +56,8 @@ class Backends:
     async def sample(self) -> None:
         pids = await self._conn.fetch(
             "SELECT pid FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND backend_type = 'client backend'")
         for (pid,) in pids:
             try:
                 self.cpu[pid] = infra.usage(pid).cpu_s
