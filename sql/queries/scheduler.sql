@@ -83,10 +83,6 @@ advanced AS (
     FROM unnest($7::bigint[], $8::timestamptz[], $9::boolean[]) AS t(id, next_run_at, is_active)
          LEFT JOIN per_schedule p ON p.schedule_id = t.id
     WHERE s.id = t.id
-      -- Said again as a condition on the primary key, so the schedules are looked up by
-      -- it whatever the table's size (joined to the unnest alone, a batch of hundreds in
-      -- a table of tens of thousands gets a scan of the whole table).
-      AND s.id = ANY($7::bigint[])
 )
 SELECT id, schedule_id, scheduled_for, leased FROM inserted;
 
