@@ -60,6 +60,30 @@ def encode_run(row: Any) -> bytes:
     }, separators=(",", ":")).encode()  # jsonb: a payload stored by SQL may be very deep
 
 
+class ScheduledBodies:
+    """The bodies of a tick's run messages (first attempts of scheduled runs), the JSON
+    `encode_run` writes but for the payload: PostgreSQL's own text of the job's jsonb
+    payload (`payload_json`), put in as is rather than decoded and encoded again. What
+    the runs of one job share is written once."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[int, tuple[str, str]] = {}
+
+    def body(self, run_id: int, schedule_id: int, scheduled_for: datetime, job: Any) -> bytes:
+        """`job`: a mapping with job_id, job (the name), handler, payload_json and
+        timeout_seconds."""
+        parts = self._jobs.get(job["job_id"])
+        if parts is None:
+            parts = self._jobs[job["job_id"]] = (
+                f',"job_id":{int(job["job_id"])},"job":{json.dumps(job["job"])},'
+                f'"handler":{json.dumps(job["handler"])},"payload":{job["payload_json"]},'
+                '"schedule_id":',
+                f',"attempt":1,"timeout_seconds":{json.dumps(job["timeout_seconds"])}}}')
+        head, tail = parts
+        return (f'{{"version":{MESSAGE_VERSION},"run_id":{int(run_id)}{head}{int(schedule_id)},'
+                f'"scheduled_for":"{scheduled_for.isoformat()}"{tail}').encode()
+
+
 def decode_run(body: bytes) -> RunMessage:
     """Parse and validate a message body; raises pydantic.ValidationError or ValueError."""
     return RunMessage.model_validate_json(body)

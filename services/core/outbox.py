@@ -40,7 +40,8 @@ class PublishResult:
 async def publish_runs(pool: asyncpg.Pool, publisher: Publisher,
                        rows: Sequence[Mapping[str, Any]], *,
                        paused: Collection[str] | None = None) -> PublishResult:
-    """Publish the runs (rows with the RunMessage fields, `job` = name, and `queue`).
+    """Publish the runs (rows with the RunMessage fields, `job` = name, and `queue`; or
+    with run_id, queue, attempt and the message's `body` already encoded).
 
     Never raises for broker trouble: failures are returned, their leases released. The
     runs of a paused queue are not published: their leases are released, and the relay
@@ -64,7 +65,7 @@ async def publish_runs(pool: asyncpg.Pool, publisher: Publisher,
         await pool.execute(q("release_publish_lease"), result.held)
         if not rows:
             return result
-    outgoing = [Outgoing(r["run_id"], r["queue"], encode_run(r)) for r in rows]
+    outgoing = [Outgoing(r["run_id"], r["queue"], r.get("body") or encode_run(r)) for r in rows]
     attempts = {r["run_id"]: r["attempt"] for r in rows}
     try:
         errors: Sequence[BaseException | None] = await publisher.publish_many(outgoing)

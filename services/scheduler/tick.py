@@ -13,9 +13,10 @@ from typing import Any
 
 import asyncpg
 
-from sundial.core import faults
+from sundial.core import faults, schedule, zones
 from sundial.core.errors import InvalidSchedule
 from sundial.core.logging import get_logger
+from sundial.core.messages import ScheduledBodies
 from sundial.core.schedule import Plan, Spec, jittered, plan, validate
 from sundial.core.sql import q
 
@@ -102,16 +103,16 @@ async def tick(pool: asyncpg.Pool, *, batch_size: int, look_ahead_s: float, leas
             inserted = await conn.fetch(q("record_runs_and_advance"), slot_schedule, slot_job,
                                         slot_at, slot_available, slot_attempts, lease_s,
                                         list(ids), list(nexts), list(actives))
+        bodies = ScheduledBodies()
         for run in inserted:
             sid = run["schedule_id"]
             result.run_schedules[run["id"]] = sid
             if run["leased"]:
                 job = by_schedule[sid]
                 result.to_publish.append({
-                    "run_id": run["id"], "job_id": job["job_id"], "job": job["job"],
-                    "handler": job["handler"], "payload": job["payload"], "queue": job["queue"],
-                    "schedule_id": sid, "scheduled_for": run["scheduled_for"], "attempt": 1,
-                    "timeout_seconds": job["timeout_seconds"],
+                    "run_id": run["id"], "schedule_id": sid, "queue": job["queue"],
+                    "attempt": 1,
+                    "body": bodies.body(run["id"], sid, run["scheduled_for"], job),
                 })
         result.created = len(inserted)
     faults.reached("after_commit")
@@ -120,11 +121,54 @@ async def tick(pool: asyncpg.Pool, *, batch_size: int, look_ahead_s: float, leas
     return result
 
 
+def _plan_interval(row: asyncpg.Record, now: datetime,
+                   horizon: datetime) -> tuple[datetime, datetime | None] | None:
+    """The common case in plain arithmetic: an interval schedule of an enabled job whose
+    stored slot is due and on time and the only one due. Its one slot and the next slot
+    (None past end_at), as `plan` makes them; None for any other schedule, and for any
+    value `validate` might refuse (`_plan_row` decides)."""
+    if row["kind"] != "interval" or not row["enabled"]:
+        return None
+    slot: datetime | None = row["next_run_at"]
+    seconds = row["interval_seconds"]
+    policy = row["misfire_policy"]
+    grace_s = row["misfire_grace_seconds"]
+    jitter = row["jitter_seconds"]
+    start_at, end_at = row["start_at"], row["end_at"]
+    anchor = start_at or row["created_at"]
+    if (slot is None or anchor is None or slot < anchor or slot > horizon
+            or row["cron"] is not None or row["run_at"] is not None
+            or type(seconds) is not float
+            or not schedule.MIN_INTERVAL_S <= seconds <= schedule.MAX_INTERVAL_S
+            or type(jitter) is not float or not 0 <= jitter <= schedule.MAX_JITTER_S
+            or policy not in schedule.MISFIRE_POLICIES
+            or (grace_s is not None and not 0 <= grace_s <= schedule.MAX_GRACE_S)
+            or row["timezone"] not in zones.names()
+            or (end_at is not None and (slot > end_at
+                                        or (start_at is not None and end_at <= start_at)))):
+        return None
+    grace = timedelta(seconds=schedule.DEFAULT_GRACE_S[policy] if grace_s is None else grace_s)
+    if now - slot > grace:
+        return None  # missed: the misfire policy decides
+    step = timedelta(microseconds=round(seconds * 1_000_000))
+    try:
+        following = anchor + ((slot - anchor) // step + 1) * step
+    except OverflowError:
+        return None  # beyond the calendar: `_plan_row` says so
+    if following <= horizon:
+        return None  # more than one slot due
+    return slot, (None if end_at is not None and following > end_at else following)
+
+
 def _plan_row(row: asyncpg.Record, now: datetime, look_ahead: timedelta,
               rng: random.Random | None) -> tuple[Plan, list[datetime]]:
     """The plan of a claimed schedule and when each of its runs becomes available;
     raises (InvalidSchedule, or whatever the row's values make the math raise) for a
     schedule that cannot be planned."""
+    quick = _plan_interval(row, now, now + look_ahead)
+    if quick is not None:
+        slot, following = quick
+        return Plan([slot], following, 0), [jittered(slot, row["jitter_seconds"], rng)]
     spec = validate(Spec.from_row(row))
     p = plan(spec, row["next_run_at"], now, look_ahead, enabled=row["enabled"])
     return p, [jittered(slot, spec.jitter_seconds, rng) for slot in p.slots]

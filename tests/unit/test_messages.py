@@ -11,7 +11,14 @@ import jsonschema_rs
 import pytest
 from pydantic import ValidationError
 
-from sundial.core.messages import CONTENT_TYPE, MESSAGE_VERSION, RunMessage, decode_run, encode_run
+from sundial.core.messages import (
+    CONTENT_TYPE,
+    MESSAGE_VERSION,
+    RunMessage,
+    ScheduledBodies,
+    decode_run,
+    encode_run,
+)
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "docs" / "run-message.schema.json"
 REGENERATE = ('.venv/bin/python -c "import json; from sundial.core.messages import RunMessage; '
@@ -81,6 +88,25 @@ def test_body_is_compact_utf8_json_with_exactly_the_documented_fields() -> None:
     assert decoded["scheduled_for"] == "2024-03-31T01:00:00+00:00"
     assert b": " not in body and b", " not in body
     assert CONTENT_TYPE == "application/json"
+
+
+@pytest.mark.parametrize("row", [r for r in ROWS if r.values[0]["schedule_id"] is not None])
+def test_the_ticks_bodies_are_the_encoded_runs_with_the_payload_as_postgresql_writes_it(
+        row: dict) -> None:
+    bodies = ScheduledBodies()
+    compact = {**row, "payload_json": json.dumps(row["payload"], separators=(",", ":"))}
+    # PostgreSQL's jsonb text: spaces after separators, other characters as they are.
+    spaced = {**row, "payload_json": json.dumps(row["payload"], ensure_ascii=False)}
+    made = bodies.body(row["run_id"], row["schedule_id"], row["scheduled_for"], compact)
+    assert made == encode_run(row)
+    other = ScheduledBodies().body(row["run_id"], row["schedule_id"], row["scheduled_for"], spaced)
+    assert json.loads(other) == json.loads(encode_run(row))
+    assert validator().is_valid(json.loads(other))
+    # A second run of the same job: the job's part is reused, the run's own is not.
+    again = bodies.body(row["run_id"] + 1, row["schedule_id"], row["scheduled_for"] + timedelta(1),
+                        compact)
+    assert again == encode_run({**row, "run_id": row["run_id"] + 1,
+                                "scheduled_for": row["scheduled_for"] + timedelta(1)})
 
 
 GOOD = json.loads(encode_run(ROWS[0].values[0]))
