@@ -468,6 +468,7 @@ def steady_section(results: dict) -> list[str]:
     lines += ["", (f"The highest steady rate held with p99 <= {m['goal_p99_ms']:g} ms: "
                    f"**{_fmt(held)} due/s, {m['held_vs_ceiling']:.2f} of the ceiling**."
                    if held else f"No rate tried held p99 <= {m['goal_p99_ms']:g} ms."), ""]
+    return lines
 
 
 def history_section(results: dict) -> list[str]:

@@ -121,3 +121,12 @@ def test_the_steady_and_history_targets_say_what_held_and_what_did_not():
     steady = {t["measure"]: t for t in render.targets(results)}[
         "steady due-rate held with fire lag p99 <= 100 ms"]
     assert steady["met"] is False and steady["measured"] == "no rate of the ladder held"
+
+
+@pytest.mark.parametrize("results_file", sorted((render.ROOT / "bench" / "results").glob("*.json")),
+                         ids=lambda p: p.name)
+def test_every_recorded_run_renders(results_file):
+    import json
+
+    page = render.render(json.loads(results_file.read_text()), results_file)
+    assert "## Targets" in page and "## How each figure is measured" in page
