@@ -66,6 +66,20 @@ WHY: dict[str, str] = {
         "outbox had p99 {drain_empty_p99:.0f} ms in this run (the machine's share, without a "
         "backlog). Fresh batches go first: the relay waits for the tick's batches in "
         "flight before each of its own and takes 100 runs at a time while they flow."),
+    "steady due-rate held with fire lag p99 <= 100 ms": (
+        "on 2 cores RabbitMQ at its ceiling takes most of the machine, and Sundial's "
+        "scheduler (about a third of a core at these rates) and PostgreSQL (about as much: "
+        "one INSERT into `runs` and its ~14 indexes per run, then the mark published) need "
+        "the rest; the steady table above gives each load's scheduler CPU. "
+        "`python -m bench.profile dispatch`: publishing (aiormq's framing and confirm "
+        "handling) is about 40 % of the scheduler's samples, planning 6 %, asyncpg 8 %. "
+        "`python -m bench.cpu`: CPU per 10,000 runs dispatched, scheduler plus its "
+        "PostgreSQL sessions. What would move it: fewer indexes written per run, batches "
+        "that grow while the scheduler is behind, several relay batches in flight."),
+    "dashboard": (
+        "the calls over are listed; each call's p99 is its worst of 60 requests, so one "
+        "stall of the machine (the no-database floor's p99 is in the table) decides it; the "
+        "EXPLAIN columns give the query's own time and buffers."),
 }
 
 
@@ -90,7 +104,7 @@ TRIGGER_SPLIT = (
 
 
 def _why(measure: str, results: dict) -> str | None:
-    text = WHY.get(measure)
+    text = WHY.get(measure) or WHY.get(measure.split(" over ")[0])
     steady = _get(results, "measures", "fire_lag", "steady", "sundial") or {}
     fields = {"passes_per_s": steady.get("passes_per_s") or 0,
               "tick_p50": _get(steady, "breakdown", "slot_to_tick", "p50_ms") or 0,
