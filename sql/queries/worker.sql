@@ -69,6 +69,12 @@ better AS (
         FOR UPDATE SKIP LOCKED
     ) c
     WHERE $6
+      -- Checked once, before any probe: with no published run above priority 0 waiting
+      -- anywhere (the common case: runs_waiting_priority is empty), nothing can rank
+      -- above the message's run, and a queue of a thousand jobs costs no thousand probes.
+      AND EXISTS (SELECT 1 FROM runs w
+                  WHERE w.status = 'queued' AND w.published_at IS NOT NULL
+                    AND w.priority > 0)
       AND j.concurrency_policy = 'allow'
       AND j.handler = ANY($4::text[])
     ORDER BY c.priority DESC, c.id
