@@ -21,9 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -42,19 +39,6 @@ CALLS = 60
 TARGET_P99_MS = 50.0
 STEADY_RUNS_PER_S = 5000
 RETENTION_ROWS = 200_000
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _api_key(env: dict[str, str]) -> str:
-    out = subprocess.run([sys.executable, "-m", "sundial", "keys", "create", "--name", "bench",
-                          "--role", "admin"], env=env, cwd=infra.ROOT, check=True,
-                         capture_output=True, text=True).stdout
-    return out.strip().splitlines()[-1].strip()
 
 
 async def _calls(conn: asyncpg.Connection) -> dict[str, str]:
@@ -274,9 +258,9 @@ async def measure(runs: int, load_s: float, calls_n: int = CALLS) -> dict:
             await history_seed.history(db, runs)
             seed_s = time.monotonic() - started
             conn = await asyncpg.connect(db)
-            port = _free_port()
+            port = infra.free_port()
             env = infra.sundial_env(db, amqp, API_HOST="127.0.0.1", API_PORT=port)
-            key = _api_key(env)
+            key = infra.api_key(env)
             api = infra.sundial("sundial-history-api", ["api"], env)
             try:
                 calls = await _calls(conn)

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -165,3 +166,18 @@ async def wait_until(predicate, timeout: float, what: str, every: float = 0.1):
         if time.monotonic() > deadline:
             raise TimeoutError(f"bench: timed out after {timeout:.0f}s waiting for {what}")
         await asyncio.sleep(every)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now, for a process the bench starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def api_key(env: dict[str, str]) -> str:
+    """An admin key made with `sundial keys create` against the bench's database."""
+    out = subprocess.run([sys.executable, "-m", "sundial", "keys", "create", "--name", "bench",
+                          "--role", "admin"], env=env, cwd=ROOT, check=True,
+                         capture_output=True, text=True).stdout
+    return out.strip().splitlines()[-1].strip()

@@ -21,9 +21,6 @@ Both clocks are this machine's one clock (PostgreSQL's now() and time.time()).
 from __future__ import annotations
 
 import asyncio
-import socket
-import subprocess
-import sys
 import time
 
 import aiormq
@@ -46,29 +43,16 @@ FLOOR_BODY = (b'{"version":1,"run_id":1000000,"job_id":1,"job":"bench-trigger-0"
               b'"attempt":1,"timeout_seconds":3600}')
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _api_key(env: dict[str, str]) -> str:
-    out = subprocess.run([sys.executable, "-m", "sundial", "keys", "create", "--name", "bench",
-                          "--role", "admin"], env=env, cwd=infra.ROOT, check=True,
-                         capture_output=True, text=True).stdout
-    return out.strip().splitlines()[-1].strip()
-
-
 async def sundial(count: int, *, timeout_s: float) -> dict:
     async with infra.database("trigger") as db:
         with infra.vhost("trigger") as amqp:
             await seed.schedules(db, 1, every_s=86400, first_in_s=86400, prefix="bench-trigger-")
-            port = _free_port()
+            port = infra.free_port()
             env = infra.sundial_env(db, amqp, WORKER_QUEUES=seed.QUEUE,
                                     WORKER_CONCURRENCY=WORKER_CONCURRENCY,
                                     RABBITMQ_DELIVERY_LIMIT=DELIVERY_LIMIT,
                                     API_HOST="127.0.0.1", API_PORT=port)
-            key = _api_key(env)
+            key = infra.api_key(env)
             conn = await asyncpg.connect(db)
             job_id = await conn.fetchval("SELECT min(id) FROM jobs")
             procs = [infra.sundial("sundial-trigger-scheduler", ["scheduler"], env),
