@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import itertools
 import re
 from dataclasses import dataclass
 from importlib.resources.abc import Traversable
@@ -107,9 +106,8 @@ async def _take_lock(conn: asyncpg.Connection) -> None:
     """The migrators' advisory lock, waited for here rather than in a statement: a session
     waiting inside `pg_advisory_lock` holds a snapshot, which a CREATE INDEX CONCURRENTLY
     of the runner holding the lock waits for: each would wait for the other."""
-    for _ in itertools.count():
-        if await conn.fetchval("SELECT pg_try_advisory_lock($1)", MIGRATION_LOCK_KEY):
-            return
+    # ASYNC110: the lock lives in the database, so there is no event to wait on: poll it.
+    while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", MIGRATION_LOCK_KEY):  # noqa: ASYNC110
         await asyncio.sleep(LOCK_POLL_S)
 
 
